@@ -1,0 +1,4 @@
+//! Project automation, run as `cargo xtask <task>`.
+fn main() -> anyhow::Result<()> {
+    Ok(())
+}
