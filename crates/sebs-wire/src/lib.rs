@@ -264,6 +264,10 @@ pub struct AgentSettings {
     /// The user the function runs as; `None` keeps the agent's own (root).
     pub uid: Option<u32>,
     pub gid: Option<u32>,
+    /// The code package's root; [`CODE_DIR`] in a container.
+    pub code_dir: std::path::PathBuf,
+    /// The language runtime's executable, looked up on `PATH` (`python3`, `node`).
+    pub runtime: Option<String>,
 }
 
 /// Names of the environment variables that carry [`AgentSettings`].
@@ -276,6 +280,8 @@ pub mod env {
     pub const UID: &str = "CONTAINER_UID";
     pub const GID: &str = "CONTAINER_GID";
     pub const USER: &str = "CONTAINER_USER";
+    pub const CODE_DIR: &str = "SEBS_CODE_DIR";
+    pub const RUNTIME: &str = "SEBS_RUNTIME";
 }
 
 /// An agent setting that is missing or malformed.
@@ -297,6 +303,8 @@ impl AgentSettings {
             timeout_ms: 60_000,
             uid: None,
             gid: None,
+            code_dir: std::path::PathBuf::from(CODE_DIR),
+            runtime: None,
         }
     }
 
@@ -307,7 +315,11 @@ impl AgentSettings {
             (env::LANGUAGE.to_string(), self.language.as_str().to_string()),
             (env::WORKERS.to_string(), self.workers.to_string()),
             (env::TIMEOUT_MS.to_string(), self.timeout_ms.to_string()),
+            (env::CODE_DIR.to_string(), self.code_dir.display().to_string()),
         ];
+        if let Some(runtime) = &self.runtime {
+            out.push((env::RUNTIME.to_string(), runtime.clone()));
+        }
         if let Some(uid) = self.uid {
             out.push((env::UID.to_string(), uid.to_string()));
         }
@@ -356,6 +368,10 @@ impl AgentSettings {
         }
         s.uid = parse(&get, env::UID)?;
         s.gid = parse(&get, env::GID)?;
+        if let Some(dir) = get(env::CODE_DIR).filter(|d| !d.trim().is_empty()) {
+            s.code_dir = dir.into();
+        }
+        s.runtime = get(env::RUNTIME).filter(|r| !r.trim().is_empty());
         Ok(s)
     }
 }
@@ -412,6 +428,8 @@ mod tests {
         let mut s = AgentSettings::new(Language::Nodejs);
         s.workers = 4;
         s.uid = Some(1000);
+        s.code_dir = "/tmp/pkg".into();
+        s.runtime = Some("node".into());
         let env = s.to_env();
         let back = AgentSettings::from_env(|k| {
             env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
