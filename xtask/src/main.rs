@@ -1,4 +1,65 @@
-//! Project automation, run as `cargo xtask <task>`.
-fn main() -> anyhow::Result<()> {
-    Ok(())
+//! Project automation, run as `cargo xtask <task>`: the two commands of the README.
+//!
+//! - `cargo xtask test`: makes sure a Docker engine answers, builds the static agent and the
+//!   offline base image, then runs the whole test suite with Docker tests for real.
+//! - `cargo xtask bench`: the same preparation, then the project's benchmark.
+//! - `cargo xtask agent`: builds the static in-container agent and prints its path.
+
+mod agent;
+mod bench;
+mod docker;
+mod root;
+
+use anyhow::Result;
+
+const USAGE: &str = "usage: cargo xtask <test|bench|agent> [args...]
+
+  test [cargo test args]   prepare Docker, the agent and images, then run every test
+  bench [--quick]          prepare, then run the benchmark and print its figures
+  agent                    build the static in-container agent and print its path";
+
+fn main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let task = args.next();
+    let rest: Vec<String> = args.collect();
+    match task.as_deref() {
+        Some("test") => test(&rest),
+        Some("bench") => bench::run(&rest),
+        Some("agent") => {
+            let path = agent::build()?;
+            println!("{}", path.display());
+            Ok(())
+        }
+        Some("-h" | "--help" | "help") | None => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => anyhow::bail!("unknown task {other:?}\n\n{USAGE}"),
+    }
+}
+
+/// Everything the tests need, then the tests.
+fn test(extra: &[String]) -> Result<()> {
+    let prepared = prepare()?;
+    let mut cmd = root::cargo();
+    cmd.args(["test", "--workspace"]).args(extra);
+    cmd.env("SEBS_AGENT_BIN", &prepared.agent);
+    root::run(&mut cmd)
+}
+
+/// What a run needs from the machine: an engine, the agent binary and a Python image.
+pub struct Prepared {
+    pub agent: std::path::PathBuf,
+}
+
+pub fn prepare() -> Result<Prepared> {
+    docker::ensure_engine()?;
+    let agent = agent::build()?;
+    // The CLI owns image resolution (official image, else the offline base it builds);
+    // running it here builds the base once, before tests run in parallel.
+    let mut cmd = root::cargo();
+    cmd.args(["run", "--quiet", "--package", "sebs-cli", "--", "images", "prepare"]);
+    cmd.env("SEBS_AGENT_BIN", &agent);
+    root::run(&mut cmd)?;
+    Ok(Prepared { agent })
 }

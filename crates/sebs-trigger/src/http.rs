@@ -1,0 +1,382 @@
+//! The HTTP trigger: POSTs an input to a function's agent and times every phase.
+//!
+//! We speak HTTP/1.1 through hyper's connection-level client instead of a pooled
+//! high-level client because the figures need phase boundaries that such clients hide:
+//! when a connection became ready (curl's PRETRANSFER) and when the answer's head arrived
+//! (STARTTRANSFER). Connections are kept alive and reused, so warm invocations measure the
+//! function and not TCP set-up; [`TriggerConfig::keep_alive`] turns that off to reproduce
+//! SeBS's one-connection-per-call behaviour.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper::{header, Request};
+use hyper_util::rt::TokioIo;
+use sebs_wire::{EpochMicros, ErrorAnswer, InvocationAnswer};
+
+use crate::result::{
+    python_datetime, ExecutionBilling, ExecutionResult, ExecutionStats, ExecutionTimes,
+    ProviderTimes,
+};
+
+/// How a [`Trigger`] behaves.
+#[derive(Debug, Clone)]
+pub struct TriggerConfig {
+    /// Reuse connections between invocations (the default).
+    pub keep_alive: bool,
+    /// An invocation that has no complete answer after this long fails with
+    /// [`InvokeError::Timeout`]; the function's own timeout should come first.
+    pub timeout: Duration,
+}
+
+impl Default for TriggerConfig {
+    fn default() -> Self {
+        TriggerConfig { keep_alive: true, timeout: Duration::from_secs(300) }
+    }
+}
+
+/// Client-side times of one request, kept also when the invocation failed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RequestTimes {
+    pub begin: EpochMicros,
+    pub end: EpochMicros,
+    /// Microseconds from `begin` to the end of the answer, on the monotonic clock.
+    pub client_us: i64,
+    /// Seconds until the request could be sent.
+    pub http_startup: f64,
+    /// Seconds until the first byte of the answer; 0 when none came.
+    pub http_first_byte_return: f64,
+}
+
+/// Why an invocation produced no [`ExecutionResult`].
+#[derive(Debug, thiserror::Error)]
+pub enum InvokeError {
+    #[error("connect to function at {url}")]
+    Connect {
+        url: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("exchange HTTP with function at {url}")]
+    Http {
+        url: String,
+        #[source]
+        source: hyper::Error,
+    },
+    #[error("get an answer from function at {url} within {}s", timeout.as_secs_f64())]
+    Timeout { url: String, timeout: Duration, times: RequestTimes },
+    /// The function answered with an error of its own: it raised, timed out, or died.
+    #[error("invoke function at {url}: {} (HTTP {status}){}", answer.error,
+        answer.exception_type.as_deref().map(|t| format!(", {t}")).unwrap_or_default())]
+    Function { url: String, status: u16, answer: Box<ErrorAnswer>, times: RequestTimes },
+    /// Something answered that does not speak the protocol.
+    #[error("read the answer of function at {url} (HTTP {status}): {reason}; body: {body}")]
+    BadAnswer { url: String, status: u16, reason: String, body: String, times: RequestTimes },
+}
+
+impl InvokeError {
+    /// The client-side times, when the request got as far as being sent.
+    pub fn times(&self) -> Option<&RequestTimes> {
+        match self {
+            InvokeError::Timeout { times, .. }
+            | InvokeError::Function { times, .. }
+            | InvokeError::BadAnswer { times, .. } => Some(times),
+            InvokeError::Connect { .. } | InvokeError::Http { .. } => None,
+        }
+    }
+}
+
+/// A URL that is not `host:port` or `http://host:port[/path]`.
+#[derive(Debug, thiserror::Error)]
+#[error("parse function url {url:?}: {reason}")]
+pub struct UrlError {
+    pub url: String,
+    pub reason: &'static str,
+}
+
+/// Invokes one function endpoint. Cheap to share behind an `Arc`; concurrent invocations
+/// each get their own connection.
+#[derive(Debug)]
+pub struct Trigger {
+    host: String,
+    port: u16,
+    path: String,
+    url: String,
+    config: TriggerConfig,
+    idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
+}
+
+impl Trigger {
+    /// A trigger for `url`: SeBS's `"172.17.0.3:9000"` or `"http://127.0.0.1:9000/"`.
+    pub fn new(url: &str, config: TriggerConfig) -> Result<Trigger, UrlError> {
+        let err = |reason| UrlError { url: url.to_string(), reason };
+        let rest = match url.split_once("://") {
+            Some(("http", rest)) => rest,
+            Some(_) => return Err(err("only http:// is supported")),
+            None => url,
+        };
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let (host, port) = authority.rsplit_once(':').ok_or_else(|| err("no port"))?;
+        let port: u16 = port.parse().map_err(|_| err("the port is not a number"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err(err("no host"));
+        }
+        Ok(Trigger {
+            host: host.to_string(),
+            port,
+            path: path.to_string(),
+            url: format!("http://{authority}{path}"),
+            config,
+            idle: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Sends `input` as JSON and reads the function's answer into SeBS's result record.
+    pub async fn invoke(&self, input: &serde_json::Value) -> Result<ExecutionResult, InvokeError> {
+        let body = Bytes::from(serde_json::to_vec(input).unwrap_or_else(|_| b"null".to_vec()));
+        self.invoke_raw(body).await
+    }
+
+    /// Like [`Trigger::invoke`] with a body that is already serialised.
+    pub async fn invoke_raw(&self, body: Bytes) -> Result<ExecutionResult, InvokeError> {
+        let begin = EpochMicros::now();
+        let start = Instant::now();
+        let times = |startup: Duration, first_byte: Option<Duration>| {
+            let elapsed = start.elapsed();
+            RequestTimes {
+                begin,
+                end: EpochMicros(begin.0 + elapsed.as_micros() as i64),
+                client_us: elapsed.as_micros() as i64,
+                http_startup: startup.as_secs_f64(),
+                http_first_byte_return: first_byte.map_or(0.0, |d| d.as_secs_f64()),
+            }
+        };
+        let exchange = match tokio::time::timeout(self.config.timeout, self.exchange(body, start))
+            .await
+        {
+            Ok(result) => result?,
+            Err(_) => {
+                return Err(InvokeError::Timeout {
+                    url: self.url.clone(),
+                    timeout: self.config.timeout,
+                    times: times(Duration::ZERO, None),
+                })
+            }
+        };
+        let times = times(exchange.startup, Some(exchange.first_byte));
+        read_answer(&self.url, exchange.status, &exchange.body, times)
+    }
+
+    /// Sends one request and reads the whole answer.
+    async fn exchange(&self, body: Bytes, start: Instant) -> Result<Exchange, InvokeError> {
+        loop {
+            let (mut sender, reused) = self.connection().await?;
+            let startup = start.elapsed();
+            match sender.try_send_request(self.request(body.clone())).await {
+                Ok(response) => {
+                    let first_byte = start.elapsed();
+                    let status = response.status().as_u16();
+                    let reusable = self.config.keep_alive
+                        && !response
+                            .headers()
+                            .get(header::CONNECTION)
+                            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+                    let body = response
+                        .into_body()
+                        .collect()
+                        .await
+                        .map_err(|source| InvokeError::Http { url: self.url.clone(), source })?
+                        .to_bytes();
+                    if reusable {
+                        self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(sender);
+                    }
+                    return Ok(Exchange { status, body, startup, first_byte });
+                }
+                // A kept-alive connection that the agent had closed: the request never left,
+                // so nothing ran; send it on a fresh connection.
+                Err(mut e) => {
+                    if reused && e.take_message().is_some() {
+                        continue;
+                    }
+                    return Err(InvokeError::Http { url: self.url.clone(), source: e.into_error() });
+                }
+            }
+        }
+    }
+
+    /// An idle kept-alive connection when there is one, else a new one; says which.
+    async fn connection(&self) -> Result<(SendRequest<Full<Bytes>>, bool), InvokeError> {
+        if self.config.keep_alive {
+            loop {
+                let candidate = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+                let Some(mut sender) = candidate else { break };
+                if !sender.is_closed() && sender.ready().await.is_ok() {
+                    return Ok((sender, true));
+                }
+            }
+        }
+        let stream = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
+            .await
+            .map_err(|source| InvokeError::Connect { url: self.url.clone(), source })?;
+        // Requests are small: send them now rather than waiting for more bytes (Nagle).
+        let _ = stream.set_nodelay(true);
+        let (sender, connection) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|source| InvokeError::Http { url: self.url.clone(), source })?;
+        tokio::spawn(async move {
+            // Ends when the agent or we close the connection; errors then are not news.
+            let _ = connection.await;
+        });
+        Ok((sender, false))
+    }
+
+    fn request(&self, body: Bytes) -> Request<Full<Bytes>> {
+        let mut builder = Request::post(self.path.as_str())
+            .header(header::HOST, format!("{}:{}", self.host, self.port))
+            .header(header::CONTENT_TYPE, "application/json");
+        if !self.config.keep_alive {
+            builder = builder.header(header::CONNECTION, "close");
+        }
+        // Path and headers were validated in `new`, so building cannot fail; fall back to
+        // a bare request rather than panic.
+        builder.body(Full::new(body.clone())).unwrap_or_else(|_| Request::new(Full::new(body)))
+    }
+}
+
+struct Exchange {
+    status: u16,
+    body: Bytes,
+    startup: Duration,
+    first_byte: Duration,
+}
+
+/// Turns an agent's answer into SeBS's record, or into the error it reports.
+pub fn read_answer(
+    url: &str,
+    status: u16,
+    body: &[u8],
+    times: RequestTimes,
+) -> Result<ExecutionResult, InvokeError> {
+    let bad = |reason: String| InvokeError::BadAnswer {
+        url: url.to_string(),
+        status,
+        reason,
+        body: String::from_utf8_lossy(&body[..body.len().min(2048)]).into_owned(),
+        times,
+    };
+    if status != 200 {
+        return match serde_json::from_slice::<ErrorAnswer>(body) {
+            Ok(answer) => Err(InvokeError::Function {
+                url: url.to_string(),
+                status,
+                answer: Box::new(answer),
+                times,
+            }),
+            Err(e) => Err(bad(format!("error answer is not the agent's JSON ({e})"))),
+        };
+    }
+    let output: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| bad(format!("answer is not JSON ({e})")))?;
+    let answer: InvocationAnswer = serde_json::from_value(output.clone())
+        .map_err(|e| bad(format!("answer lacks SeBS's fields ({e})")))?;
+    let begin: EpochMicros = answer.begin.parse().map_err(|e| bad(format!("{e}")))?;
+    let end: EpochMicros = answer.end.parse().map_err(|e| bad(format!("{e}")))?;
+    Ok(ExecutionResult {
+        request_id: answer.request_id.clone(),
+        times: ExecutionTimes {
+            client: times.client_us,
+            client_begin: python_datetime(times.begin.0),
+            client_end: python_datetime(times.end.0),
+            benchmark: end.micros_since(begin),
+            initialization: answer.init_time_us as i64,
+            http_startup: times.http_startup,
+            http_first_byte_return: times.http_first_byte_return,
+        },
+        provider_times: ProviderTimes::default(),
+        stats: ExecutionStats {
+            memory_used: answer.memory_peak_bytes.map(|b| b as f64 / (1024.0 * 1024.0)),
+            cold_start: answer.is_cold,
+            failure: false,
+        },
+        billing: ExecutionBilling::default(),
+        output,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check_url(url: &str, expect: Result<(&str, u16, &str), &str>) {
+        match (Trigger::new(url, TriggerConfig::default()), expect) {
+            (Ok(t), Ok((host, port, path))) => {
+                assert_eq!((t.host.as_str(), t.port, t.path.as_str()), (host, port, path), "{url}")
+            }
+            (Err(e), Err(reason)) => assert_eq!(e.reason, reason, "{url}"),
+            (got, want) => panic!("{url}: got {got:?}, want {want:?}"),
+        }
+    }
+
+    #[test]
+    fn urls() {
+        check_url("172.17.0.3:9000", Ok(("172.17.0.3", 9000, "/")));
+        check_url("http://127.0.0.1:9001/", Ok(("127.0.0.1", 9001, "/")));
+        check_url("http://localhost:80/fn", Ok(("localhost", 80, "/fn")));
+        check_url("http://[::1]:9000", Ok(("::1", 9000, "/")));
+        check_url("https://x:1", Err("only http:// is supported"));
+        check_url("172.17.0.3", Err("no port"));
+        check_url(":9000", Err("no host"));
+        check_url("h:99999", Err("the port is not a number"));
+    }
+
+    fn times() -> RequestTimes {
+        RequestTimes {
+            begin: EpochMicros(1_700_000_000_000_000),
+            end: EpochMicros(1_700_000_000_001_520),
+            client_us: 1520,
+            http_startup: 0.0002,
+            http_first_byte_return: 0.0014,
+        }
+    }
+
+    #[test]
+    fn reads_answers() {
+        let ok = br#"{"begin": "1700000000.100000", "end": "1700000000.200042",
+            "request_id": "id1", "is_cold": true, "init_time_us": 5000,
+            "result": {"output": {"result": 1}}}"#;
+        let r = read_answer("u", 200, ok, times()).unwrap();
+        assert_eq!(r.times.benchmark, 100_042);
+        assert_eq!(r.times.initialization, 5000);
+        assert_eq!(r.times.client, 1520);
+        assert!(r.stats.cold_start);
+        assert_eq!(r.request_id, "id1");
+        assert_eq!(r.handler_output(), Some(&serde_json::json!({"result": 1})));
+
+        let raised = br#"{"error": "ValueError: boom", "kind": "handler_error", "type": "ValueError",
+            "traceback": "Traceback..."}"#;
+        match read_answer("u", 500, raised, times()) {
+            Err(InvokeError::Function { status: 500, answer, .. }) => {
+                assert_eq!(answer.exception_type.as_deref(), Some("ValueError"))
+            }
+            other => panic!("{other:?}"),
+        }
+        let e = read_answer("u", 502, b"<html>bad gateway</html>", times()).unwrap_err();
+        assert!(matches!(e, InvokeError::BadAnswer { status: 502, .. }), "{e}");
+        let e = read_answer("u", 200, b"{\"begin\": 1}", times()).unwrap_err();
+        assert!(e.to_string().contains("lacks SeBS's fields"), "{e}");
+        let e = read_answer("u", 200, b"nope", times()).unwrap_err();
+        assert!(e.to_string().contains("not JSON"), "{e}");
+        assert_eq!(e.times().map(|t| t.client_us), Some(1520));
+    }
+}

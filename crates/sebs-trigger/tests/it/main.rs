@@ -1,0 +1,111 @@
+//! The trigger against a real HTTP server on loopback that answers like an agent.
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use sebs_trigger::{InvokeError, Trigger, TriggerConfig};
+
+/// Serves agent-like answers; counts accepted connections. `close_after_each` makes the
+/// server drop every connection after one answer without saying so, as a restarting agent
+/// would.
+async fn server(delay: Duration, status: u16, close_after_each: bool) -> (String, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counter = connections.clone();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |_req: Request<hyper::body::Incoming>| async move {
+                    tokio::time::sleep(delay).await;
+                    let body = if status == 200 {
+                        r#"{"begin": "1700000000.000000", "end": "1700000000.000500", "request_id": "x",
+                            "is_cold": false, "result": {"output": {}}}"#
+                    } else {
+                        r#"{"error": "boom", "kind": "handler_error", "type": "ValueError"}"#
+                    };
+                    Ok::<_, Infallible>(
+                        Response::builder().status(status).body(Full::new(Bytes::from(body))).unwrap(),
+                    )
+                });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .keep_alive(!close_after_each)
+                    .serve_connection(TokioIo::new(stream), service);
+                let _ = conn.await;
+            });
+        }
+    });
+    (format!("{addr}"), connections)
+}
+
+#[tokio::test]
+async fn keeps_connections_alive_and_times_phases() {
+    let (url, connections) = server(Duration::from_millis(5), 200, false).await;
+    let trigger = Trigger::new(&url, TriggerConfig::default()).unwrap();
+    for _ in 0..5 {
+        let r = trigger.invoke(&serde_json::json!({"a": 1})).await.unwrap();
+        assert_eq!(r.times.benchmark, 500);
+        let client_s = r.times.client as f64 / 1e6;
+        assert!(r.times.http_startup <= r.times.http_first_byte_return);
+        assert!(r.times.http_first_byte_return <= client_s + 1e-6, "{:?}", r.times);
+        // The server waits 5 ms before answering.
+        assert!(r.times.http_first_byte_return >= 0.005, "{:?}", r.times);
+    }
+    assert_eq!(connections.load(Ordering::SeqCst), 1, "one kept-alive connection for 5 calls");
+}
+
+#[tokio::test]
+async fn without_keep_alive_each_call_connects() {
+    let (url, connections) = server(Duration::ZERO, 200, false).await;
+    let config = TriggerConfig { keep_alive: false, ..TriggerConfig::default() };
+    let trigger = Trigger::new(&url, config).unwrap();
+    for _ in 0..3 {
+        trigger.invoke(&serde_json::json!({})).await.unwrap();
+    }
+    assert_eq!(connections.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn a_server_that_closes_connections_is_reconnected() {
+    let (url, connections) = server(Duration::ZERO, 200, true).await;
+    let trigger = Trigger::new(&url, TriggerConfig::default()).unwrap();
+    for _ in 0..3 {
+        trigger.invoke(&serde_json::json!({})).await.unwrap();
+        // Give the server's close time to arrive, so the next call finds it closed.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(connections.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn function_errors_and_timeouts_are_values() {
+    let (url, _) = server(Duration::ZERO, 500, false).await;
+    let trigger = Trigger::new(&url, TriggerConfig::default()).unwrap();
+    let err = trigger.invoke(&serde_json::json!({})).await.unwrap_err();
+    assert!(matches!(&err, InvokeError::Function { status: 500, .. }), "{err}");
+    assert!(err.to_string().contains("boom"), "{err}");
+    assert!(err.times().is_some());
+
+    let (url, _) = server(Duration::from_secs(5), 200, false).await;
+    let config = TriggerConfig { timeout: Duration::from_millis(100), ..TriggerConfig::default() };
+    let trigger = Trigger::new(&url, config).unwrap();
+    let err = trigger.invoke(&serde_json::json!({})).await.unwrap_err();
+    assert!(matches!(err, InvokeError::Timeout { .. }), "{err}");
+
+    // Nothing listens on this port once the listener is dropped.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let trigger = Trigger::new(&format!("127.0.0.1:{port}"), TriggerConfig::default()).unwrap();
+    let err = trigger.invoke(&serde_json::json!({})).await.unwrap_err();
+    assert!(matches!(err, InvokeError::Connect { .. }), "{err}");
+}

@@ -1,0 +1,40 @@
+//! Builds the in-container agent as a static binary that runs in any Linux image.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+
+use crate::root;
+
+/// Builds `sebs-agent` statically linked for the host's target and returns its path.
+///
+/// A separate target directory keeps the static build's flags from invalidating the
+/// normal build; `RUSTFLAGS` with an explicit `--target` leaves build scripts and proc
+/// macros dynamically linked, as they must be.
+pub fn build() -> Result<PathBuf> {
+    let triple = host_triple()?;
+    let target_dir = root::dir().join("target").join("agent");
+    let mut cmd = root::cargo();
+    cmd.args(["build", "--quiet", "--release", "--package", "sebs-agent", "--target", &triple])
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .env("RUSTFLAGS", "-C target-feature=+crt-static");
+    root::run(&mut cmd)?;
+    let path = target_dir.join(&triple).join("release").join("sebs-agent");
+    if !path.is_file() {
+        bail!("cargo built the agent but {} does not exist", path.display());
+    }
+    Ok(path)
+}
+
+fn host_triple() -> Result<String> {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let out = std::process::Command::new(&rustc)
+        .arg("-vV")
+        .output()
+        .with_context(|| format!("failed to run {} -vV", rustc.to_string_lossy()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .map(|s| s.trim().to_string())
+        .context("rustc -vV printed no host triple")
+}

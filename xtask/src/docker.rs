@@ -1,0 +1,113 @@
+//! Makes sure a Docker engine answers before anything needs one.
+//!
+//! When none answers and we may (root, a Debian-like system, no `DOCKER_HOST` pointing
+//! elsewhere), install Debian's `docker.io` and start `dockerd` in the background;
+//! otherwise stop with the exact command the user must run.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::root;
+
+pub fn ensure_engine() -> Result<()> {
+    if engine_answers() {
+        return Ok(());
+    }
+    if let Some(host) = std::env::var_os("DOCKER_HOST") {
+        bail!(
+            "no Docker engine answers at DOCKER_HOST={}; start that engine or unset DOCKER_HOST",
+            host.to_string_lossy()
+        );
+    }
+    let root_user = is_root();
+    let debian = Path::new("/etc/debian_version").exists();
+    if !(root_user && debian) {
+        bail!(
+            "no Docker engine answers; start one, e.g.\n    sudo systemctl start docker\n\
+             or on Debian/Ubuntu without one installed:\n    \
+             sudo apt-get install -y docker.io && sudo systemctl start docker"
+        );
+    }
+    if which("dockerd").is_none() {
+        eprintln!("xtask: no Docker engine installed; installing Debian's docker.io");
+        root::run(Command::new("apt-get").arg("update").arg("-qq"))?;
+        root::run(
+            Command::new("apt-get")
+                .args(["install", "-y", "-qq", "docker.io"])
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
+    }
+    start_dockerd()
+}
+
+fn start_dockerd() -> Result<()> {
+    let log_path = root::dir().join("target").join("dockerd.log");
+    std::fs::create_dir_all(log_path.parent().unwrap_or(Path::new(".")))
+        .with_context(|| format!("failed to create {}", log_path.display()))?;
+    let log = std::fs::File::create(&log_path)
+        .with_context(|| format!("failed to create {}", log_path.display()))?;
+    let log_err = log.try_clone().context("failed to duplicate the dockerd log handle")?;
+    eprintln!("xtask: starting dockerd in the background (log: {})", log_path.display());
+    let mut cmd = Command::new("dockerd");
+    cmd.stdin(Stdio::null()).stdout(log).stderr(log_err);
+    // Its own session, so that it outlives this process and a Ctrl-C in this terminal.
+    detach(&mut cmd);
+    let mut child = cmd.spawn().context("failed to start dockerd")?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if engine_answers() {
+            eprintln!("xtask: dockerd answers");
+            return Ok(());
+        }
+        if let Some(status) = child.try_wait().context("failed to check on dockerd")? {
+            let tail = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let tail: Vec<&str> = tail.lines().rev().take(20).collect();
+            bail!(
+                "dockerd exited with {status}; last lines of {}:\n{}",
+                log_path.display(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    bail!("dockerd did not answer within 60 s; see {}", log_path.display())
+}
+
+fn engine_answers() -> bool {
+    Command::new("docker")
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn which(program: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/sbin".into()])
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+}
+
+fn is_root() -> bool {
+    // The effective uid, read without unsafe code or an extra dependency.
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|v| v.split_whitespace().nth(1).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
+fn detach(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // `process_group(0)` detaches dockerd from our terminal's process group, which is
+    // what keeps a Ctrl-C here from stopping it.
+    cmd.process_group(0);
+}
