@@ -1,0 +1,166 @@
+//! Connecting to the Docker engine: `DOCKER_HOST` or the local socket, ping, API negotiation.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bollard::{Docker, API_DEFAULT_VERSION};
+
+/// The local engine's socket when `DOCKER_HOST` is not set.
+pub const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
+
+/// Seconds a single request to the engine may take before bollard gives up. Pulls and
+/// imports stream for longer; that is fine, the timeout applies between chunks.
+const REQUEST_TIMEOUT_SECS: u64 = 120;
+
+/// How long the first ping may take: an engine that is up answers in milliseconds.
+const PING_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where the engine listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EngineAddress {
+    Unix(PathBuf),
+    /// `host:port`, from a `tcp://` address.
+    Tcp(String),
+}
+
+impl std::fmt::Display for EngineAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EngineAddress::Unix(path) => write!(f, "unix://{}", path.display()),
+            EngineAddress::Tcp(host) => write!(f, "tcp://{host}"),
+        }
+    }
+}
+
+/// No engine to talk to, or one we cannot talk with.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("connect to docker at {host:?}: only unix:// and tcp:// addresses are supported")]
+    UnsupportedHost { host: String },
+    #[error("reach a docker engine at {address}: {reason}; {hint}")]
+    NoEngine {
+        address: EngineAddress,
+        reason: String,
+        hint: String,
+    },
+    #[error("agree on an API version with the docker engine at {address}: {source}")]
+    Negotiate {
+        address: EngineAddress,
+        source: bollard::errors::Error,
+    },
+}
+
+/// Reads a `DOCKER_HOST` value; `None` or empty means the local socket.
+pub fn engine_address(docker_host: Option<&str>) -> Result<EngineAddress, ConnectError> {
+    let host = match docker_host.map(str::trim) {
+        None | Some("") => return Ok(EngineAddress::Unix(PathBuf::from(DEFAULT_SOCKET))),
+        Some(h) => h,
+    };
+    if let Some(path) = host.strip_prefix("unix://") {
+        if !path.is_empty() {
+            return Ok(EngineAddress::Unix(PathBuf::from(path)));
+        }
+    } else if let Some(rest) = host.strip_prefix("tcp://") {
+        let rest = rest.trim_end_matches('/');
+        if !rest.is_empty() {
+            return Ok(EngineAddress::Tcp(rest.to_string()));
+        }
+    }
+    Err(ConnectError::UnsupportedHost {
+        host: host.to_string(),
+    })
+}
+
+/// Connects to the engine named by `DOCKER_HOST`, or the local socket, pings it and
+/// negotiates the API version (an older engine, e.g. API 1.41, refuses newer requests).
+pub async fn connect() -> Result<Docker, ConnectError> {
+    let host = std::env::var("DOCKER_HOST").ok();
+    connect_to(&engine_address(host.as_deref())?).await
+}
+
+/// Like [`connect`], to a given address.
+pub async fn connect_to(address: &EngineAddress) -> Result<Docker, ConnectError> {
+    let no_engine = |reason: String| ConnectError::NoEngine {
+        address: address.clone(),
+        reason,
+        hint: hint(address),
+    };
+    let docker = match address {
+        EngineAddress::Unix(path) => {
+            if !Path::new(path).exists() {
+                return Err(no_engine(format!("there is no socket at {}", path.display())));
+            }
+            Docker::connect_with_unix(
+                &path.display().to_string(),
+                REQUEST_TIMEOUT_SECS,
+                API_DEFAULT_VERSION,
+            )
+        }
+        EngineAddress::Tcp(host) => Docker::connect_with_http(
+            &format!("tcp://{host}"),
+            REQUEST_TIMEOUT_SECS,
+            API_DEFAULT_VERSION,
+        ),
+    }
+    .map_err(|e| no_engine(e.to_string()))?;
+    match tokio::time::timeout(PING_TIMEOUT, docker.ping()).await {
+        Err(_) => return Err(no_engine(format!("no answer to ping within {PING_TIMEOUT:?}"))),
+        Ok(Err(e)) => return Err(no_engine(e.to_string())),
+        Ok(Ok(_)) => {}
+    }
+    docker
+        .negotiate_version()
+        .await
+        .map_err(|source| ConnectError::Negotiate {
+            address: address.clone(),
+            source,
+        })
+}
+
+fn hint(address: &EngineAddress) -> String {
+    match address {
+        EngineAddress::Unix(_) => "start the engine (`sudo systemctl start docker`, or \
+            `sudo dockerd &` where there is no systemd), check that you may use its socket \
+            (`sudo usermod -aG docker $USER`), or point DOCKER_HOST at a running engine"
+            .to_string(),
+        EngineAddress::Tcp(_) => "check that the engine at DOCKER_HOST is running and \
+            listening there, or unset DOCKER_HOST to use the local socket"
+            .to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(docker_host: Option<&str>, expect: Result<EngineAddress, &str>) {
+        let got = engine_address(docker_host).map_err(|e| e.to_string());
+        match (got, expect) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b, "{docker_host:?}"),
+            (Err(a), Err(b)) => assert!(a.contains(b), "{docker_host:?}: {a}"),
+            (got, expect) => panic!("{docker_host:?}: got {got:?}, expected {expect:?}"),
+        }
+    }
+
+    #[test]
+    fn docker_host_values() {
+        let unix = |p: &str| Ok(EngineAddress::Unix(PathBuf::from(p)));
+        check(None, unix("/var/run/docker.sock"));
+        check(Some(""), unix("/var/run/docker.sock"));
+        check(Some("unix:///run/user/1000/docker.sock"), unix("/run/user/1000/docker.sock"));
+        check(Some("tcp://127.0.0.1:2375"), Ok(EngineAddress::Tcp("127.0.0.1:2375".into())));
+        check(Some("tcp://dockerhost:2375/"), Ok(EngineAddress::Tcp("dockerhost:2375".into())));
+        check(Some("ssh://me@host"), Err("only unix:// and tcp://"));
+        check(Some("unix://"), Err("only unix:// and tcp://"));
+    }
+
+    #[tokio::test]
+    async fn a_missing_socket_names_it_and_says_how_to_start_an_engine() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("docker.sock");
+        let err = connect_to(&EngineAddress::Unix(path.clone())).await.unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains(&path.display().to_string()), "{text}");
+        assert!(text.contains("systemctl start docker"), "{text}");
+    }
+}

@@ -1,0 +1,1 @@
+//! Base images: the official image of a language version, or our offline fallback.

@@ -1,0 +1,34 @@
+//! The Docker runtime of sebs-local: connecting to the engine, base images, function containers.
+//!
+//! This crate knows nothing about benchmarks or packaging, and nothing about HTTP beyond the
+//! agent's `/alive` readiness probe. Its main types:
+//!
+//! - [`connect`] gives a [`bollard::Docker`] client that has pinged the engine and negotiated
+//!   the API version; every other function takes that client by reference.
+//! - [`image::ImageChoice`] names the official image of a language version and our offline
+//!   fallback; [`image::ensure_image`] resolves it to a present [`image::ResolvedImage`],
+//!   building the fallback with an [`image::BaseImageBuilder`] (debootstrap + import) when
+//!   nothing else works.
+//! - [`function::ContainerSpec`] describes one function container (code and agent mounts,
+//!   limits, published port, labels); [`function::create_and_start`] runs it and returns a
+//!   [`function::StartedContainer`] with the agent's address, and [`function::wait_alive`]
+//!   polls `/alive` until the agent answers or the container dies.
+//! - [`function::ContainerGuard`] removes its container when dropped.
+//! - [`testing`] is for other crates' integration tests: an engine or a reason why not.
+//!
+//! Invariant: every container this crate creates carries the label `sebs-local=1`, so that
+//! [`function::remove_labelled`] can always clean up after us.
+
+pub mod engine;
+pub mod function;
+pub mod image;
+pub mod testing;
+
+pub use bollard::Docker;
+pub use engine::{connect, ConnectError};
+pub use function::{
+    create_and_start, inspect_state, list_labelled, logs, remove, remove_labelled, stop,
+    update_resources, wait_alive, ContainerError, ContainerGuard, ContainerSpec, ContainerState,
+    StartedContainer,
+};
+
