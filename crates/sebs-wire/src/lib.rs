@@ -15,6 +15,9 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+/// The protocol between the agent and its language workers (JSON lines), and the Python worker.
+pub mod worker;
+
 /// The port the agent listens on inside a container, as in SeBS.
 pub const DEFAULT_PORT: u16 = 9000;
 /// Readiness probe: answers 200 once the server is up.
