@@ -16,10 +16,18 @@
 //! - [`measure_precision`] samples one file for a while and returns a [`PrecisionReport`].
 
 pub mod cgroup;
+mod clock;
 pub mod files;
+pub mod measurements;
+pub mod precision;
+pub mod sampler;
 
 pub use cgroup::{
     cgroup_from_proc_text, detect_layout, find_container_cgroup, find_pid_cgroup, CgroupError,
     Layout, MemoryCgroup, Version, DEFAULT_CGROUP_ROOT,
 };
+pub use clock::{thread_cpu_time, CpuTimeError};
 pub use files::{FileError, PeakTracker};
+pub use measurements::{End, Measurements, Recorder, Sample, Source};
+pub use precision::{measure_precision, PrecisionReport};
+pub use sampler::{SampleHandle, Sampler, SamplerError};
