@@ -19,6 +19,7 @@ pub mod cgroup;
 mod clock;
 pub mod files;
 pub mod measurements;
+pub mod output;
 pub mod precision;
 pub mod sampler;
 
@@ -29,5 +30,6 @@ pub use cgroup::{
 pub use clock::{thread_cpu_time, CpuTimeError};
 pub use files::{FileError, PeakTracker};
 pub use measurements::{End, Measurements, Recorder, Sample, Source};
+pub use output::{ContainerReport, MemoryReport, OutputError, SebsContainerStats, SebsMemoryStats};
 pub use precision::{measure_precision, PrecisionReport};
 pub use sampler::{SampleHandle, Sampler, SamplerError};
