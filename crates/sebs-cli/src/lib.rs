@@ -1,0 +1,58 @@
+//! The `sebs-local` command line: parsing, exit codes and the commands' glue.
+//!
+//! Each command lives in its own module and returns a [`Failure`] that carries the exit
+//! code it maps to ([`Exit`]); `main` only prints and exits. Logs go to stderr and results
+//! to stdout, so `sebs-local invoke ... | jq` works.
+
+mod exit;
+mod images;
+mod invoke;
+mod setup;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub use exit::{Exit, Failure};
+
+#[derive(Debug, Parser)]
+#[command(name = "sebs-local", version, about = "Run SeBS benchmarks in local Docker containers")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Package a benchmark, start it, invoke it and print one JSON result per invocation.
+    Invoke(invoke::Args),
+    /// Manage the base images functions run in.
+    #[command(subcommand)]
+    Images(images::Command),
+}
+
+/// Runs the command line of this process and returns its exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    setup::logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: failed to start the async runtime: {e}");
+            return ExitCode::from(Exit::Environment as u8);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Invoke(args) => invoke::run(args).await,
+            Command::Images(cmd) => images::run(cmd).await,
+        }
+    });
+    match result {
+        Ok(exit) => ExitCode::from(exit as u8),
+        Err(failure) => {
+            eprintln!("error: {:#}", failure.error);
+            ExitCode::from(failure.exit as u8)
+        }
+    }
+}
