@@ -1,0 +1,181 @@
+//! The HTTP side: SeBS's local protocol (`GET /alive`, `POST /`) served with hyper over HTTP/1.1 keep-alive.
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use sebs_wire::{ErrorAnswer, ErrorKind, HandlerResult, InvocationAnswer, ALIVE_PATH};
+
+use crate::pool::Pool;
+
+/// The largest request body accepted; larger ones are answered 413.
+pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+/// A request header that sets the invocation's request id.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// What every connection shares.
+pub struct State {
+    pub pool: Pool,
+    /// Whether no invocation has been served yet.
+    cold: AtomicBool,
+}
+
+impl State {
+    pub fn new(pool: Pool) -> State {
+        State {
+            pool,
+            cold: AtomicBool::new(true),
+        }
+    }
+}
+
+/// Answers one request.
+pub async fn handle(
+    state: Arc<State>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let route = (req.method(), req.uri().path());
+    if route == (&Method::GET, ALIVE_PATH) {
+        return Ok(json(
+            StatusCode::OK,
+            Bytes::from_static(br#"{"status":"ok"}"#),
+        ));
+    }
+    if route == (&Method::POST, "/") {
+        return Ok(invoke(state, req).await);
+    }
+    let message = format!(
+        "no route for {} {}: use POST / or GET {ALIVE_PATH}",
+        route.0, route.1
+    );
+    Ok(error(
+        StatusCode::NOT_FOUND,
+        ErrorAnswer::new(ErrorKind::BadRequest, message),
+    ))
+}
+
+async fn invoke(state: Arc<State>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let received = Instant::now();
+    let request_id = req
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_string);
+    let bad = |status: StatusCode, message: String| {
+        let mut answer = ErrorAnswer::new(ErrorKind::BadRequest, message);
+        answer.request_id = Some(request_id.clone());
+        error(status, answer)
+    };
+
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return bad(StatusCode::PAYLOAD_TOO_LARGE, too_large());
+    }
+    let body = match Limited::new(req.into_body(), MAX_BODY_BYTES)
+        .collect()
+        .await
+    {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            return bad(StatusCode::PAYLOAD_TOO_LARGE, too_large());
+        }
+        Err(e) => {
+            return bad(
+                StatusCode::BAD_REQUEST,
+                format!("failed to read the request body: {e}"),
+            )
+        }
+    };
+    let event: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return bad(
+                StatusCode::BAD_REQUEST,
+                format!("the request body is not JSON: {e}"),
+            );
+        }
+    };
+
+    let is_cold = state.cold.swap(false, Ordering::AcqRel);
+    // The call runs in its own task so that a client hanging up cannot abandon a worker
+    // in the middle of a call.
+    let pool = state.pool.clone();
+    let id = request_id.clone();
+    let outcome = tokio::spawn(async move { pool.invoke(&id, &event).await }).await;
+    let agent_time_us = received.elapsed().as_micros() as u64;
+    match outcome {
+        Ok(Ok(inv)) => {
+            let answer = InvocationAnswer {
+                begin: inv.begin.to_string(),
+                end: inv.end.to_string(),
+                request_id,
+                is_cold,
+                result: HandlerResult { output: inv.output },
+                init_time_us: inv.init_time_us,
+                agent_time_us: Some(agent_time_us),
+                memory_peak_bytes: inv.max_rss_kb.map(|kb| kb.saturating_mul(1024)),
+            };
+            match serde_json::to_vec(&answer) {
+                Ok(body) => json(StatusCode::OK, body.into()),
+                Err(e) => {
+                    // Only a handler output serde cannot write back (it parsed it) gets here.
+                    let mut failed = ErrorAnswer::new(
+                        ErrorKind::Internal,
+                        format!("failed to encode the answer: {e}"),
+                    );
+                    failed.request_id = Some(answer.request_id);
+                    failed.is_cold = is_cold;
+                    error(StatusCode::INTERNAL_SERVER_ERROR, failed)
+                }
+            }
+        }
+        Ok(Err(failure)) => {
+            let mut answer = failure.into_answer();
+            answer.request_id = Some(request_id);
+            answer.is_cold = is_cold;
+            let status = StatusCode::from_u16(answer.kind.status())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            error(status, answer)
+        }
+        Err(e) => {
+            let mut answer = ErrorAnswer::new(
+                ErrorKind::Internal,
+                format!("the invocation task failed: {e}"),
+            );
+            answer.request_id = Some(request_id);
+            answer.is_cold = is_cold;
+            error(StatusCode::INTERNAL_SERVER_ERROR, answer)
+        }
+    }
+}
+
+fn too_large() -> String {
+    format!("the request body is larger than {MAX_BODY_BYTES} bytes")
+}
+
+fn json(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+fn error(status: StatusCode, answer: ErrorAnswer) -> Response<Full<Bytes>> {
+    // An ErrorAnswer holds only strings and flags; encoding it cannot fail.
+    let body = serde_json::to_vec(&answer)
+        .unwrap_or_else(|_| br#"{"error":"internal","kind":"internal"}"#.to_vec());
+    json(status, body.into())
+}

@@ -1,0 +1,161 @@
+//! The in-container agent: serves SeBS's HTTP protocol and runs the function in persistent language workers.
+//!
+//! The agent is a static binary mounted into any image at [`sebs_wire::AGENT_PATH`] and run
+//! as the container's PID 1. Its main types:
+//!
+//! - [`Config`] and [`run`]: the whole agent, from binding the port to a clean stop on
+//!   SIGTERM/SIGINT. `main.rs` only reads [`sebs_wire::AgentSettings`] from the environment.
+//! - [`pool::Pool`]: `workers` persistent language workers; a call waits (FIFO) for a free one,
+//!   and a worker that dies or times out is replaced.
+//! - [`worker::Worker`] and [`worker::WorkerCommand`]: one worker process speaking
+//!   [`sebs_wire::worker`]'s JSON lines; the command is the only language-specific part.
+//! - [`children::Children`]: PID 1 duties, the single place that reaps child processes and
+//!   routes exit statuses to the workers' owners.
+//! - [`http`]: the hyper service; [`cgroup::MemoryCgroup`]: tells OOM kills from crashes.
+//!
+//! Invariant: nothing answers an invocation before the worker serving it has imported the
+//! function, and nothing but [`children::Children::reap`] waits for a child process.
+
+pub mod cgroup;
+pub mod children;
+pub mod http;
+pub mod pool;
+pub mod worker;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use sebs_wire::AgentSettings;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::cgroup::MemoryCgroup;
+use crate::children::Children;
+use crate::pool::{Pool, PoolConfig};
+use crate::worker::WorkerCommand;
+
+/// Pending connections the kernel queues for us; bursts of invocations must not be refused.
+pub const LISTEN_BACKLOG: u32 = 1024;
+
+/// Everything the agent needs to run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub settings: AgentSettings,
+    /// Where the container's cgroup is mounted.
+    pub cgroup_root: PathBuf,
+}
+
+impl Config {
+    /// A config for `settings` with the cgroup at its usual place.
+    pub fn new(settings: AgentSettings) -> Config {
+        Config {
+            settings,
+            cgroup_root: PathBuf::from(cgroup::DEFAULT_ROOT),
+        }
+    }
+}
+
+/// Why the agent could not run. Messages read after "failed to".
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("install the {signal} handler: {source}")]
+    Signal {
+        signal: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("listen on port {port}: {source}")]
+    Listen {
+        port: u16,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Runs the agent until SIGTERM or SIGINT; returns the name of the signal that stopped it.
+///
+/// Logs one line to stderr when it listens (with the bound address, so port 0 works) and
+/// one when it stops. On the way out every worker's process group is killed.
+pub async fn run(config: Config) -> Result<&'static str, AgentError> {
+    let signal_err = |signal| move |source| AgentError::Signal { signal, source };
+    let mut sigterm = signal(SignalKind::terminate()).map_err(signal_err("SIGTERM"))?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(signal_err("SIGINT"))?;
+    // The reaper's SIGCHLD handler must exist before the first worker is spawned.
+    let children = Children::new();
+    tokio::spawn(children::reaper(children.clone()).map_err(signal_err("SIGCHLD"))?);
+
+    let settings = &config.settings;
+    let listener = listen(settings.port).map_err(|source| AgentError::Listen {
+        port: settings.port,
+        source,
+    })?;
+    let addr = listener
+        .local_addr()
+        .map_or_else(|_| format!("0.0.0.0:{}", settings.port), |a| a.to_string());
+    let command = WorkerCommand::from_settings(settings);
+    eprintln!(
+        "sebs-agent: listening on {addr} ({}, {} workers of `{}`, timeout {} ms)",
+        settings.language,
+        settings.workers,
+        command.display(),
+        settings.timeout_ms
+    );
+
+    let pool = Pool::start(
+        PoolConfig {
+            command,
+            workers: settings.workers,
+            timeout: Duration::from_millis(settings.timeout_ms),
+            cgroup: MemoryCgroup::new(&config.cgroup_root),
+        },
+        children.clone(),
+    );
+    let state = Arc::new(http::State::new(pool));
+
+    let stopped_by = tokio::select! {
+        _ = sigterm.recv() => "SIGTERM",
+        _ = sigint.recv() => "SIGINT",
+        () = serve(listener, state) => "the listener closing",
+    };
+    eprintln!("sebs-agent: stopping on {stopped_by}");
+    children.kill_all();
+    Ok(stopped_by)
+}
+
+/// Binds `0.0.0.0:port` with a large backlog.
+fn listen(port: u16) -> std::io::Result<TcpListener> {
+    let socket = TcpSocket::new_v4()?;
+    socket.set_reuseaddr(true)?;
+    socket.bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)))?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// Accepts connections forever, one task per connection.
+async fn serve(listener: TcpListener, state: Arc<http::State>) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _peer)) => stream,
+            Err(e) => {
+                // Out of file descriptors and the like: wait a little rather than spin.
+                eprintln!("sebs-agent: failed to accept a connection: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| http::handle(state.clone(), req));
+            // A client hanging up mid-request is its business, not an agent error.
+            let _ = http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}

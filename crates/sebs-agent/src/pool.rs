@@ -1,0 +1,310 @@
+//! The pool of language workers: at most one call per worker, callers beyond the pool wait in FIFO order.
+//!
+//! The pool has `workers` slots and as many permits of a fair semaphore. A call takes a
+//! permit, then a slot: a ready worker if there is one, else one that is still starting,
+//! else an empty slot it fills by starting a worker. The slot goes back before the permit,
+//! so a permit always finds a slot. A worker that died, timed out or broke the protocol is
+//! replaced in the background; one whose import failed is retried by the next call.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sebs_wire::worker::{Exception, Reply, Request};
+use sebs_wire::{EpochMicros, ErrorAnswer, ErrorKind};
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+
+use crate::cgroup::MemoryCgroup;
+use crate::children::Children;
+use crate::worker::{describe_death, Worker, WorkerCommand, WorkerError};
+
+/// The least time a worker gets to import the function, whatever the function's timeout.
+const MIN_IMPORT_LIMIT: Duration = Duration::from_secs(60);
+
+/// How the pool runs its workers.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    pub command: WorkerCommand,
+    pub workers: usize,
+    /// A call running longer is stopped and its worker killed.
+    pub timeout: Duration,
+    /// Consulted when a worker dies, to tell an OOM kill from a crash.
+    pub cgroup: MemoryCgroup,
+}
+
+/// A successful call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Invocation {
+    pub begin: EpochMicros,
+    pub end: EpochMicros,
+    pub output: serde_json::Value,
+    /// The worker's import time when this was its first call, else 0.
+    pub init_time_us: u64,
+    /// The worker's peak resident set so far, in KiB.
+    pub max_rss_kb: Option<u64>,
+}
+
+/// A failed call: what to answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallFailure {
+    pub kind: ErrorKind,
+    pub message: String,
+    pub exception: Option<Exception>,
+}
+
+impl CallFailure {
+    fn new(kind: ErrorKind, message: impl Into<String>) -> CallFailure {
+        CallFailure {
+            kind,
+            message: message.into(),
+            exception: None,
+        }
+    }
+
+    /// The HTTP answer, without request id and cold flag.
+    pub fn into_answer(self) -> ErrorAnswer {
+        let mut answer = ErrorAnswer::new(self.kind, self.message);
+        if let Some(e) = self.exception {
+            answer.exception_type = Some(e.exception_type);
+            answer.traceback = Some(e.traceback);
+        }
+        answer
+    }
+}
+
+enum Slot {
+    Ready(Worker),
+    Starting(JoinHandle<Result<Worker, WorkerError>>),
+    Empty,
+}
+
+impl Slot {
+    /// Which slot a call prefers: lower is better.
+    fn rank(&self) -> u8 {
+        match self {
+            Slot::Ready(_) => 0,
+            Slot::Starting(_) => 1,
+            Slot::Empty => 2,
+        }
+    }
+}
+
+struct Inner {
+    config: PoolConfig,
+    children: Children,
+    permits: Arc<Semaphore>,
+    slots: Mutex<Vec<Slot>>,
+    /// The cgroup's OOM-kill count when we last looked.
+    oom_kills_seen: AtomicU64,
+}
+
+/// The worker pool. Cheap to clone.
+#[derive(Clone)]
+pub struct Pool {
+    inner: Arc<Inner>,
+}
+
+impl Pool {
+    /// Creates the pool and starts all its workers in the background.
+    ///
+    /// Must run inside a Tokio runtime whose SIGCHLD reaper serves `children`.
+    pub fn start(config: PoolConfig, children: Children) -> Pool {
+        let workers = config.workers.max(1);
+        let oom_kills_seen = config.cgroup.oom_kills().unwrap_or(0);
+        let inner = Arc::new(Inner {
+            permits: Arc::new(Semaphore::new(workers)),
+            slots: Mutex::new(Vec::with_capacity(workers)),
+            oom_kills_seen: AtomicU64::new(oom_kills_seen),
+            config,
+            children,
+        });
+        let pool = Pool { inner };
+        let slots: Vec<Slot> = (0..workers).map(|_| pool.start_in_background()).collect();
+        *pool.lock_slots() = slots;
+        pool
+    }
+
+    fn lock_slots(&self) -> std::sync::MutexGuard<'_, Vec<Slot>> {
+        self.inner
+            .slots
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn import_limit(&self) -> Duration {
+        self.inner.config.timeout.max(MIN_IMPORT_LIMIT)
+    }
+
+    fn start_in_background(&self) -> Slot {
+        let pool = self.clone();
+        Slot::Starting(tokio::spawn(async move {
+            let inner = &pool.inner;
+            let started =
+                Worker::start(&inner.config.command, &inner.children, pool.import_limit()).await;
+            if let Err(e) = &started {
+                eprintln!("sebs-agent: worker failed to {e}");
+            }
+            started
+        }))
+    }
+
+    fn take_slot(&self) -> Slot {
+        let mut slots = self.lock_slots();
+        let best = slots
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, s)| s.rank())
+            .map(|(i, _)| i);
+        // A held permit guarantees a slot; an empty one is the safe answer if that broke.
+        best.map_or(Slot::Empty, |i| slots.swap_remove(i))
+    }
+
+    fn put_slot(&self, slot: Slot) {
+        self.lock_slots().push(slot);
+    }
+
+    /// Runs one call of the handler with `event`, waiting for a free worker first.
+    pub async fn invoke(
+        &self,
+        request_id: &str,
+        event: &serde_json::Value,
+    ) -> Result<Invocation, CallFailure> {
+        let Ok(permit) = self.inner.permits.clone().acquire_owned().await else {
+            return Err(CallFailure::new(
+                ErrorKind::Internal,
+                "the worker pool is closed",
+            ));
+        };
+        let result = self.invoke_with_permit(request_id, event).await;
+        drop(permit);
+        result
+    }
+
+    async fn invoke_with_permit(
+        &self,
+        request_id: &str,
+        event: &serde_json::Value,
+    ) -> Result<Invocation, CallFailure> {
+        let started = match self.take_slot() {
+            Slot::Ready(worker) => Ok(worker),
+            Slot::Starting(handle) => match handle.await {
+                Ok(started) => started,
+                Err(e) => Err(WorkerError::Spawn {
+                    command: self.inner.config.command.display(),
+                    source: std::io::Error::other(e.to_string()),
+                }),
+            },
+            Slot::Empty => {
+                let inner = &self.inner;
+                let started =
+                    Worker::start(&inner.config.command, &inner.children, self.import_limit())
+                        .await;
+                if let Err(e) = &started {
+                    eprintln!("sebs-agent: worker failed to {e}");
+                }
+                started
+            }
+        };
+        let mut worker = match started {
+            Ok(worker) => worker,
+            Err(e) => {
+                // The next call tries a fresh worker.
+                self.put_slot(Slot::Empty);
+                return Err(init_failure(e));
+            }
+        };
+
+        let line = Request::encode(request_id, event);
+        let timeout = self.inner.config.timeout;
+        let outcome = tokio::time::timeout(timeout, worker.call(&line)).await;
+        match outcome {
+            Ok(Ok(Reply::Ok(s))) => {
+                let init_time_us = worker.take_init_time_us();
+                self.put_slot(Slot::Ready(worker));
+                Ok(Invocation {
+                    begin: EpochMicros(s.begin_us),
+                    end: EpochMicros(s.end_us),
+                    output: s.output,
+                    init_time_us,
+                    max_rss_kb: s.max_rss_kb,
+                })
+            }
+            Ok(Ok(Reply::Err(f))) => {
+                worker.take_init_time_us();
+                self.put_slot(Slot::Ready(worker));
+                Err(CallFailure {
+                    kind: f.kind.error_kind(),
+                    message: format!("{}: {}", f.exception.exception_type, f.exception.error),
+                    exception: Some(f.exception),
+                })
+            }
+            Ok(Err(WorkerError::Died { status })) => {
+                self.put_slot(self.start_in_background());
+                let oom_killed = self.oom_kills_increased();
+                let (kind, message) =
+                    describe_death(status, self.inner.config.cgroup.limited(), oom_killed);
+                eprintln!("sebs-agent: worker {} died: {message}", worker.pid());
+                Err(CallFailure::new(kind, message))
+            }
+            Ok(Err(e)) => {
+                worker.kill();
+                self.put_slot(self.start_in_background());
+                eprintln!(
+                    "sebs-agent: worker {} failed to serve a call: {e}",
+                    worker.pid()
+                );
+                Err(CallFailure::new(
+                    ErrorKind::Internal,
+                    format!("failed to {e}"),
+                ))
+            }
+            Err(_elapsed) => {
+                worker.kill();
+                self.put_slot(self.start_in_background());
+                let ms = timeout.as_millis();
+                eprintln!(
+                    "sebs-agent: worker {} stopped after the {ms} ms timeout",
+                    worker.pid()
+                );
+                Err(CallFailure::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "the handler ran past the function's timeout of {ms} ms and was stopped"
+                    ),
+                ))
+            }
+        }
+    }
+
+    /// Whether the cgroup counted an OOM kill since we last looked.
+    fn oom_kills_increased(&self) -> bool {
+        let Some(now) = self.inner.config.cgroup.oom_kills() else {
+            return false;
+        };
+        let before = self.inner.oom_kills_seen.swap(now, Ordering::AcqRel);
+        now > before
+    }
+}
+
+/// What to answer when no worker could be started.
+fn init_failure(e: WorkerError) -> CallFailure {
+    match e {
+        WorkerError::Import(exception) => CallFailure {
+            kind: ErrorKind::InitError,
+            message: format!(
+                "the function could not be imported: {}: {}",
+                exception.exception_type, exception.error
+            ),
+            exception: Some(exception),
+        },
+        WorkerError::Died { status } => CallFailure::new(
+            ErrorKind::InitError,
+            match status {
+                Some(s) => format!("the worker {s} before it imported the function"),
+                None => "the worker closed its output before it imported the function".into(),
+            },
+        ),
+        other => CallFailure::new(ErrorKind::InitError, format!("failed to {other}")),
+    }
+}

@@ -1,0 +1,371 @@
+//! One language worker: starting it, waiting for its import, and passing it calls.
+//!
+//! [`WorkerCommand`] is the only place that knows languages: it turns [`AgentSettings`] into
+//! a command line. Everything after that speaks [`sebs_wire::worker`] and is the same for
+//! every language, so a new language needs only its wrapper file and a line here.
+
+use std::ffi::OsString;
+use std::os::fd::OwnedFd;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use sebs_wire::worker::{Exception, ProtocolError, Ready, Reply};
+use sebs_wire::{AgentSettings, ErrorKind, Language};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::unix::pipe;
+use tokio::sync::oneshot;
+
+use crate::children::{Children, ExitStatus};
+
+/// How long a worker that closed its output gets to be reaped before we stop waiting.
+const EXIT_GRACE: Duration = Duration::from_secs(2);
+
+/// How to start a worker process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerCommand {
+    /// The runtime, looked up on `PATH`.
+    pub program: String,
+    pub args: Vec<OsString>,
+    /// The working directory: the code package's root.
+    pub dir: PathBuf,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+}
+
+impl WorkerCommand {
+    /// The worker command for a function configured by `settings`.
+    pub fn from_settings(settings: &AgentSettings) -> WorkerCommand {
+        let dir = settings.code_dir.clone();
+        let (default_runtime, args): (&str, Vec<OsString>) = match settings.language {
+            // -u: unbuffered, so a handler's prints reach the log even if it is killed.
+            Language::Python => ("python3", vec!["-u".into(), dir.join("handler.py").into()]),
+            Language::Nodejs => ("node", vec![dir.join("handler.js").into()]),
+        };
+        WorkerCommand {
+            program: settings
+                .runtime
+                .clone()
+                .unwrap_or_else(|| default_runtime.to_string()),
+            args,
+            dir,
+            uid: settings.uid,
+            gid: settings.gid,
+        }
+    }
+
+    /// The command line, for messages.
+    pub fn display(&self) -> String {
+        let mut s = self.program.clone();
+        for a in &self.args {
+            s.push(' ');
+            s.push_str(&a.to_string_lossy());
+        }
+        s
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.args)
+            .current_dir(&self.dir)
+            .env("HOME", "/tmp")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            // Its own process group, so a timeout kills what the handler started too, and
+            // a Ctrl-C meant for the agent does not reach the worker.
+            .process_group(0);
+        if let Some(gid) = self.gid {
+            cmd.gid(gid);
+        }
+        if let Some(uid) = self.uid {
+            // std drops the supplementary groups (setgroups to none) when it changes the uid.
+            cmd.uid(uid);
+        } else if self.gid.is_some() {
+            // SAFETY: the closure runs between fork and exec and only makes one system call,
+            // which is async-signal-safe.
+            unsafe {
+                cmd.pre_exec(|| {
+                    let _ = nix::unistd::setgroups(&[]);
+                    Ok(())
+                });
+            }
+        }
+        cmd
+    }
+}
+
+/// What went wrong with a worker. Messages read after "failed to".
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("start worker `{command}`: {source}")]
+    Spawn {
+        command: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("import the function: {}: {}", .0.exception_type, .0.error)]
+    Import(Exception),
+    #[error("import the function within {limit_ms} ms")]
+    ImportTimeout { limit_ms: u64 },
+    /// The worker's output ended: it died, before it was ready or during a call.
+    #[error("keep the worker alive: it {}", match .status {
+        Some(s) => s.to_string(),
+        None => "closed its output".to_string(),
+    })]
+    Died { status: Option<ExitStatus> },
+    #[error("talk to worker {pid}: {source}")]
+    Pipe {
+        pid: i32,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+}
+
+/// A running worker that has imported the function.
+#[derive(Debug)]
+pub struct Worker {
+    pid: i32,
+    children: Children,
+    stdin: pipe::Sender,
+    stdout: BufReader<pipe::Receiver>,
+    exit: oneshot::Receiver<ExitStatus>,
+    /// The import time, until the first call has reported it.
+    unreported_init_us: Option<u64>,
+    line: Vec<u8>,
+}
+
+impl Worker {
+    /// Starts a worker and waits until it has imported the function, at most `import_limit`.
+    pub async fn start(
+        command: &WorkerCommand,
+        children: &Children,
+        import_limit: Duration,
+    ) -> Result<Worker, WorkerError> {
+        let spawn_err = |source| WorkerError::Spawn {
+            command: command.display(),
+            source,
+        };
+        let mut cmd = command.command();
+        let spawner = children.clone();
+        let spawned = tokio::task::spawn_blocking(move || spawner.spawn(&mut cmd))
+            .await
+            .map_err(|e| spawn_err(std::io::Error::other(e.to_string())))?;
+        let (mut child, exit) = spawned.map_err(spawn_err)?;
+        let pid = child.id() as i32;
+        let pipes = child.stdin.take().zip(child.stdout.take()).ok_or_else(|| {
+            spawn_err(std::io::Error::other(
+                "the worker's stdin/stdout were not piped",
+            ))
+        });
+        let pipes = pipes.and_then(|(stdin, stdout)| {
+            let stdin = pipe::Sender::from_owned_fd(OwnedFd::from(stdin)).map_err(spawn_err)?;
+            let stdout = pipe::Receiver::from_owned_fd(OwnedFd::from(stdout)).map_err(spawn_err)?;
+            Ok((stdin, stdout))
+        });
+        let (stdin, stdout) = match pipes {
+            Ok(p) => p,
+            Err(e) => {
+                children.kill_group(pid);
+                return Err(e);
+            }
+        };
+        let mut worker = Worker {
+            pid,
+            children: children.clone(),
+            stdin,
+            stdout: BufReader::with_capacity(64 * 1024, stdout),
+            exit,
+            unreported_init_us: None,
+            line: Vec::new(),
+        };
+        let limit_ms = import_limit.as_millis() as u64;
+        let ready = match tokio::time::timeout(import_limit, worker.read_line()).await {
+            Ok(Ok(())) => Ready::parse(&worker.line),
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {
+                worker.kill();
+                return Err(WorkerError::ImportTimeout { limit_ms });
+            }
+        };
+        match ready {
+            Ok(Ready::Imported { init_time_us }) => {
+                worker.unreported_init_us = Some(init_time_us);
+                Ok(worker)
+            }
+            Ok(Ready::Failed(exception)) => {
+                worker.kill();
+                Err(WorkerError::Import(exception))
+            }
+            Err(e) => {
+                worker.kill();
+                Err(e.into())
+            }
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// The import time if no call has reported it yet; 0 afterwards.
+    pub fn take_init_time_us(&mut self) -> u64 {
+        self.unreported_init_us.take().unwrap_or(0)
+    }
+
+    /// Sends one request line (from [`sebs_wire::worker::Request::encode`]) and reads the reply.
+    pub async fn call(&mut self, request_line: &[u8]) -> Result<Reply, WorkerError> {
+        if let Err(source) = self.stdin.write_all(request_line).await {
+            if source.kind() == std::io::ErrorKind::BrokenPipe {
+                return Err(self.died().await);
+            }
+            return Err(WorkerError::Pipe {
+                pid: self.pid,
+                source,
+            });
+        }
+        self.read_line().await?;
+        Ok(Reply::parse(&self.line)?)
+    }
+
+    /// Stops the worker and everything it started.
+    pub fn kill(&self) {
+        self.children.kill_group(self.pid);
+    }
+
+    /// Reads one line into `self.line`; the end of the output means the worker died.
+    async fn read_line(&mut self) -> Result<(), WorkerError> {
+        self.line.clear();
+        match self.stdout.read_until(b'\n', &mut self.line).await {
+            Ok(0) => Err(self.died().await),
+            Ok(_) if self.line.last() != Some(&b'\n') => Err(self.died().await),
+            Ok(_) => Ok(()),
+            Err(source) => Err(WorkerError::Pipe {
+                pid: self.pid,
+                source,
+            }),
+        }
+    }
+
+    /// The worker closed its output: wait briefly for its exit status.
+    async fn died(&mut self) -> WorkerError {
+        let status = match tokio::time::timeout(EXIT_GRACE, &mut self.exit).await {
+            Ok(Ok(status)) => Some(status),
+            _ => {
+                self.kill();
+                None
+            }
+        };
+        WorkerError::Died { status }
+    }
+}
+
+/// What to answer for a worker that died during a call.
+///
+/// `memory_limited`: the container has a memory limit; `oom_killed`: the cgroup counted a
+/// new OOM kill since the last death we looked at.
+pub fn describe_death(
+    status: Option<ExitStatus>,
+    memory_limited: bool,
+    oom_killed: bool,
+) -> (ErrorKind, String) {
+    const SIGKILL: i32 = 9;
+    match status {
+        Some(ExitStatus::Signaled(SIGKILL)) if oom_killed => (
+            ErrorKind::OutOfMemory,
+            "worker was killed for exceeding the container's memory limit (signal 9)".into(),
+        ),
+        Some(ExitStatus::Signaled(SIGKILL)) if memory_limited => (
+            ErrorKind::WorkerDied,
+            "worker was killed (signal 9), possibly out of memory".into(),
+        ),
+        Some(status) => (
+            ErrorKind::WorkerDied,
+            format!("worker {status} during the call"),
+        ),
+        None => (
+            ErrorKind::WorkerDied,
+            "worker closed its output during the call".into(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deaths() {
+        let check = |status, limited, oom, kind: ErrorKind, message: &str| {
+            assert_eq!(
+                describe_death(status, limited, oom),
+                (kind, message.to_string()),
+                "{status:?} limited={limited} oom={oom}"
+            );
+        };
+        use ExitStatus::*;
+        check(
+            Some(Exited(3)),
+            false,
+            false,
+            ErrorKind::WorkerDied,
+            "worker exited with status 3 during the call",
+        );
+        check(
+            Some(Signaled(9)),
+            false,
+            false,
+            ErrorKind::WorkerDied,
+            "worker was killed by signal 9 (SIGKILL) during the call",
+        );
+        check(
+            Some(Signaled(9)),
+            true,
+            false,
+            ErrorKind::WorkerDied,
+            "worker was killed (signal 9), possibly out of memory",
+        );
+        check(
+            Some(Signaled(9)),
+            true,
+            true,
+            ErrorKind::OutOfMemory,
+            "worker was killed for exceeding the container's memory limit (signal 9)",
+        );
+        // An OOM count that moved while the worker crashed on its own is not blamed.
+        check(
+            Some(Signaled(11)),
+            true,
+            true,
+            ErrorKind::WorkerDied,
+            "worker was killed by signal 11 (SIGSEGV) during the call",
+        );
+        check(
+            None,
+            true,
+            true,
+            ErrorKind::WorkerDied,
+            "worker closed its output during the call",
+        );
+    }
+
+    #[test]
+    fn commands_per_language() {
+        let check = |language, runtime: Option<&str>, expect: &str| {
+            let mut s = AgentSettings::new(language);
+            s.code_dir = "/function".into();
+            s.runtime = runtime.map(str::to_string);
+            assert_eq!(WorkerCommand::from_settings(&s).display(), expect);
+        };
+        check(Language::Python, None, "python3 -u /function/handler.py");
+        check(
+            Language::Python,
+            Some("python3.11"),
+            "python3.11 -u /function/handler.py",
+        );
+        check(Language::Nodejs, None, "node /function/handler.js");
+    }
+}

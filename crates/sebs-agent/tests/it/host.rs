@@ -1,0 +1,264 @@
+//! The agent binary on the host with `python3`: the protocol, failures, concurrency and stopping.
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use serde_json::json;
+
+use crate::support::{code_dir, Agent, STEERED};
+
+#[tokio::test]
+async fn cold_then_warm() {
+    let code = code_dir(STEERED);
+    let agent = Agent::start(code.path(), &[]);
+    assert_eq!(agent.get("/alive").await.ok(), &json!({"status": "ok"}));
+
+    let first = agent.post_with(r#"{"n": 1}"#, Some("my-id")).await;
+    let body = first.ok();
+    assert_eq!(body["is_cold"], true);
+    assert_eq!(body["request_id"], "my-id");
+    assert_eq!(body["result"]["output"]["echo"], json!({"n": 1}));
+    assert!(body["init_time_us"].as_u64().unwrap() > 0, "{body:#}");
+    assert!(body["agent_time_us"].as_u64().is_some(), "{body:#}");
+    assert!(
+        body["memory_peak_bytes"].as_u64().unwrap() > 1_000_000,
+        "{body:#}"
+    );
+
+    let second = agent.post(r#"{"n": 2}"#).await;
+    let body = second.ok();
+    assert_eq!(body["is_cold"], false);
+    assert_eq!(body["init_time_us"], 0);
+    assert_eq!(body["result"]["output"]["echo"], json!({"n": 2}));
+    // Same worker, and a generated uuid as request id.
+    assert_eq!(
+        body["result"]["output"]["pid"],
+        first.body["result"]["output"]["pid"]
+    );
+    assert_eq!(body["request_id"].as_str().unwrap().len(), 36, "{body:#}");
+}
+
+#[tokio::test]
+async fn begin_and_end_are_taken_around_the_handler() {
+    let code = code_dir(STEERED);
+    let agent = Agent::start(code.path(), &[]);
+    agent.post("{}").await.ok();
+    let (begin, end) = agent.post(r#"{"sleep": 0.1}"#).await.span();
+    let took = end - begin;
+    assert!(
+        (100_000..=102_000).contains(&took),
+        "a 100 ms sleep took {took} µs"
+    );
+}
+
+#[tokio::test]
+async fn failures_are_answered_and_the_next_call_succeeds() {
+    let code = code_dir(STEERED);
+    let agent = Agent::start(code.path(), &[("SEBS_TIMEOUT_MS", "700")]);
+
+    // Each case: the event, the expected status and kind, a fragment of the message.
+    let cases = [
+        (
+            r#"{"raise": "boom"}"#,
+            500,
+            "handler_error",
+            "ValueError: boom",
+        ),
+        (r#"{"set": 1}"#, 500, "bad_output", "not JSON serializable"),
+        (r#"{"exit": 3}"#, 500, "worker_died", "exited with status 3"),
+        (r#"{"sleep": 5}"#, 504, "timeout", "700 ms"),
+    ];
+    for (event, status, kind, fragment) in cases {
+        let started = Instant::now();
+        let failed = agent.post(event).await;
+        assert_eq!(failed.status, status, "{event}: {:#}", failed.body);
+        assert_eq!(failed.body["kind"], kind, "{event}: {:#}", failed.body);
+        let error = failed.body["error"].as_str().unwrap();
+        assert!(
+            error.contains(fragment),
+            "{event}: {error:?} lacks {fragment:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{event} took {:?}",
+            started.elapsed()
+        );
+        if kind == "handler_error" {
+            assert_eq!(failed.body["type"], "ValueError");
+            let traceback = failed.body["traceback"].as_str().unwrap();
+            assert!(traceback.contains("function.py"), "{traceback}");
+        }
+        let next = agent.post(r#"{"after": 1}"#).await;
+        assert_eq!(
+            next.ok()["result"]["output"]["echo"],
+            json!({"after": 1}),
+            "after {event}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn import_errors_are_init_errors_every_time() {
+    let code = code_dir("import no_such_module_anywhere\n\ndef handler(event):\n    return {}\n");
+    let agent = Agent::start(code.path(), &[]);
+    for is_cold in [true, false] {
+        let failed = agent.post("{}").await;
+        assert_eq!(failed.status, 500, "{:#}", failed.body);
+        assert_eq!(failed.body["kind"], "init_error");
+        assert_eq!(failed.body["type"], "ModuleNotFoundError");
+        assert_eq!(failed.body["is_cold"], is_cold);
+        assert!(failed.body["traceback"]
+            .as_str()
+            .unwrap()
+            .contains("no_such_module_anywhere"));
+    }
+
+    let code = code_dir("def not_the_handler(event):\n    return {}\n");
+    let agent = Agent::start(code.path(), &[]);
+    let failed = agent.post("{}").await;
+    assert_eq!(
+        (failed.status, &failed.body["type"]),
+        (500, &json!("AttributeError"))
+    );
+}
+
+#[tokio::test]
+async fn two_workers_serve_in_parallel() {
+    let code = code_dir(STEERED);
+    let agent = Agent::start(code.path(), &[("SEBS_WORKERS", "2")]);
+    let (a, b) = tokio::join!(
+        agent.post(r#"{"sleep": 0.3}"#),
+        agent.post(r#"{"sleep": 0.3}"#)
+    );
+    let ((a_begin, a_end), (b_begin, b_end)) = (a.span(), b.span());
+    assert!(
+        a_begin < b_end && b_begin < a_end,
+        "a {a_begin}..{a_end}, b {b_begin}..{b_end}"
+    );
+    assert_ne!(
+        a.body["result"]["output"]["pid"],
+        b.body["result"]["output"]["pid"]
+    );
+}
+
+#[tokio::test]
+async fn one_worker_serves_in_arrival_order() {
+    let code = code_dir(STEERED);
+    let agent = Agent::start(code.path(), &[("SEBS_WORKERS", "1")]);
+    agent.post("{}").await.ok();
+    let first = agent.post(r#"{"sleep": 0.3, "i": 1}"#);
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        agent.post(r#"{"sleep": 0.3, "i": 2}"#).await
+    };
+    let third = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        agent.post(r#"{"sleep": 0.0, "i": 3}"#).await
+    };
+    let (a, b, c) = tokio::join!(first, second, third);
+    let (spans, ends): (Vec<_>, Vec<_>) = [a.span(), b.span(), c.span()].into_iter().unzip();
+    assert!(
+        ends[0] <= spans[1] && ends[1] <= spans[2],
+        "begins {spans:?}, ends {ends:?}"
+    );
+}
+
+#[tokio::test]
+async fn bad_requests() {
+    let code = code_dir(STEERED);
+    let agent = Agent::start(code.path(), &[]);
+    let not_json = agent.post("this is not json").await;
+    assert_eq!(
+        (not_json.status, &not_json.body["kind"]),
+        (400, &json!("bad_request"))
+    );
+    let empty = agent.post("").await;
+    assert_eq!(empty.status, 400, "{:#}", empty.body);
+    let nowhere = agent.get("/nowhere").await;
+    assert_eq!(
+        (nowhere.status, &nowhere.body["kind"]),
+        (404, &json!("bad_request"))
+    );
+    // A body declared too large is refused before it is sent (as curl would, with
+    // `Expect: 100-continue`), so speak raw HTTP: reqwest insists on sending it.
+    let head = "POST / HTTP/1.1\r\nhost: agent\r\ncontent-type: application/json\r\n\
+                content-length: 70000000\r\nexpect: 100-continue\r\n\r\n";
+    let reply = raw_exchange(&agent.url, head).await;
+    assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
+    assert!(reply.contains("larger than 67108864 bytes"), "{reply}");
+    // None of these was an invocation: the first real one is still cold.
+    assert_eq!(agent.post("{}").await.ok()["is_cold"], true);
+}
+
+/// Sends `head` on a fresh connection and reads what comes back until the agent closes it.
+async fn raw_exchange(url: &str, head: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = url.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut reply = Vec::new();
+    let read = stream.read_to_end(&mut reply);
+    tokio::time::timeout(Duration::from_secs(5), read)
+        .await
+        .unwrap()
+        .unwrap();
+    String::from_utf8_lossy(&reply).into_owned()
+}
+
+#[tokio::test]
+async fn large_bodies_pass_through() {
+    let code = code_dir("def handler(event):\n    return {'n': len(event['data'])}\n");
+    let agent = Agent::start(code.path(), &[]);
+    let data = "y".repeat(8 * 1024 * 1024);
+    let answer = agent.post(&json!({ "data": data }).to_string()).await;
+    assert_eq!(answer.ok()["result"]["output"]["n"], 8 * 1024 * 1024);
+}
+
+#[tokio::test]
+async fn stops_cleanly_on_sigterm_and_sigint() {
+    for signal in [Signal::SIGTERM, Signal::SIGINT] {
+        let code = code_dir(STEERED);
+        let agent = Agent::start(code.path(), &[]);
+        let pid = agent.post("{}").await.ok()["result"]["output"]["pid"]
+            .as_i64()
+            .unwrap();
+        assert_eq!(
+            agent.stop(signal, Duration::from_secs(3)),
+            Some(0),
+            "{signal}"
+        );
+        // The worker went with it.
+        let worker = nix::unistd::Pid::from_raw(pid as i32);
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while nix::sys::signal::kill(worker, None).is_ok() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            nix::sys::signal::kill(worker, None).is_err(),
+            "worker {pid} outlived the agent"
+        );
+    }
+}
+
+#[tokio::test]
+async fn warm_round_trip_is_fast() {
+    let code = code_dir("def handler(event):\n    return event\n");
+    let agent = Agent::start(code.path(), &[]);
+    agent.post("{}").await.ok();
+    let mut micros = Vec::with_capacity(1000);
+    let mut agent_micros = Vec::with_capacity(1000);
+    for _ in 0..1000 {
+        let started = Instant::now();
+        let answer = agent.post(r#"{"x": 1}"#).await;
+        micros.push(started.elapsed().as_micros() as u64);
+        agent_micros.push(answer.ok()["agent_time_us"].as_u64().unwrap());
+    }
+    micros.sort_unstable();
+    agent_micros.sort_unstable();
+    let (median, agent_median) = (micros[500], agent_micros[500]);
+    eprintln!(
+        "warm round trip over keep-alive: median {median} µs (agent {agent_median} µs), p99 {} µs",
+        micros[990]
+    );
+    assert!(median < 5_000, "median warm round trip {median} µs");
+}

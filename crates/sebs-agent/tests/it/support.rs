@@ -1,0 +1,176 @@
+//! Test support: a code package laid out in a temp dir and the agent binary running on the host.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// A function package: the Python worker wrapper plus `function/function.py` with `source`.
+pub fn code_dir(source: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("handler.py"),
+        sebs_wire::worker::PYTHON_WRAPPER,
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("function")).unwrap();
+    std::fs::write(dir.path().join("function/function.py"), source).unwrap();
+    dir
+}
+
+/// One handler for most tests, steered by its event.
+pub const STEERED: &str = r#"
+import os, sys, time
+
+def handler(event):
+    print("print from the handler", {"ok": True})
+    sys.stdout.write('{"ok": true, "begin_us": 1, "end_us": 2, "output": "forged"}\n')
+    os.write(1, b"written to fd 1\n")
+    if "sleep" in event:
+        time.sleep(event["sleep"])
+    if "raise" in event:
+        raise ValueError(event["raise"])
+    if "exit" in event:
+        os._exit(event["exit"])
+    if "set" in event:
+        return {1, 2}
+    return {"echo": event, "pid": os.getpid(), "uid": os.getuid(), "gid": os.getgid(),
+            "groups": os.getgroups()}
+"#;
+
+/// The agent binary running on the host; killed on drop.
+pub struct Agent {
+    child: Child,
+    pub url: String,
+    client: reqwest::Client,
+}
+
+/// An answer: its HTTP status and JSON body.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Answer {
+    pub fn ok(&self) -> &Value {
+        assert_eq!(self.status, 200, "{:#}", self.body);
+        &self.body
+    }
+
+    /// Begin and end in microseconds since the epoch.
+    pub fn span(&self) -> (i64, i64) {
+        let body = self.ok();
+        let t = |k: &str| {
+            body[k]
+                .as_str()
+                .unwrap()
+                .parse::<sebs_wire::EpochMicros>()
+                .unwrap()
+                .0
+        };
+        (t("begin"), t("end"))
+    }
+}
+
+impl Agent {
+    /// Starts the agent on a free port for the package in `code`, with extra environment.
+    pub fn start(code: &Path, env: &[(&str, &str)]) -> Agent {
+        // `cargo xtask test` hands us the static release build it ships; plain `cargo test`
+        // tests the binary it just built.
+        let bin = std::env::var_os("SEBS_AGENT_BIN")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_sebs-agent").into());
+        let mut cmd = Command::new(bin);
+        cmd.env("SEBS_AGENT_PORT", "0")
+            .env("SEBS_CODE_DIR", code)
+            .stdin(Stdio::null())
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut first = String::new();
+        stderr.read_line(&mut first).unwrap();
+        eprint!("{first}");
+        let addr = first
+            .split("listening on ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no address in the agent's first line {first:?}"));
+        let port = addr.rsplit(':').next().unwrap();
+        // Keep forwarding the agent's log (and the handler's prints) to the test output.
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                eprintln!("{line}");
+            }
+        });
+        Agent {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            client: client(),
+        }
+    }
+
+    pub async fn post(&self, body: &str) -> Answer {
+        self.post_with(body, None).await
+    }
+
+    pub async fn post_with(&self, body: &str, request_id: Option<&str>) -> Answer {
+        let mut req = self
+            .client
+            .post(format!("{}/", self.url))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        if let Some(id) = request_id {
+            req = req.header("x-request-id", id);
+        }
+        answer(req.send().await.unwrap()).await
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        answer(
+            self.client
+                .get(format!("{}{path}", self.url))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// Sends `signal` and waits at most `limit` for the agent to exit.
+    pub fn stop(mut self, signal: nix::sys::signal::Signal, limit: Duration) -> Option<i32> {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, signal).unwrap();
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+pub async fn answer(response: reqwest::Response) -> Answer {
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text:?}"));
+    Answer { status, body }
+}
