@@ -41,7 +41,12 @@ impl BenchmarkDir {
     /// Reads the benchmark at `entry` (its `config.json`).
     pub fn load(entry: BenchmarkEntry) -> Result<BenchmarkDir, ConfigError> {
         let config = BenchmarkConfig::load(&entry.path.join("config.json"))?;
-        Ok(BenchmarkDir { group: entry.group, name: entry.name, path: entry.path, config })
+        Ok(BenchmarkDir {
+            group: entry.group,
+            name: entry.name,
+            path: entry.path,
+            config,
+        })
     }
 }
 
@@ -60,10 +65,18 @@ pub enum FindError {
         source: std::io::Error,
     },
     #[error("find benchmark {name:?} in {root}: no such benchmark{}", did_you_mean(.closest))]
-    NotFound { name: String, root: PathBuf, closest: Vec<String> },
+    NotFound {
+        name: String,
+        root: PathBuf,
+        closest: Vec<String>,
+    },
     #[error("find benchmark {name:?} in {root}: the name is ambiguous, it could be any of {}",
             .candidates.join(", "))]
-    Ambiguous { name: String, root: PathBuf, candidates: Vec<String> },
+    Ambiguous {
+        name: String,
+        root: PathBuf,
+        candidates: Vec<String>,
+    },
     #[error(transparent)]
     Config(#[from] ConfigError),
 }
@@ -99,7 +112,9 @@ pub fn default_benchmarks_root(
     }
     workspace_fixtures
         .map(Path::to_path_buf)
-        .ok_or(FindError::NoRoot { cwd_benchmarks: local })
+        .ok_or(FindError::NoRoot {
+            cwd_benchmarks: local,
+        })
 }
 
 fn absolute(dir: &Path, cwd: &Path) -> PathBuf {
@@ -134,7 +149,10 @@ pub fn list_benchmarks(root: &Path) -> Result<Vec<BenchmarkEntry>, FindError> {
 }
 
 fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>, FindError> {
-    let err = |source| FindError::ReadDir { path: dir.to_path_buf(), source };
+    let err = |source| FindError::ReadDir {
+        path: dir.to_path_buf(),
+        source,
+    };
     let mut paths = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(err)? {
         paths.push(entry.map_err(err)?.path());
@@ -144,7 +162,9 @@ fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>, FindError> {
 }
 
 fn file_name(p: &Path) -> String {
-    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 fn bare_name(full: &str) -> &str {
@@ -162,12 +182,16 @@ fn bare_name(full: &str) -> &str {
 pub fn find_benchmark(root: &Path, name: &str) -> Result<BenchmarkDir, FindError> {
     let all = list_benchmarks(root)?;
     let entry = select(&all, name).map_err(|e| match e {
-        Selection::NotFound(closest) => {
-            FindError::NotFound { name: name.to_string(), root: root.to_path_buf(), closest }
-        }
-        Selection::Ambiguous(candidates) => {
-            FindError::Ambiguous { name: name.to_string(), root: root.to_path_buf(), candidates }
-        }
+        Selection::NotFound(closest) => FindError::NotFound {
+            name: name.to_string(),
+            root: root.to_path_buf(),
+            closest,
+        },
+        Selection::Ambiguous(candidates) => FindError::Ambiguous {
+            name: name.to_string(),
+            root: root.to_path_buf(),
+            candidates,
+        },
     })?;
     Ok(BenchmarkDir::load(entry.clone())?)
 }
@@ -185,9 +209,16 @@ fn select<'a>(all: &'a [BenchmarkEntry], name: &str) -> Result<&'a BenchmarkEntr
         None => (None, name),
     };
     let in_group = |e: &&BenchmarkEntry| group.is_none_or(|g| e.group == g);
-    let full: Vec<&BenchmarkEntry> = all.iter().filter(in_group).filter(|e| e.name == name).collect();
+    let full: Vec<&BenchmarkEntry> = all
+        .iter()
+        .filter(in_group)
+        .filter(|e| e.name == name)
+        .collect();
     let matches = if full.is_empty() {
-        all.iter().filter(in_group).filter(|e| e.bare_name() == name).collect()
+        all.iter()
+            .filter(in_group)
+            .filter(|e| e.bare_name() == name)
+            .collect()
     } else {
         full
     };
@@ -195,7 +226,9 @@ fn select<'a>(all: &'a [BenchmarkEntry], name: &str) -> Result<&'a BenchmarkEntr
         [one] => Ok(one),
         [] => Err(Selection::NotFound(closest(all, name))),
         many => Err(Selection::Ambiguous(
-            many.iter().map(|e| format!("{}/{}", e.group, e.name)).collect(),
+            many.iter()
+                .map(|e| format!("{}/{}", e.group, e.name))
+                .collect(),
         )),
     }
 }
@@ -206,13 +239,18 @@ fn closest(all: &[BenchmarkEntry], name: &str) -> Vec<String> {
     let mut scored: Vec<(usize, &str)> = all
         .iter()
         .map(|e| {
-            let d = strsim::levenshtein(name, &e.name).min(strsim::levenshtein(name, e.bare_name()));
+            let d =
+                strsim::levenshtein(name, &e.name).min(strsim::levenshtein(name, e.bare_name()));
             (d, e.name.as_str())
         })
         .filter(|(d, _)| *d <= limit)
         .collect();
     scored.sort();
-    scored.into_iter().take(3).map(|(_, n)| n.to_string()).collect()
+    scored
+        .into_iter()
+        .take(3)
+        .map(|(_, n)| n.to_string())
+        .collect()
 }
 
 #[cfg(test)]
@@ -251,12 +289,21 @@ mod tests {
         check("110.dynamic-html", "100.webapps/110.dynamic-html");
         check("dynamic-html", "100.webapps/110.dynamic-html");
         check("raise", "000.microbenchmarks/020.raise");
-        check("sleep", "ambiguous [\"000.microbenchmarks/010.sleep\", \"900.other/910.sleep\"]");
+        check(
+            "sleep",
+            "ambiguous [\"000.microbenchmarks/010.sleep\", \"900.other/910.sleep\"]",
+        );
         check("900.other/sleep", "900.other/910.sleep");
-        check("benchmarks/000.microbenchmarks/010.sleep", "000.microbenchmarks/010.sleep");
+        check(
+            "benchmarks/000.microbenchmarks/010.sleep",
+            "000.microbenchmarks/010.sleep",
+        );
         check("010.sleep", "000.microbenchmarks/010.sleep");
         check("dynamic-htlm", "not found; closest [\"110.dynamic-html\"]");
-        check("110.dynamic_html", "not found; closest [\"110.dynamic-html\"]");
+        check(
+            "110.dynamic_html",
+            "not found; closest [\"110.dynamic-html\"]",
+        );
         check("slep", "not found; closest [\"010.sleep\", \"910.sleep\"]");
         check("completely-different-thing", "not found; closest []");
     }
@@ -295,7 +342,10 @@ mod tests {
         )
         .unwrap();
         let b = find_benchmark(tmp.path(), "sleep").unwrap();
-        assert_eq!((b.group.as_str(), b.name.as_str(), b.config.timeout_s), ("000.micro", "010.sleep", 3));
+        assert_eq!(
+            (b.group.as_str(), b.name.as_str(), b.config.timeout_s),
+            ("000.micro", "010.sleep", 3)
+        );
         assert_eq!(b.path, bench);
 
         let err = find_benchmark(tmp.path(), "sleeep").unwrap_err();

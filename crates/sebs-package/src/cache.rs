@@ -91,8 +91,17 @@ impl PackageCache {
     }
 
     /// Where the package with `hash` lives, built or not.
-    pub fn package_dir(&self, benchmark: &str, language: Language, version: &str, hash: &str) -> PathBuf {
-        self.root.join(benchmark).join(format!("{language}-{version}")).join(hash)
+    pub fn package_dir(
+        &self,
+        benchmark: &str,
+        language: Language,
+        version: &str,
+        hash: &str,
+    ) -> PathBuf {
+        self.root
+            .join(benchmark)
+            .join(format!("{language}-{version}"))
+            .join(hash)
     }
 
     /// The package of `bench` for `language` `version`: the cached one when its content
@@ -115,7 +124,12 @@ impl PackageCache {
         let dir = self.package_dir(&bench.name, language, version, &hash);
         if !force {
             if let Some(found) = read_marker(&dir, &hash) {
-                return Ok(Package { dir, hash, size_bytes: found.size_bytes, reused: true });
+                return Ok(Package {
+                    dir,
+                    hash,
+                    size_bytes: found.size_bytes,
+                    reused: true,
+                });
             }
         }
 
@@ -158,8 +172,11 @@ impl PackageCache {
             size_bytes,
         };
         let marker_path = tmp.path().join(MARKER_FILE);
-        let text = serde_json::to_string_pretty(&marker)
-            .map_err(|source| PackageError::Marker { path: marker_path.clone(), source })?;
+        let text =
+            serde_json::to_string_pretty(&marker).map_err(|source| PackageError::Marker {
+                path: marker_path.clone(),
+                source,
+            })?;
         std::fs::write(&marker_path, text).map_err(io("write", &marker_path))?;
 
         let parent = dir.parent().unwrap_or(&self.root);
@@ -169,12 +186,23 @@ impl PackageCache {
         if reused {
             remove_quietly(&built);
         }
-        Ok(Package { dir, hash, size_bytes, reused })
+        Ok(Package {
+            dir,
+            hash,
+            size_bytes,
+            reused,
+        })
     }
 
     /// Moves the finished build `built` to `dir`. Returns true when another build's package
     /// took the place first and is used instead.
-    fn commit(&self, built: &Path, dir: &Path, hash: &str, force: bool) -> Result<bool, PackageError> {
+    fn commit(
+        &self,
+        built: &Path,
+        dir: &Path,
+        hash: &str,
+        force: bool,
+    ) -> Result<bool, PackageError> {
         // A stale (incomplete) package in the way is moved aside; a forced build moves aside
         // the current one once. Up to three tries in case others keep racing.
         let mut replace = force;
@@ -212,7 +240,11 @@ impl PackageCache {
                 Ok(())
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(PackageError::Io { action: "move aside old package", path: dir.to_path_buf(), source }),
+            Err(source) => Err(PackageError::Io {
+                action: "move aside old package",
+                path: dir.to_path_buf(),
+                source,
+            }),
         }
     }
 }
@@ -224,7 +256,11 @@ fn remove_quietly(path: &Path) {
 
 fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> PackageError {
     let path = path.to_path_buf();
-    move |source| PackageError::Io { action, path, source }
+    move |source| PackageError::Io {
+        action,
+        path,
+        source,
+    }
 }
 
 /// The marker of a complete package at `dir` built from `hash`, if there is one.
@@ -260,12 +296,20 @@ mod tests {
     #[test]
     fn cache_roots() {
         let check = |xdg: Option<&str>, home: Option<&str>, expect: Option<&str>| {
-            assert_eq!(default_cache_root(xdg, home), expect.map(PathBuf::from), "{xdg:?} {home:?}");
+            assert_eq!(
+                default_cache_root(xdg, home),
+                expect.map(PathBuf::from),
+                "{xdg:?} {home:?}"
+            );
         };
         check(Some("/x"), Some("/h"), Some("/x/sebs-local/packages"));
         check(None, Some("/h"), Some("/h/.cache/sebs-local/packages"));
         check(Some(""), Some("/h"), Some("/h/.cache/sebs-local/packages"));
-        check(Some("relative"), Some("/h"), Some("/h/.cache/sebs-local/packages"));
+        check(
+            Some("relative"),
+            Some("/h"),
+            Some("/h/.cache/sebs-local/packages"),
+        );
         check(None, None, None);
         check(None, Some(""), None);
     }

@@ -169,22 +169,28 @@ mod tests {
     fn configs() {
         check(
             r#"{"timeout": 120, "memory": 128, "languages": ["python", "nodejs"], "modules": []}"#,
-            Ok("BenchmarkConfig { timeout_s: 120, memory_mb: 128, languages: [Python, Nodejs], \
-                other_languages: [], modules: [] }"),
+            Ok(
+                "BenchmarkConfig { timeout_s: 120, memory_mb: 128, languages: [Python, Nodejs], \
+                other_languages: [], modules: [] }",
+            ),
         );
         // SeBS's own configs: C++ dependencies, Java, language specs with variants.
         check(
             r#"{"timeout": 10, "memory": 256, "languages": ["python", "java", "cpp",
                 {"language": "nodejs", "variants": ["default", "bun"]}],
                 "modules": ["storage", "nosql"], "cpp_dependencies": []}"#,
-            Ok("BenchmarkConfig { timeout_s: 10, memory_mb: 256, languages: [Python, Nodejs], \
-                other_languages: [\"java\", \"cpp\"], modules: [Storage, Nosql] }"),
+            Ok(
+                "BenchmarkConfig { timeout_s: 10, memory_mb: 256, languages: [Python, Nodejs], \
+                other_languages: [\"java\", \"cpp\"], modules: [Storage, Nosql] }",
+            ),
         );
         check(
             r#"{"timeout": 1, "memory": 128, "languages": ["python"], "modules": [], "memroy": 1}"#,
-            Err("parse benchmark config b/config.json: field `memroy`: unknown field `memroy`, \
+            Err(
+                "parse benchmark config b/config.json: field `memroy`: unknown field `memroy`, \
                  expected one of `timeout`, `memory`, `languages`, `modules`, `cpp_dependencies` \
-                 at line 1 column 78"),
+                 at line 1 column 78",
+            ),
         );
         check(
             r#"{"timeout": "1", "memory": 128, "languages": ["python"]}"#,
@@ -193,23 +199,31 @@ mod tests {
         );
         check(
             r#"{"timeout": 1, "memory": 128, "languages": ["python"], "modules": ["s3"]}"#,
-            Err("parse benchmark config b/config.json: field `modules[0]`: unknown variant `s3`, \
-                 expected `storage` or `nosql` at line 1 column 71"),
+            Err(
+                "parse benchmark config b/config.json: field `modules[0]`: unknown variant `s3`, \
+                 expected `storage` or `nosql` at line 1 column 71",
+            ),
         );
         check(
             r#"{"timeout": 1, "memory": 128, "languages": ["python", "pyton"]}"#,
-            Err("parse benchmark config b/config.json: field `languages[1]`: unknown language \
-                 \"pyton\": expected \"python\" or \"nodejs\""),
+            Err(
+                "parse benchmark config b/config.json: field `languages[1]`: unknown language \
+                 \"pyton\": expected \"python\" or \"nodejs\"",
+            ),
         );
         check(
             r#"{"timeout": 1, "languages": ["python"]}"#,
-            Err("parse benchmark config b/config.json: field `.`: missing field `memory` \
-                 at line 1 column 39"),
+            Err(
+                "parse benchmark config b/config.json: field `.`: missing field `memory` \
+                 at line 1 column 39",
+            ),
         );
         check(
             "{",
-            Err("parse benchmark config b/config.json: field `.`: EOF while parsing an object \
-                 at line 1 column 1"),
+            Err(
+                "parse benchmark config b/config.json: field `.`: EOF while parsing an object \
+                 at line 1 column 1",
+            ),
         );
     }
 
@@ -217,6 +231,8 @@ mod tests {
     fn load_names_the_missing_file() {
         let err = BenchmarkConfig::load(Path::new("/nonexistent/config.json")).unwrap_err();
         assert!(matches!(err, ConfigError::Read { ref path, .. } if path.ends_with("config.json")));
-        assert!(err.to_string().starts_with("read benchmark config /nonexistent/config.json"));
+        assert!(err
+            .to_string()
+            .starts_with("read benchmark config /nonexistent/config.json"));
     }
 }

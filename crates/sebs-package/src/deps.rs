@@ -25,7 +25,10 @@ pub struct InstallRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Install {
     /// `pip install -r <requirements> --target <target>`, both relative to the package root.
-    Pip { requirements: PathBuf, target: PathBuf },
+    Pip {
+        requirements: PathBuf,
+        target: PathBuf,
+    },
     /// `npm install` in the package root, which has `package.json`.
     Npm,
 }
@@ -35,7 +38,10 @@ impl InstallRequest {
     /// with the language's runtime of [`InstallRequest::version`].
     pub fn command(&self) -> Vec<String> {
         match &self.install {
-            Install::Pip { requirements, target } => vec![
+            Install::Pip {
+                requirements,
+                target,
+            } => vec![
                 "python3".into(),
                 "-m".into(),
                 "pip".into(),
@@ -47,7 +53,12 @@ impl InstallRequest {
                 "--target".into(),
                 target.display().to_string(),
             ],
-            Install::Npm => vec!["npm".into(), "install".into(), "--no-audit".into(), "--no-fund".into()],
+            Install::Npm => vec![
+                "npm".into(),
+                "install".into(),
+                "--no-audit".into(),
+                "--no-fund".into(),
+            ],
         }
     }
 }
@@ -71,7 +82,12 @@ pub enum BuildError {
     Environment { benchmark: String, reason: String },
     /// The install command ran and failed; `output` is what it printed.
     #[error("install dependencies of {benchmark} in {package_dir}: {reason}\n{output}")]
-    Install { benchmark: String, package_dir: PathBuf, reason: String, output: String },
+    Install {
+        benchmark: String,
+        package_dir: PathBuf,
+        reason: String,
+        output: String,
+    },
 }
 
 /// A [`BuildEnv`] for benchmarks without dependencies: asked to install anything, it fails.
@@ -80,7 +96,9 @@ pub struct NoDeps;
 
 impl BuildEnv for NoDeps {
     fn install(&self, request: &InstallRequest) -> Result<(), BuildError> {
-        Err(BuildError::NoEnvironment { benchmark: request.benchmark.clone() })
+        Err(BuildError::NoEnvironment {
+            benchmark: request.benchmark.clone(),
+        })
     }
 }
 
@@ -110,14 +128,16 @@ mod tests {
 
     #[test]
     fn requirements() {
-        let check = |text: &str, expect: bool| assert_eq!(requirements_nonempty(text), expect, "{text:?}");
+        let check =
+            |text: &str, expect: bool| assert_eq!(requirements_nonempty(text), expect, "{text:?}");
         check("", false);
         check("\n   \n", false);
         check("# only a comment\n  # another\n", false);
         check("jinja2==3.1.4\n", true);
         check("# c\nsix  # trailing comment\n", true);
 
-        let check = |text: &str, expect: bool| assert_eq!(package_json_nonempty(text), expect, "{text:?}");
+        let check =
+            |text: &str, expect: bool| assert_eq!(package_json_nonempty(text), expect, "{text:?}");
         check(r#"{"name": "x"}"#, false);
         check(r#"{"dependencies": {}}"#, false);
         check(r#"{"dependencies": {"uuid": "3.4.0"}}"#, true);

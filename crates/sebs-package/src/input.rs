@@ -50,7 +50,9 @@ impl FromStr for Size {
             "test" => Ok(Size::Test),
             "small" => Ok(Size::Small),
             "large" => Ok(Size::Large),
-            _ => Err(UnknownSize { name: s.to_string() }),
+            _ => Err(UnknownSize {
+                name: s.to_string(),
+            }),
         }
     }
 }
@@ -75,13 +77,24 @@ pub enum InputError {
         source: std::io::Error,
     },
     #[error("{stage} of {benchmark}: input.py failed ({status}):\n{stderr}")]
-    Script { benchmark: String, stage: &'static str, status: String, stderr: String },
+    Script {
+        benchmark: String,
+        stage: &'static str,
+        status: String,
+        stderr: String,
+    },
     #[error(
         "{stage} of {benchmark}: the benchmark uses {service}, which is not supported for \
          this benchmark yet"
     )]
-    Unsupported { benchmark: String, stage: &'static str, service: String },
-    #[error("{stage} of {benchmark}: input.py printed something that is not JSON: {source}\n{stdout}")]
+    Unsupported {
+        benchmark: String,
+        stage: &'static str,
+        service: String,
+    },
+    #[error(
+        "{stage} of {benchmark}: input.py printed something that is not JSON: {source}\n{stdout}"
+    )]
     BadJson {
         benchmark: String,
         stage: &'static str,
@@ -175,13 +188,24 @@ pub fn generate_input(
     if !input_py.is_file() {
         let path = bench.path.join("input.json");
         if !path.is_file() {
-            return Err(InputError::NoInput { benchmark: bench.name.clone() });
+            return Err(InputError::NoInput {
+                benchmark: bench.name.clone(),
+            });
         }
-        let text = std::fs::read_to_string(&path)
-            .map_err(|source| InputError::Read { path: path.clone(), source })?;
+        let text = std::fs::read_to_string(&path).map_err(|source| InputError::Read {
+            path: path.clone(),
+            source,
+        })?;
         return serde_json::from_str(&text).map_err(|source| InputError::Parse { path, source });
     }
-    run_driver(bench, "generate input", &input_py, data_dir, &[size.as_str()], None)
+    run_driver(
+        bench,
+        "generate input",
+        &input_py,
+        data_dir,
+        &[size.as_str()],
+        None,
+    )
 }
 
 /// Checks `output` (the handler's return value) for `input` with the benchmark's
@@ -197,14 +221,26 @@ pub fn validate_output(
     if !input_py.is_file() {
         return Ok(Validation::NoValidator);
     }
-    let request = serde_json::json!({"input": input, "output": output, "language": language.as_str()});
-    let answer = run_driver(bench, "validate output", &input_py, data_dir, &[], Some(request.to_string()))?;
+    let request =
+        serde_json::json!({"input": input, "output": output, "language": language.as_str()});
+    let answer = run_driver(
+        bench,
+        "validate output",
+        &input_py,
+        data_dir,
+        &[],
+        Some(request.to_string()),
+    )?;
     let status = answer.get("status").and_then(|s| s.as_str()).unwrap_or("");
     Ok(match status {
         "passed" => Validation::Passed,
         "none" => Validation::NoValidator,
         _ => Validation::Failed(
-            answer.get("message").and_then(|m| m.as_str()).unwrap_or("").to_string(),
+            answer
+                .get("message")
+                .and_then(|m| m.as_str())
+                .unwrap_or("")
+                .to_string(),
         ),
     })
 }
@@ -221,7 +257,11 @@ fn run_driver(
         .arg("-B")
         .arg("-c")
         .arg(DRIVER)
-        .arg(if stdin.is_some() { "validate" } else { "generate" })
+        .arg(if stdin.is_some() {
+            "validate"
+        } else {
+            "generate"
+        })
         .arg(input_py)
         .arg(&bench.name)
         .arg(data_dir)
@@ -231,7 +271,10 @@ fn run_driver(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|source| InputError::Spawn { benchmark: bench.name.clone(), source })?;
+        .map_err(|source| InputError::Spawn {
+            benchmark: bench.name.clone(),
+            source,
+        })?;
     let mut child_stdin = child.stdin.take();
     let writer = std::thread::spawn(move || {
         if let (Some(pipe), Some(text)) = (child_stdin.as_mut(), stdin) {
@@ -251,14 +294,18 @@ fn run_driver(
     if let Some(o) = child.stdout.as_mut() {
         let _ = o.read_to_end(&mut out);
     }
-    let status = child
-        .wait()
-        .map_err(|source| InputError::Spawn { benchmark: bench.name.clone(), source })?;
+    let status = child.wait().map_err(|source| InputError::Spawn {
+        benchmark: bench.name.clone(),
+        source,
+    })?;
     let _ = writer.join();
     let stderr = String::from_utf8_lossy(&err_reader.join().unwrap_or_default()).into_owned();
     if !status.success() {
         if status.code() == Some(UNSUPPORTED_EXIT) {
-            if let Some(service) = stderr.lines().find_map(|l| l.strip_prefix("SEBS-UNSUPPORTED:")) {
+            if let Some(service) = stderr
+                .lines()
+                .find_map(|l| l.strip_prefix("SEBS-UNSUPPORTED:"))
+            {
                 return Err(InputError::Unsupported {
                     benchmark: bench.name.clone(),
                     stage,
@@ -270,7 +317,12 @@ fn run_driver(
             Some(c) => format!("status {c}"),
             None => status.to_string(),
         };
-        return Err(InputError::Script { benchmark: bench.name.clone(), stage, status, stderr });
+        return Err(InputError::Script {
+            benchmark: bench.name.clone(),
+            stage,
+            status,
+            stderr,
+        });
     }
     let stdout = String::from_utf8_lossy(&out).into_owned();
     serde_json::from_str(&stdout).map_err(|source| InputError::BadJson {

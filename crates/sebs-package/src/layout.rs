@@ -11,7 +11,7 @@ use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use md5::{Digest, Md5};
-use sebs_wire::Language;
+use sebs_wire::{worker, Language};
 
 use crate::benchmark::BenchmarkDir;
 
@@ -23,12 +23,10 @@ pub const FUNCTION_DIR: &str = "function";
 /// Python gets `handler.py`. Node.js has no worker yet, so its packages have none.
 pub fn wrapper_files(language: Language) -> Vec<(&'static str, &'static str)> {
     match language {
-        Language::Python => vec![("handler.py", PYTHON_WRAPPER)],
+        Language::Python => vec![(worker::PYTHON_WRAPPER_FILE, worker::PYTHON_WRAPPER)],
         Language::Nodejs => vec![],
     }
 }
-
-const PYTHON_WRAPPER: &str = include_str!("../../sebs-wire/wrappers/python/handler.py");
 
 /// The file names at a package's root that are not the benchmark's code (SeBS's
 /// `CONFIG_FILES` of its local platform).
@@ -59,9 +57,17 @@ pub fn host_architecture() -> &'static str {
 #[derive(Debug, thiserror::Error)]
 pub enum LayoutError {
     #[error("lay out {benchmark} for {language}: the benchmark supports only {supported}")]
-    UnsupportedLanguage { benchmark: String, language: Language, supported: String },
+    UnsupportedLanguage {
+        benchmark: String,
+        language: Language,
+        supported: String,
+    },
     #[error("lay out {benchmark} for {language}: {path} is not a directory")]
-    NoLanguageDir { benchmark: String, language: Language, path: PathBuf },
+    NoLanguageDir {
+        benchmark: String,
+        language: Language,
+        path: PathBuf,
+    },
     #[error("read {path}: {source}")]
     Read {
         path: PathBuf,
@@ -89,7 +95,11 @@ pub enum LayoutError {
         source: std::io::Error,
     },
     #[error("run {script}: it exited with {status}; its output:\n{output}")]
-    InitFailed { script: PathBuf, status: String, output: String },
+    InitFailed {
+        script: PathBuf,
+        status: String,
+        output: String,
+    },
 }
 
 /// One file of a benchmark's `<language>/` folder.
@@ -118,13 +128,21 @@ pub struct Sources {
 /// Symlinks are followed only while they stay inside the benchmark's folder.
 pub fn collect_sources(bench: &BenchmarkDir, language: Language) -> Result<Sources, LayoutError> {
     if !bench.config.languages.contains(&language) {
-        let mut names: Vec<String> =
-            bench.config.languages.iter().map(|l| l.to_string()).collect();
+        let mut names: Vec<String> = bench
+            .config
+            .languages
+            .iter()
+            .map(|l| l.to_string())
+            .collect();
         names.extend(bench.config.other_languages.iter().cloned());
         return Err(LayoutError::UnsupportedLanguage {
             benchmark: bench.name.clone(),
             language,
-            supported: if names.is_empty() { "no language".into() } else { names.join(", ") },
+            supported: if names.is_empty() {
+                "no language".into()
+            } else {
+                names.join(", ")
+            },
         });
     }
     let lang_dir = bench.path.join(language.as_str());
@@ -135,10 +153,13 @@ pub fn collect_sources(bench: &BenchmarkDir, language: Language) -> Result<Sourc
             path: lang_dir,
         });
     }
-    let root = bench.path.canonicalize().map_err(|source| LayoutError::Read {
-        path: bench.path.clone(),
-        source,
-    })?;
+    let root = bench
+        .path
+        .canonicalize()
+        .map_err(|source| LayoutError::Read {
+            path: bench.path.clone(),
+            source,
+        })?;
     let mut files = Vec::new();
     let mut stack = vec![root.join(language.as_str())];
     walk(&lang_dir, Path::new(""), &root, &mut stack, &mut files)?;
@@ -147,14 +168,25 @@ pub fn collect_sources(bench: &BenchmarkDir, language: Language) -> Result<Sourc
         .into_iter()
         .filter(|p| p.is_file())
         .collect();
-    Ok(Sources { benchmark: bench.name.clone(), language, files, init_scripts })
+    Ok(Sources {
+        benchmark: bench.name.clone(),
+        language,
+        files,
+        init_scripts,
+    })
 }
 
 fn is_excluded(rel: &Path, is_dir: bool) -> bool {
-    let name = rel.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let name = rel
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
     let top = rel.components().count() == 1;
     if is_dir {
-        matches!(name.as_ref(), "__pycache__" | "node_modules" | ".python_packages")
+        matches!(
+            name.as_ref(),
+            "__pycache__" | "node_modules" | ".python_packages"
+        )
     } else {
         (top && matches!(name.as_ref(), "init.sh" | "package.sh")) || name.ends_with(".pyc")
     }
@@ -196,7 +228,10 @@ fn walk(
         if meta.is_dir() {
             let canon = real.canonicalize().map_err(read_err(&real))?;
             if stack.contains(&canon) {
-                return Err(LayoutError::SymlinkLoop { path, target: canon });
+                return Err(LayoutError::SymlinkLoop {
+                    path,
+                    target: canon,
+                });
             }
             stack.push(canon);
             walk(&real, &rel, root, stack, out)?;
@@ -245,7 +280,10 @@ pub fn plan_layout(files: &[PathBuf], language: Language, version: &str) -> Plan
         }
         entries.push((f.clone(), Path::new(FUNCTION_DIR).join(f)));
     }
-    Plan { entries, deps_file: chosen.map(|_| PathBuf::from(deps)) }
+    Plan {
+        entries,
+        deps_file: chosen.map(|_| PathBuf::from(deps)),
+    }
 }
 
 /// The package's identity: MD5 (hex) over the sorted relative paths and contents of the
@@ -264,7 +302,11 @@ pub fn content_hash(sources: &Sources) -> Result<String, LayoutError> {
     for script in &sources.init_scripts {
         let in_language_dir = script.parent().and_then(Path::file_name)
             == Some(std::ffi::OsStr::new(sources.language.as_str()));
-        let which = if in_language_dir { "language" } else { "benchmark" };
+        let which = if in_language_dir {
+            "language"
+        } else {
+            "benchmark"
+        };
         parts.insert(format!("init/{which}/init.sh"), read(script)?);
     }
     for (name, text) in wrapper_files(sources.language) {
@@ -297,7 +339,10 @@ fn portable(p: &Path) -> String {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, LayoutError> {
-    std::fs::read(path).map_err(|source| LayoutError::Read { path: path.to_path_buf(), source })
+    std::fs::read(path).map_err(|source| LayoutError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// What [`lay_out`] wrote.
@@ -325,35 +370,56 @@ pub fn lay_out(sources: &Sources, version: &str, dest: &Path) -> Result<Layout, 
     }
     let rels: Vec<PathBuf> = sources.files.iter().map(|f| f.rel.clone()).collect();
     let plan = plan_layout(&rels, sources.language, version);
-    let by_rel: BTreeMap<&Path, &Path> =
-        sources.files.iter().map(|f| (f.rel.as_path(), f.abs.as_path())).collect();
+    let by_rel: BTreeMap<&Path, &Path> = sources
+        .files
+        .iter()
+        .map(|f| (f.rel.as_path(), f.abs.as_path()))
+        .collect();
     for (from, to) in &plan.entries {
-        let src = by_rel.get(from.as_path()).copied().unwrap_or(from.as_path());
+        let src = by_rel
+            .get(from.as_path())
+            .copied()
+            .unwrap_or(from.as_path());
         let dst = dest.join(to);
         if let Ok(meta) = std::fs::symlink_metadata(&dst) {
             if meta.is_dir() {
-                return Err(LayoutError::Conflict { from: src.to_path_buf(), to: dst });
+                return Err(LayoutError::Conflict {
+                    from: src.to_path_buf(),
+                    to: dst,
+                });
             }
             continue;
         }
         if let Some(parent) = dst.parent() {
             create_dir_all(parent)?;
         }
-        std::fs::copy(src, &dst).map_err(|source| LayoutError::Write { path: dst.clone(), source })?;
+        std::fs::copy(src, &dst).map_err(|source| LayoutError::Write {
+            path: dst.clone(),
+            source,
+        })?;
     }
     for (name, text) in wrapper_files(sources.language) {
         let path = dest.join(name);
         std::fs::write(&path, text).map_err(|source| LayoutError::Write { path, source })?;
     }
-    Ok(Layout { deps_file: plan.deps_file, init_output })
+    Ok(Layout {
+        deps_file: plan.deps_file,
+        init_output,
+    })
 }
 
 fn create_dir_all(path: &Path) -> Result<(), LayoutError> {
-    std::fs::create_dir_all(path).map_err(|source| LayoutError::Write { path: path.to_path_buf(), source })
+    std::fs::create_dir_all(path).map_err(|source| LayoutError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 fn run_init(script: &Path, function_dir: &Path) -> Result<String, LayoutError> {
-    let spawn_err = |source| LayoutError::InitSpawn { script: script.to_path_buf(), source };
+    let spawn_err = |source| LayoutError::InitSpawn {
+        script: script.to_path_buf(),
+        source,
+    };
     let mut child = Command::new("bash")
         .arg(script)
         .arg(function_dir)
@@ -386,7 +452,11 @@ fn run_init(script: &Path, function_dir: &Path) -> Result<String, LayoutError> {
             Some(c) => format!("status {c}"),
             None => status.to_string(),
         };
-        return Err(LayoutError::InitFailed { script: script.to_path_buf(), status, output });
+        return Err(LayoutError::InitFailed {
+            script: script.to_path_buf(),
+            status,
+            output,
+        });
     }
     Ok(output)
 }
@@ -430,7 +500,12 @@ mod tests {
             ],
         );
         check(
-            &["function.py", "requirements.txt", "requirements.txt.3.11", "requirements.txt.3.8"],
+            &[
+                "function.py",
+                "requirements.txt",
+                "requirements.txt.3.11",
+                "requirements.txt.3.8",
+            ],
             Python,
             "3.11",
             &[
@@ -443,19 +518,36 @@ mod tests {
             &["function.py", "requirements.txt", "requirements.txt.3.11"],
             Python,
             "3.9",
-            &["function/function.py <- function.py", "requirements.txt", "deps: requirements.txt"],
+            &[
+                "function/function.py <- function.py",
+                "requirements.txt",
+                "deps: requirements.txt",
+            ],
         );
         // Only a versioned file, for another version: no dependencies at all.
-        check(&["function.py", "requirements.txt.3.8"], Python, "3.11", &["function/function.py <- function.py"]);
+        check(
+            &["function.py", "requirements.txt.3.8"],
+            Python,
+            "3.11",
+            &["function/function.py <- function.py"],
+        );
         // A nested requirements file is just data.
         check(
             &["function.py", "sub/requirements.txt"],
             Python,
             "3.11",
-            &["function/function.py <- function.py", "function/sub/requirements.txt <- sub/requirements.txt"],
+            &[
+                "function/function.py <- function.py",
+                "function/sub/requirements.txt <- sub/requirements.txt",
+            ],
         );
         check(
-            &["function.js", "package.json", "package.json.20", "storage.js"],
+            &[
+                "function.js",
+                "package.json",
+                "package.json.20",
+                "storage.js",
+            ],
             Nodejs,
             "20",
             &[
@@ -469,12 +561,21 @@ mod tests {
 
     #[test]
     fn hash_framing_separates_names_and_contents() {
-        let one: BTreeMap<String, Vec<u8>> =
-            [("a".to_string(), b"bc".to_vec()), ("d".to_string(), b"".to_vec())].into();
-        let two: BTreeMap<String, Vec<u8>> =
-            [("a".to_string(), b"b".to_vec()), ("d".to_string(), b"c".to_vec())].into();
+        let one: BTreeMap<String, Vec<u8>> = [
+            ("a".to_string(), b"bc".to_vec()),
+            ("d".to_string(), b"".to_vec()),
+        ]
+        .into();
+        let two: BTreeMap<String, Vec<u8>> = [
+            ("a".to_string(), b"b".to_vec()),
+            ("d".to_string(), b"c".to_vec()),
+        ]
+        .into();
         assert_ne!(hash_parts(&one), hash_parts(&two));
         assert_eq!(hash_parts(&one), hash_parts(&one.clone()));
-        assert_eq!(hash_parts(&BTreeMap::new()), "d41d8cd98f00b204e9800998ecf8427e");
+        assert_eq!(
+            hash_parts(&BTreeMap::new()),
+            "d41d8cd98f00b204e9800998ecf8427e"
+        );
     }
 }
