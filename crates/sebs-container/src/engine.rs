@@ -88,7 +88,10 @@ pub async fn connect_to(address: &EngineAddress) -> Result<Docker, ConnectError>
     let docker = match address {
         EngineAddress::Unix(path) => {
             if !Path::new(path).exists() {
-                return Err(no_engine(format!("there is no socket at {}", path.display())));
+                return Err(no_engine(format!(
+                    "there is no socket at {}",
+                    path.display()
+                )));
             }
             Docker::connect_with_unix(
                 &path.display().to_string(),
@@ -104,7 +107,11 @@ pub async fn connect_to(address: &EngineAddress) -> Result<Docker, ConnectError>
     }
     .map_err(|e| no_engine(e.to_string()))?;
     match tokio::time::timeout(PING_TIMEOUT, docker.ping()).await {
-        Err(_) => return Err(no_engine(format!("no answer to ping within {PING_TIMEOUT:?}"))),
+        Err(_) => {
+            return Err(no_engine(format!(
+                "no answer to ping within {PING_TIMEOUT:?}"
+            )))
+        }
         Ok(Err(e)) => return Err(no_engine(e.to_string())),
         Ok(Ok(_)) => {}
     }
@@ -147,9 +154,18 @@ mod tests {
         let unix = |p: &str| Ok(EngineAddress::Unix(PathBuf::from(p)));
         check(None, unix("/var/run/docker.sock"));
         check(Some(""), unix("/var/run/docker.sock"));
-        check(Some("unix:///run/user/1000/docker.sock"), unix("/run/user/1000/docker.sock"));
-        check(Some("tcp://127.0.0.1:2375"), Ok(EngineAddress::Tcp("127.0.0.1:2375".into())));
-        check(Some("tcp://dockerhost:2375/"), Ok(EngineAddress::Tcp("dockerhost:2375".into())));
+        check(
+            Some("unix:///run/user/1000/docker.sock"),
+            unix("/run/user/1000/docker.sock"),
+        );
+        check(
+            Some("tcp://127.0.0.1:2375"),
+            Ok(EngineAddress::Tcp("127.0.0.1:2375".into())),
+        );
+        check(
+            Some("tcp://dockerhost:2375/"),
+            Ok(EngineAddress::Tcp("dockerhost:2375".into())),
+        );
         check(Some("ssh://me@host"), Err("only unix:// and tcp://"));
         check(Some("unix://"), Err("only unix:// and tcp://"));
     }
@@ -158,7 +174,9 @@ mod tests {
     async fn a_missing_socket_names_it_and_says_how_to_start_an_engine() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("docker.sock");
-        let err = connect_to(&EngineAddress::Unix(path.clone())).await.unwrap_err();
+        let err = connect_to(&EngineAddress::Unix(path.clone()))
+            .await
+            .unwrap_err();
         let text = err.to_string();
         assert!(text.contains(&path.display().to_string()), "{text}");
         assert!(text.contains("systemctl start docker"), "{text}");

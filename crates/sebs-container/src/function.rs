@@ -45,7 +45,9 @@ pub enum ContainerError {
     NotFound { container: String },
     #[error("create container {container}: the name is already in use")]
     NameInUse { container: String },
-    #[error("publish port {port} of container {container}: the port is already in use on the host")]
+    #[error(
+        "publish port {port} of container {container}: the port is already in use on the host"
+    )]
     PortInUse { container: String, port: u16 },
     #[error("create container {container}: image {image} is not present")]
     ImageMissing { container: String, image: String },
@@ -135,16 +137,13 @@ pub fn port_in_use(message: &str) -> Option<u16> {
         .min()?;
     let before = &message[..end];
     // The last `:<digits>` before the phrase is the port (IPv6 hosts end in `]:<port>`).
-    before
-        .match_indices(':')
-        .rev()
-        .find_map(|(i, _)| {
-            let digits: String = before[i + 1..]
-                .chars()
-                .take_while(char::is_ascii_digit)
-                .collect();
-            digits.parse::<u16>().ok()
-        })
+    before.match_indices(':').rev().find_map(|(i, _)| {
+        let digits: String = before[i + 1..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse::<u16>().ok()
+    })
 }
 
 /// One function container to run.
@@ -251,7 +250,9 @@ impl ContainerSpec {
             };
             HashMap::from([(self.port_key(), Some(vec![binding]))])
         });
-        let memory = self.memory_bytes.map(|m| i64::try_from(m).unwrap_or(i64::MAX));
+        let memory = self
+            .memory_bytes
+            .map(|m| i64::try_from(m).unwrap_or(i64::MAX));
         ContainerCreateBody {
             image: Some(self.image.clone()),
             entrypoint: Some(vec![sebs_wire::AGENT_PATH.to_string()]),
@@ -296,6 +297,9 @@ pub struct StartedContainer {
 }
 
 /// Creates and starts the container; a container that cannot start is removed again.
+///
+/// A container whose process exits before its address is known fails here with
+/// [`ContainerError::ExitedEarly`], as [`wait_alive`] would have.
 pub async fn create_and_start(
     docker: &Docker,
     spec: &ContainerSpec,
@@ -347,6 +351,18 @@ pub async fn create_and_start(
     let address = match address_of(docker, spec, &created.id).await {
         Ok(a) => a,
         Err(e) => {
+            // A container whose process already exited has no address; say why instead.
+            let e = match inspect_state(docker, &created.id).await {
+                Ok(state) if !state.running => ContainerError::ExitedEarly {
+                    container: spec.name.clone(),
+                    exit_code: state.exit_code.unwrap_or(-1),
+                    oom_killed: state.oom_killed,
+                    logs: logs(docker, &created.id, LOG_LINES_IN_ERRORS)
+                        .await
+                        .unwrap_or_else(|e| format!("(no logs: {e})")),
+                },
+                _ => e,
+            };
             if let Err(rm) = remove(docker, &created.id, true).await {
                 tracing::warn!(container = %spec.name, "could not remove the container: {rm}");
             }
@@ -389,11 +405,19 @@ async fn address_of(
             .and_then(|b| b.first())
             .and_then(|b| b.host_port.as_deref())
             .and_then(|p| p.parse::<u16>().ok())
-            .ok_or_else(|| no_address(format!("the engine reports no host port for {}", spec.port_key())))?;
+            .ok_or_else(|| {
+                no_address(format!(
+                    "the engine reports no host port for {}",
+                    spec.port_key()
+                ))
+            })?;
         return Ok(SocketAddr::new(publish.ip(), port));
     }
     if spec.network == "host" {
-        return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), spec.agent.port));
+        return Ok(SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            spec.agent.port,
+        ));
     }
     let ip = settings
         .networks
@@ -632,7 +656,10 @@ pub async fn list_labelled(
 }
 
 /// Force-removes every container labelled `label`; returns how many it removed.
-pub async fn remove_labelled(docker: &Docker, label: (&str, &str)) -> Result<usize, ContainerError> {
+pub async fn remove_labelled(
+    docker: &Docker,
+    label: (&str, &str),
+) -> Result<usize, ContainerError> {
     let mut removed = 0;
     for summary in list_labelled(docker, &[label]).await? {
         let Some(id) = summary.id else { continue };
@@ -726,15 +753,26 @@ mod tests {
              starting userland proxy: listen tcp4 127.0.0.1:9123: bind: address already in use",
             Some(9123),
         );
-        check("Bind for [::1]:9000 failed: port is already allocated", Some(9000));
-        check("Conflict. The container name \"/x\" is already in use", None);
+        check(
+            "Bind for [::1]:9000 failed: port is already allocated",
+            Some(9000),
+        );
+        check(
+            "Conflict. The container name \"/x\" is already in use",
+            None,
+        );
         check("port is already allocated", None);
     }
 
     #[test]
     fn status_lines() {
         fn check(buf: &[u8], expect: Option<u16>) {
-            assert_eq!(parse_status_line(buf), expect, "{}", String::from_utf8_lossy(buf));
+            assert_eq!(
+                parse_status_line(buf),
+                expect,
+                "{}",
+                String::from_utf8_lossy(buf)
+            );
         }
         check(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", Some(200));
         check(b"HTTP/1.0 503 Service Unavailable\r\n", Some(503));
@@ -752,17 +790,24 @@ mod tests {
             .label("sebs-local.function", "f");
         spec.memory_bytes = Some(256 << 20);
         spec.nano_cpus = Some(500_000_000);
-        spec.env.push(("MINIO_ADDRESS".into(), "172.17.0.1:9000".into()));
+        spec.env
+            .push(("MINIO_ADDRESS".into(), "172.17.0.1:9000".into()));
         let body = spec.to_create_body();
 
         assert_eq!(body.entrypoint, Some(vec!["/sebs/agent".to_string()]));
         assert_eq!(body.cmd, Some(vec![]));
         let labels = body.labels.unwrap();
         assert_eq!(labels.get("sebs-local").map(String::as_str), Some("1"));
-        assert_eq!(labels.get("sebs-local.function").map(String::as_str), Some("f"));
+        assert_eq!(
+            labels.get("sebs-local.function").map(String::as_str),
+            Some("f")
+        );
         let env = body.env.unwrap();
         assert!(env.contains(&"SEBS_AGENT_PORT=9100".to_string()), "{env:?}");
-        assert_eq!(env.last().map(String::as_str), Some("MINIO_ADDRESS=172.17.0.1:9000"));
+        assert_eq!(
+            env.last().map(String::as_str),
+            Some("MINIO_ADDRESS=172.17.0.1:9000")
+        );
         assert_eq!(body.exposed_ports, Some(vec!["9100/tcp".to_string()]));
 
         let host = body.host_config.unwrap();
@@ -772,7 +817,10 @@ mod tests {
         assert_eq!(host.privileged, Some(false));
         assert_eq!(host.init, Some(false));
         assert_eq!(host.cap_add, None);
-        assert_eq!(host.security_opt, Some(vec!["no-new-privileges".to_string()]));
+        assert_eq!(
+            host.security_opt,
+            Some(vec!["no-new-privileges".to_string()])
+        );
         let binding = &host.port_bindings.unwrap()["9100/tcp"].clone().unwrap()[0];
         assert_eq!(binding.host_ip.as_deref(), Some("127.0.0.1"));
         assert_eq!(binding.host_port.as_deref(), Some(""));

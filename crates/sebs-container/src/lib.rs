@@ -32,3 +32,6 @@ pub use function::{
     StartedContainer,
 };
 
+pub use image::{
+    ensure_image, BaseImageBuilder, ImageChoice, ImageError, ImageSource, ResolvedImage,
+};

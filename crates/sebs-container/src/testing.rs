@@ -23,7 +23,9 @@ pub async fn docker_for_tests() -> Option<Docker> {
             panic!("CI is set, so Docker tests must run, but no engine answers: failed to {e}")
         }
         Err(e) => {
-            eprintln!("skipping: no Docker engine (set CI=1 to make this a failure): failed to {e}");
+            eprintln!(
+                "skipping: no Docker engine (set CI=1 to make this a failure): failed to {e}"
+            );
             None
         }
     }
@@ -51,6 +53,10 @@ mod tests {
         assert_ne!(a, b);
         assert!(a.starts_with("sebs-test-"), "{a}");
         // Docker accepts [a-zA-Z0-9][a-zA-Z0-9_.-]+ as names.
-        assert!(a.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)), "{a}");
+        assert!(
+            a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)),
+            "{a}"
+        );
     }
 }
