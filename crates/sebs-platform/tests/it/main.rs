@@ -1,0 +1,245 @@
+//! End-to-end tests: real code packages in real containers behind the real agent.
+//!
+//! Needs a Docker engine, the static agent (`cargo xtask agent`, or `SEBS_AGENT_BIN`) and a
+//! Python image; `cargo xtask test` prepares all three. Without them the tests print why
+//! and pass, unless `CI` is set.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+
+use sebs_container::image::{ensure_image, BaseImageBuilder, ImageChoice};
+use sebs_container::testing::{docker_for_tests, TEST_LABEL};
+use sebs_package::{find_benchmark, NoDeps, Package, PackageCache};
+use sebs_platform::{Function, FunctionConfig, Platform, PlatformConfig};
+use sebs_trigger::InvokeError;
+use sebs_wire::{EpochMicros, ErrorKind, Language};
+use serde_json::json;
+
+/// A benchmark whose handler does what its input says; written per test run so that each
+/// behaviour can be followed by a plain successful call.
+const PROGRAMMABLE: &str = r#"
+import os, time
+
+def handler(event):
+    mode = event.get("mode", "noop")
+    if mode == "sleep":
+        time.sleep(event["seconds"])
+    elif mode == "raise":
+        raise ValueError("asked to raise")
+    elif mode == "exit":
+        os._exit(3)
+    elif mode == "whoami":
+        return {"uid": os.getuid(), "gid": os.getgid()}
+    return {"mode": mode}
+"#;
+
+struct Harness {
+    platform: Platform,
+    image: String,
+    benchmarks: tempfile::TempDir,
+    cache: tempfile::TempDir,
+}
+
+impl Harness {
+    /// A platform whose containers carry the test label, or `None` (after saying why) when
+    /// this machine cannot run containers and `CI` is unset.
+    async fn new() -> Option<Harness> {
+        let docker = docker_for_tests().await?;
+        let agent = match sebs_platform::find_agent_binary(None) {
+            Ok(agent) => agent,
+            Err(e) if std::env::var_os("CI").is_some() => panic!("CI is set but: failed to {e}"),
+            Err(e) => {
+                eprintln!("skipping: failed to {e}");
+                return None;
+            }
+        };
+        let image = ensure_image(&docker, &ImageChoice::for_language(Language::Python, "3.11"), &BaseImageBuilder::new())
+            .await
+            .expect("a Python image")
+            .tag;
+        let mut config = PlatformConfig::new(agent);
+        config.labels.insert(TEST_LABEL.0.into(), TEST_LABEL.1.into());
+        let benchmarks = tempfile::tempdir().unwrap();
+        write_benchmark(benchmarks.path(), "900.programmable", PROGRAMMABLE, 2);
+        Some(Harness {
+            platform: Platform::new(docker, config),
+            image,
+            benchmarks,
+            cache: tempfile::tempdir().unwrap(),
+        })
+    }
+
+    fn package(&self, root: &Path, name: &str) -> (String, Package, sebs_package::BenchmarkConfig) {
+        let bench = find_benchmark(root, name).unwrap();
+        let cache = PackageCache::new(self.cache.path());
+        let package = cache.get_or_build(&bench, Language::Python, "3.11", &NoDeps, false).unwrap();
+        (bench.name, package, bench.config)
+    }
+
+    async fn deploy(&self, root: &Path, name: &str, workers: usize) -> Function {
+        let (bench, package, config) = self.package(root, name);
+        let mut config = FunctionConfig::from_benchmark(&config, Language::Python, "3.11");
+        config.workers = workers;
+        self.platform
+            .create_function(&format!("test-{bench}"), &bench, &package, &self.image, &config)
+            .await
+            .unwrap()
+    }
+
+    async fn programmable(&self, workers: usize) -> Function {
+        let root = self.benchmarks.path().to_path_buf();
+        self.deploy(&root, "900.programmable", workers).await
+    }
+}
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
+}
+
+fn write_benchmark(root: &Path, name: &str, code: &str, timeout_s: u64) {
+    let dir = root.join("900.tests").join(name);
+    std::fs::create_dir_all(dir.join("python")).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        json!({"timeout": timeout_s, "memory": 256, "languages": ["python"], "modules": []}).to_string(),
+    )
+    .unwrap();
+    std::fs::write(dir.join("input.json"), "{}").unwrap();
+    std::fs::write(dir.join("python/function.py"), code).unwrap();
+    std::fs::write(dir.join("python/requirements.txt"), "").unwrap();
+}
+
+/// Runs `body` and then removes every container the platform started, also when `body`
+/// panics (a failed assertion), before passing the panic on.
+async fn with_harness<F, Fut>(body: F)
+where
+    F: FnOnce(std::sync::Arc<Harness>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let Some(h) = Harness::new().await else { return };
+    let h = std::sync::Arc::new(h);
+    let outcome = tokio::spawn(body(h.clone())).await;
+    h.platform.shutdown().await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_invocation_is_cold_and_the_next_are_warm() {
+    with_harness(|h| async move {
+        let f = h.deploy(&fixtures(), "000.noop", 1).await;
+        let first = h.platform.invoke(&f, &json!({})).await.unwrap();
+        assert!(first.stats.cold_start);
+        assert!(first.times.initialization > 0, "the cold call reports the import time");
+        for _ in 0..3 {
+            let warm = h.platform.invoke(&f, &json!({})).await.unwrap();
+            assert!(!warm.stats.cold_start);
+            assert_eq!(warm.times.initialization, 0);
+            assert!(warm.times.client >= warm.times.benchmark);
+        }
+        h.platform.stop(&f).await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn benchmark_time_of_a_100_ms_sleep_is_100_ms() {
+    with_harness(|h| async move {
+        let f = h.deploy(&fixtures(), "010.sleep", 1).await;
+        for _ in 0..3 {
+            let r = h.platform.invoke(&f, &json!({"sleep": 0.1})).await.unwrap();
+            assert!(
+                (98_000..=102_000).contains(&r.times.benchmark),
+                "benchmark time {} µs is not 100 ms ± 2 ms",
+                r.times.benchmark
+            );
+            assert_eq!(r.handler_output(), Some(&json!({"result": 0.1})));
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exception_and_a_crash_are_clear_errors_and_the_function_goes_on() {
+    with_harness(|h| async move {
+        let f = h.programmable(1).await;
+        match h.platform.invoke(&f, &json!({"mode": "raise"})).await {
+            Err(InvokeError::Function { status: 500, answer, .. }) => {
+                assert_eq!(answer.kind, ErrorKind::HandlerError);
+                assert_eq!(answer.exception_type.as_deref(), Some("ValueError"));
+                assert!(answer.traceback.as_deref().unwrap_or("").contains("asked to raise"));
+            }
+            other => panic!("expected a handler error, got {other:?}"),
+        }
+        let ok = h.platform.invoke(&f, &json!({"mode": "noop"})).await.unwrap();
+        assert_eq!(ok.handler_output(), Some(&json!({"mode": "noop"})));
+
+        match h.platform.invoke(&f, &json!({"mode": "exit"})).await {
+            Err(InvokeError::Function { answer, .. }) => assert_eq!(answer.kind, ErrorKind::WorkerDied),
+            other => panic!("expected a dead worker, got {other:?}"),
+        }
+        h.platform.invoke(&f, &json!({"mode": "noop"})).await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_past_its_timeout_is_stopped_and_the_function_goes_on() {
+    with_harness(|h| async move {
+        let f = h.programmable(1).await;
+        match h.platform.invoke(&f, &json!({"mode": "sleep", "seconds": 10})).await {
+            Err(InvokeError::Function { status: 504, answer, times, .. }) => {
+                assert_eq!(answer.kind, ErrorKind::Timeout);
+                // Stopped at the 2 s timeout, not after the 10 s the handler wanted.
+                assert!(times.client_us < 5_000_000, "took {} µs", times.client_us);
+            }
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+        h.platform.invoke(&f, &json!({"mode": "noop"})).await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_of_two_serves_two_requests_at_once() {
+    with_harness(|h| async move {
+        let f = h.programmable(2).await;
+        // Warm both workers' imports up so the overlap is the handlers'.
+        h.platform.invoke(&f, &json!({})).await.unwrap();
+        let input = json!({"mode": "sleep", "seconds": 0.3});
+        let (a, b) = tokio::join!(h.platform.invoke(&f, &input), h.platform.invoke(&f, &input));
+        let span = |r: &sebs_trigger::ExecutionResult| {
+            let begin: EpochMicros = r.output["begin"].as_str().unwrap().parse().unwrap();
+            let end: EpochMicros = r.output["end"].as_str().unwrap().parse().unwrap();
+            (begin, end)
+        };
+        let (a, b) = (span(&a.unwrap()), span(&b.unwrap()));
+        assert!(a.0 < b.1 && b.0 < a.1, "the two handlers did not overlap: {a:?} {b:?}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_function_runs_as_the_configured_user_with_data_files() {
+    with_harness(|h| async move {
+        let mut platform_user = h.platform.config().clone();
+        platform_user.user = Some((65534, 65534));
+        let platform = Platform::new(h.platform.docker().clone(), platform_user);
+        let root = h.benchmarks.path().to_path_buf();
+        let (bench, package, config) = h.package(&root, "900.programmable");
+        let config = FunctionConfig::from_benchmark(&config, Language::Python, "3.11");
+        let f = platform
+            .create_function("test-user", &bench, &package, &h.image, &config)
+            .await
+            .unwrap();
+        let r = platform.invoke(&f, &json!({"mode": "whoami"})).await;
+        platform.stop(&f).await.unwrap();
+        assert_eq!(r.unwrap().handler_output(), Some(&json!({"uid": 65534, "gid": 65534})));
+
+        let data = h.deploy(&fixtures(), "040.data-file", 1).await;
+        let r = h.platform.invoke(&data, &json!({})).await.unwrap();
+        assert!(r.handler_output().is_some_and(|o| o.to_string().contains("hello")), "{:?}", r.output);
+    })
+    .await;
+}
