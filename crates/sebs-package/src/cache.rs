@@ -16,6 +16,9 @@ use crate::deps::{
 };
 use crate::layout::{collect_sources, content_hash, lay_out, LayoutError};
 
+/// Build folders older than this are taken as abandoned by a killed process.
+const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// The file written last into a package, holding [`Marker`]'s JSON.
 pub const MARKER_FILE: &str = ".sebs-package.json";
 
@@ -134,6 +137,7 @@ impl PackageCache {
         }
 
         std::fs::create_dir_all(&self.root).map_err(io("create cache folder", &self.root))?;
+        self.remove_abandoned(ABANDONED_AFTER);
         let tmp = tempfile::Builder::new()
             .prefix(".build-")
             .tempdir_in(&self.root)
@@ -229,6 +233,27 @@ impl PackageCache {
             path: dir.to_path_buf(),
             source: std::io::Error::other("the place stays taken by an incomplete package"),
         })
+    }
+
+    /// Removes build and moved-aside folders in the cache root older than `age`: what a
+    /// killed process left behind. Younger ones may belong to builds still running.
+    pub fn remove_abandoned(&self, age: std::time::Duration) {
+        let Ok(entries) = std::fs::read_dir(&self.root) else {
+            return;
+        };
+        let now = std::time::SystemTime::now();
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if !(name.starts_with(".build-") || name.starts_with(".old-")) {
+                continue;
+            }
+            let modified = entry.metadata().and_then(|m| m.modified());
+            let old = modified.is_ok_and(|t| now.duration_since(t).is_ok_and(|d| d >= age));
+            if old {
+                remove_quietly(&entry.path());
+            }
+        }
     }
 
     /// Renames `dir` (when present) to a temporary name in the cache root and removes it.

@@ -96,6 +96,25 @@ fn an_incomplete_package_is_rebuilt() {
 }
 
 #[test]
+fn abandoned_builds_are_removed_by_age() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = PackageCache::new(tmp.path());
+    write_files(
+        tmp.path(),
+        &[
+            (".build-old/x", "x"),
+            (".old-1/x", "x"),
+            ("000.noop/keep", "x"),
+        ],
+    );
+    cache.remove_abandoned(std::time::Duration::from_secs(3600));
+    assert_eq!(leftovers(tmp.path()).len(), 2, "young folders stay");
+    cache.remove_abandoned(std::time::Duration::ZERO);
+    assert_eq!(leftovers(tmp.path()), Vec::<String>::new());
+    assert!(tmp.path().join("000.noop/keep").is_file(), "packages stay");
+}
+
+#[test]
 fn dependencies_without_a_build_environment_fail_clearly() {
     let tmp = tempfile::tempdir().unwrap();
     let cache = PackageCache::new(tmp.path());
