@@ -351,20 +351,22 @@ impl SampleHandle {
 
     /// Stops sampling and returns the measurements, partial when the container died mid-way.
     ///
-    /// Returns at once: the thread closes the file at its next wake-up.
-    pub fn stop(self) -> Measurements {
+    /// Returns at once: the thread closes the file at its next wake-up. Dropping a handle
+    /// stops sampling too, discarding the data.
+    pub fn stop(mut self) -> Measurements {
         self.slot.stop.store(true, Ordering::Relaxed);
         let collected = std::mem::take(&mut *lock(&self.slot.collected));
         let end = collected.end.unwrap_or(End::Stopped);
-        let kernel_peak = match (&end, &self.cgroup) {
+        let cgroup = self.cgroup.take();
+        let kernel_peak = match (&end, &cgroup) {
             (End::Stopped, Some(cgroup)) => cgroup.peak().ok().flatten(),
             _ => None,
         };
         let taken = collected.samples.len() as u64;
         Measurements {
-            container: self.container,
+            container: std::mem::take(&mut self.container),
             source: self.source,
-            cgroup: self.cgroup.map(|c| c.dir),
+            cgroup: cgroup.map(|c| c.dir),
             interval: self.interval,
             started_at: self.started_at,
             samples: collected.samples,
@@ -373,6 +375,12 @@ impl SampleHandle {
             end,
             kernel_peak,
         }
+    }
+}
+
+impl Drop for SampleHandle {
+    fn drop(&mut self) {
+        self.slot.stop.store(true, Ordering::Relaxed);
     }
 }
 
@@ -549,6 +557,37 @@ mod tests {
             matches!(&all[2].end, End::Failed(why) if why.contains("c2") && why.contains("not a number")),
             "{:?}",
             all[2].end
+        );
+    }
+
+    #[test]
+    fn dropping_a_handle_stops_its_sampling() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        put(&path, 1);
+        let sampler = Sampler::start().unwrap();
+        let kept = sampler
+            .add_file("kept", &path, Duration::from_millis(1))
+            .unwrap();
+        let dropped = sampler
+            .add_file("dropped", &path, Duration::from_millis(1))
+            .unwrap();
+        let slot = Arc::clone(&dropped.slot);
+        wait_for("samples", || dropped.sample_count() > 0);
+        drop(dropped);
+        // The thread notices within one wake-up; give it a few.
+        let seen = kept.sample_count();
+        wait_for("the kept container to go on", || {
+            kept.sample_count() > seen + 5
+        });
+        let count = lock(&slot.collected).samples.len();
+        wait_for("more samples of the kept one", || {
+            kept.sample_count() > seen + 15
+        });
+        assert_eq!(
+            lock(&slot.collected).samples.len(),
+            count,
+            "the dropped container is still sampled"
         );
     }
 
