@@ -308,7 +308,10 @@ impl Allocator {
                 }
             };
             if !still_linked(port, &path, &lock)? {
-                // Removed since we opened it: nobody's any more, or a fresh file to look at again.
+                // Removed since we opened it: look again at whatever the path names now.
+                if std::time::Instant::now() >= deadline {
+                    return Err(PortError::Busy { port, path });
+                }
                 continue;
             }
             if read_owner(port, &path, &mut lock)? != container {
