@@ -185,7 +185,10 @@ impl Worker {
         let limit_ms = import_limit.as_millis() as u64;
         let ready = match tokio::time::timeout(import_limit, worker.read_line()).await {
             Ok(Ok(())) => Ready::parse(&worker.line),
-            Ok(Err(e)) => return Err(e),
+            Ok(Err(e)) => {
+                worker.kill();
+                return Err(e);
+            }
             Err(_) => {
                 worker.kill();
                 return Err(WorkerError::ImportTimeout { limit_ms });

@@ -140,6 +140,7 @@ async fn static_agent_serves_in_a_container_as_nobody() {
     let run = docker(&[
         "run", "--detach", "--name", &container.name, "--label", "sebs-local.test=1",
         "--volume", &agent_mount, "--volume", &code_mount, "--env", &uid, "--env", &gid,
+        "--memory", "128m", "--memory-swap", "128m",
         IMAGE, sebs_wire::AGENT_PATH,
     ])
     .unwrap();
@@ -198,6 +199,34 @@ async fn static_agent_serves_in_a_container_as_nobody() {
         );
         assert_eq!(output["groups"], serde_json::json!([]), "{body:#}");
     }
+
+    // Orphans of the handler are adopted by the agent (PID 1), which reaps them.
+    let sent = client
+        .post(format!("{url}/"))
+        .body(r#"{"orphans": 3}"#)
+        .send()
+        .await;
+    let reaped = answer(sent.unwrap()).await;
+    assert_eq!(
+        reaped.ok()["result"]["output"],
+        serde_json::json!({"zombies": []})
+    );
+
+    // A handler beyond the memory limit is OOM-killed; the kernel's count says so.
+    let sent = client
+        .post(format!("{url}/"))
+        .body(r#"{"alloc_mb": 400}"#)
+        .send()
+        .await;
+    let oom = answer(sent.unwrap()).await;
+    assert_eq!(
+        (oom.status, &oom.body["kind"]),
+        (500, &serde_json::json!("out_of_memory")),
+        "{:#}",
+        oom.body
+    );
+    let sent = client.post(format!("{url}/")).body("{}").send().await;
+    assert_eq!(answer(sent.unwrap()).await.ok()["is_cold"], false);
 
     // PID 1 stops cleanly on SIGTERM: `docker stop` does not have to kill it.
     let stop = docker(&["stop", "--time", "5", &container.name]).unwrap();

@@ -43,12 +43,14 @@ async fn begin_and_end_are_taken_around_the_handler() {
     let code = code_dir(STEERED);
     let agent = Agent::start(code.path(), &[]);
     agent.post("{}").await.ok();
-    let (begin, end) = agent.post(r#"{"sleep": 0.1}"#).await.span();
-    let took = end - begin;
-    assert!(
-        (100_000..=102_000).contains(&took),
-        "a 100 ms sleep took {took} µs"
-    );
+    // A loaded machine oversleeps now and then; the best of a few shows what we measure.
+    let mut best = i64::MAX;
+    for _ in 0..5 {
+        let (begin, end) = agent.post(r#"{"sleep": 0.1}"#).await.span();
+        assert!(end - begin >= 100_000, "a 100 ms sleep took {} µs", end - begin);
+        best = best.min(end - begin);
+    }
+    assert!(best <= 102_000, "a 100 ms sleep took at best {best} µs");
 }
 
 #[tokio::test]

@@ -34,6 +34,23 @@ def handler(event):
         raise ValueError(event["raise"])
     if "exit" in event:
         os._exit(event["exit"])
+    if "alloc_mb" in event:
+        hog = b"x" * (event["alloc_mb"] * 1024 * 1024)
+        return {"allocated": len(hog)}
+    if "orphans" in event:
+        import subprocess
+        for _ in range(event["orphans"]):
+            subprocess.run(["sh", "-c", "sleep 0.05 & exit 0"], check=True)
+        time.sleep(0.5)
+        zombies = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                        zombies.append(int(pid))
+            except OSError:
+                pass
+        return {"zombies": zombies}
     if "set" in event:
         return {1, 2}
     return {"echo": event, "pid": os.getpid(), "uid": os.getuid(), "gid": os.getgid(),
