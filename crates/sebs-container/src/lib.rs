@@ -22,6 +22,7 @@
 pub mod engine;
 pub mod function;
 pub mod image;
+pub mod run;
 pub mod testing;
 
 pub use bollard::Docker;
