@@ -181,4 +181,16 @@ mod tests {
         assert!(text.contains(&path.display().to_string()), "{text}");
         assert!(text.contains("systemctl start docker"), "{text}");
     }
+
+    #[tokio::test]
+    async fn a_silent_tcp_engine_is_named_with_a_hint() {
+        // Port 1 on loopback: nothing listens there, the connection is refused.
+        let address = engine_address(Some("tcp://127.0.0.1:1")).unwrap();
+        let text = connect_to(&address).await.unwrap_err().to_string();
+        assert!(
+            text.starts_with("reach a docker engine at tcp://127.0.0.1:1"),
+            "{text}"
+        );
+        assert!(text.contains("DOCKER_HOST"), "{text}");
+    }
 }
