@@ -1,14 +1,18 @@
-//! Functions: a code package running in a container behind an HTTP trigger.
+//! Functions: a code package running in a container behind an HTTP trigger, and the
+//! [`Platform`] that starts, inspects and stops them.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use sebs_container::{ContainerSpec, Docker, StartedContainer};
+use sebs_container::{ContainerError, ContainerSpec, Docker, StartedContainer};
 use sebs_package::{BenchmarkConfig, Package};
+use sebs_ports::{Allocator, AllocatorConfig, PortError, PortLease};
 use sebs_trigger::{ExecutionResult, InvokeError, Trigger, TriggerConfig};
 use sebs_wire::{AgentSettings, Language};
+
+use crate::addressing::{environment_needs_publish, reachable, Addressing, HostFacts};
 
 /// Label naming the function a container serves.
 pub const FUNCTION_LABEL: &str = "sebs-local.function";
@@ -16,14 +20,35 @@ pub const FUNCTION_LABEL: &str = "sebs-local.function";
 pub const BENCHMARK_LABEL: &str = "sebs-local.benchmark";
 /// Label carrying the code package's hash.
 pub const HASH_LABEL: &str = "sebs-local.hash";
+/// Label carrying the id of the [`Platform`] that started a container, so that
+/// [`Platform::shutdown`] also finds containers whose start was interrupted half-way.
+pub const RUN_LABEL: &str = "sebs-local.run";
+
+/// Containers [`Platform::create_functions`] starts at once.
+pub const DEPLOY_CONCURRENCY: usize = 8;
+
+/// How long the first bridge address may take to accept or refuse a connection before
+/// [`Addressing::Auto`] decides that the bridge is out of reach.
+const REACHABILITY_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// How often a published port that someone else grabbed between our probe and the engine's
+/// bind is replaced by another before giving up.
+const PUBLISH_ATTEMPTS: usize = 5;
+
+/// How long a stopping function's agent may take to exit after SIGTERM.
+pub(crate) const STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// How the platform runs functions; one per [`Platform`].
 #[derive(Debug, Clone)]
 pub struct PlatformConfig {
     /// The static agent mounted into every container (see [`crate::find_agent_binary`]).
     pub agent_binary: PathBuf,
-    /// The container network; its addresses must be reachable from this host.
+    /// The container network.
     pub network: String,
+    /// Bridge address or published port; see [`Addressing`].
+    pub addressing: Addressing,
+    /// Range, lock directory and host address of published ports.
+    pub ports: AllocatorConfig,
     /// How long a new container may take to answer `/alive`.
     pub alive_deadline: Duration,
     /// Run containers privileged (for hardware counters); off by default.
@@ -39,6 +64,8 @@ impl PlatformConfig {
         PlatformConfig {
             agent_binary,
             network: "bridge".to_string(),
+            addressing: Addressing::Auto,
+            ports: AllocatorConfig::from_env(),
             alive_deadline: Duration::from_secs(30),
             privileged: false,
             user: Some((nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw())),
@@ -52,11 +79,11 @@ impl PlatformConfig {
 pub struct FunctionConfig {
     pub language: Language,
     pub language_version: String,
-    /// Memory limit of the container, enforced by the engine.
+    /// Memory limit of the container, enforced by the engine (swap included).
     pub memory_mb: u64,
     /// A handler running longer is stopped and its invocation fails with a timeout.
     pub timeout_s: u64,
-    /// CPU limit; `None` leaves the container unlimited.
+    /// CPU limit (CFS quota); `None` leaves the container unlimited.
     pub cpus: Option<f64>,
     /// Invocations one container serves at once.
     pub workers: usize,
@@ -81,9 +108,13 @@ pub struct Function {
     pub name: String,
     pub benchmark: String,
     pub hash: String,
+    /// The code package mounted at `/function`.
+    pub package_dir: PathBuf,
     pub image: String,
     pub config: FunctionConfig,
     pub container: StartedContainer,
+    /// The host port leased for this function when it is published on 127.0.0.1.
+    pub published_port: Option<u16>,
     /// From the create call to the first 200 of `/alive`.
     pub startup: Duration,
     pub trigger: Arc<Trigger>,
@@ -94,6 +125,21 @@ impl Function {
     pub fn url(&self) -> String {
         self.container.address.to_string()
     }
+
+    /// The port SeBS writes as `port`: the agent's port, or the published host port.
+    pub fn port(&self) -> u16 {
+        self.container.address.port()
+    }
+}
+
+/// What the engine says a function's container is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FunctionState {
+    Running,
+    /// Its process ended: killed by someone, crashed, or OOM-killed as a whole.
+    Exited { code: i64, oom_killed: bool },
+    /// The container no longer exists: someone removed it behind our back.
+    Gone,
 }
 
 /// What went wrong on the platform.
@@ -106,14 +152,28 @@ pub enum PlatformError {
     Start {
         function: String,
         #[source]
-        source: sebs_container::ContainerError,
+        source: ContainerError,
     },
     #[error("stop function {function} (container {container})")]
     Stop {
         function: String,
         container: String,
         #[source]
-        source: sebs_container::ContainerError,
+        source: ContainerError,
+    },
+    #[error("inspect function {function} (container {container})")]
+    Inspect {
+        function: String,
+        container: String,
+        #[source]
+        source: ContainerError,
+    },
+    #[error("update the resources of function {function} (container {container})")]
+    Update {
+        function: String,
+        container: String,
+        #[source]
+        source: ContainerError,
     },
     #[error("make a trigger for function {function}")]
     Trigger {
@@ -121,20 +181,79 @@ pub enum PlatformError {
         #[source]
         source: sebs_trigger::UrlError,
     },
+    #[error("lease a host port for function {function}")]
+    Port {
+        function: String,
+        #[source]
+        source: PortError,
+    },
+    #[error("lease a host port for function {function}: the port-leasing task failed: {reason}")]
+    PortTask { function: String, reason: String },
+    #[error("free host port {port} of container {container}")]
+    ReleasePort {
+        container: String,
+        port: u16,
+        #[source]
+        source: PortError,
+    },
+}
+
+/// Everything a container of a function is started from.
+#[derive(Debug, Clone)]
+struct Launch<'a> {
+    name: &'a str,
+    benchmark: &'a str,
+    package_dir: &'a Path,
+    hash: &'a str,
+    image: &'a str,
+    config: &'a FunctionConfig,
+}
+
+/// A container that is up, before it has answered `/alive`.
+struct Placed {
+    container: StartedContainer,
+    published_port: Option<u16>,
 }
 
 /// The local platform.
+///
+/// Cheap to clone; clones share the record of live containers, so any clone's
+/// [`Platform::shutdown`] removes them all.
 #[derive(Debug, Clone)]
 pub struct Platform {
     docker: Docker,
     config: PlatformConfig,
-    /// Containers started and not yet removed, for [`Platform::shutdown`].
-    live: Arc<Mutex<Vec<String>>>,
+    /// Labels every container this platform starts with [`RUN_LABEL`].
+    run_id: String,
+    /// Containers started and not yet removed, with their published port, for
+    /// [`Platform::shutdown`].
+    live: Arc<Mutex<BTreeMap<String, Option<u16>>>>,
+    /// Whether to publish, once [`Addressing::Auto`] has decided.
+    publish: Arc<OnceLock<bool>>,
+    /// Made on the first published function; leases of vanished containers are reclaimed then.
+    allocator: Arc<tokio::sync::OnceCell<Allocator>>,
 }
 
 impl Platform {
     pub fn new(docker: Docker, config: PlatformConfig) -> Platform {
-        Platform { docker, config, live: Arc::default() }
+        let publish = OnceLock::new();
+        let decided = match config.addressing {
+            Addressing::Bridge => Some(false),
+            Addressing::Publish => Some(true),
+            Addressing::Auto if environment_needs_publish(&HostFacts::of_this_process()) => Some(true),
+            Addressing::Auto => None,
+        };
+        if let Some(decided) = decided {
+            let _ = publish.set(decided);
+        }
+        Platform {
+            docker,
+            config,
+            run_id: uuid::Uuid::new_v4().simple().to_string(),
+            live: Arc::default(),
+            publish: Arc::new(publish),
+            allocator: Arc::default(),
+        }
     }
 
     pub fn docker(&self) -> &Docker {
@@ -143,6 +262,11 @@ impl Platform {
 
     pub fn config(&self) -> &PlatformConfig {
         &self.config
+    }
+
+    /// The value of [`RUN_LABEL`] on this platform's containers.
+    pub fn run_id(&self) -> &str {
+        &self.run_id
     }
 
     /// Starts `package` as function `name` in `image` and returns once it answers `/alive`.
@@ -154,74 +278,55 @@ impl Platform {
         image: &str,
         config: &FunctionConfig,
     ) -> Result<Function, PlatformError> {
-        let mut settings = AgentSettings::new(config.language);
-        settings.workers = config.workers.max(1);
-        settings.timeout_ms = config.timeout_s.saturating_mul(1000);
-        if let Some((uid, gid)) = self.config.user {
-            settings.uid = Some(uid);
-            settings.gid = Some(gid);
-        }
-        let container_name = format!("sebs-{}-{}", sanitize(name), &uuid::Uuid::new_v4().simple().to_string()[..8]);
-        let mut spec = ContainerSpec::new(
-            container_name,
+        self.launch(&Launch {
+            name,
+            benchmark,
+            package_dir: &package.dir,
+            hash: &package.hash,
             image,
-            package.dir.clone(),
-            self.config.agent_binary.clone(),
-            settings,
-        );
-        spec.network = self.config.network.clone();
-        spec.privileged = self.config.privileged;
-        spec.memory_bytes = Some(config.memory_mb.saturating_mul(1024 * 1024));
-        spec.nano_cpus = config.cpus.map(|c| (c * 1e9).round() as u64);
-        spec.labels = self.config.labels.clone();
-        spec = spec
-            .label(FUNCTION_LABEL, name)
-            .label(BENCHMARK_LABEL, benchmark)
-            .label(HASH_LABEL, &package.hash);
-        if let Ok(user) = std::env::var("USER") {
-            spec.env.push((sebs_wire::env::USER.to_string(), user));
-        }
-        let start_err = |source| PlatformError::Start { function: name.to_string(), source };
-
-        let container = sebs_container::create_and_start(&self.docker, &spec).await.map_err(start_err)?;
-        self.live.lock().unwrap_or_else(|p| p.into_inner()).push(container.id.clone());
-        let alive = sebs_container::wait_alive(
-            &self.docker,
-            &container.id,
-            container.address,
-            self.config.alive_deadline,
-        )
-        .await;
-        if let Err(e) = alive {
-            self.remove_quietly(&container.id).await;
-            return Err(start_err(e));
-        }
-        let startup = container.created_at.elapsed();
-        let trigger_config = TriggerConfig {
-            keep_alive: true,
-            // The agent answers a handler past its timeout with 504 itself; this bound only
-            // catches an agent that stopped answering altogether.
-            timeout: Duration::from_secs(config.timeout_s.saturating_add(30)),
-        };
-        let trigger = Trigger::new(&format!("http://{}/", container.address), trigger_config)
-            .map_err(|source| PlatformError::Trigger { function: name.to_string(), source })?;
-        tracing::info!(
-            function = name,
-            container = %container.id,
-            url = %container.address,
-            startup_ms = startup.as_secs_f64() * 1e3,
-            "function started"
-        );
-        Ok(Function {
-            name: name.to_string(),
-            benchmark: benchmark.to_string(),
-            hash: package.hash.clone(),
-            image: image.to_string(),
-            config: config.clone(),
-            container,
-            startup,
-            trigger: Arc::new(trigger),
+            config,
         })
+        .await
+    }
+
+    /// Starts `n` containers of the same function, [`DEPLOY_CONCURRENCY`] at a time, in the
+    /// order they were asked for. When one fails, the others are removed and its error returned.
+    pub async fn create_functions(
+        &self,
+        n: usize,
+        name: &str,
+        benchmark: &str,
+        package: &Package,
+        image: &str,
+        config: &FunctionConfig,
+    ) -> Result<Vec<Function>, PlatformError> {
+        // Futures rather than spawned tasks: dropping this one (Ctrl-C) cancels every start.
+        let gate = tokio::sync::Semaphore::new(DEPLOY_CONCURRENCY);
+        let starts = (0..n).map(|_| async {
+            let _permit = gate.acquire().await;
+            self.create_function(name, benchmark, package, image, config).await
+        });
+        let results = futures_util::future::join_all(starts).await;
+        let mut functions = Vec::with_capacity(n);
+        let mut first_error = None;
+        for result in results {
+            match result {
+                Ok(f) => functions.push(f),
+                Err(e) if first_error.is_none() => first_error = Some(e),
+                Err(e) => tracing::warn!("another deployment failed too: failed to {e}"),
+            }
+        }
+        match first_error {
+            None => Ok(functions),
+            Some(e) => {
+                for f in &functions {
+                    if let Err(stop) = self.stop(f).await {
+                        tracing::warn!("failed to {stop}");
+                    }
+                }
+                Err(e)
+            }
+        }
     }
 
     /// Invokes `function` once with `input`.
@@ -233,36 +338,339 @@ impl Platform {
         function.trigger.invoke(input).await
     }
 
-    /// Stops the function's container and removes it.
-    pub async fn stop(&self, function: &Function) -> Result<(), PlatformError> {
-        let id = &function.container.id;
-        let result = sebs_container::remove(&self.docker, id, true).await;
-        self.forget(id);
-        result.map_err(|source| PlatformError::Stop {
-            function: function.name.clone(),
-            container: id.clone(),
-            source,
+    /// What the engine says the function's container is doing.
+    pub async fn function_state(&self, function: &Function) -> Result<FunctionState, PlatformError> {
+        self.container_state(&function.container.id).await.map_err(|source| {
+            PlatformError::Inspect {
+                function: function.name.clone(),
+                container: function.container.id.clone(),
+                source,
+            }
         })
     }
 
-    /// Removes every container this platform started and has not removed yet.
+    pub(crate) async fn container_state(&self, id: &str) -> Result<FunctionState, ContainerError> {
+        match sebs_container::inspect_state(&self.docker, id).await {
+            Ok(s) if s.running => Ok(FunctionState::Running),
+            Ok(s) => Ok(FunctionState::Exited {
+                code: s.exit_code.unwrap_or(-1),
+                oom_killed: s.oom_killed,
+            }),
+            Err(ContainerError::NotFound { .. }) => Ok(FunctionState::Gone),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Stops the function's container, removes it and frees its published port. A container
+    /// that is already gone counts as removed.
+    pub async fn stop(&self, function: &Function) -> Result<(), PlatformError> {
+        let id = &function.container.id;
+        let result = match sebs_container::remove(&self.docker, id, true).await {
+            Ok(()) | Err(ContainerError::NotFound { .. }) => Ok(()),
+            Err(source) => Err(PlatformError::Stop {
+                function: function.name.clone(),
+                container: id.clone(),
+                source,
+            }),
+        };
+        self.forget(id);
+        self.release_port(id, function.published_port).await?;
+        result
+    }
+
+    /// Removes every container this platform (or a clone of it) started and has not removed
+    /// yet, also those whose start was interrupted, and frees their ports.
     pub async fn shutdown(&self) {
-        let ids: Vec<String> = std::mem::take(&mut *self.live.lock().unwrap_or_else(|p| p.into_inner()));
-        for id in ids {
+        let live: BTreeMap<String, Option<u16>> =
+            std::mem::take(&mut *self.live.lock().unwrap_or_else(|p| p.into_inner()));
+        for (id, port) in live {
             self.remove_quietly(&id).await;
+            if let Err(e) = self.release_port(&id, port).await {
+                tracing::warn!("failed to {e}");
+            }
+        }
+        // A create request in flight when its future was dropped may still make a container.
+        match sebs_container::list_labelled(&self.docker, &[(RUN_LABEL, &self.run_id)]).await {
+            Ok(found) => {
+                for id in found.into_iter().filter_map(|c| c.id) {
+                    self.remove_quietly(&id).await;
+                }
+            }
+            Err(e) => tracing::warn!("failed to {e}"),
+        }
+    }
+
+    /// Starts a container for `l` and waits until it answers.
+    async fn launch(&self, l: &Launch<'_>) -> Result<Function, PlatformError> {
+        let start_err = |source| PlatformError::Start { function: l.name.to_string(), source };
+        let placed = match self.publish.get().copied() {
+            Some(publish) => self.place(l, publish).await?,
+            None => {
+                // Auto, undecided: try the bridge; a refused or accepted connection proves it works.
+                let placed = self.place(l, false).await?;
+                if reachable(placed.container.address, REACHABILITY_TIMEOUT).await {
+                    let _ = self.publish.set(false);
+                    placed
+                } else {
+                    tracing::info!(
+                        address = %placed.container.address,
+                        "the bridge network is not reachable from this host; publishing on 127.0.0.1"
+                    );
+                    let _ = self.publish.set(true);
+                    self.remove_quietly(&placed.container.id).await;
+                    self.place(l, true).await?
+                }
+            }
+        };
+        let container = placed.container;
+        let alive = sebs_container::wait_alive(
+            &self.docker,
+            &container.id,
+            container.address,
+            self.config.alive_deadline,
+        )
+        .await;
+        if let Err(e) = alive {
+            self.discard(&container.id, placed.published_port).await;
+            return Err(start_err(e));
+        }
+        let startup = container.created_at.elapsed();
+        let trigger_config = TriggerConfig {
+            keep_alive: true,
+            // The agent answers a handler past its timeout with 504 itself; this bound only
+            // catches an agent that stopped answering altogether.
+            timeout: Duration::from_secs(l.config.timeout_s.saturating_add(30)),
+        };
+        let trigger = match Trigger::new(&format!("http://{}/", container.address), trigger_config) {
+            Ok(t) => t,
+            Err(source) => {
+                self.discard(&container.id, placed.published_port).await;
+                return Err(PlatformError::Trigger { function: l.name.to_string(), source });
+            }
+        };
+        // The memory sampler (sebs-memory) plugs in here: register `container.id` with it.
+        tracing::info!(
+            function = l.name,
+            container = %container.id,
+            url = %container.address,
+            startup_ms = startup.as_secs_f64() * 1e3,
+            "function started"
+        );
+        Ok(Function {
+            name: l.name.to_string(),
+            benchmark: l.benchmark.to_string(),
+            hash: l.hash.to_string(),
+            package_dir: l.package_dir.to_path_buf(),
+            image: l.image.to_string(),
+            config: l.config.clone(),
+            container,
+            published_port: placed.published_port,
+            startup,
+            trigger: Arc::new(trigger),
+        })
+    }
+
+    /// Creates and starts the container, on a leased host port when `publish`.
+    async fn place(&self, l: &Launch<'_>, publish: bool) -> Result<Placed, PlatformError> {
+        let start_err = |source| PlatformError::Start { function: l.name.to_string(), source };
+        let spec = self.spec(l);
+        if !publish {
+            let container = sebs_container::create_and_start(&self.docker, &spec)
+                .await
+                .map_err(start_err)?;
+            self.remember(&container.id, None);
+            return Ok(Placed { container, published_port: None });
+        }
+        let mut refused = BTreeSet::new();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let lease = self.lease_port(l.name, &refused).await?;
+            let port = lease.port();
+            let spec = spec.clone().publish_local(port);
+            match sebs_container::create_and_start(&self.docker, &spec).await {
+                Ok(container) => {
+                    let persisted = lease.persist(&container.id);
+                    // No await between persisting and remembering: nothing can cancel in between.
+                    self.remember(&container.id, Some(port));
+                    if let Err(source) = persisted {
+                        self.discard(&container.id, None).await;
+                        return Err(PlatformError::Port { function: l.name.to_string(), source });
+                    }
+                    return Ok(Placed { container, published_port: Some(port) });
+                }
+                Err(ContainerError::PortInUse { .. }) if attempt < PUBLISH_ATTEMPTS => {
+                    tracing::debug!(port, "host port taken between probe and publish; trying another");
+                    refused.insert(port);
+                }
+                Err(e) => return Err(start_err(e)),
+            }
+        }
+    }
+
+    fn spec(&self, l: &Launch<'_>) -> ContainerSpec {
+        let mut settings = AgentSettings::new(l.config.language);
+        settings.workers = l.config.workers.max(1);
+        settings.timeout_ms = l.config.timeout_s.saturating_mul(1000);
+        if let Some((uid, gid)) = self.config.user {
+            settings.uid = Some(uid);
+            settings.gid = Some(gid);
+        }
+        let suffix = uuid::Uuid::new_v4().simple().to_string();
+        let container_name = format!("sebs-{}-{}", sanitize(l.name), &suffix[..8]);
+        let mut spec = ContainerSpec::new(
+            container_name,
+            l.image,
+            l.package_dir.to_path_buf(),
+            self.config.agent_binary.clone(),
+            settings,
+        );
+        spec.network = self.config.network.clone();
+        spec.privileged = self.config.privileged;
+        spec.memory_bytes = Some(l.config.memory_mb.saturating_mul(1024 * 1024));
+        spec.nano_cpus = l.config.cpus.map(nano_cpus);
+        spec.labels = self.config.labels.clone();
+        spec = spec
+            .label(FUNCTION_LABEL, l.name)
+            .label(BENCHMARK_LABEL, l.benchmark)
+            .label(HASH_LABEL, l.hash)
+            .label(RUN_LABEL, &self.run_id);
+        if let Ok(user) = std::env::var("USER") {
+            spec.env.push((sebs_wire::env::USER.to_string(), user));
+        }
+        spec
+    }
+
+    /// The allocator, made (and stale leases reclaimed) on first use.
+    pub(crate) async fn allocator(&self) -> Result<&Allocator, PortError> {
+        self.allocator
+            .get_or_try_init(|| async {
+                let allocator = Allocator::new(self.config.ports.clone())?;
+                self.reclaim_stale(&allocator).await;
+                Ok(allocator)
+            })
+            .await
+    }
+
+    /// Frees ports persisted for containers that no longer run. Only leases seen *before*
+    /// listing the containers are candidates: a lease persisted after the listing belongs to
+    /// a container the listing could not have seen.
+    async fn reclaim_stale(&self, allocator: &Allocator) {
+        let before: BTreeSet<String> = match allocator.persisted() {
+            Ok(p) => p.into_iter().map(|p| p.container).collect(),
+            Err(e) => return tracing::warn!("failed to {e}"),
+        };
+        if before.is_empty() {
+            return;
+        }
+        let running: BTreeSet<String> =
+            match sebs_container::list_labelled(&self.docker, &[sebs_container::function::OWNER_LABEL]).await {
+                Ok(list) => list
+                    .into_iter()
+                    .filter(|c| !matches!(c.state.as_ref().map(|s| s.to_string()).as_deref(), Some("exited" | "dead")))
+                    .filter_map(|c| c.id)
+                    .collect(),
+                Err(e) => return tracing::warn!("failed to {e}"),
+            };
+        let allocator = allocator.clone();
+        let reclaimed = tokio::task::spawn_blocking(move || {
+            allocator.reclaim_stale(|id| !before.contains(id) || running.contains(id))
+        })
+        .await;
+        match reclaimed {
+            Ok(Ok(ports)) if !ports.is_empty() => {
+                tracing::info!(count = ports.len(), "freed host ports of containers that are gone")
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!("failed to {e}"),
+            Err(e) => tracing::warn!("the port reclaiming task failed: {e}"),
+        }
+    }
+
+    async fn lease_port(&self, function: &str, refused: &BTreeSet<u16>) -> Result<PortLease, PlatformError> {
+        let port_err = |source| PlatformError::Port { function: function.to_string(), source };
+        let allocator = self.allocator().await.map_err(port_err)?.clone();
+        let mut held: BTreeSet<u16> = self
+            .live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .flatten()
+            .copied()
+            .collect();
+        held.extend(refused);
+        tokio::task::spawn_blocking(move || allocator.allocate(&held))
+            .await
+            .map_err(|e| PlatformError::PortTask { function: function.to_string(), reason: e.to_string() })?
+            .map_err(port_err)
+    }
+
+    /// Frees the port persisted for container `id`, if it has one.
+    pub(crate) async fn release_port(&self, id: &str, port: Option<u16>) -> Result<(), PlatformError> {
+        let Some(port) = port else { return Ok(()) };
+        let err = |source| PlatformError::ReleasePort { container: id.to_string(), port, source };
+        let allocator = self.allocator().await.map_err(err)?.clone();
+        let owner = id.to_string();
+        match tokio::task::spawn_blocking(move || allocator.release_persisted(port, &owner)).await {
+            Ok(result) => result.map(drop).map_err(err),
+            Err(e) => {
+                tracing::warn!(port, "the port releasing task failed: {e}");
+                Ok(())
+            }
+        }
+    }
+
+    /// Removes a container that did not make it and frees its port.
+    async fn discard(&self, id: &str, port: Option<u16>) {
+        self.remove_quietly(id).await;
+        if let Err(e) = self.release_port(id, port).await {
+            tracing::warn!("failed to {e}");
         }
     }
 
     async fn remove_quietly(&self, id: &str) {
-        if let Err(e) = sebs_container::remove(&self.docker, id, true).await {
-            tracing::warn!(container = id, error = %e, "could not remove container");
+        match sebs_container::remove(&self.docker, id, true).await {
+            Ok(()) | Err(ContainerError::NotFound { .. }) => {}
+            Err(e) => tracing::warn!(container = id, error = %e, "could not remove container"),
         }
         self.forget(id);
     }
 
-    fn forget(&self, id: &str) {
-        self.live.lock().unwrap_or_else(|p| p.into_inner()).retain(|c| c != id);
+    fn remember(&self, id: &str, port: Option<u16>) {
+        self.live.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_string(), port);
     }
+
+    pub(crate) fn forget(&self, id: &str) {
+        self.live.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+    }
+
+    /// Starts a new container for `function` with `config` and `package`, then removes the
+    /// old one; `function` then describes the new container. On error the old one still runs.
+    pub(crate) async fn replace(
+        &self,
+        function: &mut Function,
+        config: &FunctionConfig,
+        package_dir: &Path,
+        hash: &str,
+    ) -> Result<(), PlatformError> {
+        let fresh = self
+            .launch(&Launch {
+                name: &function.name,
+                benchmark: &function.benchmark,
+                package_dir,
+                hash,
+                image: &function.image,
+                config,
+            })
+            .await?;
+        let old = std::mem::replace(function, fresh);
+        self.stop(&old).await
+    }
+}
+
+/// Billionths of a CPU, as the engine counts CPU limits.
+pub(crate) fn nano_cpus(cpus: f64) -> u64 {
+    (cpus * 1e9).round().max(0.0) as u64
 }
 
 /// A container name made of `name`: Docker allows `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
@@ -283,5 +691,12 @@ mod tests {
         assert_eq!(sanitize("110.dynamic-html-python-128"), "110.dynamic-html-python-128");
         assert_eq!(sanitize("a b/c"), "a-b-c");
         assert_eq!(sanitize(".x"), "x");
+    }
+
+    #[test]
+    fn cpu_limits_in_billionths() {
+        assert_eq!(nano_cpus(0.5), 500_000_000);
+        assert_eq!(nano_cpus(1.25), 1_250_000_000);
+        assert_eq!(nano_cpus(-1.0), 0);
     }
 }

@@ -1,18 +1,37 @@
 //! The local platform: what SeBS's `Local` class does, composed from the other crates.
 //!
-//! This is the only crate that composes packaging, the container runtime and triggers
-//! (and, as they grow, ports and memory measurement).
+//! This is the only crate that composes packaging, the container runtime, port leases and
+//! triggers (and, as it grows, memory measurement).
 //!
 //! - [`Platform`] holds the engine client and [`PlatformConfig`]; it deploys a
-//!   [`sebs_package::Package`] as a [`Function`] ([`Platform::create_function`]), invokes it,
-//!   and stops it. It remembers every container it started, so that [`Platform::shutdown`]
-//!   (e.g. on Ctrl-C) leaves none behind.
+//!   [`sebs_package::Package`] as a [`Function`] ([`Platform::create_function`], or N at once
+//!   with [`Platform::create_functions`]), invokes it, reports its [`FunctionState`], changes
+//!   it live ([`Platform::update_function_configuration`], [`Platform::update_function_code`],
+//!   [`Platform::enforce_cold_start`]) and stops it. It remembers every container it started,
+//!   so that [`Platform::shutdown`] (e.g. on Ctrl-C) leaves none behind.
 //! - [`FunctionConfig`]: language, version, memory, timeout, CPUs and workers of a function,
-//!   from the benchmark's `config.json` unless overridden.
+//!   from the benchmark's `config.json` unless overridden; the engine enforces memory (OOM
+//!   kill) and CPU (CFS quota), the agent the timeout.
+//! - [`Addressing`]: a function is reached on its bridge IP, or on a port of 127.0.0.1 leased
+//!   from `sebs-ports` where the bridge is out of reach or the user asks.
+//! - [`DeploymentFile`]: `out.json` of `start`/`stop`, in SeBS's format plus a section of ours;
+//!   [`Platform::stop_instance`] stops what it lists.
 //! - [`find_agent_binary`]: where the static in-container agent is.
 
+mod addressing;
 mod agent;
+mod deployment;
 mod function;
+mod update;
 
+pub use addressing::{environment_needs_publish, reachable, Addressing, HostFacts};
 pub use agent::{find_agent_binary, AGENT_BIN_ENV};
-pub use function::{Function, FunctionConfig, Platform, PlatformConfig, PlatformError};
+pub use deployment::{
+    DeploymentError, DeploymentFile, FunctionEntry, Instance, LocalSection, SebsFunctionConfig,
+    SebsRuntime, StopOutcome, FORMAT_VERSION,
+};
+pub use function::{
+    Function, FunctionConfig, FunctionState, Platform, PlatformConfig, PlatformError,
+    BENCHMARK_LABEL, DEPLOY_CONCURRENCY, FUNCTION_LABEL, HASH_LABEL, RUN_LABEL,
+};
+pub use update::{config_change, ConfigChange};

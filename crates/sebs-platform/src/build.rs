@@ -1,0 +1,341 @@
+//! Installing a package's dependencies in a short-lived build container of the run image.
+//!
+//! [`DockerBuildEnv`] is the [`sebs_package::BuildEnv`] of the local platform: it runs
+//! [`InstallRequest::command`] in a container of the same image the function will run in, so
+//! that compiled wheels match its Python and libc. The container sees the package directory
+//! read-write, runs as the invoking user (the files it writes are theirs), reaches the
+//! registry through the default bridge with the host's CA bundle mounted read-only, and is
+//! removed afterwards whatever happened.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use sebs_container::run::{run_to_completion, BindMount, RunError, RunSpec};
+use sebs_container::Docker;
+use sebs_package::{BuildEnv, BuildError, InstallRequest};
+
+/// Where the package directory is mounted in the build container.
+pub const BUILD_DIR: &str = "/sebs/build";
+
+/// Where the host's CA bundle is mounted in the build container.
+pub const CA_BUNDLE_PATH: &str = "/sebs/ca-certificates.crt";
+
+/// The label that tells build containers apart from function containers.
+pub const BUILD_LABEL: (&str, &str) = ("sebs-local.build", "1");
+
+/// Where Linux distributions keep their CA bundle, tried in order after `$SSL_CERT_FILE`.
+const CA_BUNDLE_CANDIDATES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+];
+
+/// Environment variables that tell the tools in the container to trust [`CA_BUNDLE_PATH`].
+const CA_BUNDLE_VARS: &[&str] = &[
+    "SSL_CERT_FILE",
+    "PIP_CERT",
+    "REQUESTS_CA_BUNDLE",
+    "NODE_EXTRA_CA_CERTS",
+];
+
+/// Host settings passed through unchanged when set: proxies and package indexes.
+const PASSED_THROUGH: &[&str] = &[
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "PIP_INDEX_URL",
+    "PIP_EXTRA_INDEX_URL",
+    "PIP_TRUSTED_HOST",
+    "PIP_DEFAULT_TIMEOUT",
+    "NPM_CONFIG_REGISTRY",
+    "npm_config_registry",
+];
+
+/// Lines of the install's output kept in [`BuildError::Install`].
+const OUTPUT_LINES_IN_ERRORS: usize = 100;
+
+/// How long an install may run before its container is killed.
+pub const DEFAULT_BUILD_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+/// What the build container takes from the host, read once at construction.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HostSettings {
+    /// The host's CA bundle, when one was found.
+    pub ca_bundle: Option<PathBuf>,
+    /// Proxy and index settings to pass through, in [`PASSED_THROUGH`] order.
+    pub env: Vec<(String, String)>,
+}
+
+impl HostSettings {
+    /// Reads the settings through `get` (an environment lookup) and `is_file`.
+    pub fn from_host(
+        get: impl Fn(&str) -> Option<String>,
+        is_file: impl Fn(&Path) -> bool,
+    ) -> HostSettings {
+        let from_env = get("SSL_CERT_FILE")
+            .filter(|v| !v.trim().is_empty())
+            .map(PathBuf::from);
+        let ca_bundle = from_env
+            .into_iter()
+            .chain(CA_BUNDLE_CANDIDATES.iter().map(PathBuf::from))
+            .find(|p| is_file(p));
+        let env = PASSED_THROUGH
+            .iter()
+            .filter_map(|name| {
+                get(name)
+                    .filter(|v| !v.is_empty())
+                    .map(|v| (name.to_string(), v))
+            })
+            .collect();
+        HostSettings { ca_bundle, env }
+    }
+
+    /// The settings of this process's environment and file system.
+    pub fn current() -> HostSettings {
+        HostSettings::from_host(|k| std::env::var(k).ok(), Path::is_file)
+    }
+}
+
+/// Installs dependencies in a build container of `image`; see the module documentation.
+///
+/// [`BuildEnv::install`] is synchronous, as `sebs_package` wants it; it blocks on the
+/// captured runtime `handle`, so call it from a blocking thread
+/// (`tokio::task::spawn_blocking`), never from inside an async task.
+#[derive(Debug, Clone)]
+pub struct DockerBuildEnv {
+    docker: Docker,
+    image: String,
+    handle: tokio::runtime::Handle,
+    /// Labels besides `sebs-local=1` and [`BUILD_LABEL`] (tests add theirs).
+    pub labels: BTreeMap<String, String>,
+    pub host: HostSettings,
+    /// `uid:gid` the install runs as; the invoking user by default.
+    pub user: String,
+    pub timeout: Duration,
+}
+
+impl DockerBuildEnv {
+    /// A build environment for packages that will run in `image`, with this process's user
+    /// and host settings.
+    pub fn new(docker: Docker, image: impl Into<String>, handle: tokio::runtime::Handle) -> Self {
+        let user = format!(
+            "{}:{}",
+            nix::unistd::getuid().as_raw(),
+            nix::unistd::getgid().as_raw()
+        );
+        DockerBuildEnv {
+            docker,
+            image: image.into(),
+            handle,
+            labels: BTreeMap::new(),
+            host: HostSettings::current(),
+            user,
+            timeout: DEFAULT_BUILD_TIMEOUT,
+        }
+    }
+
+    pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.labels.insert(key.into(), value.into());
+        self
+    }
+
+    pub fn image(&self) -> &str {
+        &self.image
+    }
+
+    /// The container that carries out `request`.
+    pub fn run_spec(&self, request: &InstallRequest) -> RunSpec {
+        let name = format!(
+            "sebs-build-{}-{}",
+            sanitize(&request.benchmark),
+            uuid::Uuid::new_v4().simple()
+        );
+        let mut spec = RunSpec::new(name, self.image.clone(), request.command());
+        spec.working_dir = Some(BUILD_DIR.to_string());
+        spec.user = Some(self.user.clone());
+        spec.mounts.push(BindMount {
+            source: request.package_dir.clone(),
+            target: BUILD_DIR.to_string(),
+            read_only: false,
+        });
+        spec.labels = self.labels.clone();
+        spec.labels
+            .insert(BUILD_LABEL.0.to_string(), BUILD_LABEL.1.to_string());
+        spec.timeout = Some(self.timeout);
+        // The user may not exist in the image: give the tools a writable home and no caches
+        // that would outlive the container anyway.
+        let mut env: Vec<(String, String)> = vec![
+            ("HOME".into(), "/tmp".into()),
+            ("PIP_NO_CACHE_DIR".into(), "1".into()),
+            ("PIP_DISABLE_PIP_VERSION_CHECK".into(), "1".into()),
+            ("PIP_NO_INPUT".into(), "1".into()),
+            ("npm_config_cache".into(), "/tmp/.npm".into()),
+            ("npm_config_update_notifier".into(), "false".into()),
+        ];
+        if let Some(bundle) = &self.host.ca_bundle {
+            // Bind-mounting a symlink would mount whatever it points to in the container's
+            // view; mount the file it names on the host.
+            let source = std::fs::canonicalize(bundle).unwrap_or_else(|_| bundle.clone());
+            spec.mounts.push(BindMount {
+                source,
+                target: CA_BUNDLE_PATH.to_string(),
+                read_only: true,
+            });
+            env.extend(
+                CA_BUNDLE_VARS
+                    .iter()
+                    .map(|v| (v.to_string(), CA_BUNDLE_PATH.to_string())),
+            );
+        }
+        env.extend(self.host.env.iter().cloned());
+        spec.env = env;
+        spec
+    }
+
+    async fn install_async(&self, request: &InstallRequest) -> Result<(), BuildError> {
+        let spec = self.run_spec(request);
+        let started = Instant::now();
+        tracing::info!(
+            benchmark = %request.benchmark,
+            container = %spec.name,
+            image = %self.image,
+            "installing dependencies: {}",
+            spec.cmd.join(" ")
+        );
+        let out = run_to_completion(&self.docker, &spec)
+            .await
+            .map_err(|e| match e {
+                RunError::TimedOut {
+                    timeout, output, ..
+                } => BuildError::Install {
+                    benchmark: request.benchmark.clone(),
+                    package_dir: request.package_dir.clone(),
+                    reason: format!("{} ran past {timeout:?} and was killed", tool(request)),
+                    output: last_lines(&output, OUTPUT_LINES_IN_ERRORS),
+                },
+                other => BuildError::Environment {
+                    benchmark: request.benchmark.clone(),
+                    reason: other.to_string(),
+                },
+            })?;
+        if out.exit_code != 0 {
+            return Err(BuildError::Install {
+                benchmark: request.benchmark.clone(),
+                package_dir: request.package_dir.clone(),
+                reason: format!(
+                    "{} in image {} exited with code {}; its output",
+                    tool(request),
+                    self.image,
+                    out.exit_code
+                ),
+                output: last_lines(&out.output, OUTPUT_LINES_IN_ERRORS),
+            });
+        }
+        tracing::info!(
+            benchmark = %request.benchmark,
+            seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
+            "dependencies installed"
+        );
+        Ok(())
+    }
+}
+
+impl BuildEnv for DockerBuildEnv {
+    fn install(&self, request: &InstallRequest) -> Result<(), BuildError> {
+        self.handle.block_on(self.install_async(request))
+    }
+}
+
+fn tool(request: &InstallRequest) -> &'static str {
+    match request.install {
+        sebs_package::Install::Pip { .. } => "pip install",
+        sebs_package::Install::Npm => "npm install",
+    }
+}
+
+/// A benchmark name as part of a container name (`[a-zA-Z0-9_.-]`).
+fn sanitize(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_.-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+/// The last `n` lines of `text`, with a note when some were left out.
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.trim_end().lines().collect();
+    if lines.len() <= n {
+        return lines.join("\n");
+    }
+    let skipped = lines.len() - n;
+    format!("[{skipped} earlier lines left out]\n{}", lines[skipped..].join("\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_settings() {
+        let check = |env: &[(&str, &str)], files: &[&str], expect: HostSettings| {
+            let got = HostSettings::from_host(
+                |k| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string()),
+                |p| files.iter().any(|f| Path::new(f) == p),
+            );
+            assert_eq!(got, expect, "{env:?} {files:?}");
+        };
+        let debian = "/etc/ssl/certs/ca-certificates.crt";
+        let fedora = "/etc/pki/tls/certs/ca-bundle.crt";
+        check(
+            &[],
+            &[debian, fedora],
+            HostSettings {
+                ca_bundle: Some(debian.into()),
+                env: vec![],
+            },
+        );
+        check(
+            &[],
+            &[fedora],
+            HostSettings {
+                ca_bundle: Some(fedora.into()),
+                env: vec![],
+            },
+        );
+        check(&[], &[], HostSettings::default());
+        // $SSL_CERT_FILE wins when it is a file, and is skipped when it is not.
+        check(
+            &[("SSL_CERT_FILE", "/my/ca.pem"), ("HTTPS_PROXY", "http://p:3128")],
+            &["/my/ca.pem", debian],
+            HostSettings {
+                ca_bundle: Some("/my/ca.pem".into()),
+                env: vec![("HTTPS_PROXY".into(), "http://p:3128".into())],
+            },
+        );
+        check(
+            &[("SSL_CERT_FILE", "/gone.pem"), ("PIP_INDEX_URL", ""), ("PIP_FIND_LINKS", "/w")],
+            &[debian],
+            HostSettings {
+                ca_bundle: Some(debian.into()),
+                env: vec![],
+            },
+        );
+    }
+
+    #[test]
+    fn output_is_cut_to_its_last_lines() {
+        let check = |text: &str, n: usize, expect: &str| assert_eq!(last_lines(text, n), expect);
+        check("a\nb\nc\n", 5, "a\nb\nc");
+        check("a\nb\nc\n", 2, "[1 earlier lines left out]\nb\nc");
+        check("", 2, "");
+        assert_eq!(sanitize("110.template/x y"), "110.template-x-y");
+    }
+}
