@@ -1,4 +1,5 @@
-//! Builds the in-container agent as a static binary that runs in any Linux image.
+//! Builds our static binaries (the in-container agent, the bench's floor) so that they run
+//! in any Linux image, even an empty one.
 
 use std::path::PathBuf;
 
@@ -7,21 +8,28 @@ use anyhow::{bail, Context, Result};
 use crate::root;
 
 /// Builds `sebs-agent` statically linked for the host's target and returns its path.
+pub fn build() -> Result<PathBuf> {
+    build_static("sebs-agent")
+}
+
+/// Builds the binary of the same name as `package` statically linked for the host's target
+/// and returns its path.
 ///
 /// A separate target directory keeps the static build's flags from invalidating the
 /// normal build; `RUSTFLAGS` with an explicit `--target` leaves build scripts and proc
-/// macros dynamically linked, as they must be.
-pub fn build() -> Result<PathBuf> {
+/// macros dynamically linked, as they must be. All static binaries share that directory,
+/// so their common dependencies are built once.
+pub fn build_static(package: &str) -> Result<PathBuf> {
     let triple = host_triple()?;
     let target_dir = root::dir().join("target").join("agent");
     let mut cmd = root::cargo();
-    cmd.args(["build", "--quiet", "--release", "--package", "sebs-agent", "--target", &triple])
+    cmd.args(["build", "--quiet", "--release", "--package", package, "--target", &triple])
         .env("CARGO_TARGET_DIR", &target_dir)
         .env("RUSTFLAGS", "-C target-feature=+crt-static");
     root::run(&mut cmd)?;
-    let path = target_dir.join(&triple).join("release").join("sebs-agent");
+    let path = target_dir.join(&triple).join("release").join(package);
     if !path.is_file() {
-        bail!("cargo built the agent but {} does not exist", path.display());
+        bail!("cargo built {package} but {} does not exist", path.display());
     }
     Ok(path)
 }
