@@ -276,7 +276,10 @@ fn last_lines(text: &str, n: usize) -> String {
         return lines.join("\n");
     }
     let skipped = lines.len() - n;
-    format!("[{skipped} earlier lines left out]\n{}", lines[skipped..].join("\n"))
+    format!(
+        "[{skipped} earlier lines left out]\n{}",
+        lines[skipped..].join("\n")
+    )
 }
 
 #[cfg(test)]
@@ -287,7 +290,11 @@ mod tests {
     fn host_settings() {
         let check = |env: &[(&str, &str)], files: &[&str], expect: HostSettings| {
             let got = HostSettings::from_host(
-                |k| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string()),
+                |k| {
+                    env.iter()
+                        .find(|(n, _)| *n == k)
+                        .map(|(_, v)| v.to_string())
+                },
                 |p| files.iter().any(|f| Path::new(f) == p),
             );
             assert_eq!(got, expect, "{env:?} {files:?}");
@@ -313,7 +320,10 @@ mod tests {
         check(&[], &[], HostSettings::default());
         // $SSL_CERT_FILE wins when it is a file, and is skipped when it is not.
         check(
-            &[("SSL_CERT_FILE", "/my/ca.pem"), ("HTTPS_PROXY", "http://p:3128")],
+            &[
+                ("SSL_CERT_FILE", "/my/ca.pem"),
+                ("HTTPS_PROXY", "http://p:3128"),
+            ],
             &["/my/ca.pem", debian],
             HostSettings {
                 ca_bundle: Some("/my/ca.pem".into()),
@@ -321,13 +331,88 @@ mod tests {
             },
         );
         check(
-            &[("SSL_CERT_FILE", "/gone.pem"), ("PIP_INDEX_URL", ""), ("PIP_FIND_LINKS", "/w")],
+            &[
+                ("SSL_CERT_FILE", "/gone.pem"),
+                ("PIP_INDEX_URL", ""),
+                ("PIP_FIND_LINKS", "/w"),
+            ],
             &[debian],
             HostSettings {
                 ca_bundle: Some(debian.into()),
                 env: vec![],
             },
         );
+    }
+
+    #[test]
+    fn build_container_spec() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        // The client connects lazily: nothing here talks to an engine.
+        let docker = Docker::connect_with_socket_defaults().unwrap();
+        let mut env = DockerBuildEnv::new(docker, "img:3.11", runtime.handle().clone())
+            .label("sebs-local.test", "1");
+        env.user = "1000:100".into();
+        env.host = HostSettings {
+            ca_bundle: Some("/etc/ssl/certs/ca-certificates.crt".into()),
+            env: vec![("HTTPS_PROXY".into(), "http://proxy:3128".into())],
+        };
+        let request = InstallRequest {
+            benchmark: "110.template".into(),
+            language: sebs_package::Language::Python,
+            version: "3.11".into(),
+            package_dir: "/cache/.build-x".into(),
+            install: sebs_package::Install::Pip {
+                requirements: "requirements.txt".into(),
+                target: ".python_packages/lib/site-packages".into(),
+            },
+        };
+        let spec = env.run_spec(&request);
+        assert!(
+            spec.name.starts_with("sebs-build-110.template-"),
+            "{}",
+            spec.name
+        );
+        assert_eq!(spec.image, "img:3.11");
+        assert_eq!(spec.cmd, request.command());
+        assert_eq!(spec.user.as_deref(), Some("1000:100"));
+        assert_eq!(spec.working_dir.as_deref(), Some(BUILD_DIR));
+        assert_eq!(spec.network, "bridge");
+        assert_eq!(
+            spec.mounts[0],
+            BindMount {
+                source: "/cache/.build-x".into(),
+                target: BUILD_DIR.into(),
+                read_only: false
+            }
+        );
+        assert_eq!(spec.mounts[1].target, CA_BUNDLE_PATH);
+        assert!(spec.mounts[1].read_only);
+        let env_of = |k: &str| {
+            spec.env
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.as_str())
+        };
+        for var in CA_BUNDLE_VARS {
+            assert_eq!(env_of(var), Some(CA_BUNDLE_PATH), "{var}");
+        }
+        assert_eq!(env_of("HOME"), Some("/tmp"));
+        assert_eq!(env_of("PIP_NO_CACHE_DIR"), Some("1"));
+        assert_eq!(env_of("HTTPS_PROXY"), Some("http://proxy:3128"));
+        let labels: Vec<_> = spec
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        assert_eq!(labels, ["sebs-local.build=1", "sebs-local.test=1"]);
+
+        // Without a CA bundle nothing is mounted or named.
+        env.host = HostSettings::default();
+        let spec = env.run_spec(&request);
+        assert_eq!(spec.mounts.len(), 1);
+        assert!(!spec.env.iter().any(|(k, _)| k == "PIP_CERT"));
     }
 
     #[test]

@@ -16,16 +16,20 @@
 //!   from `sebs-ports` where the bridge is out of reach or the user asks.
 //! - [`DeploymentFile`]: `out.json` of `start`/`stop`, in SeBS's format plus a section of ours;
 //!   [`Platform::stop_instance`] stops what it lists.
+//! - [`DockerBuildEnv`]: installs a package's dependencies in a build container of the run
+//!   image (the `sebs_package::BuildEnv` of this platform).
 //! - [`find_agent_binary`]: where the static in-container agent is.
 
 mod addressing;
 mod agent;
+mod build;
 mod deployment;
 mod function;
 mod update;
 
 pub use addressing::{environment_needs_publish, reachable, Addressing, HostFacts};
 pub use agent::{find_agent_binary, AGENT_BIN_ENV};
+pub use build::DockerBuildEnv;
 pub use deployment::{
     DeploymentError, DeploymentFile, FunctionEntry, Instance, LocalSection, SebsFunctionConfig,
     SebsRuntime, StopOutcome, FORMAT_VERSION,
