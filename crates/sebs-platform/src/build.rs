@@ -65,7 +65,7 @@ pub const DEFAULT_BUILD_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 pub struct HostSettings {
     /// The host's CA bundle, when one was found.
     pub ca_bundle: Option<PathBuf>,
-    /// Proxy and index settings to pass through, in [`PASSED_THROUGH`] order.
+    /// Proxy and package index settings to pass through (`HTTPS_PROXY`, `PIP_INDEX_URL`, ...).
     pub env: Vec<(String, String)>,
 }
 
@@ -109,7 +109,7 @@ pub struct DockerBuildEnv {
     docker: Docker,
     image: String,
     handle: tokio::runtime::Handle,
-    /// Labels besides `sebs-local=1` and [`BUILD_LABEL`] (tests add theirs).
+    /// Labels besides `sebs-local=1` and `sebs-local.build=1` (tests add theirs).
     pub labels: BTreeMap<String, String>,
     pub host: HostSettings,
     /// `uid:gid` the install runs as; the invoking user by default.

@@ -29,7 +29,7 @@ mod update;
 
 pub use addressing::{environment_needs_publish, reachable, Addressing, HostFacts};
 pub use agent::{find_agent_binary, AGENT_BIN_ENV};
-pub use build::DockerBuildEnv;
+pub use build::{DockerBuildEnv, HostSettings};
 pub use deployment::{
     DeploymentError, DeploymentFile, FunctionEntry, Instance, LocalSection, SebsFunctionConfig,
     SebsRuntime, StopOutcome, FORMAT_VERSION,
