@@ -2,8 +2,11 @@
 
 use std::path::PathBuf;
 
-use sebs_package::{generate_input, BenchmarkDir, NoDeps, PackageCache, Size};
-use sebs_platform::{Function, FunctionConfig, Platform};
+use sebs_package::{
+    generate_input, validate_output, BenchmarkDir, BuildError, PackageCache, PackageError, Size,
+    Validation,
+};
+use sebs_platform::{DockerBuildEnv, Function, FunctionConfig, Platform};
 use sebs_trigger::{ExecutionResult, InvokeError};
 use sebs_wire::Language;
 
@@ -35,6 +38,10 @@ pub struct Args {
     /// The data directory handed to `input.py` (SeBS's benchmarks-data/<benchmark>).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Check every output with the benchmark's `validate_output`; exit code 4 when one is
+    /// wrong.
+    #[arg(long)]
+    pub validate: bool,
 }
 
 pub async fn run(args: Args) -> Result<Exit, Failure> {
@@ -53,13 +60,20 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
         });
     }
     let data_dir = args.data_dir.clone().unwrap_or_else(|| bench.path.clone());
-    let input = generate_input(&bench, args.size, &data_dir)
-        .exit(Exit::BadInput, format!("failed to generate the input of {}", bench.name))?;
+    let input = generate_input(&bench, args.size, &data_dir).exit(
+        Exit::BadInput,
+        format!("failed to generate the input of {}", bench.name),
+    )?;
 
     let docker = setup::docker().await?;
     let platform = setup::platform(docker).await?;
     let image = images::resolve(platform.docker(), args.language, &args.language_version).await?;
-    let package = package(&bench, &args).await?;
+    let build_env = DockerBuildEnv::new(
+        platform.docker().clone(),
+        &image,
+        tokio::runtime::Handle::current(),
+    );
+    let package = package(&bench, &args, build_env).await?;
     tracing::info!(
         benchmark = %bench.name,
         hash = %package.hash,
@@ -68,16 +82,28 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
         "code package ready"
     );
 
-    let config = FunctionConfig::from_benchmark(&bench.config, args.language, &args.language_version);
-    let name = format!("{}-{}-{}", bench.name, args.language, bench.config.memory_mb);
+    let config =
+        FunctionConfig::from_benchmark(&bench.config, args.language, &args.language_version);
+    let name = format!(
+        "{}-{}-{}",
+        bench.name, args.language, bench.config.memory_mb
+    );
     // Everything from here on runs under Ctrl-C watch, so that no container outlives us.
     let work = async {
         let function = platform
             .create_function(&name, &bench.name, &package, &image, &config)
             .await
             .exit(Exit::Environment, format!("failed to start {name}"))?;
-        let outcome = invoke_all(&platform, &function, &input, args.repetitions).await;
-        platform.stop(&function).await.exit(Exit::Environment, "failed to remove the container")?;
+        let validate = args.validate.then_some(Validate {
+            bench: &bench,
+            data_dir: &data_dir,
+            language: args.language,
+        });
+        let outcome = invoke_all(&platform, &function, &input, args.repetitions, validate).await;
+        platform
+            .stop(&function)
+            .await
+            .exit(Exit::Environment, "failed to remove the container")?;
         Ok::<_, Failure>(outcome)
     };
     let result = tokio::select! {
@@ -92,26 +118,140 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
     result
 }
 
-async fn package(bench: &BenchmarkDir, args: &Args) -> Result<sebs_package::Package, Failure> {
-    let cache = PackageCache::new(setup::cache_root(args.cache.as_deref())?);
+/// The benchmark's code package from the cache, built (with its dependencies installed
+/// through `env`) when missing or when `--update-code` asks.
+pub async fn package(
+    bench: &BenchmarkDir,
+    args: &Args,
+    env: DockerBuildEnv,
+) -> Result<sebs_package::Package, Failure> {
+    build_package(
+        bench,
+        args.cache.as_deref(),
+        args.language,
+        &args.language_version,
+        args.update_code,
+        env,
+    )
+    .await
+}
+
+/// [`PackageCache::get_or_build`] on a blocking thread, with its failure sorted into an exit
+/// code: a broken engine is the environment's fault, anything else the benchmark's.
+pub async fn build_package(
+    bench: &BenchmarkDir,
+    cache: Option<&std::path::Path>,
+    language: Language,
+    version: &str,
+    force: bool,
+    env: impl sebs_package::BuildEnv + Send + 'static,
+) -> Result<sebs_package::Package, Failure> {
+    let cache = PackageCache::new(setup::cache_root(cache)?);
     let bench = bench.clone();
-    let (language, version, force) = (args.language, args.language_version.clone(), args.update_code);
-    tokio::task::spawn_blocking(move || cache.get_or_build(&bench, language, &version, &NoDeps, force))
-        .await
-        .exit(Exit::Environment, "the packaging task failed")?
-        .exit(Exit::BadInput, "failed to build the code package")
+    let version = version.to_string();
+    let built = tokio::task::spawn_blocking(move || {
+        cache.get_or_build(&bench, language, &version, &env, force)
+    })
+    .await
+    .exit(Exit::Environment, "the packaging task failed")?;
+    built.map_err(|e| {
+        let exit = match &e {
+            PackageError::Build(
+                BuildError::Environment { .. } | BuildError::NoEnvironment { .. },
+            ) => Exit::Environment,
+            _ => Exit::BadInput,
+        };
+        Failure {
+            exit,
+            error: anyhow::Error::new(e).context("failed to build the code package"),
+        }
+    })
+}
+
+/// What `--validate` needs to check an output.
+#[derive(Clone, Copy)]
+struct Validate<'a> {
+    bench: &'a BenchmarkDir,
+    data_dir: &'a std::path::Path,
+    language: Language,
+}
+
+/// Counts of validation outcomes, summarised at the end.
+#[derive(Debug, Default)]
+struct Tally {
+    passed: usize,
+    failed: usize,
+    unchecked: usize,
+}
+
+/// Runs the benchmark's validator on one output and logs what it said.
+async fn validate_one(
+    v: Validate<'_>,
+    n: usize,
+    input: &serde_json::Value,
+    output: &serde_json::Value,
+    tally: &mut Tally,
+) {
+    let (bench, data_dir, input, output) = (
+        v.bench.clone(),
+        v.data_dir.to_path_buf(),
+        input.clone(),
+        output.clone(),
+    );
+    let language = v.language;
+    let verdict = tokio::task::spawn_blocking(move || {
+        validate_output(&bench, &data_dir, &input, &output, language)
+    })
+    .await;
+    match verdict {
+        Ok(Ok(Validation::Passed)) => {
+            tally.passed += 1;
+            tracing::info!(invocation = n, "validation passed");
+        }
+        Ok(Ok(Validation::Failed(message))) => {
+            tally.failed += 1;
+            tracing::error!(invocation = n, "validation failed: {message}");
+        }
+        Ok(Ok(Validation::NoValidator)) => {
+            tally.unchecked += 1;
+            if tally.unchecked == 1 {
+                tracing::warn!(
+                    "benchmark {} has no validate_output in its input.py: outputs are not checked",
+                    v.bench.name
+                );
+            }
+        }
+        Ok(Err(e)) => {
+            tally.failed += 1;
+            tracing::error!(
+                invocation = n,
+                "validation failed: the validator itself failed: {e}"
+            );
+        }
+        Err(e) => {
+            tally.failed += 1;
+            tracing::error!(
+                invocation = n,
+                "validation failed: the validation task failed: {e}"
+            );
+        }
+    }
 }
 
 /// Invokes `repetitions` times, printing each result as one JSON line as soon as it is
-/// there, so that an interruption loses nothing already measured.
+/// there, so that an interruption loses nothing already measured. With `validate`, each
+/// successful output is checked and the verdicts are logged and summarised; a failed
+/// invocation outranks a wrong output in the exit code.
 async fn invoke_all(
     platform: &Platform,
     function: &Function,
     input: &serde_json::Value,
     repetitions: usize,
+    validate: Option<Validate<'_>>,
 ) -> Exit {
     let mut exit = Exit::Ok;
-    for _ in 0..repetitions {
+    let mut tally = Tally::default();
+    for n in 1..=repetitions {
         let record = match platform.invoke(function, input).await {
             Ok(result) => result,
             Err(e) => {
@@ -123,6 +263,31 @@ async fn invoke_all(
         match serde_json::to_string(&record) {
             Ok(line) => println!("{line}"),
             Err(e) => tracing::error!("could not print a result: {e}"),
+        }
+        if let (Some(v), false) = (validate, record.stats.failure) {
+            let output = record
+                .handler_output()
+                .cloned()
+                .unwrap_or(serde_json::Value::Null);
+            validate_one(v, n, input, &output, &mut tally).await;
+        }
+    }
+    if let Some(v) = validate {
+        let Tally {
+            passed,
+            failed,
+            unchecked,
+        } = tally;
+        if unchecked > 0 {
+            tracing::warn!("validation of {}: {unchecked} output(s) not checked: the benchmark has no validator", v.bench.name);
+        } else {
+            tracing::info!(
+                "validation of {}: {passed} passed, {failed} failed",
+                v.bench.name
+            );
+        }
+        if failed > 0 && exit == Exit::Ok {
+            exit = Exit::ValidationFailed;
         }
     }
     exit
@@ -146,7 +311,9 @@ pub fn failure_record(error: &InvokeError) -> ExecutionResult {
         },
         times: ExecutionTimes {
             client: times.map_or(0, |t| t.client_us),
-            client_begin: times.map(|t| python_datetime(t.begin.0)).unwrap_or_default(),
+            client_begin: times
+                .map(|t| python_datetime(t.begin.0))
+                .unwrap_or_default(),
             client_end: times.map(|t| python_datetime(t.end.0)).unwrap_or_default(),
             benchmark: 0,
             initialization: 0,

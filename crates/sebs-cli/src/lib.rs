@@ -7,6 +7,7 @@
 mod exit;
 mod images;
 mod invoke;
+mod package;
 mod setup;
 
 use std::process::ExitCode;
@@ -26,6 +27,8 @@ struct Cli {
 enum Command {
     /// Package a benchmark, start it, invoke it and print one JSON result per invocation.
     Invoke(invoke::Args),
+    /// Build a benchmark's code package (or find it in the cache) and print its directory, hash and size.
+    Package(package::Args),
     /// Manage the base images functions run in.
     #[command(subcommand)]
     Images(images::Command),
@@ -45,6 +48,7 @@ pub fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Invoke(args) => invoke::run(args).await,
+            Command::Package(args) => package::run(args).await,
             Command::Images(cmd) => images::run(cmd).await,
         }
     });
