@@ -5,6 +5,7 @@
 //! to stdout, so `sebs-local invoke ... | jq` works.
 
 mod exit;
+mod experiment;
 mod images;
 mod invoke;
 mod package;
@@ -29,6 +30,9 @@ enum Command {
     Invoke(invoke::Args),
     /// Build a benchmark's code package (or find it in the cache) and print its directory, hash and size.
     Package(package::Args),
+    /// Run one of SeBS's experiments.
+    #[command(subcommand)]
+    Experiment(experiment::Command),
     /// Manage the base images functions run in.
     #[command(subcommand)]
     Images(images::Command),
@@ -50,6 +54,7 @@ pub fn main() -> ExitCode {
             Command::Invoke(args) => invoke::run(args).await,
             Command::Package(args) => package::run(args).await,
             Command::Images(cmd) => images::run(cmd).await,
+            Command::Experiment(cmd) => experiment::run(cmd).await,
         }
     });
     match result {

@@ -1,0 +1,118 @@
+//! `sebs-local experiment perf-cost`: SeBS's perf-cost experiment on the local platform.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use clap::Subcommand;
+use sebs_experiments::run::{run_perf_cost, statistics_lines, Experiment};
+use sebs_experiments::{PerfCostSettings, Progress};
+
+use crate::exit::{Exit, ExitContext, Failure};
+use crate::{images, setup};
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Cold, warm, burst and sequential invocations with SeBS's statistics and result files.
+    PerfCost {
+        /// SeBS's experiment config (JSON, or YAML by extension) with a `perf-cost` block.
+        #[arg(long)]
+        config: PathBuf,
+        /// Results go to `<DIR>/perf-cost/`.
+        #[arg(long)]
+        output_dir: PathBuf,
+        #[arg(long)]
+        benchmarks_dir: Option<PathBuf>,
+        #[arg(long)]
+        cache: Option<PathBuf>,
+        /// Rebuild the code package even when its hash is unchanged.
+        #[arg(long)]
+        update_code: bool,
+    },
+}
+
+pub async fn run(command: Command) -> Result<Exit, Failure> {
+    let Command::PerfCost { config, output_dir, benchmarks_dir, cache, update_code } = command;
+    let settings = PerfCostSettings::load(&config).exit(Exit::BadInput, "invalid experiment config")?;
+    let root = setup::benchmarks_root(benchmarks_dir.as_deref())?;
+    let bench = sebs_package::find_benchmark(&root, &settings.benchmark)
+        .exit(Exit::BadInput, format!("no benchmark {:?}", settings.benchmark))?;
+    let input = sebs_package::generate_input(&bench, settings.input_size, &bench.path)
+        .exit(Exit::BadInput, format!("failed to generate the input of {}", bench.name))?;
+    let docker = setup::docker().await?;
+    let platform = setup::platform(docker).await?;
+    let image = images::resolve(platform.docker(), settings.language, &settings.language_version).await?;
+    let package = build_package(&bench, settings.language, &settings.language_version, cache.as_deref(), update_code).await?;
+    let experiment = Experiment { platform: platform.clone(), bench, package, image, input };
+
+    // Ctrl-C stops after the current batch; the run then writes what it has and cleans up.
+    let stop = Arc::new(AtomicBool::new(false));
+    let on_signal = stop.clone();
+    let watcher = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::warn!("interrupted: stopping after the current batch");
+            on_signal.store(true, Ordering::SeqCst);
+        }
+    });
+    let bar = progress_bar();
+    let report = run_perf_cost(&experiment, &settings, &output_dir, &stop, &|p: Progress| bar(p)).await;
+    watcher.abort();
+    platform.shutdown().await;
+    let report = report.exit(Exit::Environment, "failed to write results")?;
+
+    for result in &report.configurations {
+        for line in statistics_lines(result) {
+            println!("{line}");
+        }
+    }
+    for file in &report.files {
+        eprintln!("wrote {}", file.display());
+    }
+    if stop.load(Ordering::SeqCst) {
+        return Ok(Exit::Interrupted);
+    }
+    let failed = report.configurations.iter().any(|r| !r.failures.is_empty() || r.stopped_early.is_some());
+    Ok(if failed { Exit::InvocationFailed } else { Exit::Ok })
+}
+
+/// A progress bar on a terminal, plain log lines otherwise.
+fn progress_bar() -> impl Fn(Progress) {
+    use std::io::IsTerminal;
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    move |p: Progress| {
+        let msg = if p.warm_up { "warm-up".to_string() } else { format!("{} failures", p.failures) };
+        match &bar {
+            Some(bar) => {
+                bar.set_prefix(p.run_type.to_string());
+                bar.set_length(p.wanted as u64);
+                bar.set_position(p.gathered.min(p.wanted) as u64);
+                bar.set_message(msg);
+            }
+            None => tracing::info!("{}: {}/{} samples, {msg}", p.run_type, p.gathered, p.wanted),
+        }
+    }
+}
+
+async fn build_package(
+    bench: &sebs_package::BenchmarkDir,
+    language: sebs_wire::Language,
+    version: &str,
+    cache: Option<&std::path::Path>,
+    force: bool,
+) -> Result<sebs_package::Package, Failure> {
+    let cache = sebs_package::PackageCache::new(setup::cache_root(cache)?);
+    let (bench, version) = (bench.clone(), version.to_string());
+    tokio::task::spawn_blocking(move || {
+        cache.get_or_build(&bench, language, &version, &sebs_package::NoDeps, force)
+    })
+    .await
+    .exit(Exit::Environment, "the packaging task failed")?
+    .exit(Exit::BadInput, "failed to build the code package")
+}

@@ -1,0 +1,237 @@
+//! The perf-cost experiment's settings, read from SeBS's experiment configuration.
+//!
+//! Accepted as SeBS writes it (a whole config with `experiments.perf-cost`, the
+//! `experiments` block, or the `perf-cost` block alone), in JSON or, by file extension,
+//! YAML of the same shape.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use sebs_package::Size;
+use sebs_wire::Language;
+use serde::Deserialize;
+
+/// One of perf-cost's four modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RunType {
+    /// A fresh container for every invocation of every batch; warm results are incorrect.
+    Cold,
+    /// Reused containers; the first batch warms them up, cold results are incorrect.
+    Warm,
+    /// Batches of concurrent invocations, each batch on fresh containers.
+    Burst,
+    /// One invocation at a time on one warm container.
+    Sequential,
+}
+
+impl RunType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunType::Cold => "cold",
+            RunType::Warm => "warm",
+            RunType::Burst => "burst",
+            RunType::Sequential => "sequential",
+        }
+    }
+}
+
+impl fmt::Display for RunType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for RunType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "cold" => Ok(RunType::Cold),
+            "warm" => Ok(RunType::Warm),
+            "burst" => Ok(RunType::Burst),
+            "sequential" => Ok(RunType::Sequential),
+            other => Err(format!(
+                "unknown perf-cost experiment {other:?}: expected cold, warm, burst or sequential"
+            )),
+        }
+    }
+}
+
+/// What perf-cost runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PerfCostSettings {
+    pub benchmark: String,
+    pub experiments: Vec<RunType>,
+    pub input_size: Size,
+    /// Valid samples wanted per configuration.
+    pub repetitions: usize,
+    /// Invocations per batch.
+    pub concurrent_invocations: usize,
+    /// Memory sizes in MB; empty means the benchmark's own.
+    pub memory_sizes: Vec<u64>,
+    /// A pause between batches; SeBS waits 10 s, we wait only when asked.
+    pub pause_between_batches: Duration,
+    pub language: Language,
+    pub language_version: String,
+    /// The block as it was read, written back into result files as SeBS does.
+    pub raw: serde_json::Value,
+}
+
+/// Settings that cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("read experiment config {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("parse experiment config {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("experiment config {path}: field {field}: {message}")]
+    Field { path: PathBuf, field: String, message: String },
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct PerfCostBlock {
+    benchmark: String,
+    experiments: Vec<String>,
+    input_size: String,
+    repetitions: usize,
+    concurrent_invocations: usize,
+    #[serde(default)]
+    memory_sizes: Vec<u64>,
+    /// Ours: milliseconds to wait between batches.
+    #[serde(default)]
+    pause_between_batches_ms: u64,
+}
+
+impl PerfCostSettings {
+    pub fn load(path: &Path) -> Result<PerfCostSettings, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let yaml = matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"));
+        PerfCostSettings::parse(&text, yaml, path)
+    }
+
+    /// Parses `text` (JSON, or YAML when `yaml`); `path` only names the source in errors.
+    pub fn parse(text: &str, yaml: bool, path: &Path) -> Result<PerfCostSettings, ConfigError> {
+        let parse_err = |message: String| ConfigError::Parse { path: path.to_path_buf(), message };
+        let doc: serde_json::Value = if yaml {
+            serde_yaml::from_str(text).map_err(|e| parse_err(e.to_string()))?
+        } else {
+            serde_json::from_str(text).map_err(|e| parse_err(e.to_string()))?
+        };
+        let experiments = doc.get("experiments").filter(|e| e.is_object()).unwrap_or(&doc);
+        let block = experiments.get("perf-cost").unwrap_or(experiments);
+        if block.get("benchmark").is_none() {
+            return Err(parse_err(
+                "no perf-cost settings: expected `experiments.perf-cost`, `perf-cost`, or its fields".into(),
+            ));
+        }
+        let field_err = |field: &str, message: String| ConfigError::Field {
+            path: path.to_path_buf(),
+            field: format!("perf-cost.{field}"),
+            message,
+        };
+        let parsed: PerfCostBlock = serde_json::from_value(block.clone())
+            .map_err(|e| field_err("*", e.to_string()))?;
+        let run_types = parsed
+            .experiments
+            .iter()
+            .map(|e| e.parse::<RunType>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|m| field_err("experiments", m))?;
+        let input_size = parsed
+            .input_size
+            .parse::<Size>()
+            .map_err(|e| field_err("input-size", e.to_string()))?;
+        if parsed.repetitions == 0 {
+            return Err(field_err("repetitions", "must be at least 1".into()));
+        }
+        if parsed.concurrent_invocations == 0 {
+            return Err(field_err("concurrent-invocations", "must be at least 1".into()));
+        }
+        let runtime = experiments.get("runtime");
+        let language = match runtime.and_then(|r| r.get("language")).and_then(|l| l.as_str()) {
+            Some(l) => l.parse::<Language>().map_err(|e| field_err("runtime.language", e.to_string()))?,
+            None => Language::Python,
+        };
+        let language_version = runtime
+            .and_then(|r| r.get("version"))
+            .and_then(|v| v.as_str())
+            .unwrap_or("3.11")
+            .to_string();
+        Ok(PerfCostSettings {
+            benchmark: parsed.benchmark,
+            experiments: run_types,
+            input_size,
+            repetitions: parsed.repetitions,
+            concurrent_invocations: parsed.concurrent_invocations,
+            memory_sizes: parsed.memory_sizes,
+            pause_between_batches: Duration::from_millis(parsed.pause_between_batches_ms),
+            language,
+            language_version,
+            raw: block.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(text: &str, yaml: bool, expect: Result<(&str, Vec<RunType>, usize, Vec<u64>), &str>) {
+        let got = PerfCostSettings::parse(text, yaml, Path::new("exp.json"));
+        match (got, expect) {
+            (Ok(s), Ok((bench, types, conc, mem))) => {
+                assert_eq!(s.benchmark, bench);
+                assert_eq!(s.experiments, types);
+                assert_eq!(s.concurrent_invocations, conc);
+                assert_eq!(s.memory_sizes, mem);
+            }
+            (Err(e), Err(fragment)) => {
+                let msg = e.to_string();
+                assert!(msg.contains(fragment), "{msg:?} lacks {fragment:?}");
+                assert!(msg.contains("exp.json"), "{msg:?} names no file");
+            }
+            (got, want) => panic!("got {got:?}, want {want:?}"),
+        }
+    }
+
+    #[test]
+    fn reads_sebs_configs() {
+        // SeBS's own example, abridged: the whole config file.
+        let sebs = r#"{"experiments": {"deployment": "aws", "runtime": {"language": "python", "version": "3.11"},
+            "perf-cost": {"benchmark": "110.dynamic-html", "experiments": ["cold", "warm", "burst", "sequential"],
+              "input-size": "test", "repetitions": 50, "concurrent-invocations": 50, "memory-sizes": [128, 256]}}}"#;
+        use RunType::*;
+        check(sebs, false, Ok(("110.dynamic-html", vec![Cold, Warm, Burst, Sequential], 50, vec![128, 256])));
+        let block = r#"{"benchmark": "010.sleep", "experiments": ["warm"], "input-size": "test",
+            "repetitions": 5, "concurrent-invocations": 2, "memory-sizes": []}"#;
+        check(block, false, Ok(("010.sleep", vec![Warm], 2, vec![])));
+        let yaml = "perf-cost:\n  benchmark: 000.noop\n  experiments: [burst]\n  input-size: small\n  \
+                    repetitions: 3\n  concurrent-invocations: 8\n  memory-sizes: [256]\n";
+        check(yaml, true, Ok(("000.noop", vec![Burst], 8, vec![256])));
+    }
+
+    #[test]
+    fn errors_name_the_file_and_field() {
+        check("{", false, Err("parse experiment config"));
+        check("{\"x\": 1}", false, Err("no perf-cost settings"));
+        let bad = |field: &str, value: &str| {
+            let mut v = serde_json::json!({"benchmark": "b", "experiments": ["cold"], "input-size": "test",
+                "repetitions": 5, "concurrent-invocations": 2});
+            v[field] = serde_json::from_str(value).unwrap();
+            v.to_string()
+        };
+        check(&bad("experiments", "[\"lukewarm\"]"), false, Err("perf-cost.experiments"));
+        check(&bad("input-size", "\"huge\""), false, Err("perf-cost.input-size"));
+        check(&bad("repetitions", "0"), false, Err("perf-cost.repetitions"));
+        check(&bad("concurrent-invocations", "0"), false, Err("concurrent-invocations"));
+        check(&bad("repetitions", "\"many\""), false, Err("invalid type"));
+        check(&bad("surprise", "1"), false, Err("unknown field `surprise`"));
+    }
+}

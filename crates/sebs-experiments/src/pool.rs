@@ -1,0 +1,213 @@
+//! A function's pool of containers, as a FaaS platform keeps one: grown on demand for
+//! concurrent invocations, and replaced by fresh containers to force cold starts.
+//!
+//! Forcing a cold start means the next invocation runs in a container that has never
+//! served one, so it pays the first import. Waiting on Docker to create that container is
+//! not part of a cold start on a real platform, so the pool can start fresh containers
+//! ahead of time ([`FunctionPool::prewarm`], like OpenWhisk's prewarm pool) and
+//! [`FunctionPool::force_cold`] then only swaps them in.
+
+use futures_util::future::join_all;
+use sebs_package::Package;
+use sebs_platform::{Function, FunctionConfig, Platform, PlatformError};
+use sebs_trigger::{ExecutionResult, InvokeError};
+use tokio::task::JoinHandle;
+
+/// How many containers are created at once; Docker serialises much of the work anyway.
+const CREATE_CONCURRENCY: usize = 8;
+
+pub struct FunctionPool {
+    platform: Platform,
+    name: String,
+    benchmark: String,
+    package: Package,
+    image: String,
+    config: FunctionConfig,
+    /// Containers that may have served invocations; `warm[i]` gets the i-th of a batch.
+    warm: Vec<Function>,
+    /// Containers started ahead that have served nothing yet.
+    fresh: Vec<Function>,
+    /// Fresh containers still starting.
+    starting: Option<JoinHandle<Vec<Result<Function, PlatformError>>>>,
+    /// Removals running in the background.
+    retiring: Vec<JoinHandle<()>>,
+}
+
+impl FunctionPool {
+    pub fn new(
+        platform: Platform,
+        name: String,
+        benchmark: String,
+        package: Package,
+        image: String,
+        config: FunctionConfig,
+    ) -> FunctionPool {
+        FunctionPool {
+            platform,
+            name,
+            benchmark,
+            package,
+            image,
+            config,
+            warm: Vec::new(),
+            fresh: Vec::new(),
+            starting: None,
+            retiring: Vec::new(),
+        }
+    }
+
+    /// The function's name, under which SeBS files its invocations.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn config(&self) -> &FunctionConfig {
+        &self.config
+    }
+
+    /// The containers that serve invocations now.
+    pub fn containers(&self) -> &[Function] {
+        &self.warm
+    }
+
+    /// Invokes `n` containers at once, one invocation each, growing the pool to `n` first.
+    pub async fn invoke_batch(
+        &mut self,
+        input: &serde_json::Value,
+        n: usize,
+    ) -> Result<Vec<Result<ExecutionResult, InvokeError>>, PlatformError> {
+        self.grow(n).await?;
+        let calls = self.warm[..n].iter().map(|f| self.platform.invoke(f, input));
+        Ok(join_all(calls).await)
+    }
+
+    /// Starts `n` fresh containers in the background, for the next [`Self::force_cold`].
+    pub fn prewarm(&mut self, n: usize) {
+        if self.starting.is_some() || self.fresh.len() >= n {
+            return;
+        }
+        let missing = n - self.fresh.len();
+        let platform = self.platform.clone();
+        let (name, benchmark) = (self.name.clone(), self.benchmark.clone());
+        let (package, image, config) = (self.package.clone(), self.image.clone(), self.config.clone());
+        self.starting = Some(tokio::spawn(async move {
+            create_many(&platform, &name, &benchmark, &package, &image, &config, missing).await
+        }));
+    }
+
+    /// Replaces every container with a fresh one, so that the next `n` invocations are
+    /// cold; uses prewarmed containers where there are any.
+    pub async fn force_cold(&mut self, n: usize) -> Result<(), PlatformError> {
+        self.collect_started().await?;
+        let old = std::mem::take(&mut self.warm);
+        self.retire(old);
+        let take = n.min(self.fresh.len());
+        self.warm = self.fresh.drain(..take).collect();
+        self.grow(n).await
+    }
+
+    /// Applies a new configuration (e.g. another memory size): like SeBS's update of a
+    /// local function, every container is replaced, so the next invocations are cold.
+    pub async fn reconfigure(&mut self, config: FunctionConfig, name: String) -> Result<(), PlatformError> {
+        self.collect_started().await?;
+        let old: Vec<Function> = self.warm.drain(..).chain(self.fresh.drain(..)).collect();
+        self.retire(old);
+        self.config = config;
+        self.name = name;
+        Ok(())
+    }
+
+    /// Removes every container of the pool, waiting for removals to finish.
+    pub async fn shutdown(mut self) {
+        if let Some(task) = self.starting.take() {
+            for f in task.await.unwrap_or_default().into_iter().flatten() {
+                self.fresh.push(f);
+            }
+        }
+        let all: Vec<Function> = self.warm.drain(..).chain(self.fresh.drain(..)).collect();
+        self.retire(all);
+        for task in self.retiring.drain(..) {
+            let _ = task.await;
+        }
+    }
+
+    /// Makes `warm` at least `n` long, with prewarmed containers first.
+    async fn grow(&mut self, n: usize) -> Result<(), PlatformError> {
+        if self.warm.len() >= n {
+            return Ok(());
+        }
+        self.collect_started().await?;
+        let take = (n - self.warm.len()).min(self.fresh.len());
+        self.warm.extend(self.fresh.drain(..take));
+        let missing = n.saturating_sub(self.warm.len());
+        if missing > 0 {
+            let created = create_many(
+                &self.platform,
+                &self.name,
+                &self.benchmark,
+                &self.package,
+                &self.image,
+                &self.config,
+                missing,
+            )
+            .await;
+            let mut first_error = None;
+            for r in created {
+                match r {
+                    Ok(f) => self.warm.push(f),
+                    Err(e) => first_error = first_error.or(Some(e)),
+                }
+            }
+            if let Some(e) = first_error {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves finished background starts into `fresh`.
+    async fn collect_started(&mut self) -> Result<(), PlatformError> {
+        if let Some(task) = self.starting.take() {
+            let mut first_error = None;
+            for r in task.await.unwrap_or_default() {
+                match r {
+                    Ok(f) => self.fresh.push(f),
+                    Err(e) => first_error = first_error.or(Some(e)),
+                }
+            }
+            if let Some(e) = first_error {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    fn retire(&mut self, functions: Vec<Function>) {
+        self.retiring.retain(|t| !t.is_finished());
+        for f in functions {
+            let platform = self.platform.clone();
+            self.retiring.push(tokio::spawn(async move {
+                if let Err(e) = platform.stop(&f).await {
+                    tracing::warn!("could not remove a retired container: {e}");
+                }
+            }));
+        }
+    }
+}
+
+async fn create_many(
+    platform: &Platform,
+    name: &str,
+    benchmark: &str,
+    package: &Package,
+    image: &str,
+    config: &FunctionConfig,
+    n: usize,
+) -> Vec<Result<Function, PlatformError>> {
+    let semaphore = tokio::sync::Semaphore::new(CREATE_CONCURRENCY);
+    let starts = (0..n).map(|_| async {
+        let _permit = semaphore.acquire().await;
+        platform.create_function(name, benchmark, package, image, config).await
+    });
+    join_all(starts).await
+}

@@ -1,0 +1,114 @@
+//! perf-cost on real containers: every mode gives the temperature it promises, burst runs
+//! invocations at once across containers, and the result files are SeBS's.
+
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+
+use sebs_container::image::{ensure_image, BaseImageBuilder, ImageChoice};
+use sebs_container::testing::{docker_for_tests, TEST_LABEL};
+use sebs_experiments::run::{run_perf_cost, Experiment};
+use sebs_experiments::{PerfCostSettings, RunType};
+use sebs_package::{find_benchmark, NoDeps, PackageCache};
+use sebs_platform::{Platform, PlatformConfig};
+use sebs_wire::{EpochMicros, Language};
+use serde_json::json;
+
+fn write_benchmark(root: &Path) {
+    let dir = root.join("900.tests/901.nap");
+    std::fs::create_dir_all(dir.join("python")).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        json!({"timeout": 10, "memory": 128, "languages": ["python"], "modules": []}).to_string(),
+    )
+    .unwrap();
+    std::fs::write(dir.join("input.json"), r#"{"seconds": 0.4}"#).unwrap();
+    std::fs::write(
+        dir.join("python/function.py"),
+        "import time\n\ndef handler(event):\n    time.sleep(event['seconds'])\n    return {'slept': event['seconds']}\n",
+    )
+    .unwrap();
+}
+
+/// The largest number of handler executions running at one instant.
+fn max_overlap(results: &[sebs_trigger::ExecutionResult]) -> usize {
+    let mut events: Vec<(i64, i32)> = Vec::new();
+    for r in results {
+        let begin: EpochMicros = r.output["begin"].as_str().unwrap().parse().unwrap();
+        let end: EpochMicros = r.output["end"].as_str().unwrap().parse().unwrap();
+        events.push((begin.0, 1));
+        events.push((end.0, -1));
+    }
+    // Ends sort before begins at the same instant, so touching intervals do not overlap.
+    events.sort();
+    let (mut now, mut best) = (0, 0);
+    for (_, delta) in events {
+        now += delta;
+        best = best.max(now);
+    }
+    best as usize
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_four_modes_on_real_containers() {
+    let Some(docker) = docker_for_tests().await else { return };
+    let agent = match sebs_platform::find_agent_binary(None) {
+        Ok(a) => a,
+        Err(e) if std::env::var_os("CI").is_some() => panic!("CI is set but: failed to {e}"),
+        Err(e) => return eprintln!("skipping: failed to {e}"),
+    };
+    let image = ensure_image(&docker, &ImageChoice::for_language(Language::Python, "3.11"), &BaseImageBuilder::new())
+        .await
+        .unwrap()
+        .tag;
+    let mut config = PlatformConfig::new(agent);
+    config.labels.insert(TEST_LABEL.0.into(), TEST_LABEL.1.into());
+    let platform = Platform::new(docker, config);
+
+    let root = tempfile::tempdir().unwrap();
+    write_benchmark(root.path());
+    let bench = find_benchmark(root.path(), "901.nap").unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let package = PackageCache::new(cache.path()).get_or_build(&bench, Language::Python, "3.11", &NoDeps, false).unwrap();
+    let input = sebs_package::generate_input(&bench, sebs_package::Size::Test, &bench.path).unwrap();
+    let experiment = Experiment { platform: platform.clone(), bench, package, image, input };
+
+    let settings = PerfCostSettings::parse(
+        r#"{"benchmark": "901.nap", "experiments": ["cold", "warm", "burst", "sequential"],
+            "input-size": "test", "repetitions": 8, "concurrent-invocations": 8, "memory-sizes": [192]}"#,
+        false,
+        Path::new("inline.json"),
+    )
+    .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let report = run_perf_cost(&experiment, &settings, out.path(), &AtomicBool::new(false), &|_| {}).await;
+    platform.shutdown().await;
+    let report = report.unwrap();
+
+    assert_eq!(report.configurations.len(), 4);
+    for r in &report.configurations {
+        assert!(r.stopped_early.is_none(), "{} stopped: {:?}", r.run_type, r.stopped_early);
+        assert!(r.failures.is_empty(), "{}: {:?}", r.run_type, r.failures);
+        assert!(r.valid.len() >= 8, "{}: {} samples", r.run_type, r.valid.len());
+        match r.run_type {
+            RunType::Cold => assert!(r.valid.iter().all(|v| v.stats.cold_start), "cold gave a warm result"),
+            RunType::Warm | RunType::Sequential => {
+                assert!(r.valid.iter().all(|v| !v.stats.cold_start), "{} gave a cold result", r.run_type)
+            }
+            RunType::Burst => {
+                let overlap = max_overlap(&r.valid[..8]);
+                assert!(overlap >= 4, "a burst of 8 had at most {overlap} handlers running at once");
+            }
+        }
+    }
+    let dir = out.path().join("perf-cost");
+    for name in ["cold_results_192.json", "warm_results_192.json", "burst_results_192.json", "sequential_results_192.json", "result.csv", "client_time.svg"] {
+        assert!(dir.join(name).is_file(), "{name} was not written");
+    }
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("cold_results_192.json")).unwrap()).unwrap();
+    let invocations = doc["_invocations"]["901.nap-python-192"].as_object().unwrap();
+    assert!(invocations.len() >= 8);
+    assert_eq!(doc["statistics"]["cold_count"].as_u64(), Some(invocations.len() as u64));
+    let csv = std::fs::read_to_string(dir.join("result.csv")).unwrap();
+    assert!(csv.lines().count() > 32, "{csv}");
+}
