@@ -42,7 +42,20 @@ pub async fn run(command: Command) -> Result<Exit, Failure> {
     let docker = setup::docker().await?;
     let platform = setup::platform(docker).await?;
     let image = images::resolve(platform.docker(), settings.language, &settings.language_version).await?;
-    let package = build_package(&bench, settings.language, &settings.language_version, cache.as_deref(), update_code).await?;
+    let build_env = sebs_platform::DockerBuildEnv::new(
+        platform.docker().clone(),
+        &image,
+        tokio::runtime::Handle::current(),
+    );
+    let package = crate::invoke::build_package(
+        &bench,
+        cache.as_deref(),
+        settings.language,
+        &settings.language_version,
+        update_code,
+        build_env,
+    )
+    .await?;
     let experiment = Experiment { platform: platform.clone(), bench, package, image, input };
 
     // Ctrl-C stops after the current batch; the run then writes what it has and cleans up.
@@ -100,19 +113,3 @@ fn progress_bar() -> impl Fn(Progress) {
     }
 }
 
-async fn build_package(
-    bench: &sebs_package::BenchmarkDir,
-    language: sebs_wire::Language,
-    version: &str,
-    cache: Option<&std::path::Path>,
-    force: bool,
-) -> Result<sebs_package::Package, Failure> {
-    let cache = sebs_package::PackageCache::new(setup::cache_root(cache)?);
-    let (bench, version) = (bench.clone(), version.to_string());
-    tokio::task::spawn_blocking(move || {
-        cache.get_or_build(&bench, language, &version, &sebs_package::NoDeps, force)
-    })
-    .await
-    .exit(Exit::Environment, "the packaging task failed")?
-    .exit(Exit::BadInput, "failed to build the code package")
-}
