@@ -18,6 +18,9 @@ pub enum Exit {
     Environment = 3,
     /// Output validation ran and at least one output was wrong.
     ValidationFailed = 4,
+    /// `stop` or `logs` found a function's container killed or removed behind our back; the
+    /// rest was done (everything else stopped and cleaned up).
+    FunctionLost = 5,
     /// Interrupted by Ctrl-C; containers were removed.
     Interrupted = 130,
 }

@@ -36,6 +36,14 @@ enum Command {
     /// Manage the base images functions run in.
     #[command(subcommand)]
     Images(images::Command),
+    /// Start N containers of a benchmark and write out.json (SeBS's `local start`).
+    Start(start::Args),
+    /// Stop the containers an out.json lists (SeBS's `local stop`).
+    Stop(stop::Args),
+    /// Remove every container sebs-local started (all of them, found by label).
+    Cleanup(cleanup::Args),
+    /// Print the output of each container an out.json lists.
+    Logs(logs::Args),
 }
 
 /// Runs the command line of this process and returns its exit code.
@@ -54,6 +62,10 @@ pub fn main() -> ExitCode {
             Command::Invoke(args) => invoke::run(args).await,
             Command::Package(args) => package::run(args).await,
             Command::Images(cmd) => images::run(cmd).await,
+            Command::Start(args) => start::run(args).await,
+            Command::Stop(args) => stop::run(args).await,
+            Command::Cleanup(args) => cleanup::run(args).await,
+            Command::Logs(args) => logs::run(args).await,
             Command::Experiment(cmd) => experiment::run(cmd).await,
         }
     });

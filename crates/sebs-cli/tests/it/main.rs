@@ -1,3 +1,269 @@
-//! Integration tests of the `sebs-local` binary, run as a user runs it.
+//! The `sebs-local` binary driven as a user drives it: start, curl, logs, stop, cleanup.
+//!
+//! Needs a Docker engine, the static agent (`SEBS_AGENT_BIN` or `cargo xtask agent`) and a
+//! Python image; without an engine the tests print why and pass, unless `CI` is set. Every
+//! container carries `sebs-local.test=1` and a label unique to the test, by which the test
+//! removes them at the end, also when it fails.
 
 mod packages;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_sebs-local");
+/// A label only this test's containers carry.
+const RUN_KEY: &str = "sebs-local.testrun";
+
+/// One test's world: temp cache and runtime dir (port locks), a unique label, cleanup on drop.
+struct Cli {
+    dir: tempfile::TempDir,
+    run: String,
+    runtime: tokio::runtime::Runtime,
+    docker: sebs_container::Docker,
+}
+
+impl Cli {
+    fn new() -> Option<Cli> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let docker = runtime.block_on(sebs_container::testing::docker_for_tests())?;
+        if let Err(e) = sebs_platform::find_agent_binary(None) {
+            assert!(std::env::var_os("CI").is_none(), "CI is set but: failed to {e}");
+            eprintln!("skipping: failed to {e}");
+            return None;
+        }
+        let run = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
+        Some(Cli { dir: tempfile::tempdir().unwrap(), run, runtime, docker })
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `sebs-local <args>` with this test's cache, port-lock dir and labels where they apply.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args);
+        if args.first() == Some(&"start") {
+            let cache = self.path("cache");
+            cmd.arg("--cache").arg(cache);
+            cmd.args(["--label", "sebs-local.test=1", "--label", &format!("{RUN_KEY}={}", self.run)]);
+        }
+        cmd.env("XDG_RUNTIME_DIR", self.path("runtime"));
+        cmd.env("RUST_LOG", "info");
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let out = self.command(args).output().unwrap();
+        eprintln!("$ sebs-local {}\n{}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+        out
+    }
+
+    fn start(&self, args: &[&str]) -> Value {
+        let out = self.run(args);
+        assert_eq!(out.status.code(), Some(0), "start failed");
+        let file = args.iter().find(|a| a.ends_with(".json")).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap()
+    }
+
+    /// Ids of this test's containers, running or not.
+    fn containers(&self) -> Vec<String> {
+        self.runtime
+            .block_on(sebs_container::list_labelled(&self.docker, &[(RUN_KEY, self.run.as_str())]))
+            .unwrap()
+            .into_iter()
+            .filter_map(|c| c.id)
+            .collect()
+    }
+}
+
+impl Drop for Cli {
+    fn drop(&mut self) {
+        let removed = self.runtime.block_on(sebs_container::remove_labelled(&self.docker, (RUN_KEY, &self.run)));
+        if let Err(e) = removed {
+            eprintln!("could not remove this test's containers: {e}");
+        }
+    }
+}
+
+/// What `curl <url> -X POST -d '{}' -H 'Content-Type: application/json'` does: the status and body.
+fn curl_post(url: &str, body: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(url).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        stream,
+        "POST / HTTP/1.1\r\nHost: {url}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let status = answer.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
+    v[key].as_str().unwrap_or_else(|| panic!("no string {key} in {v}"))
+}
+
+#[test]
+fn start_20_deployments_curl_each_and_stop() {
+    let Some(cli) = Cli::new() else { return };
+    let out = cli.path("out.json");
+    let out = out.to_str().unwrap();
+    let started = Instant::now();
+    let file = cli.start(&["start", "000.noop", "test", out, "--deployments", "20", "--remove-containers"]);
+    eprintln!("20 deployments answered after {:?}", started.elapsed());
+
+    let functions = file["functions"].as_array().unwrap();
+    assert_eq!(functions.len(), 20);
+    assert_eq!(file["inputs"], serde_json::json!([{}]));
+    let mut ids = std::collections::BTreeSet::new();
+    for f in functions {
+        let keys: Vec<&str> = f.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, ["benchmark", "config", "hash", "instance_id", "name", "port", "triggers", "url"]);
+        assert_eq!(str_of(f, "benchmark"), "000.noop");
+        assert_eq!(str_of(f, "name"), "000.noop-python-128");
+        assert!(str_of(f, "url").ends_with(&format!(":{}", f["port"])), "{f}");
+        ids.insert(str_of(f, "instance_id").to_string());
+        let (status, body) = curl_post(str_of(f, "url"), "{}");
+        assert_eq!(status, 200, "{body}");
+        let answer: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(answer["is_cold"], true);
+        assert_eq!(answer["result"], serde_json::json!({"output": {}}));
+    }
+    assert_eq!(ids.len(), 20, "each function has its own container");
+    assert_eq!(cli.containers().len(), 20);
+
+    let logs = cli.run(&["logs", out]);
+    assert_eq!(logs.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&logs.stdout);
+    assert_eq!(text.matches("sebs-agent: listening").count(), 20, "{text}");
+
+    let stop = cli.run(&["stop", out]);
+    assert_eq!(stop.status.code(), Some(0));
+    assert_eq!(cli.containers(), Vec::<String>::new(), "--remove-containers: stop removes them");
+}
+
+#[test]
+fn two_parallel_publishing_starts_get_disjoint_ports_on_127_0_0_1() {
+    let Some(cli) = Cli::new() else { return };
+    let (a, b) = (cli.path("a.json"), cli.path("b.json"));
+    let spawn = |out: &Path| {
+        cli.command(&["start", "000.noop", "test", out.to_str().unwrap(), "--deployments", "4", "--publish", "--port-range", "19700-19799"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let (mut pa, mut pb) = (spawn(&a), spawn(&b));
+    assert!(pa.wait().unwrap().success() && pb.wait().unwrap().success(), "a start failed");
+    let read = |p: &Path| -> Value { serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap() };
+    let mut ports = Vec::new();
+    for file in [read(&a), read(&b)] {
+        for f in file["functions"].as_array().unwrap() {
+            let url = str_of(f, "url");
+            assert!(url.starts_with("127.0.0.1:"), "{url}");
+            ports.push(f["port"].as_u64().unwrap());
+            assert_eq!(curl_post(url, "{}").0, 200);
+        }
+        let instances = file["sebs_local"]["instances"].as_array().unwrap();
+        assert!(instances.iter().all(|i| i["published_port"].is_u64()), "{file}");
+    }
+    let distinct: std::collections::BTreeSet<_> = ports.iter().collect();
+    assert_eq!(distinct.len(), 8, "two starts shared ports: {ports:?}");
+    assert!(ports.iter().all(|p| (19700..=19799).contains(p)), "{ports:?}");
+
+    for f in [&a, &b] {
+        assert_eq!(cli.run(&["stop", f.to_str().unwrap()]).status.code(), Some(0));
+    }
+    // Stopped without --remove-containers: kept, but their ports are free again.
+    assert_eq!(cli.containers().len(), 8);
+    let locks = cli.path("runtime/sebs-local/ports");
+    let left: Vec<_> = std::fs::read_dir(&locks).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+    assert!(left.is_empty(), "port leases left after stop: {left:?}");
+}
+
+#[test]
+fn stop_after_an_external_kill_reports_it_and_cleans_up_the_rest() {
+    let Some(cli) = Cli::new() else { return };
+    let out = cli.path("out.json");
+    let out = out.to_str().unwrap();
+    let file = cli.start(&["start", "000.noop", "test", out, "--deployments", "3", "--remove-containers"]);
+    let ids: Vec<String> =
+        file["functions"].as_array().unwrap().iter().map(|f| str_of(f, "instance_id").to_string()).collect();
+    cli.runtime.block_on(async {
+        cli.docker.kill_container(&ids[0], None::<bollard::query_parameters::KillContainerOptions>).await.unwrap();
+        sebs_container::remove(&cli.docker, &ids[1], true).await.unwrap();
+    });
+    let stop = cli.run(&["stop", out]);
+    assert_eq!(stop.status.code(), Some(5), "a lost function is exit code 5");
+    let log = String::from_utf8_lossy(&stop.stderr);
+    assert!(log.contains(&format!("container {} of function", ids[0])) && log.contains("had already exited (code 137"), "{log}");
+    assert!(log.contains(&format!("container {} of function", ids[1])) && log.contains("removed behind our back"), "{log}");
+    assert_eq!(cli.containers(), Vec::<String>::new(), "everything is removed anyway");
+}
+
+#[test]
+fn broken_and_foreign_deployment_files_are_clear_errors() {
+    let Some(cli) = Cli::new() else { return };
+    let check = |name: &str, text: &str, needle: &str| {
+        let path = cli.path(name);
+        std::fs::write(&path, text).unwrap();
+        for command in ["stop", "logs"] {
+            let out = cli.run(&[command, path.to_str().unwrap()]);
+            assert_eq!(out.status.code(), Some(2), "{command} {name}");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains(needle) && err.contains(name), "{command} {name}: {err}");
+        }
+    };
+    check("broken.json", "{\"functions\": [", "it is not JSON");
+    check("sebs.json", r#"{"functions": [], "inputs": [], "storage": null}"#, "not written by `sebs-local start`");
+    check("future.json", r#"{"sebs_local": {"format": 99}}"#, "has format 99");
+    let missing = cli.run(&["stop", cli.path("missing.json").to_str().unwrap()]);
+    assert_eq!(missing.status.code(), Some(2));
+}
+
+#[test]
+fn cleanup_removes_every_labelled_container() {
+    let Some(cli) = Cli::new() else { return };
+    let out = cli.path("out.json");
+    cli.start(&["start", "000.noop", "test", out.to_str().unwrap(), "--deployments", "2", "--publish", "--port-range", "19800-19899"]);
+    assert_eq!(cli.containers().len(), 2);
+    // Narrowed to this test's label: other tests' containers must survive.
+    let label = format!("{RUN_KEY}={}", cli.run);
+    let clean = cli.run(&["cleanup", "--label", &label]);
+    assert_eq!(clean.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&clean.stderr).contains("removed 2 containers, freed 2 host ports"));
+    assert_eq!(cli.containers(), Vec::<String>::new());
+}
+
+#[test]
+fn ctrl_c_during_start_leaves_no_container() {
+    let Some(cli) = Cli::new() else { return };
+    let out = cli.path("out.json");
+    let mut child = cli
+        .command(&["start", "000.noop", "test", out.to_str().unwrap(), "--deployments", "12"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Interrupt once the first containers exist, while others are still starting.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while cli.containers().is_empty() {
+        assert!(Instant::now() < deadline, "no container appeared");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert_eq!(cli.containers(), Vec::<String>::new(), "containers left after Ctrl-C");
+    assert!(!out.exists(), "no out.json for an interrupted start");
+}

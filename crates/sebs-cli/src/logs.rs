@@ -1,0 +1,44 @@
+//! `sebs-local logs`: print the output of each container an `out.json` lists.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use crate::exit::{Exit, ExitContext, Failure};
+use crate::setup;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The deployment written by `sebs-local start`.
+    pub input_json: PathBuf,
+    /// Only the last N lines of each container (default: all).
+    #[arg(long)]
+    pub tail: Option<usize>,
+}
+
+pub async fn run(args: Args) -> Result<Exit, Failure> {
+    let file = sebs_platform::DeploymentFile::read(&args.input_json)
+        .exit(Exit::BadInput, "cannot read the logs of this deployment")?;
+    let docker = setup::docker().await?;
+    // The engine takes a line count or "all"; i64::MAX lines is all of them.
+    let tail = args.tail.unwrap_or(i64::MAX as usize);
+    let mut exit = Exit::Ok;
+    let mut stdout = std::io::stdout().lock();
+    for instance in &file.sebs_local.instances {
+        let id = &instance.instance_id;
+        match sebs_container::logs(&docker, id, tail).await {
+            Ok(text) => {
+                let header = format!("==> {} ({}, container {id}) <==\n", instance.function, instance.container_name);
+                stdout
+                    .write_all(header.as_bytes())
+                    .and_then(|()| stdout.write_all(text.as_bytes()))
+                    .exit(Exit::Environment, "failed to write to stdout")?;
+            }
+            Err(sebs_container::ContainerError::NotFound { .. }) => {
+                tracing::error!("container {id} of function {} no longer exists: removed behind our back", instance.function);
+                exit = Exit::FunctionLost;
+            }
+            Err(e) => return Err(e).exit(Exit::Environment, format!("failed to read the logs of container {id}")),
+        }
+    }
+    Ok(exit)
+}

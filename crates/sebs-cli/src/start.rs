@@ -1,0 +1,182 @@
+//! `sebs-local start`: package a benchmark, start N containers of it, write `out.json`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use sebs_package::{generate_input, Size};
+use sebs_platform::{
+    Addressing, DeploymentFile, DockerBuildEnv, FunctionConfig, Platform, PlatformConfig,
+};
+use sebs_ports::PortRange;
+use sebs_wire::Language;
+
+use crate::exit::{Exit, ExitContext, Failure};
+use crate::{images, invoke, setup};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Benchmark name, e.g. `010.sleep` or `sleep`.
+    pub benchmark: String,
+    /// Input size: test, small or large.
+    pub size: Size,
+    /// Where to write the deployment (SeBS's `out.json` format).
+    pub output: PathBuf,
+    /// How many containers of the function to start (in parallel).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub deployments: u32,
+    /// Make `stop` remove the containers rather than only stop them.
+    #[arg(long)]
+    pub remove_containers: bool,
+    /// Memory limit in MB (default: the benchmark's config.json).
+    #[arg(long)]
+    pub memory: Option<u64>,
+    /// CPU limit, e.g. 0.5 (default: unlimited).
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// Timeout of one invocation in seconds (default: the benchmark's config.json).
+    #[arg(long)]
+    pub timeout: Option<u64>,
+    /// Publish each function on 127.0.0.1 instead of using its bridge IP (automatic where
+    /// the bridge is not reachable: macOS, Windows, WSL, a remote engine).
+    #[arg(long)]
+    pub publish: bool,
+    /// Host ports published functions may use.
+    #[arg(long, default_value_t = PortRange::DEFAULT)]
+    pub port_range: PortRange,
+    /// Run the containers privileged (e.g. for hardware performance counters).
+    #[arg(long)]
+    pub privileged: bool,
+    /// Extra label KEY=VALUE on every container (repeatable).
+    #[arg(long = "label", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+    #[arg(long, default_value = "python")]
+    pub language: Language,
+    #[arg(long, default_value = "3.11")]
+    pub language_version: String,
+    /// Where benchmarks are: else SEBS_BENCHMARKS_DIR, ./benchmarks, or the fixtures.
+    #[arg(long)]
+    pub benchmarks_dir: Option<PathBuf>,
+    /// The package cache (default: under the user's cache directory).
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
+    /// Rebuild the code package even when its hash is unchanged.
+    #[arg(long)]
+    pub update_code: bool,
+    /// The data directory handed to `input.py` (SeBS's benchmarks-data/<benchmark>).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// `KEY=VALUE`, as Docker writes labels.
+pub fn parse_label(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got {text:?}")),
+    }
+}
+
+pub async fn run(args: Args) -> Result<Exit, Failure> {
+    let root = setup::benchmarks_root(args.benchmarks_dir.as_deref())?;
+    let bench = sebs_package::find_benchmark(&root, &args.benchmark)
+        .exit(Exit::BadInput, format!("no benchmark {:?}", args.benchmark))?;
+    if !bench.config.languages.contains(&args.language) {
+        return Err(Failure {
+            exit: Exit::BadInput,
+            error: anyhow::anyhow!(
+                "benchmark {} is not written in {} (its config.json lists {:?})",
+                bench.name,
+                args.language,
+                bench.config.languages
+            ),
+        });
+    }
+    if args.cpus.is_some_and(|c| !(c > 0.0 && c.is_finite())) {
+        return Err(Failure { exit: Exit::BadInput, error: anyhow::anyhow!("--cpus must be a positive number") });
+    }
+    let data_dir = args.data_dir.clone().unwrap_or_else(|| bench.path.clone());
+    let input = generate_input(&bench, args.size, &data_dir)
+        .exit(Exit::BadInput, format!("failed to generate the input of {}", bench.name))?;
+
+    let docker = setup::docker().await?;
+    let agent = sebs_platform::find_agent_binary(None).exit(Exit::Environment, "no agent binary")?;
+    let mut config = PlatformConfig::new(agent);
+    config.privileged = args.privileged;
+    config.ports.range = args.port_range;
+    if args.publish {
+        config.addressing = Addressing::Publish;
+    }
+    config.labels = args.labels.iter().cloned().collect::<BTreeMap<_, _>>();
+    let platform = Platform::new(docker, config);
+    let image = images::resolve(platform.docker(), args.language, &args.language_version).await?;
+    let build_env = DockerBuildEnv::new(platform.docker().clone(), &image, tokio::runtime::Handle::current());
+    let package = invoke::build_package(
+        &bench,
+        args.cache.as_deref(),
+        args.language,
+        &args.language_version,
+        args.update_code,
+        build_env,
+    )
+    .await?;
+
+    let mut fconfig = FunctionConfig::from_benchmark(&bench.config, args.language, &args.language_version);
+    fconfig.memory_mb = args.memory.unwrap_or(fconfig.memory_mb);
+    fconfig.timeout_s = args.timeout.unwrap_or(fconfig.timeout_s);
+    fconfig.cpus = args.cpus;
+    let name = format!("{}-{}-{}", bench.name, args.language, fconfig.memory_mb);
+    let n = args.deployments as usize;
+    let started = std::time::Instant::now();
+    let deploy = platform.create_functions(n, &name, &bench.name, &package, &image, &fconfig);
+    let functions = tokio::select! {
+        r = deploy => r.exit(Exit::Environment, format!("failed to start {n} containers of {name}"))?,
+        _ = tokio::signal::ctrl_c() => {
+            tracing::warn!("interrupted; removing the containers started so far");
+            platform.shutdown().await;
+            return Ok(Exit::Interrupted);
+        }
+    };
+    let file = DeploymentFile::new(
+        &functions,
+        input,
+        args.remove_containers,
+        Some(platform.config().ports.lock_dir.clone()),
+    );
+    if let Err(e) = file.write(&args.output) {
+        // Nobody could stop containers the file does not list: take them down again.
+        platform.shutdown().await;
+        return Err(e).exit(Exit::BadInput, "the containers were removed again");
+    }
+    for f in &functions {
+        println!("{}", f.url());
+    }
+    tracing::info!(
+        deployments = n,
+        seconds = started.elapsed().as_secs_f64(),
+        output = %args.output.display(),
+        "all functions answer; stop them with `sebs-local stop {}`",
+        args.output.display()
+    );
+    Ok(Exit::Ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels() {
+        let check = |text: &str, expect: Result<(&str, &str), ()>| {
+            let got = parse_label(text);
+            match expect {
+                Ok((k, v)) => assert_eq!(got, Ok((k.to_string(), v.to_string()))),
+                Err(()) => assert!(got.is_err(), "{text:?} gave {got:?}"),
+            }
+        };
+        check("a=b", Ok(("a", "b")));
+        check("sebs-local.test=1", Ok(("sebs-local.test", "1")));
+        check("a=", Ok(("a", "")));
+        check("a=b=c", Ok(("a", "b=c")));
+        check("=b", Err(()));
+        check("ab", Err(()));
+    }
+}
