@@ -4,12 +4,16 @@
 //! code it maps to ([`Exit`]); `main` only prints and exits. Logs go to stderr and results
 //! to stdout, so `sebs-local invoke ... | jq` works.
 
+mod cleanup;
 mod exit;
 mod experiment;
 mod images;
 mod invoke;
+mod logs;
 mod package;
 mod setup;
+mod start;
+mod stop;
 
 use std::process::ExitCode;
 
