@@ -12,6 +12,7 @@ use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use sebs_wire::{ErrorAnswer, ErrorKind, HandlerResult, InvocationAnswer, ALIVE_PATH};
 
+use crate::memory::Meter;
 use crate::pool::Pool;
 
 /// The largest request body accepted; larger ones are answered 413.
@@ -22,14 +23,17 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// What every connection shares.
 pub struct State {
     pub pool: Pool,
+    /// Counts requests in flight, so a call's cgroup peak is used only when it ran alone.
+    pub meter: Arc<Meter>,
     /// Whether no invocation has been served yet.
     cold: AtomicBool,
 }
 
 impl State {
-    pub fn new(pool: Pool) -> State {
+    pub fn new(pool: Pool, meter: Arc<Meter>) -> State {
         State {
             pool,
+            meter,
             cold: AtomicBool::new(true),
         }
     }
@@ -62,6 +66,7 @@ pub async fn handle(
 
 async fn invoke(state: Arc<State>, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let received = Instant::now();
+    let _in_flight = state.meter.request();
     let request_id = req
         .headers()
         .get(REQUEST_ID_HEADER)
@@ -124,7 +129,8 @@ async fn invoke(state: Arc<State>, req: Request<Incoming>) -> Response<Full<Byte
                 result: HandlerResult { output: inv.output },
                 init_time_us: inv.init_time_us,
                 agent_time_us: Some(agent_time_us),
-                memory_peak_bytes: inv.max_rss_kb.map(|kb| kb.saturating_mul(1024)),
+                memory_peak_bytes: inv.memory_peak.map(|p| p.bytes),
+                memory_source: inv.memory_peak.map(|p| p.source),
             };
             match serde_json::to_vec(&answer) {
                 Ok(body) => json(StatusCode::OK, body.into()),

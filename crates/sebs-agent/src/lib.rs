@@ -12,6 +12,8 @@
 //! - [`children::Children`]: PID 1 duties, the single place that reaps child processes and
 //!   routes exit statuses to the workers' owners.
 //! - [`http`]: the hyper service; [`cgroup::MemoryCgroup`]: tells OOM kills from crashes.
+//! - [`memory::Meter`]: each call's peak memory, from the container's cgroup when the call
+//!   ran alone, else from the worker's own peak resident set.
 //!
 //! Invariant: nothing answers an invocation before the worker serving it has imported the
 //! function, and nothing but [`children::Children::reap`] waits for a child process.
@@ -19,6 +21,7 @@
 pub mod cgroup;
 pub mod children;
 pub mod http;
+pub mod memory;
 pub mod pool;
 pub mod worker;
 
@@ -36,6 +39,7 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use crate::cgroup::MemoryCgroup;
 use crate::children::Children;
+use crate::memory::{CgroupPeak, Meter};
 use crate::pool::{Pool, PoolConfig};
 use crate::worker::WorkerCommand;
 
@@ -106,16 +110,18 @@ pub async fn run(config: Config) -> Result<&'static str, AgentError> {
         settings.timeout_ms
     );
 
+    let meter = Arc::new(Meter::new(cgroup_peak(&config)));
     let pool = Pool::start(
         PoolConfig {
             command,
             workers: settings.workers,
             timeout: Duration::from_millis(settings.timeout_ms),
             cgroup: MemoryCgroup::new(&config.cgroup_root),
+            meter: meter.clone(),
         },
         children.clone(),
     );
-    let state = Arc::new(http::State::new(pool));
+    let state = Arc::new(http::State::new(pool, meter));
 
     let stopped_by = tokio::select! {
         _ = sigterm.recv() => "SIGTERM",
@@ -125,6 +131,32 @@ pub async fn run(config: Config) -> Result<&'static str, AgentError> {
     eprintln!("sebs-agent: stopping on {stopped_by}");
     children.kill_all();
     Ok(stopped_by)
+}
+
+/// The container's cgroup peak file, when calls can be measured by it: the agent is the
+/// container's PID 1 (so the cgroup holds nothing but the agent and its descendants), it
+/// runs one worker, and the kernel and the mount let it reset the peak. Says why not on
+/// stderr when it is in a container and cannot.
+fn cgroup_peak(config: &Config) -> Option<CgroupPeak> {
+    if std::process::id() != 1 {
+        return None;
+    }
+    let why_not = if config.settings.workers != 1 {
+        format!("{} workers share the container", config.settings.workers)
+    } else {
+        match CgroupPeak::open_own(&config.cgroup_root) {
+            Ok(peak) => {
+                eprintln!(
+                    "sebs-agent: each call's peak memory from {}",
+                    peak.path().display()
+                );
+                return Some(peak);
+            }
+            Err(e) => format!("failed to {e}"),
+        }
+    };
+    eprintln!("sebs-agent: each call's peak memory from the worker's resident set: {why_not}");
+    None
 }
 
 /// Binds `0.0.0.0:port` with a large backlog.

@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 
 use crate::cgroup::MemoryCgroup;
 use crate::children::Children;
+use crate::memory::{MemoryPeak, Meter, WorkerPeak};
 use crate::worker::{describe_death, Worker, WorkerCommand, WorkerError};
 
 /// The least time a worker gets to import the function, whatever the function's timeout.
@@ -31,6 +32,8 @@ pub struct PoolConfig {
     pub timeout: Duration,
     /// Consulted when a worker dies, to tell an OOM kill from a crash.
     pub cgroup: MemoryCgroup,
+    /// Measures each call's peak memory.
+    pub meter: Arc<Meter>,
 }
 
 /// A successful call.
@@ -41,8 +44,8 @@ pub struct Invocation {
     pub output: serde_json::Value,
     /// The worker's import time when this was its first call, else 0.
     pub init_time_us: u64,
-    /// The worker's peak resident set so far, in KiB.
-    pub max_rss_kb: Option<u64>,
+    /// The call's peak memory, when it could be measured.
+    pub memory_peak: Option<MemoryPeak>,
 }
 
 /// A failed call: what to answer.
@@ -217,7 +220,17 @@ impl Pool {
 
         let line = Request::encode(request_id, event);
         let timeout = self.inner.config.timeout;
+        let meter = &self.inner.config.meter;
+        let window = meter.open_window();
         let outcome = tokio::time::timeout(timeout, worker.call(&line)).await;
+        let worker_peak = match &outcome {
+            Ok(Ok(Reply::Ok(s))) => WorkerPeak {
+                max_rss_kb: s.max_rss_kb,
+                reset: s.max_rss_reset,
+            },
+            _ => WorkerPeak::default(),
+        };
+        let memory_peak = meter.close_window(window, worker_peak);
         match outcome {
             Ok(Ok(Reply::Ok(s))) => {
                 let init_time_us = worker.take_init_time_us();
@@ -227,7 +240,7 @@ impl Pool {
                     end: EpochMicros(s.end_us),
                     output: s.output,
                     init_time_us,
-                    max_rss_kb: s.max_rss_kb,
+                    memory_peak,
                 })
             }
             Ok(Ok(Reply::Err(f))) => {

@@ -8,6 +8,7 @@
 //! - [`ErrorAnswer`] with its [`ErrorKind`]: every non-200 answer, as JSON that says why.
 //! - [`AgentSettings`]: how a container's agent is configured (port, workers, timeout,
 //!   language), as environment variables, so the container runtime and the agent agree.
+//! - [`MemorySource`]: what an answer's `memory_peak_bytes` measures.
 //! - [`EpochMicros`]: SeBS's `"seconds.micros"` timestamps, parsed and printed exactly.
 
 use std::fmt;
@@ -124,8 +125,49 @@ pub struct InvocationAnswer {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_time_us: Option<u64>,
     /// Peak memory of the invocation in bytes, when the agent could measure it.
+    ///
+    /// The figure includes the container's baseline, as AWS's "Max Memory Used" includes
+    /// the runtime's: with [`MemorySource::Cgroup`] it is the whole container (agent, idle
+    /// workers, page cache) at its highest during the call; with the process sources it is
+    /// the worker's resident set, interpreter and imported function included. Subtract a
+    /// no-op call's figure to get what the handler itself added.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_peak_bytes: Option<u64>,
+    /// Where `memory_peak_bytes` comes from; absent when it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_source: Option<MemorySource>,
+}
+
+/// What an invocation's `memory_peak_bytes` measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemorySource {
+    /// The container's memory cgroup peak, reset just before the call and read just after
+    /// (`memory.max_usage_in_bytes` on cgroup v1, `memory.peak` on v2 from Linux 6.12). Used
+    /// only when the container served this call alone: one worker, no other request in flight.
+    Cgroup,
+    /// The worker process's peak resident set (`VmHWM`), reset just before the call through
+    /// `/proc/self/clear_refs`. Processes the handler starts are not counted.
+    Process,
+    /// The worker process's peak resident set over its whole life (`ru_maxrss`), when the
+    /// kernel did not let it be reset: an upper bound of the call's peak.
+    ProcessLifetime,
+}
+
+impl MemorySource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemorySource::Cgroup => "cgroup",
+            MemorySource::Process => "process",
+            MemorySource::ProcessLifetime => "process_lifetime",
+        }
+    }
+}
+
+impl fmt::Display for MemorySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Why an invocation failed; decides the HTTP status.
@@ -415,10 +457,35 @@ mod tests {
             "request_id": "abc", "is_cold": false, "result": {"output": {"result": 1}}}"#;
         let a: InvocationAnswer = serde_json::from_str(sebs).unwrap();
         assert_eq!(a.init_time_us, 0);
+        assert_eq!((a.memory_peak_bytes, a.memory_source), (None, None));
+        // Absent optional fields stay absent when written back.
+        let written = serde_json::to_value(&a).unwrap();
+        assert!(written.get("memory_source").is_none(), "{written}");
         assert_eq!(a.result.output, serde_json::json!({"result": 1}));
         let back: InvocationAnswer =
             serde_json::from_str(&serde_json::to_string(&a).unwrap()).unwrap();
         assert_eq!(a, back);
+
+        // An answer of ours with the memory fields.
+        let ours = r#"{"begin": "1.0", "end": "2.0", "request_id": "x", "is_cold": true,
+            "result": {"output": null}, "memory_peak_bytes": 1048576, "memory_source": "cgroup"}"#;
+        let a: InvocationAnswer = serde_json::from_str(ours).unwrap();
+        assert_eq!(
+            (a.memory_peak_bytes, a.memory_source),
+            (Some(1 << 20), Some(MemorySource::Cgroup))
+        );
+        for source in [
+            MemorySource::Cgroup,
+            MemorySource::Process,
+            MemorySource::ProcessLifetime,
+        ] {
+            let json = serde_json::to_value(source).unwrap();
+            assert_eq!(json, source.as_str());
+            assert_eq!(
+                serde_json::from_value::<MemorySource>(json).unwrap(),
+                source
+            );
+        }
 
         let e = ErrorAnswer::new(ErrorKind::Timeout, "handler ran past 1000 ms");
         let json = serde_json::to_value(&e).unwrap();

@@ -8,7 +8,7 @@
 //!    or `{"ready": false, "error", "type", "traceback"}` when it failed (the worker then exits).
 //! 2. agent → worker, per call: [`Request`], `{"request_id": "...", "event": <json>}`.
 //! 3. worker → agent, per call: [`Reply`], `{"ok": true, "begin_us", "end_us", "output",
-//!    "max_rss_kb"}` or `{"ok": false, "kind": "handler_error" | "bad_output", "error", "type",
+//!    "max_rss_kb", "max_rss_reset"}` or `{"ok": false, "kind": "handler_error" | "bad_output", "error", "type",
 //!    "traceback", "begin_us", "end_us"}`. `begin_us`/`end_us` are microseconds since the epoch
 //!    taken immediately around the handler call.
 //!
@@ -72,8 +72,13 @@ pub struct Success {
     pub end_us: i64,
     /// The handler's return value.
     pub output: serde_json::Value,
-    /// The worker process's peak resident set so far, in KiB, when the worker knows it.
+    /// The worker process's peak resident set in KiB, when the worker knows it: during
+    /// the call if `max_rss_reset`, else over the worker's whole life.
     pub max_rss_kb: Option<u64>,
+    /// Whether the worker reset its peak just before the call (Python: `VmHWM` after
+    /// writing `5` to `/proc/self/clear_refs`), so that `max_rss_kb` is the call's peak.
+    /// Absent on the wire means false: the lifetime peak (`ru_maxrss`).
+    pub max_rss_reset: bool,
 }
 
 /// The handler raised, or returned something that is not JSON.
@@ -181,6 +186,8 @@ struct ReplyWire {
     end_us: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     max_rss_kb: Option<u64>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    max_rss_reset: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     output: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -257,6 +264,7 @@ impl TryFrom<ReplyWire> for Reply {
                 end_us: w.end_us,
                 output: w.output.unwrap_or(serde_json::Value::Null),
                 max_rss_kb: w.max_rss_kb,
+                max_rss_reset: w.max_rss_reset,
             }))
         } else {
             let kind = w.kind.ok_or("a failed call must say its `kind`")?;
@@ -278,6 +286,7 @@ impl From<Reply> for ReplyWire {
                 begin_us: s.begin_us,
                 end_us: s.end_us,
                 max_rss_kb: s.max_rss_kb,
+                max_rss_reset: s.max_rss_reset,
                 output: Some(s.output),
                 kind: None,
                 error: None,
@@ -289,6 +298,7 @@ impl From<Reply> for ReplyWire {
                 begin_us: f.begin_us,
                 end_us: f.end_us,
                 max_rss_kb: None,
+                max_rss_reset: false,
                 output: None,
                 kind: Some(f.kind),
                 error: Some(f.exception.error),
@@ -337,6 +347,17 @@ mod tests {
                 end_us: 20,
                 output: json!({"a": [1]}),
                 max_rss_kb: Some(9000),
+                max_rss_reset: false,
+            })),
+        );
+        check_reply(
+            r#"{"ok": true, "begin_us": 10, "end_us": 20, "max_rss_kb": 12, "max_rss_reset": true, "output": 1}"#,
+            Ok(Reply::Ok(Success {
+                begin_us: 10,
+                end_us: 20,
+                output: json!(1),
+                max_rss_kb: Some(12),
+                max_rss_reset: true,
             })),
         );
         check_reply(
@@ -346,6 +367,7 @@ mod tests {
                 end_us: 2,
                 output: json!(null),
                 max_rss_kb: None,
+                max_rss_reset: false,
             })),
         );
         check_reply(

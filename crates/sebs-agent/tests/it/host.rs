@@ -143,6 +143,49 @@ async fn two_workers_serve_in_parallel() {
     );
 }
 
+/// Each call's peak is the worker's own, reset before the call: a call that allocates shows
+/// its allocation, and the worker's next call is back near the worker's baseline.
+#[tokio::test]
+async fn per_call_peak_of_a_worker_in_a_pool_of_two() {
+    const MIB: f64 = 1024.0 * 1024.0;
+    let code = code_dir(STEERED);
+    let agent = Agent::start(code.path(), &[("SEBS_WORKERS", "2")]);
+    // Both workers serve a no-op first (in parallel, so each gets one), to fix their baselines.
+    let (a, b) = tokio::join!(
+        agent.post(r#"{"sleep": 0.2}"#),
+        agent.post(r#"{"sleep": 0.2}"#)
+    );
+    let mut baselines = std::collections::HashMap::new();
+    for answer in [&a, &b] {
+        let body = answer.ok();
+        assert_eq!(body["memory_source"], "process", "{body:#}");
+        let pid = body["result"]["output"]["pid"].as_i64().unwrap();
+        baselines.insert(pid, body["memory_peak_bytes"].as_u64().unwrap() as f64);
+    }
+    assert_eq!(baselines.len(), 2, "one worker served both: {baselines:?}");
+
+    let peak = |body: &serde_json::Value| {
+        assert_eq!(body["memory_source"], "process", "{body:#}");
+        let pid = body["result"]["output"]["pid"].as_i64().unwrap();
+        (pid, body["memory_peak_bytes"].as_u64().unwrap() as f64)
+    };
+    let (pid, big) = peak(agent.post(r#"{"alloc_mb": 100}"#).await.ok());
+    let added = (big - baselines[&pid]) / MIB;
+    eprintln!(
+        "worker {pid}: baseline {:.1} MiB, peak with 100 MiB allocated {:.1} MiB",
+        baselines[&pid] / MIB,
+        big / MIB
+    );
+    assert!((90.0..=110.0).contains(&added), "the call added {added:.1} MiB");
+
+    // The next calls, on either worker, are back near their worker's baseline.
+    for _ in 0..2 {
+        let (pid, small) = peak(agent.post("{}").await.ok());
+        let above = (small - baselines[&pid]) / MIB;
+        assert!(above.abs() < 5.0, "worker {pid}: {above:.1} MiB above its baseline");
+    }
+}
+
 #[tokio::test]
 async fn one_worker_serves_in_arrival_order() {
     let code = code_dir(STEERED);

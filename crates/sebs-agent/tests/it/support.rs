@@ -36,7 +36,7 @@ def handler(event):
         os._exit(event["exit"])
     if "alloc_mb" in event:
         hog = b"x" * (event["alloc_mb"] * 1024 * 1024)
-        return {"allocated": len(hog)}
+        return {"allocated": len(hog), "pid": os.getpid()}
     if "orphans" in event:
         import subprocess
         for _ in range(event["orphans"]):

@@ -11,10 +11,14 @@ stdin/stdout; `sebs_wire::worker` in the Rust sources defines the same messages.
    or  {"ready": false, "error": "...", "type": "...", "traceback": "..."} and exits.
 3. For each request line {"request_id": "...", "event": <json>} it calls
    `function.handler(event)` and answers one line:
-       {"ok": true, "begin_us": N, "end_us": N, "max_rss_kb": N, "output": <json>}
+       {"ok": true, "begin_us": N, "end_us": N, "max_rss_kb": N, "max_rss_reset": B,
+        "output": <json>}
    or  {"ok": false, "kind": "handler_error" | "bad_output", "error": "...", "type": "...",
         "traceback": "...", "begin_us": N, "end_us": N}
    begin/end are microseconds since the epoch taken immediately around the handler.
+   max_rss_kb is the worker's peak resident set during the call (VmHWM, reset before the
+   call by writing "5" to /proc/self/clear_refs) with max_rss_reset true; when the kernel
+   refuses the reset, the lifetime peak (ru_maxrss) with max_rss_reset false.
 4. End of input means the agent is gone: the worker exits.
 """
 
@@ -46,6 +50,50 @@ def _exception_fields(exc):
     }
 
 
+def _rss_meter():
+    """Returns (reset_peak, peak_rss): reset_peak() -> whether the peak was reset;
+    peak_rss(was_reset) -> (kB, since_reset) or None when nothing is known."""
+    try:
+        clear_refs = os.open("/proc/self/clear_refs", os.O_WRONLY)
+    except OSError:
+        clear_refs = None
+
+    def reset_peak():
+        # "5" resets the peak resident set (VmHWM) to the current one (Linux >= 4.0).
+        if clear_refs is None:
+            return False
+        try:
+            os.write(clear_refs, b"5")
+            return True
+        except OSError:
+            return False
+
+    def vm_hwm_kb():
+        try:
+            with open("/proc/self/status", "rb") as f:
+                for line in f:
+                    if line.startswith(b"VmHWM:"):
+                        return int(line.split()[1])
+        except (OSError, ValueError, IndexError):
+            pass
+        return None
+
+    def peak_rss(was_reset):
+        if was_reset:
+            kb = vm_hwm_kb()
+            if kb is not None:
+                return kb, True
+        try:
+            import resource
+
+            # ru_maxrss is in kilobytes on Linux.
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, False
+        except (ImportError, OSError):
+            return None
+
+    return reset_peak, peak_rss
+
+
 def main():
     proto_in, proto_out = _protocol_streams()
 
@@ -75,16 +123,7 @@ def main():
     init_time_us = (time.perf_counter_ns() - start) // 1000
     send(json.dumps({"ready": True, "init_time_us": init_time_us}))
 
-    try:
-        import resource
-
-        def max_rss_kb():
-            # ru_maxrss is in kilobytes on Linux.
-            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    except ImportError:
-
-        def max_rss_kb():
-            return 0
+    reset_peak, peak_rss = _rss_meter()
 
     while True:
         line = proto_in.readline()
@@ -92,6 +131,7 @@ def main():
             return
         request = json.loads(line)
         event = request.get("event")
+        was_reset = reset_peak()
         begin = time.time_ns() // 1000
         try:
             output = handler(event)
@@ -109,9 +149,13 @@ def main():
             fields.update(_exception_fields(exc))
             send(json.dumps(fields))
             continue
+        rss = peak_rss(was_reset)
+        memory = ""
+        if rss is not None:
+            memory = '"max_rss_kb": %d, "max_rss_reset": %s, ' % (rss[0], "true" if rss[1] else "false")
         send(
-            '{"ok": true, "begin_us": %d, "end_us": %d, "max_rss_kb": %d, "output": %s}'
-            % (begin, end, max_rss_kb(), encoded)
+            '{"ok": true, "begin_us": %d, "end_us": %d, %s"output": %s}'
+            % (begin, end, memory, encoded)
         )
 
 
