@@ -15,8 +15,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-mod packages;
-
 const BIN: &str = env!("CARGO_BIN_EXE_sebs-local");
 /// A label only this test's containers carry.
 const RUN_KEY: &str = "sebs-local.testrun";
