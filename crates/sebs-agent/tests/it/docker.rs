@@ -100,31 +100,19 @@ impl Drop for Container {
     }
 }
 
-#[tokio::test]
-async fn static_agent_serves_in_a_container_as_nobody() {
-    if let Some(reason) = unavailable() {
-        assert!(std::env::var_os("CI").is_none(), "CI is set but {reason}");
-        eprintln!("skipping the container test: {reason}");
-        return;
-    }
-    let agent = static_agent();
-    let elf = std::fs::read(&agent).unwrap();
-    assert!(
-        !has_interpreter(&elf),
-        "{} is dynamically linked",
-        agent.display()
-    );
+/// Whether to skip a container test: says why, and fails instead when `CI` is set.
+fn skip() -> bool {
+    let Some(reason) = unavailable() else {
+        return false;
+    };
+    assert!(std::env::var_os("CI").is_none(), "CI is set but {reason}");
+    eprintln!("skipping the container test: {reason}");
+    true
+}
 
-    // The function runs as nobody, who must be able to read the package.
-    let code = code_dir(STEERED);
-    for path in [code.path(), &code.path().join("function")] {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    for file in ["handler.py", "function/function.py"] {
-        let path = code.path().join(file);
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).unwrap();
-    }
-
+/// Runs the agent at `agent` in a labelled container of [`IMAGE`] serving the package in
+/// `code`, with `extra` arguments for `docker run`; returns once it is alive, with its URL.
+async fn start(agent: &Path, code: &Path, extra: &[&str]) -> (Container, String) {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -133,17 +121,15 @@ async fn static_agent_serves_in_a_container_as_nobody() {
         name: format!("sebs-agent-it-{}-{nanos}", std::process::id()),
     };
     let agent_mount = format!("{}:{}:ro", agent.display(), sebs_wire::AGENT_PATH);
-    let code_mount = format!("{}:{}:ro", code.path().display(), sebs_wire::CODE_DIR);
-    let uid = format!("CONTAINER_UID={NOBODY}");
-    let gid = format!("CONTAINER_GID={NOBODY}");
+    let code_mount = format!("{}:{}:ro", code.display(), sebs_wire::CODE_DIR);
     #[rustfmt::skip]
-    let run = docker(&[
+    let mut args = vec![
         "run", "--detach", "--name", &container.name, "--label", "sebs-local.test=1",
-        "--volume", &agent_mount, "--volume", &code_mount, "--env", &uid, "--env", &gid,
-        "--memory", "128m", "--memory-swap", "128m",
-        IMAGE, sebs_wire::AGENT_PATH,
-    ])
-    .unwrap();
+        "--volume", &agent_mount, "--volume", &code_mount,
+    ];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&[IMAGE, sebs_wire::AGENT_PATH]);
+    let run = docker(&args).unwrap();
     assert!(
         run.status.success(),
         "docker run: {}",
@@ -181,6 +167,40 @@ async fn static_agent_serves_in_a_container_as_nobody() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
+    (container, url)
+}
+
+#[tokio::test]
+async fn static_agent_serves_in_a_container_as_nobody() {
+    if skip() {
+        return;
+    }
+    let agent = static_agent();
+    let elf = std::fs::read(&agent).unwrap();
+    assert!(
+        !has_interpreter(&elf),
+        "{} is dynamically linked",
+        agent.display()
+    );
+
+    // The function runs as nobody, who must be able to read the package.
+    let code = code_dir(STEERED);
+    for path in [code.path(), &code.path().join("function")] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    for file in ["handler.py", "function/function.py"] {
+        let path = code.path().join(file);
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+
+    let uid = format!("CONTAINER_UID={NOBODY}");
+    let gid = format!("CONTAINER_GID={NOBODY}");
+    #[rustfmt::skip]
+    let (container, url) = start(&agent, code.path(), &[
+        "--env", &uid, "--env", &gid, "--memory", "128m", "--memory-swap", "128m",
+    ]).await;
+
+    let client = client();
     for is_cold in [true, false] {
         let sent = client
             .post(format!("{url}/"))
@@ -198,8 +218,9 @@ async fn static_agent_serves_in_a_container_as_nobody() {
             "{body:#}"
         );
         assert_eq!(output["groups"], serde_json::json!([]), "{body:#}");
+        // Docker mounts the container's cgroup read-only: the worker's own peak it is.
+        assert_eq!(body["memory_source"], "process", "{body:#}");
     }
-
     // Orphans of the handler are adopted by the agent (PID 1), which reaps them.
     let sent = client
         .post(format!("{url}/"))
@@ -243,4 +264,80 @@ async fn static_agent_serves_in_a_container_as_nobody() {
     ])
     .unwrap();
     assert_eq!(String::from_utf8_lossy(&code.stdout).trim(), "0");
+}
+
+/// Where the memory cgroups of Docker's containers live on this host, when the container
+/// test can mount them writable into a container: cgroup v1 with the cgroupfs driver.
+fn docker_memory_cgroups() -> Option<String> {
+    let info = docker(&["info", "--format", "{{.CgroupVersion}} {{.CgroupDriver}}"]).ok()?;
+    let dir = "/sys/fs/cgroup/memory/docker";
+    let v1_cgroupfs = String::from_utf8_lossy(&info.stdout).trim() == "1 cgroupfs";
+    (v1_cgroupfs && Path::new(dir).is_dir()).then(|| dir.to_string())
+}
+
+/// A call that touches 200 MiB reports a peak 200 MiB above a no-op call's (the baseline),
+/// and the next no-op call is back at the baseline: the peak is reset for each call.
+///
+/// Docker mounts a container's cgroup read-only, so the agent could only use the worker's
+/// own peak; on a cgroup v1 host the test mounts the parent of all containers' cgroups
+/// writable over it, so that the agent measures the container's cgroup.
+#[tokio::test]
+async fn each_call_reports_its_own_memory_peak() {
+    const MIB: f64 = 1024.0 * 1024.0;
+    if skip() {
+        return;
+    }
+    let agent = static_agent();
+    let code = code_dir(STEERED);
+    let cgroups = docker_memory_cgroups();
+    let cgroup_mount = cgroups
+        .as_ref()
+        .map(|dir| format!("{dir}:/sys/fs/cgroup/memory:rw"));
+    let mut extra = vec!["--memory", "512m", "--memory-swap", "512m"];
+    if let Some(mount) = &cgroup_mount {
+        extra.extend_from_slice(&["--volume", mount]);
+    } else {
+        eprintln!("not cgroup v1 with cgroupfs: the worker's own peak is tested");
+    }
+    let (container, url) = start(&agent, code.path(), &extra).await;
+    let expect_source = if cgroups.is_some() { "cgroup" } else { "process" };
+
+    let client = client();
+    let call = |body: &'static str| {
+        let client = client.clone();
+        let url = url.clone();
+        async move {
+            let sent = client.post(format!("{url}/")).body(body).send().await;
+            let got = answer(sent.unwrap()).await;
+            let body = got.ok();
+            assert_eq!(body["memory_source"], expect_source, "{body:#}");
+            body["memory_peak_bytes"].as_u64().unwrap() as f64
+        }
+    };
+    // The cold call imports the function; the baseline is a warm no-op.
+    call("{}").await;
+    let baseline = call("{}").await;
+    let big = call(r#"{"alloc_mb": 200}"#).await;
+    let after = call("{}").await;
+    let log = docker(&["logs", &container.name]).unwrap();
+    let log = String::from_utf8_lossy(&log.stderr);
+    let source_line = log.lines().find(|l| l.contains("peak memory from"));
+    eprintln!(
+        "{expect_source}: baseline {:.1} MiB, with 200 MiB touched {:.1} MiB (+{:.1}), \
+         next no-op {:.1} MiB; agent: {source_line:?}",
+        baseline / MIB,
+        big / MIB,
+        (big - baseline) / MIB,
+        after / MIB
+    );
+    let added = (big - baseline) / MIB;
+    assert!(
+        (180.0..=220.0).contains(&added),
+        "the call added {added:.1} MiB, not 200 MiB within 10%"
+    );
+    let above = (after - baseline) / MIB;
+    assert!(
+        above.abs() < 10.0,
+        "the no-op after it is {above:.1} MiB off the baseline: the peak was not reset"
+    );
 }
