@@ -68,6 +68,21 @@ pub struct LocalSection {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port_lock_dir: Option<PathBuf>,
     pub instances: Vec<Instance>,
+    /// The memory measurement `start --measure-interval` runs; absent without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<MemorySection>,
+}
+
+/// The measuring process of a deployment (see [`crate::memory`]), for `stop` to end it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemorySection {
+    /// The measuring process.
+    pub pid: u32,
+    /// Its [`crate::memory::MeasureDir`]: journals, log and markers.
+    pub dir: PathBuf,
+    /// Milliseconds between samples, as the user asked.
+    pub interval_ms: u64,
+    pub cgroup_root: PathBuf,
 }
 
 /// One container of the deployment.
@@ -172,6 +187,7 @@ impl DeploymentFile {
                 remove_containers,
                 port_lock_dir: port_lock_dir.filter(|_| any_published),
                 instances,
+                memory: None,
             },
             storage: serde_json::Value::Null,
         }

@@ -1,7 +1,7 @@
 //! The local platform: what SeBS's `Local` class does, composed from the other crates.
 //!
-//! This is the only crate that composes packaging, the container runtime, port leases and
-//! triggers (and, as it grows, memory measurement).
+//! This is the only crate that composes packaging, the container runtime, port leases,
+//! triggers and memory measurement.
 //!
 //! - [`Platform`] holds the engine client and [`PlatformConfig`]; it deploys a
 //!   [`sebs_package::Package`] as a [`Function`] ([`Platform::create_function`], or N at once
@@ -16,6 +16,9 @@
 //!   from `sebs-ports` where the bridge is out of reach or the user asks.
 //! - [`DeploymentFile`]: `out.json` of `start`/`stop`, in SeBS's format plus a section of ours;
 //!   [`Platform::stop_instance`] stops what it lists.
+//! - [`memory`]: measures the memory of running functions ([`memory::measure`], from their
+//!   cgroup, else from the engine's stats), journalled so that `stop` can summarise it even
+//!   when a container or the measurer died; [`MemorySection`] records it in `out.json`.
 //! - [`DockerBuildEnv`]: installs a package's dependencies in a build container of the run
 //!   image (the `sebs_package::BuildEnv` of this platform).
 //! - [`find_agent_binary`]: where the static in-container agent is.
@@ -29,13 +32,14 @@ mod agent;
 mod build;
 mod deployment;
 mod function;
+pub mod memory;
 mod update;
 
 pub use addressing::{environment_needs_publish, reachable, Addressing, HostFacts};
 pub use agent::{find_agent_binary, AGENT_BIN_ENV};
 pub use build::{DockerBuildEnv, HostSettings};
 pub use deployment::{
-    DeploymentError, DeploymentFile, FunctionEntry, Instance, LocalSection, SebsFunctionConfig,
+    DeploymentError, DeploymentFile, FunctionEntry, Instance, LocalSection, MemorySection, SebsFunctionConfig,
     SebsRuntime, StopOutcome, FORMAT_VERSION,
 };
 pub use function::{
