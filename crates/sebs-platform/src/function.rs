@@ -3,8 +3,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sebs_container::{ContainerError, ContainerSpec, Docker, StartedContainer};
 use sebs_package::{BenchmarkConfig, Package};
@@ -34,6 +35,12 @@ const REACHABILITY_TIMEOUT: Duration = Duration::from_millis(1500);
 /// How often a published port that someone else grabbed between our probe and the engine's
 /// bind is replaced by another before giving up.
 const PUBLISH_ATTEMPTS: usize = 5;
+
+/// After an abandoned create, [`Platform::shutdown`] sweeps until no container of this run
+/// has appeared for this long...
+const SHUTDOWN_SWEEP_QUIET: Duration = Duration::from_secs(3);
+/// ...or this long has passed.
+const SHUTDOWN_SWEEP_LIMIT: Duration = Duration::from_secs(20);
 
 /// How long a stopping function's agent may take to exit after SIGTERM.
 pub(crate) const STOP_GRACE: Duration = Duration::from_secs(2);
@@ -232,6 +239,26 @@ pub struct Platform {
     publish: Arc<OnceLock<bool>>,
     /// Made on the first published function; leases of vanished containers are reclaimed then.
     allocator: Arc<tokio::sync::OnceCell<Allocator>>,
+    /// Create requests whose future was dropped before the engine answered (Ctrl-C during
+    /// a start): the engine may still make those containers, after `shutdown` has looked.
+    abandoned_creates: Arc<AtomicUsize>,
+}
+
+/// Counts a create request as abandoned unless it is [`CreateWatch::finish`]ed.
+struct CreateWatch<'a>(&'a AtomicUsize, bool);
+
+impl CreateWatch<'_> {
+    fn finish(mut self) {
+        self.1 = true;
+    }
+}
+
+impl Drop for CreateWatch<'_> {
+    fn drop(&mut self) {
+        if !self.1 {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
 }
 
 impl Platform {
@@ -253,6 +280,7 @@ impl Platform {
             live: Arc::default(),
             publish: Arc::new(publish),
             allocator: Arc::default(),
+            abandoned_creates: Arc::default(),
         }
     }
 
@@ -389,14 +417,26 @@ impl Platform {
                 tracing::warn!("failed to {e}");
             }
         }
-        // A create request in flight when its future was dropped may still make a container.
-        match sebs_container::list_labelled(&self.docker, &[(RUN_LABEL, &self.run_id)]).await {
-            Ok(found) => {
-                for id in found.into_iter().filter_map(|c| c.id) {
-                    self.remove_quietly(&id).await;
+        // A create request in flight when its future was dropped may still make a
+        // container, and a busy engine may take seconds to: sweep by label until it has
+        // been quiet for a while, but only when such a request exists.
+        let mut quiet_since = Instant::now();
+        let give_up = Instant::now() + SHUTDOWN_SWEEP_LIMIT;
+        loop {
+            match sebs_container::list_labelled(&self.docker, &[(RUN_LABEL, &self.run_id)]).await {
+                Ok(found) => {
+                    for id in found.into_iter().filter_map(|c| c.id) {
+                        quiet_since = Instant::now();
+                        self.remove_quietly(&id).await;
+                    }
                 }
+                Err(e) => tracing::warn!("failed to {e}"),
             }
-            Err(e) => tracing::warn!("failed to {e}"),
+            let abandoned = self.abandoned_creates.load(Ordering::SeqCst) > 0;
+            if !abandoned || quiet_since.elapsed() >= SHUTDOWN_SWEEP_QUIET || Instant::now() >= give_up {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 
@@ -470,14 +510,20 @@ impl Platform {
         })
     }
 
+    /// [`sebs_container::create_and_start`], noting when its future is dropped mid-way.
+    async fn create_container(&self, spec: &ContainerSpec) -> Result<StartedContainer, ContainerError> {
+        let watch = CreateWatch(&self.abandoned_creates, false);
+        let result = sebs_container::create_and_start(&self.docker, spec).await;
+        watch.finish();
+        result
+    }
+
     /// Creates and starts the container, on a leased host port when `publish`.
     async fn place(&self, l: &Launch<'_>, publish: bool) -> Result<Placed, PlatformError> {
         let start_err = |source| PlatformError::Start { function: l.name.to_string(), source };
         let spec = self.spec(l);
         if !publish {
-            let container = sebs_container::create_and_start(&self.docker, &spec)
-                .await
-                .map_err(start_err)?;
+            let container = self.create_container(&spec).await.map_err(start_err)?;
             self.remember(&container.id, None);
             return Ok(Placed { container, published_port: None });
         }
@@ -488,7 +534,7 @@ impl Platform {
             let lease = self.lease_port(l.name, &refused).await?;
             let port = lease.port();
             let spec = spec.clone().publish_local(port);
-            match sebs_container::create_and_start(&self.docker, &spec).await {
+            match self.create_container(&spec).await {
                 Ok(container) => {
                     let persisted = lease.persist(&container.id);
                     // No await between persisting and remembering: nothing can cancel in between.
