@@ -10,6 +10,7 @@ mod experiment;
 mod images;
 mod invoke;
 mod logs;
+mod measure;
 mod package;
 mod setup;
 mod start;
@@ -48,6 +49,9 @@ enum Command {
     Cleanup(cleanup::Args),
     /// Print the output of each container an out.json lists.
     Logs(logs::Args),
+    /// The memory measuring process `start --measure-interval` leaves running (internal).
+    #[command(hide = true)]
+    Measure(measure::Args),
 }
 
 /// Runs the command line of this process and returns its exit code.
@@ -70,6 +74,7 @@ pub fn main() -> ExitCode {
             Command::Stop(args) => stop::run(args).await,
             Command::Cleanup(args) => cleanup::run(args).await,
             Command::Logs(args) => logs::run(args).await,
+            Command::Measure(args) => measure::run(args).await,
             Command::Experiment(cmd) => experiment::run(cmd).await,
         }
     });

@@ -11,7 +11,7 @@ use sebs_ports::PortRange;
 use sebs_wire::Language;
 
 use crate::exit::{Exit, ExitContext, Failure};
-use crate::{images, invoke, setup};
+use crate::{images, invoke, measure, setup};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -65,6 +65,14 @@ pub struct Args {
     /// The data directory handed to `input.py` (SeBS's benchmarks-data/<benchmark>).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Sample every container's memory every MS milliseconds until `stop`, which writes
+    /// SeBS's memory_stats.json (and our memory_report.json).
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub measure_interval: Option<u64>,
+    /// Where the cgroup hierarchy is mounted, for --measure-interval. Where a container's
+    /// cgroup is not found there, its memory comes from the engine's stats (about 1/s).
+    #[arg(long, default_value = sebs_memory::DEFAULT_CGROUP_ROOT)]
+    pub cgroup_root: PathBuf,
 }
 
 /// `KEY=VALUE`, as Docker writes labels.
@@ -135,14 +143,31 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
             return Ok(Exit::Interrupted);
         }
     };
-    let file = DeploymentFile::new(
+    let memory = match args.measure_interval {
+        Some(ms) => {
+            let ids: Vec<String> = functions.iter().map(|f| f.container.id.clone()).collect();
+            match measure::launch(&args.output, ms, &args.cgroup_root, &ids).await {
+                Ok(section) => Some(section),
+                Err(failure) => {
+                    platform.shutdown().await;
+                    return Err(failure);
+                }
+            }
+        }
+        None => None,
+    };
+    let mut file = DeploymentFile::new(
         &functions,
         input,
         args.remove_containers,
         Some(platform.config().ports.lock_dir.clone()),
     );
+    file.sebs_local.memory = memory;
     if let Err(e) = file.write(&args.output) {
         // Nobody could stop containers the file does not list: take them down again.
+        if let Some(section) = &file.sebs_local.memory {
+            measure::abandon(section).await;
+        }
         platform.shutdown().await;
         return Err(e).exit(Exit::BadInput, "the containers were removed again");
     }

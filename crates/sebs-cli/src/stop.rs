@@ -1,8 +1,11 @@
-//! `sebs-local stop`: stop (or remove) the containers an `out.json` lists and free their ports.
+//! `sebs-local stop`: end the memory measurement and write its files, stop (or remove) the containers an `out.json` lists and free their ports.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use sebs_platform::{DeploymentFile, Platform, PlatformConfig, StopOutcome};
+use sebs_memory::{End, MemoryReport, SebsMemoryStats, Source};
+use sebs_platform::memory::{MeasureDir, MeasurerStop};
+use sebs_platform::{DeploymentFile, MemorySection, Platform, PlatformConfig, StopOutcome};
 
 use crate::exit::{Exit, ExitContext, Failure};
 use crate::setup;
@@ -10,14 +13,53 @@ use crate::setup;
 /// Containers stopped at once.
 const CONCURRENCY: usize = 8;
 
+/// How long the measuring process may take to close its journals after SIGTERM.
+const MEASURER_GRACE: Duration = Duration::from_secs(10);
+
+/// SeBS's default memory file.
+const DEFAULT_MEMORY_OUTPUT: &str = "memory_stats.json";
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The deployment written by `sebs-local start`.
     pub input_json: PathBuf,
+    /// Where to write SeBS's memory statistics when `start` measured memory (as SeBS's
+    /// `local stop INPUT OUTPUT`); default memory_stats.json.
+    #[arg(conflicts_with = "memory_output")]
+    pub output_json: Option<PathBuf>,
+    /// The same as the second argument.
+    #[arg(long, value_name = "FILE")]
+    pub memory_output: Option<PathBuf>,
+    /// Where to write our memory report (timestamps, percentiles, sampler timing); default:
+    /// beside the memory statistics, `memory_stats.json` → `memory_report.json`,
+    /// `x.json` → `x_report.json`.
+    #[arg(long, value_name = "FILE")]
+    pub memory_report: Option<PathBuf>,
+}
+
+/// The report's default path beside SeBS's memory file.
+fn report_path(memory_output: &Path) -> PathBuf {
+    let stem = memory_output.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let base = stem.strip_suffix("_stats").unwrap_or(&stem);
+    memory_output.with_file_name(format!("{base}_report.json"))
 }
 
 pub async fn run(args: Args) -> Result<Exit, Failure> {
     let file = DeploymentFile::read(&args.input_json).exit(Exit::BadInput, "cannot stop this deployment")?;
+    let mut exit = Exit::Ok;
+    if let Some(section) = &file.sebs_local.memory {
+        let stats = args
+            .memory_output
+            .clone()
+            .or(args.output_json.clone())
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_MEMORY_OUTPUT));
+        let report = args.memory_report.clone().unwrap_or_else(|| report_path(&stats));
+        let ids: Vec<String> = file.sebs_local.instances.iter().map(|i| i.instance_id.clone()).collect();
+        if let Err(e) = finish_memory(section, &ids, &stats, &report).await {
+            tracing::error!("failed to write the memory measurements: {e:#}");
+            exit = Exit::Environment;
+        }
+    }
     let docker = setup::docker().await?;
     // Stopping needs no agent binary: the path is never used.
     let platform = Platform::new(docker, PlatformConfig::new(PathBuf::new()));
@@ -31,7 +73,6 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
             .await;
         (instance, outcome)
     });
-    let mut exit = Exit::Ok;
     for (instance, outcome) in futures_util::future::join_all(stops).await {
         let (id, function) = (&instance.instance_id, &instance.function);
         match outcome {
@@ -62,6 +103,58 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
     Ok(exit)
 }
 
+/// Ends the measuring process, then writes SeBS's memory file and our report from its
+/// journals (also those of containers that died), and removes the journals.
+async fn finish_memory(section: &MemorySection, ids: &[String], stats: &Path, report: &Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let dir = MeasureDir::new(section.dir.clone());
+    match sebs_platform::memory::stop_measurer(section.pid, &dir, MEASURER_GRACE).await {
+        MeasurerStop::Stopped => tracing::info!(pid = section.pid, "stopped the memory measuring process"),
+        MeasurerStop::AlreadyGone => tracing::info!(pid = section.pid, "the memory measuring process had already ended"),
+        MeasurerStop::Killed => tracing::warn!(
+            pid = section.pid,
+            "the memory measuring process did not finish within {MEASURER_GRACE:?} and was killed; \
+             its last second of samples may be missing"
+        ),
+    }
+    let journals = sebs_platform::memory::read_journals(&dir, ids)?;
+    let mut all = Vec::with_capacity(journals.len());
+    for (id, m) in ids.iter().zip(journals) {
+        let Some(m) = m else {
+            tracing::warn!(container = %id, "no memory was measured for container {id}: it has no journal in {}", dir.path.display());
+            continue;
+        };
+        if m.source == Source::EngineStats {
+            tracing::warn!(
+                container = %id,
+                "the memory of container {id} comes from the engine's stats stream (source engine-stats, \
+                 about one sample per second), as its cgroup files were not visible"
+            );
+        }
+        match &m.end {
+            End::Stopped => {}
+            End::ContainerGone => tracing::warn!(
+                container = %id,
+                "container {id} went away during the measurement: its memory profile ends early"
+            ),
+            End::Failed(why) => tracing::warn!(container = %id, "measuring container {id} ended early: failed to {why}"),
+        }
+        all.push(m);
+    }
+    SebsMemoryStats::from_measurements(&all).write(stats)?;
+    MemoryReport::from_measurements(&all).write(report)?;
+    let samples: usize = all.iter().map(|m| m.samples.len()).sum();
+    tracing::info!(
+        containers = all.len(),
+        samples,
+        "memory statistics in {}, report in {}",
+        stats.display(),
+        report.display()
+    );
+    std::fs::remove_dir_all(&dir.path).with_context(|| format!("failed to remove {}", dir.path.display()))?;
+    Ok(())
+}
+
 /// An engine failure outranks a lost function, which outranks success.
 fn worse(a: Exit, b: Exit) -> Exit {
     let rank = |e: Exit| match e {
@@ -73,5 +166,18 @@ fn worse(a: Exit, b: Exit) -> Exit {
         b
     } else {
         a
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_report_sits_beside_the_memory_file() {
+        let check = |stats: &str, expect: &str| assert_eq!(report_path(Path::new(stats)), PathBuf::from(expect));
+        check("memory_stats.json", "memory_report.json");
+        check("/x/run1.json", "/x/run1_report.json");
+        check("/x/a_stats", "/x/a_report.json");
     }
 }

@@ -385,14 +385,13 @@ impl Sampled {
 }
 
 /// Measures the memory of `containers` every `config.interval` until `until` completes or
-/// every container has gone, journalling into `dir` (see the module's documentation).
-/// `ready` is called once every journal has its first line.
+/// every container has gone, journalling into `dir` (see the module's documentation). The
+/// ready marker appears once every journal has its first line, the done marker at the end.
 pub async fn measure(
     docker: &Docker,
     config: &MemoryConfig,
     containers: &[String],
     dir: &MeasureDir,
-    ready: impl FnOnce(),
     until: impl Future<Output = ()>,
 ) -> Result<(), MemoryError> {
     dir.create()?;
@@ -447,7 +446,7 @@ pub async fn measure(
             }
         }
     }
-    ready();
+    dir.touch(&dir.ready_marker())?;
 
     tokio::pin!(until);
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + FLUSH_EVERY, FLUSH_EVERY);

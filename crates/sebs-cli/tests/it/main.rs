@@ -5,6 +5,7 @@
 //! container carries `sebs-local.test=1` and a label unique to the test, by which the test
 //! removes them at the end, also when it fails.
 
+mod memory;
 mod packages;
 
 use std::io::{Read, Write};
