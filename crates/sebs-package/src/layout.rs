@@ -20,11 +20,11 @@ pub const FUNCTION_DIR: &str = "function";
 
 /// The platform's files written at a package's root: our language worker.
 ///
-/// Python gets `handler.py`. Node.js has no worker yet, so its packages have none.
+/// Python gets `handler.py`, Node.js `handler.js`.
 pub fn wrapper_files(language: Language) -> Vec<(&'static str, &'static str)> {
     match language {
         Language::Python => vec![(worker::PYTHON_WRAPPER_FILE, worker::PYTHON_WRAPPER)],
-        Language::Nodejs => vec![],
+        Language::Nodejs => vec![(worker::NODEJS_WRAPPER_FILE, worker::NODEJS_WRAPPER)],
     }
 }
 

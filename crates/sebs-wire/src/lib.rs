@@ -16,13 +16,17 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-/// The protocol between the agent and its language workers (JSON lines), and the Python worker.
+/// The protocol between the agent and its language workers (JSON lines), and the workers.
 pub mod worker;
 
 /// The port the agent listens on inside a container, as in SeBS.
 pub const DEFAULT_PORT: u16 = 9000;
 /// Readiness probe: answers 200 once the server is up.
 pub const ALIVE_PATH: &str = "/alive";
+/// Response header naming the instance (the container's host name, which Docker sets to
+/// the first 12 digits of its id) that served a request, so that a caller can tell when an
+/// address it kept now belongs to another container.
+pub const INSTANCE_HEADER: &str = "x-sebs-instance";
 /// Where the code package is mounted (read-only) in a function container.
 pub const CODE_DIR: &str = "/function";
 /// Where the agent binary is mounted (read-only) in a function container.
@@ -69,7 +73,9 @@ impl FromStr for EpochMicros {
     type Err = TimestampError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || TimestampError { text: s.to_string() };
+        let err = || TimestampError {
+            text: s.to_string(),
+        };
         let t = s.trim();
         let (neg, t) = match t.strip_prefix('-') {
             Some(rest) => (true, rest),
@@ -292,7 +298,9 @@ impl FromStr for Language {
         match s {
             "python" => Ok(Language::Python),
             "nodejs" | "node" => Ok(Language::Nodejs),
-            _ => Err(UnknownLanguage { name: s.to_string() }),
+            _ => Err(UnknownLanguage {
+                name: s.to_string(),
+            }),
         }
     }
 }
@@ -357,10 +365,16 @@ impl AgentSettings {
     pub fn to_env(&self) -> Vec<(String, String)> {
         let mut out = vec![
             (env::PORT.to_string(), self.port.to_string()),
-            (env::LANGUAGE.to_string(), self.language.as_str().to_string()),
+            (
+                env::LANGUAGE.to_string(),
+                self.language.as_str().to_string(),
+            ),
             (env::WORKERS.to_string(), self.workers.to_string()),
             (env::TIMEOUT_MS.to_string(), self.timeout_ms.to_string()),
-            (env::CODE_DIR.to_string(), self.code_dir.display().to_string()),
+            (
+                env::CODE_DIR.to_string(),
+                self.code_dir.display().to_string(),
+            ),
         ];
         if let Some(runtime) = &self.runtime {
             out.push((env::RUNTIME.to_string(), runtime.clone()));
@@ -447,7 +461,10 @@ mod tests {
         check_ts("12a.5", None);
         check_ts("1.5e3", None);
         check_ts("99999999999999999999", None);
-        assert_eq!(EpochMicros(1_700_000_000_000_042).to_string(), "1700000000.000042");
+        assert_eq!(
+            EpochMicros(1_700_000_000_000_042).to_string(),
+            "1700000000.000042"
+        );
     }
 
     #[test]
@@ -501,17 +518,16 @@ mod tests {
         s.code_dir = "/tmp/pkg".into();
         s.runtime = Some("node".into());
         let env = s.to_env();
-        let back = AgentSettings::from_env(|k| {
-            env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
-        })
-        .unwrap();
+        let back =
+            AgentSettings::from_env(|k| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))
+                .unwrap();
         assert_eq!(back, s);
 
-        let err = AgentSettings::from_env(|k| (k == env::WORKERS).then(|| "0".to_string()))
-            .unwrap_err();
+        let err =
+            AgentSettings::from_env(|k| (k == env::WORKERS).then(|| "0".to_string())).unwrap_err();
         assert_eq!(err.name, env::WORKERS);
-        let err = AgentSettings::from_env(|k| (k == env::PORT).then(|| "x".to_string()))
-            .unwrap_err();
+        let err =
+            AgentSettings::from_env(|k| (k == env::PORT).then(|| "x".to_string())).unwrap_err();
         assert!(err.to_string().contains("SEBS_AGENT_PORT"), "{err}");
     }
 }

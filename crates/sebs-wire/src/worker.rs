@@ -1,7 +1,8 @@
 //! The protocol between the agent and its language workers: JSON lines over a worker's stdin/stdout.
 //!
 //! A worker is a long-lived process (`python3 -u <code_dir>/handler.py`, see
-//! [`PYTHON_WRAPPER`]) that imports the function once and then serves one call at a time.
+//! [`PYTHON_WRAPPER`], or `node <code_dir>/handler.js`, see [`NODEJS_WRAPPER`]) that imports
+//! the function once and then serves one call at a time.
 //! Every message is one JSON object on one line, ended by `\n`:
 //!
 //! 1. worker → agent, once: [`Ready`], `{"ready": true, "init_time_us": N}` after the import,
@@ -23,6 +24,10 @@ use crate::ErrorKind;
 pub const PYTHON_WRAPPER: &str = include_str!("../wrappers/python/handler.py");
 /// The file name the Python worker has in a code package.
 pub const PYTHON_WRAPPER_FILE: &str = "handler.py";
+/// The Node.js worker, written as `handler.js` into a Node.js code package.
+pub const NODEJS_WRAPPER: &str = include_str!("../wrappers/nodejs/handler.js");
+/// The file name the Node.js worker has in a code package.
+pub const NODEJS_WRAPPER_FILE: &str = "handler.js";
 
 /// An exception raised in the worker, as the language reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -153,13 +153,28 @@ fn dependencies_without_a_build_environment_fail_clearly() {
         .unwrap();
     assert!(!package.dir.join(".python_packages").exists());
 
+    // A package.json with dependencies needs an environment as well.
+    let err = cache
+        .get_or_build(&bench, Language::Nodejs, "18", &NoDeps, false)
+        .unwrap_err();
+    assert!(
+        matches!(err, PackageError::Build(BuildError::NoEnvironment { .. })),
+        "{err:?}"
+    );
+
     // A language the benchmark does not have.
     let err = cache
-        .get_or_build(&bench, Language::Nodejs, "20", &NoDeps, false)
+        .get_or_build(
+            &fixture("120.compiled"),
+            Language::Nodejs,
+            "20",
+            &NoDeps,
+            false,
+        )
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "lay out 110.template for nodejs: the benchmark supports only python"
+        "lay out 120.compiled for nodejs: the benchmark supports only python"
     );
 }
 

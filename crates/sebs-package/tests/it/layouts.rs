@@ -15,22 +15,47 @@ fn every_fixture_layout() {
     assert!(benches.len() >= 9, "fixtures: {benches:?}");
     let tmp = tempfile::tempdir().unwrap();
     let cache = PackageCache::new(tmp.path());
+    let mut nodejs = Vec::new();
     for entry in benches {
         let bench = sebs_package::BenchmarkDir::load(entry).unwrap();
-        let env = FakeEnv::default();
-        let package = cache
-            .get_or_build(&bench, Language::Python, "3.11", &env, false)
-            .unwrap();
-        let installs = env.requests.lock().unwrap().len();
-        let listing = format!(
-            "dependencies installed: {}\n{}",
-            installs,
-            crate::tree_listing(&package.dir, &["handler.py", MARKER_FILE])
-        );
-        insta::with_settings!({snapshot_path => "../snapshots", prepend_module_to_snapshot => false}, {
-            insta::assert_snapshot!(format!("layout-{}", bench.name), listing);
-        });
+        // Python snapshots keep their names from before Node.js; Node.js ones say so.
+        let languages = [
+            (Language::Python, "3.11", "handler.py", ""),
+            (Language::Nodejs, "18", "handler.js", "nodejs-"),
+        ];
+        for (language, version, wrapper, prefix) in languages {
+            if !bench.config.languages.contains(&language) {
+                continue;
+            }
+            if language == Language::Nodejs {
+                nodejs.push(bench.name.clone());
+            }
+            let env = FakeEnv::default();
+            let package = cache
+                .get_or_build(&bench, language, version, &env, false)
+                .unwrap();
+            let installs = env.requests.lock().unwrap().len();
+            let listing = format!(
+                "dependencies installed: {}\n{}",
+                installs,
+                crate::tree_listing(&package.dir, &[wrapper, MARKER_FILE])
+            );
+            insta::with_settings!({snapshot_path => "../snapshots", prepend_module_to_snapshot => false}, {
+                insta::assert_snapshot!(format!("layout-{prefix}{}", bench.name), listing);
+            });
+        }
     }
+    assert_eq!(
+        nodejs,
+        [
+            "000.noop",
+            "010.sleep",
+            "020.raise",
+            "030.timeout",
+            "040.data-file",
+            "110.template"
+        ]
+    );
 }
 
 #[test]

@@ -9,7 +9,7 @@ mod layouts;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use sebs_package::{BenchmarkDir, BuildEnv, BuildError, InstallRequest};
+use sebs_package::{BenchmarkDir, BuildEnv, BuildError, Install, InstallRequest};
 
 /// The workspace's benchmark fixtures.
 pub fn fixtures() -> PathBuf {
@@ -49,8 +49,9 @@ pub fn write_files(root: &Path, files: &[(&str, &str)]) {
     }
 }
 
-/// A build environment that "installs" by writing the requirements it was given into
-/// `.python_packages/lib/site-packages/INSTALLED`, and remembers every request.
+/// A build environment that "installs" by writing the dependency file it was given into
+/// `.python_packages/lib/site-packages/INSTALLED` (pip) or `node_modules/INSTALLED` (npm),
+/// and remembers every request.
 #[derive(Default)]
 pub struct FakeEnv {
     pub requests: Mutex<Vec<InstallRequest>>,
@@ -58,13 +59,14 @@ pub struct FakeEnv {
 
 impl BuildEnv for FakeEnv {
     fn install(&self, request: &InstallRequest) -> Result<(), BuildError> {
-        let requirements = std::fs::read_to_string(request.package_dir.join("requirements.txt"))
-            .unwrap_or_default();
-        let site = request
-            .package_dir
-            .join(sebs_package::deps::PYTHON_PACKAGES_DIR);
-        std::fs::create_dir_all(&site).unwrap();
-        std::fs::write(site.join("INSTALLED"), requirements).unwrap();
+        let (deps, target) = match request.install {
+            Install::Pip { .. } => ("requirements.txt", sebs_package::deps::PYTHON_PACKAGES_DIR),
+            Install::Npm => ("package.json", "node_modules"),
+        };
+        let text = std::fs::read_to_string(request.package_dir.join(deps)).unwrap_or_default();
+        let target = request.package_dir.join(target);
+        std::fs::create_dir_all(&target).unwrap();
+        std::fs::write(target.join("INSTALLED"), text).unwrap();
         self.requests.lock().unwrap().push(request.clone());
         Ok(())
     }
