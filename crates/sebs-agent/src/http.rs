@@ -10,7 +10,7 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
-use sebs_wire::{ErrorAnswer, ErrorKind, HandlerResult, InvocationAnswer, ALIVE_PATH};
+use sebs_wire::{ErrorAnswer, ErrorKind, HandlerResult, InvocationAnswer, ALIVE_PATH, INSTANCE_HEADER};
 
 use crate::memory::Meter;
 use crate::pool::Pool;
@@ -27,6 +27,8 @@ pub struct State {
     pub meter: Arc<Meter>,
     /// Whether no invocation has been served yet.
     cold: AtomicBool,
+    /// Sent as [`INSTANCE_HEADER`] with every answer.
+    instance: Option<HeaderValue>,
 }
 
 impl State {
@@ -35,7 +37,14 @@ impl State {
             pool,
             meter,
             cold: AtomicBool::new(true),
+            instance: None,
         }
+    }
+
+    /// Names this instance in every answer (see [`INSTANCE_HEADER`]).
+    pub fn with_instance(mut self, instance: &str) -> State {
+        self.instance = HeaderValue::from_str(instance.trim()).ok();
+        self
     }
 }
 
@@ -44,24 +53,27 @@ pub async fn handle(
     state: Arc<State>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    let instance = state.instance.clone();
+    let mut response = route(state, req).await;
+    if let Some(instance) = instance {
+        response.headers_mut().insert(INSTANCE_HEADER, instance);
+    }
+    Ok(response)
+}
+
+async fn route(state: Arc<State>, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let route = (req.method(), req.uri().path());
     if route == (&Method::GET, ALIVE_PATH) {
-        return Ok(json(
-            StatusCode::OK,
-            Bytes::from_static(br#"{"status":"ok"}"#),
-        ));
+        return json(StatusCode::OK, Bytes::from_static(br#"{"status":"ok"}"#));
     }
     if route == (&Method::POST, "/") {
-        return Ok(invoke(state, req).await);
+        return invoke(state, req).await;
     }
     let message = format!(
         "no route for {} {}: use POST / or GET {ALIVE_PATH}",
         route.0, route.1
     );
-    Ok(error(
-        StatusCode::NOT_FOUND,
-        ErrorAnswer::new(ErrorKind::BadRequest, message),
-    ))
+    error(StatusCode::NOT_FOUND, ErrorAnswer::new(ErrorKind::BadRequest, message))
 }
 
 async fn invoke(state: Arc<State>, req: Request<Incoming>) -> Response<Full<Bytes>> {

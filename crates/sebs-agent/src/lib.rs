@@ -121,7 +121,12 @@ pub async fn run(config: Config) -> Result<&'static str, AgentError> {
         },
         children.clone(),
     );
-    let state = Arc::new(http::State::new(pool, meter));
+    let mut state = http::State::new(pool, meter);
+    // The kernel's host name needs no NSS lookup; in a container it is Docker's short id.
+    if let Ok(name) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+        state = state.with_instance(&name);
+    }
+    let state = Arc::new(state);
 
     let stopped_by = tokio::select! {
         _ = sigterm.recv() => "SIGTERM",

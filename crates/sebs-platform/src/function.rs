@@ -480,6 +480,8 @@ impl Platform {
             // The agent answers a handler past its timeout with 504 itself; this bound only
             // catches an agent that stopped answering altogether.
             timeout: Duration::from_secs(l.config.timeout_s.saturating_add(30)),
+            // Docker names a container's host after the first 12 digits of its id.
+            expect_instance: Some(container.id.chars().take(12).collect()),
         };
         let trigger = match Trigger::new(&format!("http://{}/", container.address), trigger_config) {
             Ok(t) => t,

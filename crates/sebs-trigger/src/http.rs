@@ -30,11 +30,15 @@ pub struct TriggerConfig {
     /// An invocation that has no complete answer after this long fails with
     /// [`InvokeError::Timeout`]; the function's own timeout should come first.
     pub timeout: Duration,
+    /// The instance (container host name) that must answer, checked against the agent's
+    /// [`sebs_wire::INSTANCE_HEADER`] when it sends one: an address can be handed to a new
+    /// container as soon as the old one is gone.
+    pub expect_instance: Option<String>,
 }
 
 impl Default for TriggerConfig {
     fn default() -> Self {
-        TriggerConfig { keep_alive: true, timeout: Duration::from_secs(300) }
+        TriggerConfig { keep_alive: true, timeout: Duration::from_secs(300), expect_instance: None }
     }
 }
 
@@ -72,6 +76,10 @@ pub enum InvokeError {
     #[error("invoke function at {url}: {} (HTTP {status}){}", answer.error,
         answer.exception_type.as_deref().map(|t| format!(", {t}")).unwrap_or_default())]
     Function { url: String, status: u16, answer: Box<ErrorAnswer>, times: RequestTimes },
+    /// Another instance than the expected one answered: the function's container is gone
+    /// and its address now belongs to someone else. The answer is not the function's.
+    #[error("invoke function at {url}: the answer came from instance {found}, not {expected}; the function's container is gone")]
+    WrongInstance { url: String, expected: String, found: String, times: RequestTimes },
     /// Something answered that does not speak the protocol.
     #[error("read the answer of function at {url} (HTTP {status}): {reason}; body: {body}")]
     BadAnswer { url: String, status: u16, reason: String, body: String, times: RequestTimes },
@@ -82,6 +90,7 @@ impl InvokeError {
     pub fn times(&self) -> Option<&RequestTimes> {
         match self {
             InvokeError::Timeout { times, .. }
+            | InvokeError::WrongInstance { times, .. }
             | InvokeError::Function { times, .. }
             | InvokeError::BadAnswer { times, .. } => Some(times),
             InvokeError::Connect { .. } | InvokeError::Http { .. } => None,
@@ -175,6 +184,16 @@ impl Trigger {
             }
         };
         let times = times(exchange.startup, Some(exchange.first_byte));
+        if let (Some(expected), Some(found)) = (&self.config.expect_instance, &exchange.instance) {
+            if expected != found {
+                return Err(InvokeError::WrongInstance {
+                    url: self.url.clone(),
+                    expected: expected.clone(),
+                    found: found.clone(),
+                    times,
+                });
+            }
+        }
         read_answer(&self.url, exchange.status, &exchange.body, times)
     }
 
@@ -187,6 +206,11 @@ impl Trigger {
                 Ok(response) => {
                     let first_byte = start.elapsed();
                     let status = response.status().as_u16();
+                    let instance = response
+                        .headers()
+                        .get(sebs_wire::INSTANCE_HEADER)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string);
                     let reusable = self.config.keep_alive
                         && !response
                             .headers()
@@ -201,7 +225,7 @@ impl Trigger {
                     if reusable {
                         self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(sender);
                     }
-                    return Ok(Exchange { status, body, startup, first_byte });
+                    return Ok(Exchange { status, body, startup, first_byte, instance });
                 }
                 // A kept-alive connection that the agent had closed: the request never left,
                 // so nothing ran; send it on a fresh connection.
@@ -256,6 +280,7 @@ impl Trigger {
 
 struct Exchange {
     status: u16,
+    instance: Option<String>,
     body: Bytes,
     startup: Duration,
     first_byte: Duration,

@@ -14,6 +14,9 @@ async fn cold_then_warm() {
     assert_eq!(agent.get("/alive").await.ok(), &json!({"status": "ok"}));
 
     let first = agent.post_with(r#"{"n": 1}"#, Some("my-id")).await;
+    // Every answer names the instance (the host name) that served it.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(first.instance.as_deref(), Some(host.trim()));
     let body = first.ok();
     assert_eq!(body["is_cold"], true);
     assert_eq!(body["request_id"], "my-id");

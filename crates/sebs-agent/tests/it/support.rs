@@ -69,6 +69,8 @@ pub struct Agent {
 pub struct Answer {
     pub status: u16,
     pub body: Value,
+    /// The agent's `x-sebs-instance` header.
+    pub instance: Option<String>,
 }
 
 impl Answer {
@@ -187,7 +189,11 @@ pub fn client() -> reqwest::Client {
 
 pub async fn answer(response: reqwest::Response) -> Answer {
     let status = response.status().as_u16();
+    let instance = response
+        .headers()
+        .get(sebs_wire::INSTANCE_HEADER)
+        .map(|v| v.to_str().unwrap().to_string());
     let text = response.text().await.unwrap();
     let body = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text:?}"));
-    Answer { status, body }
+    Answer { status, body, instance }
 }

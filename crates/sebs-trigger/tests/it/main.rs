@@ -15,6 +15,15 @@ use sebs_trigger::{InvokeError, Trigger, TriggerConfig};
 /// server drop every connection after one answer without saying so, as a restarting agent
 /// would.
 async fn server(delay: Duration, status: u16, close_after_each: bool) -> (String, Arc<AtomicUsize>) {
+    server_named(delay, status, close_after_each, None).await
+}
+
+async fn server_named(
+    delay: Duration,
+    status: u16,
+    close_after_each: bool,
+    instance: Option<&'static str>,
+) -> (String, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let connections = Arc::new(AtomicUsize::new(0));
@@ -32,9 +41,11 @@ async fn server(delay: Duration, status: u16, close_after_each: bool) -> (String
                     } else {
                         r#"{"error": "boom", "kind": "handler_error", "type": "ValueError"}"#
                     };
-                    Ok::<_, Infallible>(
-                        Response::builder().status(status).body(Full::new(Bytes::from(body))).unwrap(),
-                    )
+                    let mut response = Response::builder().status(status);
+                    if let Some(name) = instance {
+                        response = response.header(sebs_wire::INSTANCE_HEADER, name);
+                    }
+                    Ok::<_, Infallible>(response.body(Full::new(Bytes::from(body))).unwrap())
                 });
                 let conn = hyper::server::conn::http1::Builder::new()
                     .keep_alive(!close_after_each)
@@ -108,4 +119,17 @@ async fn function_errors_and_timeouts_are_values() {
     let trigger = Trigger::new(&format!("127.0.0.1:{port}"), TriggerConfig::default()).unwrap();
     let err = trigger.invoke(&serde_json::json!({})).await.unwrap_err();
     assert!(matches!(err, InvokeError::Connect { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn an_answer_from_another_instance_is_refused() {
+    let expecting = |name: &str| TriggerConfig { expect_instance: Some(name.into()), ..TriggerConfig::default() };
+    let (url, _) = server_named(Duration::ZERO, 200, false, Some("abc123")).await;
+    Trigger::new(&url, expecting("abc123")).unwrap().invoke(&serde_json::json!({})).await.unwrap();
+    let err = Trigger::new(&url, expecting("def456")).unwrap().invoke(&serde_json::json!({})).await.unwrap_err();
+    assert!(matches!(&err, InvokeError::WrongInstance { found, .. } if found == "abc123"), "{err}");
+    assert!(err.to_string().contains("container is gone"), "{err}");
+    // A server that names no instance (SeBS's own) is taken at its word.
+    let (url, _) = server(Duration::ZERO, 200, false).await;
+    Trigger::new(&url, expecting("def456")).unwrap().invoke(&serde_json::json!({})).await.unwrap();
 }
