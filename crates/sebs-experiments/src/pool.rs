@@ -151,35 +151,17 @@ impl FunctionPool {
                 missing,
             )
             .await;
-            let mut first_error = None;
-            for r in created {
-                match r {
-                    Ok(f) => self.warm.push(f),
-                    Err(e) => first_error = first_error.or(Some(e)),
-                }
-            }
-            if let Some(e) = first_error {
-                return Err(e);
-            }
+            collect_into(&mut self.warm, created)?;
         }
         Ok(())
     }
 
     /// Moves finished background starts into `fresh`.
     async fn collect_started(&mut self) -> Result<(), PlatformError> {
-        if let Some(task) = self.starting.take() {
-            let mut first_error = None;
-            for r in task.await.unwrap_or_default() {
-                match r {
-                    Ok(f) => self.fresh.push(f),
-                    Err(e) => first_error = first_error.or(Some(e)),
-                }
-            }
-            if let Some(e) = first_error {
-                return Err(e);
-            }
+        match self.starting.take() {
+            Some(task) => collect_into(&mut self.fresh, task.await.unwrap_or_default()),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     fn retire(&mut self, functions: Vec<Function>) {
@@ -193,6 +175,22 @@ impl FunctionPool {
             }));
         }
     }
+}
+
+/// Keeps every started function (so that none is lost to cleanup) and returns the first
+/// error, if any start failed.
+fn collect_into(
+    into: &mut Vec<Function>,
+    started: Vec<Result<Function, PlatformError>>,
+) -> Result<(), PlatformError> {
+    let mut first_error = None;
+    for r in started {
+        match r {
+            Ok(f) => into.push(f),
+            Err(e) => first_error = first_error.or(Some(e)),
+        }
+    }
+    first_error.map_or(Ok(()), Err)
 }
 
 async fn create_many(
