@@ -14,7 +14,12 @@ pub enum Command {
     Prepare {
         #[arg(long, default_value = "python")]
         language: Language,
-        #[arg(long, default_value = "3.11")]
+        #[arg(
+            long,
+            default_value = Language::Python.default_version(),
+            default_value_if("language", "nodejs", Language::Nodejs.default_version()),
+            default_value_if("language", "node", Language::Nodejs.default_version())
+        )]
         language_version: String,
     },
 }

@@ -27,7 +27,12 @@ pub struct Args {
     pub repetitions: usize,
     #[arg(long, default_value = "python")]
     pub language: Language,
-    #[arg(long, default_value = "3.11")]
+    #[arg(
+        long,
+        default_value = Language::Python.default_version(),
+        default_value_if("language", "nodejs", Language::Nodejs.default_version()),
+        default_value_if("language", "node", Language::Nodejs.default_version())
+    )]
     pub language_version: String,
     /// The package cache (default: under the user's cache directory).
     #[arg(long)]

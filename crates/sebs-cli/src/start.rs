@@ -51,7 +51,12 @@ pub struct Args {
     pub labels: Vec<(String, String)>,
     #[arg(long, default_value = "python")]
     pub language: Language,
-    #[arg(long, default_value = "3.11")]
+    #[arg(
+        long,
+        default_value = Language::Python.default_version(),
+        default_value_if("language", "nodejs", Language::Nodejs.default_version()),
+        default_value_if("language", "node", Language::Nodejs.default_version())
+    )]
     pub language_version: String,
     /// Where benchmarks are: else SEBS_BENCHMARKS_DIR, ./benchmarks, or the fixtures.
     #[arg(long)]

@@ -162,7 +162,7 @@ impl PerfCostSettings {
         let language_version = runtime
             .and_then(|r| r.get("version"))
             .and_then(|v| v.as_str())
-            .unwrap_or("3.11")
+            .unwrap_or(language.default_version())
             .to_string();
         Ok(PerfCostSettings {
             benchmark: parsed.benchmark,

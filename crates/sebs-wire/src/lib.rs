@@ -276,6 +276,15 @@ impl Language {
             Language::Nodejs => "nodejs",
         }
     }
+
+    /// The version used when none is given: one the offline base image (Debian bookworm)
+    /// serves, `3.11` and `18`.
+    pub fn default_version(self) -> &'static str {
+        match self {
+            Language::Python => "3.11",
+            Language::Nodejs => "18",
+        }
+    }
 }
 
 impl fmt::Display for Language {
