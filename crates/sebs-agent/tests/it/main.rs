@@ -1,5 +1,6 @@
-//! Integration tests of the agent binary: on the host with `python3`, and once in a container.
+//! Integration tests of the agent binary: on the host with `python3` and `node`, and once in a container.
 
 mod docker;
 mod host;
+mod nodejs;
 mod support;
