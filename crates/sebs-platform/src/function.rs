@@ -490,7 +490,6 @@ impl Platform {
                 return Err(PlatformError::Trigger { function: l.name.to_string(), source });
             }
         };
-        // The memory sampler (sebs-memory) plugs in here: register `container.id` with it.
         tracing::info!(
             function = l.name,
             container = %container.id,
