@@ -13,9 +13,6 @@ use sebs_platform::{Function, FunctionConfig, Platform, PlatformError};
 use sebs_trigger::{ExecutionResult, InvokeError};
 use tokio::task::JoinHandle;
 
-/// How many containers are created at once; Docker serialises much of the work anyway.
-const CREATE_CONCURRENCY: usize = 8;
-
 pub struct FunctionPool {
     platform: Platform,
     name: String,
@@ -28,7 +25,7 @@ pub struct FunctionPool {
     /// Containers started ahead that have served nothing yet.
     fresh: Vec<Function>,
     /// Fresh containers still starting.
-    starting: Option<JoinHandle<Vec<Result<Function, PlatformError>>>>,
+    starting: Option<JoinHandle<Result<Vec<Function>, PlatformError>>>,
     /// Removals running in the background.
     retiring: Vec<JoinHandle<()>>,
 }
@@ -91,7 +88,7 @@ impl FunctionPool {
         let (name, benchmark) = (self.name.clone(), self.benchmark.clone());
         let (package, image, config) = (self.package.clone(), self.image.clone(), self.config.clone());
         self.starting = Some(tokio::spawn(async move {
-            create_many(&platform, &name, &benchmark, &package, &image, &config, missing).await
+            platform.create_functions(missing, &name, &benchmark, &package, &image, &config).await
         }));
     }
 
@@ -120,8 +117,9 @@ impl FunctionPool {
     /// Removes every container of the pool, waiting for removals to finish.
     pub async fn shutdown(mut self) {
         if let Some(task) = self.starting.take() {
-            for f in task.await.unwrap_or_default().into_iter().flatten() {
-                self.fresh.push(f);
+            // A failed prewarm removed its own containers; there is nothing to add.
+            if let Ok(Ok(started)) = task.await {
+                self.fresh.extend(started);
             }
         }
         let all: Vec<Function> = self.warm.drain(..).chain(self.fresh.drain(..)).collect();
@@ -141,27 +139,24 @@ impl FunctionPool {
         self.warm.extend(self.fresh.drain(..take));
         let missing = n.saturating_sub(self.warm.len());
         if missing > 0 {
-            let created = create_many(
-                &self.platform,
-                &self.name,
-                &self.benchmark,
-                &self.package,
-                &self.image,
-                &self.config,
-                missing,
-            )
-            .await;
-            collect_into(&mut self.warm, created)?;
+            let created = self
+                .platform
+                .create_functions(missing, &self.name, &self.benchmark, &self.package, &self.image, &self.config)
+                .await?;
+            self.warm.extend(created);
         }
         Ok(())
     }
 
     /// Moves finished background starts into `fresh`.
     async fn collect_started(&mut self) -> Result<(), PlatformError> {
-        match self.starting.take() {
-            Some(task) => collect_into(&mut self.fresh, task.await.unwrap_or_default()),
-            None => Ok(()),
+        if let Some(task) = self.starting.take() {
+            match task.await {
+                Ok(started) => self.fresh.extend(started?),
+                Err(e) => tracing::warn!("prewarming containers failed: {e}"),
+            }
         }
+        Ok(())
     }
 
     fn retire(&mut self, functions: Vec<Function>) {
@@ -175,37 +170,4 @@ impl FunctionPool {
             }));
         }
     }
-}
-
-/// Keeps every started function (so that none is lost to cleanup) and returns the first
-/// error, if any start failed.
-fn collect_into(
-    into: &mut Vec<Function>,
-    started: Vec<Result<Function, PlatformError>>,
-) -> Result<(), PlatformError> {
-    let mut first_error = None;
-    for r in started {
-        match r {
-            Ok(f) => into.push(f),
-            Err(e) => first_error = first_error.or(Some(e)),
-        }
-    }
-    first_error.map_or(Ok(()), Err)
-}
-
-async fn create_many(
-    platform: &Platform,
-    name: &str,
-    benchmark: &str,
-    package: &Package,
-    image: &str,
-    config: &FunctionConfig,
-    n: usize,
-) -> Vec<Result<Function, PlatformError>> {
-    let semaphore = tokio::sync::Semaphore::new(CREATE_CONCURRENCY);
-    let starts = (0..n).map(|_| async {
-        let _permit = semaphore.acquire().await;
-        platform.create_function(name, benchmark, package, image, config).await
-    });
-    join_all(starts).await
 }
