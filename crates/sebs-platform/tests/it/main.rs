@@ -16,6 +16,7 @@ use sebs_wire::{EpochMicros, ErrorKind, Language};
 use serde_json::json;
 
 mod limits;
+mod nodejs;
 mod ports;
 
 /// A benchmark whose handler does what its input says; written per test run so that each
