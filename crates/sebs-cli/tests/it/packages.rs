@@ -1,6 +1,7 @@
 //! Code packages as a user meets them: `sebs-local package` and `invoke --validate` on
 //! benchmarks with pure-Python and compiled dependencies, the hash cache, validation
-//! failures and a failed pip install, all through the real binary.
+//! failures and a failed pip install, and Node.js benchmarks with npm dependencies, all
+//! through the real binary.
 //!
 //! Tests that start containers need a Docker engine and the static agent
 //! (`SEBS_AGENT_BIN`, or `cargo xtask agent`); without them they print why and pass,
@@ -418,4 +419,78 @@ fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(entry.path(), &target).unwrap();
         }
     }
+}
+
+/// SeBS Node.js benchmarks through the binary: `--language nodejs` picks Node.js 18 by
+/// default, npm installs `mustache` in a build container, and every fixture validates.
+#[tokio::test(flavor = "multi_thread")]
+async fn nodejs_benchmarks_package_run_and_validate() {
+    if !containers_available().await {
+        return;
+    }
+    let cache = tempfile::tempdir().unwrap();
+    let root = fixtures();
+
+    let report = package(&root, cache.path(), "110.template", &["--language", "nodejs"]);
+    assert_eq!(
+        (&report["language"], &report["version"]),
+        (&serde_json::json!("nodejs"), &serde_json::json!("18")),
+        "{report}"
+    );
+    let dir = Path::new(report["dir"].as_str().unwrap());
+    assert!(
+        dir.join("node_modules/mustache/package.json").is_file(),
+        "no mustache in {}",
+        dir.display()
+    );
+    assert!(dir.join("handler.js").is_file() && dir.join("function/templates/page.html").is_file());
+
+    for bench in ["110.template", "010.sleep", "040.data-file"] {
+        let run = sebs_local(&[
+            "invoke",
+            bench,
+            "test",
+            "--language",
+            "nodejs",
+            "--validate",
+            "--repetitions",
+            "2",
+            "--benchmarks-dir",
+            root.to_str().unwrap(),
+            "--cache",
+            cache.path().to_str().unwrap(),
+        ]);
+        assert_eq!(run.code, Some(0), "{bench}: {}", run.stderr);
+        assert!(run.stderr.contains("2 passed, 0 failed"), "{bench}: {}", run.stderr);
+        let lines = run.lines();
+        assert_eq!(lines.len(), 2, "{}", run.stdout);
+        assert_eq!(lines[0]["stats"]["cold_start"], true, "{}", lines[0]);
+        assert_eq!(lines[1]["stats"]["cold_start"], false, "{}", lines[1]);
+        if bench == "110.template" {
+            assert!(run.stderr.contains("reused=true"), "packaged again: {}", run.stderr);
+            let html = lines[0]["output"]["result"]["output"]["result"].as_str().unwrap();
+            assert!(html.contains("<h1>Welcome testname!</h1>"), "{html}");
+            assert_eq!(html.matches("<li>").count(), 10, "{html}");
+        }
+    }
+
+    // A thrown error is a failed invocation with the JavaScript error's type.
+    let run = sebs_local(&[
+        "invoke",
+        "020.raise",
+        "test",
+        "--language",
+        "nodejs",
+        "--benchmarks-dir",
+        root.to_str().unwrap(),
+        "--cache",
+        cache.path().to_str().unwrap(),
+    ]);
+    assert_ne!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        run.stdout.contains("RangeError") || run.stderr.contains("RangeError"),
+        "{}\n{}",
+        run.stdout,
+        run.stderr
+    );
 }
