@@ -70,8 +70,7 @@ impl WorkerCommand {
         cmd.args(&self.args)
             .current_dir(&self.dir)
             .env("HOME", "/tmp")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
+            // stdin and stdout are the pipes of `worker_pipes`, set by `Worker::start`.
             .stderr(Stdio::inherit())
             // Its own process group, so a timeout kills what the handler started too, and
             // a Ctrl-C meant for the agent does not reach the worker.
@@ -94,6 +93,39 @@ impl WorkerCommand {
         }
         cmd
     }
+}
+
+/// One pipe between the agent and a worker.
+struct WorkerPipe {
+    ours: OwnedFd,
+    theirs: OwnedFd,
+}
+
+/// The worker's stdin and stdout pipes, owned by the worker's user when it runs as another.
+///
+/// A pipe's owner matters only to whoever opens it by path: the Node.js worker, which cannot
+/// `dup2`, reopens its pipes through `/proc/self/fd` to move the protocol off fd 0/1, and as
+/// `CONTAINER_UID` it may do so only when the pipes are that user's. Changing the owner is
+/// best effort: an agent that cannot is not root, and cannot switch users either.
+fn worker_pipes(uid: Option<u32>, gid: Option<u32>) -> std::io::Result<(WorkerPipe, WorkerPipe)> {
+    use nix::unistd::{fchown, pipe2, Gid, Uid};
+    let flags = nix::fcntl::OFlag::O_CLOEXEC;
+    let (stdin_read, stdin_write) = pipe2(flags)?;
+    let (stdout_read, stdout_write) = pipe2(flags)?;
+    if uid.is_some() || gid.is_some() {
+        for end in [&stdin_read, &stdout_write] {
+            let _ = fchown(end, uid.map(Uid::from_raw), gid.map(Gid::from_raw));
+        }
+    }
+    let stdin = WorkerPipe {
+        ours: stdin_write,
+        theirs: stdin_read,
+    };
+    let stdout = WorkerPipe {
+        ours: stdout_read,
+        theirs: stdout_write,
+    };
+    Ok((stdin, stdout))
 }
 
 /// What went wrong with a worker. Messages read after "failed to".
@@ -150,22 +182,18 @@ impl Worker {
             source,
         };
         let mut cmd = command.command();
+        let (stdin, stdout) = worker_pipes(command.uid, command.gid).map_err(spawn_err)?;
+        cmd.stdin(Stdio::from(stdin.theirs))
+            .stdout(Stdio::from(stdout.theirs));
         let spawner = children.clone();
         let spawned = tokio::task::spawn_blocking(move || spawner.spawn(&mut cmd))
             .await
             .map_err(|e| spawn_err(std::io::Error::other(e.to_string())))?;
-        let (mut child, exit) = spawned.map_err(spawn_err)?;
+        let (child, exit) = spawned.map_err(spawn_err)?;
         let pid = child.id() as i32;
-        let pipes = child.stdin.take().zip(child.stdout.take()).ok_or_else(|| {
-            spawn_err(std::io::Error::other(
-                "the worker's stdin/stdout were not piped",
-            ))
-        });
-        let pipes = pipes.and_then(|(stdin, stdout)| {
-            let stdin = pipe::Sender::from_owned_fd(OwnedFd::from(stdin)).map_err(spawn_err)?;
-            let stdout = pipe::Receiver::from_owned_fd(OwnedFd::from(stdout)).map_err(spawn_err)?;
-            Ok((stdin, stdout))
-        });
+        let pipes = pipe::Sender::from_owned_fd(stdin.ours)
+            .and_then(|stdin| Ok((stdin, pipe::Receiver::from_owned_fd(stdout.ours)?)))
+            .map_err(spawn_err);
         let (stdin, stdout) = match pipes {
             Ok(p) => p,
             Err(e) => {

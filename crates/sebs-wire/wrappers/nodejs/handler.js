@@ -8,10 +8,11 @@
 // 1. The protocol streams are moved off fd 0/1 first, so that a handler's console.log (or a
 //    library writing to fd 1) lands in the container log instead of corrupting the protocol.
 //    Node cannot dup2, so the pipes are reopened through /proc/self/fd and fd 1 is re-pointed
-//    at the log by closing it and opening the log again (open takes the lowest free fd).
-//    Where the kernel refuses that (a worker running as another user than the agent cannot
-//    reopen the agent's pipes), process.stdout is the log for JavaScript code and replies go
-//    to fd 1 as they are.
+//    at the log by closing it and opening the log again (open takes the lowest free fd); the
+//    agent makes its pipes the worker user's so that this works for any CONTAINER_UID. Where
+//    the log cannot be reopened, fd 1 becomes /dev/null and process.stdout the log; where the
+//    pipes cannot (an older agent, another user), process.stdout is the log and replies go to
+//    fd 1 as they are.
 // 2. The worker requires `./function/function` (its node_modules are found at the package
 //    root by Node's usual lookup) and answers one line:
 //        {"ready": true, "init_time_us": N}
@@ -38,39 +39,54 @@ function reopen(fd, flags) {
   return fs.openSync('/proc/self/fd/' + fd, flags);
 }
 
+// Opens `file` so that it becomes fd `fd`, which must be free: open takes the lowest free fd.
+function openAs(fd, file, flags) {
+  const got = fs.openSync(file, flags);
+  if (got !== fd) {
+    fs.closeSync(got);
+    throw new Error('fd ' + fd + ' was not the lowest free descriptor');
+  }
+}
+
+function stdoutIsStderr() {
+  Object.defineProperty(process, 'stdout', {
+    configurable: true,
+    enumerable: true,
+    get() {
+      return process.stderr;
+    },
+  });
+}
+
 function protocolStreams() {
   let input = 0;
-  let output = 1;
   try {
     input = reopen(0, 'r');
     fs.closeSync(0);
-    const zero = fs.openSync('/dev/null', 'r');
-    if (zero !== 0) {
-      fs.closeSync(zero);
-    }
+    openAs(0, '/dev/null', 'r');
   } catch (e) {
-    input = 0;
+    // Requests keep coming on fd 0 (or on the reopened pipe, if only /dev/null failed).
   }
+  let output = 1;
   try {
-    // Check that the log can be reopened before giving fd 1 up.
-    fs.closeSync(reopen(2, 'a'));
     output = reopen(1, 'a');
-    fs.closeSync(1);
-    const one = reopen(2, 'a');
-    if (one !== 1) {
-      fs.closeSync(one);
-    }
   } catch (e) {
-    if (output === 1) {
-      // fd 1 still is the pipe to the agent: JavaScript's stdout goes to the log instead.
-      Object.defineProperty(process, 'stdout', {
-        configurable: true,
-        enumerable: true,
-        get() {
-          return process.stderr;
-        },
-      });
+    // fd 1 stays the pipe to the agent: JavaScript's stdout goes to the log instead.
+    stdoutIsStderr();
+    return { input, output: 1 };
+  }
+  fs.closeSync(1);
+  try {
+    openAs(1, '/proc/self/fd/2', 'a');
+  } catch (e) {
+    // The log cannot be reopened (it belongs to another user): what is written to fd 1 is
+    // lost rather than mixed into the protocol, and JavaScript's stdout goes to the log.
+    try {
+      openAs(1, '/dev/null', 'w');
+    } catch (e2) {
+      // fd 1 stays closed; writes to it fail with EBADF.
     }
+    stdoutIsStderr();
   }
   return { input, output };
 }
