@@ -23,6 +23,10 @@ exports.handler = async function (event) {
     await new Promise((resolve) => setTimeout(resolve, event.seconds * 1000));
   } else if (mode === 'raise') {
     throw new RangeError('asked to raise');
+  } else if (mode === 'whoami') {
+    console.log('console.log from the handler');
+    require('fs').writeSync(1, 'written to fd 1\n');
+    return { uid: process.getuid(), gid: process.getgid() };
   }
   return { mode };
 };
@@ -152,6 +156,29 @@ async fn nodejs_errors_and_timeouts_are_clear_and_the_function_goes_on() {
         let ok = h.platform.invoke(&f, &json!({"mode": "noop"})).await.unwrap();
         assert_eq!(ok.handler_output(), Some(&json!({"mode": "noop"})));
         h.platform.stop(&f).await.unwrap();
+
+        // As another user than the agent, what the handler prints stays out of the protocol.
+        let mut as_nobody = h.platform.config().clone();
+        as_nobody.user = Some((65534, 65534));
+        let platform = sebs_platform::Platform::new(h.platform.docker().clone(), as_nobody);
+        let bench = find_benchmark(&root, "910.programmable-js").unwrap();
+        let package = PackageCache::new(h.cache.path())
+            .get_or_build(&bench, Language::Nodejs, VERSION, &sebs_package::NoDeps, false)
+            .unwrap();
+        let config = FunctionConfig::from_benchmark(&bench.config, Language::Nodejs, VERSION);
+        let f = platform
+            .create_function("test-nodejs-nobody", &bench.name, &package, &image, &config)
+            .await
+            .unwrap();
+        let mut outputs = Vec::new();
+        for _ in 0..2 {
+            let r = platform.invoke(&f, &json!({"mode": "whoami"})).await;
+            outputs.push(r.map(|r| r.handler_output().cloned()));
+        }
+        platform.stop(&f).await.unwrap();
+        for output in outputs {
+            assert_eq!(output.unwrap(), Some(json!({"uid": 65534, "gid": 65534})));
+        }
 
         // The fixtures that throw and that run past their timeout.
         let f = h.deploy_nodejs(&fixtures(), "020.raise", &image).await;
