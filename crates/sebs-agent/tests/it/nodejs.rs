@@ -65,8 +65,7 @@ fn code_dir(source: &str) -> tempfile::TempDir {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     for file in ["handler.js", "function/function.js"] {
-        std::fs::set_permissions(root.join(file), std::fs::Permissions::from_mode(0o644))
-            .unwrap();
+        std::fs::set_permissions(root.join(file), std::fs::Permissions::from_mode(0o644)).unwrap();
     }
     dir
 }
@@ -144,7 +143,11 @@ async fn begin_and_end_are_taken_around_the_handler() {
     for _ in 0..5 {
         let (begin, end) = agent.post(r#"{"sleep": 0.1}"#).await.span();
         // setTimeout may fire up to a millisecond early by the monotonic clock's rounding.
-        assert!(end - begin >= 99_000, "a 100 ms sleep took {} µs", end - begin);
+        assert!(
+            end - begin >= 99_000,
+            "a 100 ms sleep took {} µs",
+            end - begin
+        );
         best = best.min(end - begin);
     }
     assert!(best <= 102_000, "a 100 ms sleep took at best {best} µs");
@@ -217,10 +220,7 @@ async fn failures_are_answered_and_the_next_call_succeeds() {
         );
         if event.contains("raise") {
             let traceback = failed.body["traceback"].as_str().unwrap();
-            assert!(
-                traceback.contains("function/function.js:"),
-                "{traceback}"
-            );
+            assert!(traceback.contains("function/function.js:"), "{traceback}");
         }
         let next = agent.post(r#"{"after": 1}"#).await;
         assert_eq!(
@@ -302,7 +302,10 @@ async fn per_call_peak() {
     let baseline = peak(agent.post("{}").await.ok());
     let big = peak(agent.post(r#"{"alloc_mb": 100}"#).await.ok());
     let added = (big - baseline) / MIB;
-    assert!((90.0..=115.0).contains(&added), "the call added {added:.1} MiB");
+    assert!(
+        (90.0..=115.0).contains(&added),
+        "the call added {added:.1} MiB"
+    );
     // The next call does not report the previous one's peak.
     let after = peak(agent.post("{}").await.ok());
     assert!(
@@ -330,9 +333,14 @@ async fn a_worker_as_nobody_keeps_console_output_out_of_the_protocol() {
         &[("CONTAINER_UID", "65534"), ("CONTAINER_GID", "65534")],
     );
     for n in 0..2 {
-        let answer = agent.post(&json!({ "n": n, "fd1": true }).to_string()).await;
+        let answer = agent
+            .post(&json!({ "n": n, "fd1": true }).to_string())
+            .await;
         let output = &answer.ok()["result"]["output"];
         assert_eq!(output["echo"], json!({ "n": n, "fd1": true }));
-        assert_eq!((output["uid"].as_u64(), output["gid"].as_u64()), (Some(65534), Some(65534)));
+        assert_eq!(
+            (output["uid"].as_u64(), output["gid"].as_u64()),
+            (Some(65534), Some(65534))
+        );
     }
 }

@@ -99,7 +99,10 @@ async fn nodejs_cold_then_warm_and_a_100_ms_sleep_is_100_ms() {
         let f = h.deploy_nodejs(&fixtures(), "000.noop", &image).await;
         let first = h.platform.invoke(&f, &json!({})).await.unwrap();
         assert!(first.stats.cold_start);
-        assert!(first.times.initialization > 0, "the cold call reports the require time");
+        assert!(
+            first.times.initialization > 0,
+            "the cold call reports the require time"
+        );
         assert_eq!(first.handler_output(), Some(&json!({})));
         for _ in 0..3 {
             let warm = h.platform.invoke(&f, &json!({})).await.unwrap();
@@ -113,7 +116,11 @@ async fn nodejs_cold_then_warm_and_a_100_ms_sleep_is_100_ms() {
         for _ in 0..5 {
             let r = h.platform.invoke(&f, &json!({"sleep": 0.1})).await.unwrap();
             assert_eq!(r.handler_output(), Some(&json!({"result": 0.1})));
-            assert!(r.times.benchmark >= 98_000, "a 100 ms sleep took {} µs", r.times.benchmark);
+            assert!(
+                r.times.benchmark >= 98_000,
+                "a 100 ms sleep took {} µs",
+                r.times.benchmark
+            );
             times.push(r.times.benchmark);
         }
         let best = times.iter().copied().min().unwrap_or_default();
@@ -134,7 +141,11 @@ async fn nodejs_errors_and_timeouts_are_clear_and_the_function_goes_on() {
         let f = h.deploy_nodejs(&root, "910.programmable-js", &image).await;
 
         match h.platform.invoke(&f, &json!({"mode": "raise"})).await {
-            Err(InvokeError::Function { status: 500, answer, .. }) => {
+            Err(InvokeError::Function {
+                status: 500,
+                answer,
+                ..
+            }) => {
                 assert_eq!(answer.kind, ErrorKind::HandlerError);
                 assert_eq!(answer.exception_type.as_deref(), Some("RangeError"));
                 let stack = answer.traceback.as_deref().unwrap_or("");
@@ -143,17 +154,34 @@ async fn nodejs_errors_and_timeouts_are_clear_and_the_function_goes_on() {
             }
             other => panic!("expected a handler error, got {other:?}"),
         }
-        let ok = h.platform.invoke(&f, &json!({"mode": "noop"})).await.unwrap();
+        let ok = h
+            .platform
+            .invoke(&f, &json!({"mode": "noop"}))
+            .await
+            .unwrap();
         assert_eq!(ok.handler_output(), Some(&json!({"mode": "noop"})));
 
-        match h.platform.invoke(&f, &json!({"mode": "sleep", "seconds": 10})).await {
-            Err(InvokeError::Function { status: 504, answer, times, .. }) => {
+        match h
+            .platform
+            .invoke(&f, &json!({"mode": "sleep", "seconds": 10}))
+            .await
+        {
+            Err(InvokeError::Function {
+                status: 504,
+                answer,
+                times,
+                ..
+            }) => {
                 assert_eq!(answer.kind, ErrorKind::Timeout);
                 assert!(times.client_us < 5_000_000, "took {} µs", times.client_us);
             }
             other => panic!("expected a timeout, got {other:?}"),
         }
-        let ok = h.platform.invoke(&f, &json!({"mode": "noop"})).await.unwrap();
+        let ok = h
+            .platform
+            .invoke(&f, &json!({"mode": "noop"}))
+            .await
+            .unwrap();
         assert_eq!(ok.handler_output(), Some(&json!({"mode": "noop"})));
         h.platform.stop(&f).await.unwrap();
 
@@ -163,7 +191,13 @@ async fn nodejs_errors_and_timeouts_are_clear_and_the_function_goes_on() {
         let platform = sebs_platform::Platform::new(h.platform.docker().clone(), as_nobody);
         let bench = find_benchmark(&root, "910.programmable-js").unwrap();
         let package = PackageCache::new(h.cache.path())
-            .get_or_build(&bench, Language::Nodejs, VERSION, &sebs_package::NoDeps, false)
+            .get_or_build(
+                &bench,
+                Language::Nodejs,
+                VERSION,
+                &sebs_package::NoDeps,
+                false,
+            )
             .unwrap();
         let config = FunctionConfig::from_benchmark(&bench.config, Language::Nodejs, VERSION);
         let f = platform
@@ -183,7 +217,11 @@ async fn nodejs_errors_and_timeouts_are_clear_and_the_function_goes_on() {
         // The fixtures that throw and that run past their timeout.
         let f = h.deploy_nodejs(&fixtures(), "020.raise", &image).await;
         match h.platform.invoke(&f, &json!({})).await {
-            Err(InvokeError::Function { status: 500, answer, .. }) => {
+            Err(InvokeError::Function {
+                status: 500,
+                answer,
+                ..
+            }) => {
                 assert_eq!(answer.exception_type.as_deref(), Some("RangeError"));
                 assert_eq!(answer.error, "RangeError: boom");
             }
@@ -223,7 +261,10 @@ async fn nodejs_data_files_and_npm_dependencies() {
             .invoke(&f, &json!({"username": "testname", "random_len": 7}))
             .await
             .unwrap();
-        let html = r.handler_output().and_then(|o| o["result"].as_str()).unwrap_or_default();
+        let html = r
+            .handler_output()
+            .and_then(|o| o["result"].as_str())
+            .unwrap_or_default();
         assert!(html.contains("<h1>Welcome testname!</h1>"), "{html}");
         assert_eq!(html.matches("<li>").count(), 7, "{html}");
     })
