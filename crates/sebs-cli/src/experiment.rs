@@ -32,22 +32,38 @@ pub enum Command {
 }
 
 pub async fn run(command: Command) -> Result<Exit, Failure> {
-    let Command::PerfCost { config, output_dir, benchmarks_dir, cache, update_code } = command;
-    let settings = PerfCostSettings::load(&config).exit(Exit::BadInput, "invalid experiment config")?;
+    let Command::PerfCost {
+        config,
+        output_dir,
+        benchmarks_dir,
+        cache,
+        update_code,
+    } = command;
+    let settings =
+        PerfCostSettings::load(&config).exit(Exit::BadInput, "invalid experiment config")?;
     let root = setup::benchmarks_root(benchmarks_dir.as_deref())?;
-    let bench = sebs_package::find_benchmark(&root, &settings.benchmark)
-        .exit(Exit::BadInput, format!("no benchmark {:?}", settings.benchmark))?;
-    let input = sebs_package::generate_input(&bench, settings.input_size, &bench.path)
-        .exit(Exit::BadInput, format!("failed to generate the input of {}", bench.name))?;
+    let bench = sebs_package::find_benchmark(&root, &settings.benchmark).exit(
+        Exit::BadInput,
+        format!("no benchmark {:?}", settings.benchmark),
+    )?;
+    let input = sebs_package::generate_input(&bench, settings.input_size, &bench.path).exit(
+        Exit::BadInput,
+        format!("failed to generate the input of {}", bench.name),
+    )?;
     let docker = setup::docker().await?;
     let platform = setup::platform(docker).await?;
-    let image = images::resolve(platform.docker(), settings.language, &settings.language_version).await?;
+    let image = images::resolve(
+        platform.docker(),
+        settings.language,
+        &settings.language_version,
+    )
+    .await?;
     let build_env = sebs_platform::DockerBuildEnv::new(
         platform.docker().clone(),
         &image,
         tokio::runtime::Handle::current(),
     );
-    let package = crate::invoke::build_package(
+    let package = setup::build_package(
         &bench,
         cache.as_deref(),
         settings.language,
@@ -56,7 +72,13 @@ pub async fn run(command: Command) -> Result<Exit, Failure> {
         build_env,
     )
     .await?;
-    let experiment = Experiment { platform: platform.clone(), bench, package, image, input };
+    let experiment = Experiment {
+        platform: platform.clone(),
+        bench,
+        package,
+        image,
+        input,
+    };
 
     // Ctrl-C stops after the current batch; the run then writes what it has and cleans up.
     let stop = Arc::new(AtomicBool::new(false));
@@ -68,7 +90,14 @@ pub async fn run(command: Command) -> Result<Exit, Failure> {
         }
     });
     let bar = progress_bar();
-    let report = run_perf_cost(&experiment, &settings, &output_dir, &stop, &|p: Progress| bar(p)).await;
+    let report = run_perf_cost(
+        &experiment,
+        &settings,
+        &output_dir,
+        &stop,
+        &|p: Progress| bar(p),
+    )
+    .await;
     watcher.abort();
     platform.shutdown().await;
     let report = report.exit(Exit::Environment, "failed to write results")?;
@@ -84,8 +113,15 @@ pub async fn run(command: Command) -> Result<Exit, Failure> {
     if stop.load(Ordering::SeqCst) {
         return Ok(Exit::Interrupted);
     }
-    let failed = report.configurations.iter().any(|r| !r.failures.is_empty() || r.stopped_early.is_some());
-    Ok(if failed { Exit::InvocationFailed } else { Exit::Ok })
+    let failed = report
+        .configurations
+        .iter()
+        .any(|r| !r.failures.is_empty() || r.stopped_early.is_some());
+    Ok(if failed {
+        Exit::InvocationFailed
+    } else {
+        Exit::Ok
+    })
 }
 
 /// A progress bar on a terminal, plain log lines otherwise.
@@ -100,7 +136,11 @@ fn progress_bar() -> impl Fn(Progress) {
         bar
     });
     move |p: Progress| {
-        let msg = if p.warm_up { "warm-up".to_string() } else { format!("{} failures", p.failures) };
+        let msg = if p.warm_up {
+            "warm-up".to_string()
+        } else {
+            format!("{} failures", p.failures)
+        };
         match &bar {
             Some(bar) => {
                 bar.set_prefix(p.run_type.to_string());
@@ -112,4 +152,3 @@ fn progress_bar() -> impl Fn(Progress) {
         }
     }
 }
-

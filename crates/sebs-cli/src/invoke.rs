@@ -2,10 +2,7 @@
 
 use std::path::PathBuf;
 
-use sebs_package::{
-    generate_input, validate_output, BenchmarkDir, BuildError, PackageCache, PackageError, Size,
-    Validation,
-};
+use sebs_package::{generate_input, validate_output, BenchmarkDir, Size, Validation};
 use sebs_platform::{DockerBuildEnv, Function, FunctionConfig, Platform};
 use sebs_trigger::{ExecutionResult, InvokeError};
 use sebs_wire::Language;
@@ -15,31 +12,13 @@ use crate::{images, setup};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Benchmark name, e.g. `010.sleep` or `sleep`.
-    pub benchmark: String,
+    #[command(flatten)]
+    pub bench: setup::BenchmarkArgs,
     /// Input size: test, small or large.
     pub size: Size,
-    /// Where benchmarks are: else SEBS_BENCHMARKS_DIR, ./benchmarks, or the fixtures.
-    #[arg(long)]
-    pub benchmarks_dir: Option<PathBuf>,
     /// How many invocations, one after the other.
     #[arg(long, default_value_t = 1)]
     pub repetitions: usize,
-    #[arg(long, default_value = "python")]
-    pub language: Language,
-    #[arg(
-        long,
-        default_value = Language::Python.default_version(),
-        default_value_if("language", "nodejs", Language::Nodejs.default_version()),
-        default_value_if("language", "node", Language::Nodejs.default_version())
-    )]
-    pub language_version: String,
-    /// The package cache (default: under the user's cache directory).
-    #[arg(long)]
-    pub cache: Option<PathBuf>,
-    /// Rebuild the code package even when its hash is unchanged.
-    #[arg(long)]
-    pub update_code: bool,
     /// The data directory handed to `input.py` (SeBS's benchmarks-data/<benchmark>).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -50,20 +29,7 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> Result<Exit, Failure> {
-    let root = setup::benchmarks_root(args.benchmarks_dir.as_deref())?;
-    let bench = sebs_package::find_benchmark(&root, &args.benchmark)
-        .exit(Exit::BadInput, format!("no benchmark {:?}", args.benchmark))?;
-    if !bench.config.languages.contains(&args.language) {
-        return Err(Failure {
-            exit: Exit::BadInput,
-            error: anyhow::anyhow!(
-                "benchmark {} is not written in {} (its config.json lists {:?})",
-                bench.name,
-                args.language,
-                bench.config.languages
-            ),
-        });
-    }
+    let bench = args.bench.find()?;
     let data_dir = args.data_dir.clone().unwrap_or_else(|| bench.path.clone());
     let input = generate_input(&bench, args.size, &data_dir).exit(
         Exit::BadInput,
@@ -72,13 +38,18 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
 
     let docker = setup::docker().await?;
     let platform = setup::platform(docker).await?;
-    let image = images::resolve(platform.docker(), args.language, &args.language_version).await?;
+    let image = images::resolve(
+        platform.docker(),
+        args.bench.language,
+        &args.bench.language_version,
+    )
+    .await?;
     let build_env = DockerBuildEnv::new(
         platform.docker().clone(),
         &image,
         tokio::runtime::Handle::current(),
     );
-    let package = package(&bench, &args, build_env).await?;
+    let package = args.bench.package(&bench, build_env).await?;
     tracing::info!(
         benchmark = %bench.name,
         hash = %package.hash,
@@ -87,11 +58,14 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
         "code package ready"
     );
 
-    let config =
-        FunctionConfig::from_benchmark(&bench.config, args.language, &args.language_version);
+    let config = FunctionConfig::from_benchmark(
+        &bench.config,
+        args.bench.language,
+        &args.bench.language_version,
+    );
     let name = format!(
         "{}-{}-{}",
-        bench.name, args.language, bench.config.memory_mb
+        bench.name, args.bench.language, bench.config.memory_mb
     );
     // Everything from here on runs under Ctrl-C watch, so that no container outlives us.
     let work = async {
@@ -102,7 +76,7 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
         let validate = args.validate.then_some(Validate {
             bench: &bench,
             data_dir: &data_dir,
-            language: args.language,
+            language: args.bench.language,
         });
         let outcome = invoke_all(&platform, &function, &input, args.repetitions, validate).await;
         platform
@@ -121,56 +95,6 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
     };
     platform.shutdown().await;
     result
-}
-
-/// The benchmark's code package from the cache, built (with its dependencies installed
-/// through `env`) when missing or when `--update-code` asks.
-pub async fn package(
-    bench: &BenchmarkDir,
-    args: &Args,
-    env: DockerBuildEnv,
-) -> Result<sebs_package::Package, Failure> {
-    build_package(
-        bench,
-        args.cache.as_deref(),
-        args.language,
-        &args.language_version,
-        args.update_code,
-        env,
-    )
-    .await
-}
-
-/// [`PackageCache::get_or_build`] on a blocking thread, with its failure sorted into an exit
-/// code: a broken engine is the environment's fault, anything else the benchmark's.
-pub async fn build_package(
-    bench: &BenchmarkDir,
-    cache: Option<&std::path::Path>,
-    language: Language,
-    version: &str,
-    force: bool,
-    env: impl sebs_package::BuildEnv + Send + 'static,
-) -> Result<sebs_package::Package, Failure> {
-    let cache = PackageCache::new(setup::cache_root(cache)?);
-    let bench = bench.clone();
-    let version = version.to_string();
-    let built = tokio::task::spawn_blocking(move || {
-        cache.get_or_build(&bench, language, &version, &env, force)
-    })
-    .await
-    .exit(Exit::Environment, "the packaging task failed")?;
-    built.map_err(|e| {
-        let exit = match &e {
-            PackageError::Build(
-                BuildError::Environment { .. } | BuildError::NoEnvironment { .. },
-            ) => Exit::Environment,
-            _ => Exit::BadInput,
-        };
-        Failure {
-            exit,
-            error: anyhow::Error::new(e).context("failed to build the code package"),
-        }
-    })
 }
 
 /// What `--validate` needs to check an output.

@@ -10,30 +10,12 @@ use sebs_wire::Language;
 use serde::Serialize;
 
 use crate::exit::{Exit, ExitContext, Failure};
-use crate::{images, invoke, setup};
+use crate::{images, setup};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Benchmark name, e.g. `110.template` or `template`.
-    pub benchmark: String,
-    /// Where benchmarks are: else SEBS_BENCHMARKS_DIR, ./benchmarks, or the fixtures.
-    #[arg(long)]
-    pub benchmarks_dir: Option<PathBuf>,
-    #[arg(long, default_value = "python")]
-    pub language: Language,
-    #[arg(
-        long,
-        default_value = Language::Python.default_version(),
-        default_value_if("language", "nodejs", Language::Nodejs.default_version()),
-        default_value_if("language", "node", Language::Nodejs.default_version())
-    )]
-    pub language_version: String,
-    /// The package cache (default: under the user's cache directory).
-    #[arg(long)]
-    pub cache: Option<PathBuf>,
-    /// Rebuild the code package even when its hash is unchanged.
-    #[arg(long)]
-    pub update_code: bool,
+    #[command(flatten)]
+    pub bench: setup::BenchmarkArgs,
 }
 
 /// The line printed on stdout.
@@ -52,30 +34,20 @@ struct Report {
 }
 
 pub async fn run(args: Args) -> Result<Exit, Failure> {
-    let root = setup::benchmarks_root(args.benchmarks_dir.as_deref())?;
-    let bench = sebs_package::find_benchmark(&root, &args.benchmark)
-        .exit(Exit::BadInput, format!("no benchmark {:?}", args.benchmark))?;
+    let bench = args.bench.find()?;
     let started = Instant::now();
     // The engine is reached only when there are dependencies to install, so packaging a
     // dependency-free benchmark works (and is timed) without Docker.
     let env = OnDemand {
         handle: tokio::runtime::Handle::current(),
-        language: args.language,
-        version: args.language_version.clone(),
+        language: args.bench.language,
+        version: args.bench.language_version.clone(),
     };
-    let package = invoke::build_package(
-        &bench,
-        args.cache.as_deref(),
-        args.language,
-        &args.language_version,
-        args.update_code,
-        env,
-    )
-    .await?;
+    let package = args.bench.package(&bench, env).await?;
     let report = Report {
         benchmark: bench.name.clone(),
-        language: args.language,
-        version: args.language_version.clone(),
+        language: args.bench.language,
+        version: args.bench.language_version.clone(),
         dir: package.dir,
         hash: package.hash,
         size_bytes: package.size_bytes,

@@ -2,6 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
+use sebs_package::{BenchmarkDir, BuildError, PackageCache, PackageError};
+use sebs_wire::Language;
+
 use sebs_container::Docker;
 use sebs_platform::{Platform, PlatformConfig};
 
@@ -19,18 +22,22 @@ pub fn logging() {
 }
 
 pub async fn docker() -> Result<Docker, Failure> {
-    sebs_container::connect().await.exit(Exit::Environment, "failed to reach a Docker engine")
+    sebs_container::connect()
+        .await
+        .exit(Exit::Environment, "failed to reach a Docker engine")
 }
 
 pub async fn platform(docker: Docker) -> Result<Platform, Failure> {
-    let agent = sebs_platform::find_agent_binary(None).exit(Exit::Environment, "no agent binary")?;
+    let agent =
+        sebs_platform::find_agent_binary(None).exit(Exit::Environment, "no agent binary")?;
     Ok(Platform::new(docker, PlatformConfig::new(agent)))
 }
 
 /// The benchmarks root: `--benchmarks-dir`, `SEBS_BENCHMARKS_DIR`, `./benchmarks`, or the
 /// fixtures of this repository.
 pub fn benchmarks_root(cli: Option<&Path>) -> Result<PathBuf, Failure> {
-    let cwd = std::env::current_dir().exit(Exit::Environment, "failed to read the current directory")?;
+    let cwd =
+        std::env::current_dir().exit(Exit::Environment, "failed to read the current directory")?;
     let env = std::env::var(sebs_package::BENCHMARKS_DIR_ENV).ok();
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR"))
         .ancestors()
@@ -51,4 +58,100 @@ pub fn cache_root(cli: Option<&Path>) -> Result<PathBuf, Failure> {
     sebs_package::default_cache_root(xdg.as_deref(), home.as_deref())
         .ok_or_else(|| anyhow::anyhow!("neither XDG_CACHE_HOME nor HOME is set; pass --cache DIR"))
         .exit(Exit::Environment, "no cache directory")
+}
+
+/// The options of every command that packages a benchmark.
+#[derive(Debug, clap::Args)]
+pub struct BenchmarkArgs {
+    /// Benchmark name, e.g. `010.sleep` or `sleep`.
+    pub benchmark: String,
+    /// Where benchmarks are: else SEBS_BENCHMARKS_DIR, ./benchmarks, or the fixtures.
+    #[arg(long)]
+    pub benchmarks_dir: Option<PathBuf>,
+    #[arg(long, default_value = "python")]
+    pub language: Language,
+    #[arg(
+        long,
+        default_value = Language::Python.default_version(),
+        default_value_if("language", "nodejs", Language::Nodejs.default_version()),
+        default_value_if("language", "node", Language::Nodejs.default_version())
+    )]
+    pub language_version: String,
+    /// The package cache (default: under the user's cache directory).
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
+    /// Rebuild the code package even when its hash is unchanged.
+    #[arg(long)]
+    pub update_code: bool,
+}
+
+impl BenchmarkArgs {
+    /// The benchmark, which must be written in the language asked for.
+    pub fn find(&self) -> Result<BenchmarkDir, Failure> {
+        let root = benchmarks_root(self.benchmarks_dir.as_deref())?;
+        let bench = sebs_package::find_benchmark(&root, &self.benchmark)
+            .exit(Exit::BadInput, format!("no benchmark {:?}", self.benchmark))?;
+        if !bench.config.languages.contains(&self.language) {
+            return Err(Failure {
+                exit: Exit::BadInput,
+                error: anyhow::anyhow!(
+                    "benchmark {} is not written in {} (its config.json lists {:?})",
+                    bench.name,
+                    self.language,
+                    bench.config.languages
+                ),
+            });
+        }
+        Ok(bench)
+    }
+
+    /// The benchmark's code package from the cache, built (its dependencies installed
+    /// through `env`) when missing or when `--update-code` asks.
+    pub async fn package(
+        &self,
+        bench: &BenchmarkDir,
+        env: impl sebs_package::BuildEnv + Send + 'static,
+    ) -> Result<sebs_package::Package, Failure> {
+        build_package(
+            bench,
+            self.cache.as_deref(),
+            self.language,
+            &self.language_version,
+            self.update_code,
+            env,
+        )
+        .await
+    }
+}
+
+/// [`PackageCache::get_or_build`] on a blocking thread, with its failure sorted into an exit
+/// code: a broken engine is the environment's fault, anything else the benchmark's.
+pub async fn build_package(
+    bench: &BenchmarkDir,
+    cache: Option<&std::path::Path>,
+    language: Language,
+    version: &str,
+    force: bool,
+    env: impl sebs_package::BuildEnv + Send + 'static,
+) -> Result<sebs_package::Package, Failure> {
+    let cache = PackageCache::new(cache_root(cache)?);
+    let bench = bench.clone();
+    let version = version.to_string();
+    let built = tokio::task::spawn_blocking(move || {
+        cache.get_or_build(&bench, language, &version, &env, force)
+    })
+    .await
+    .exit(Exit::Environment, "the packaging task failed")?;
+    built.map_err(|e| {
+        let exit = match &e {
+            PackageError::Build(
+                BuildError::Environment { .. } | BuildError::NoEnvironment { .. },
+            ) => Exit::Environment,
+            _ => Exit::BadInput,
+        };
+        Failure {
+            exit,
+            error: anyhow::Error::new(e).context("failed to build the code package"),
+        }
+    })
 }

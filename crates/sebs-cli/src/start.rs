@@ -8,15 +8,14 @@ use sebs_platform::{
     Addressing, DeploymentFile, DockerBuildEnv, FunctionConfig, Platform, PlatformConfig,
 };
 use sebs_ports::PortRange;
-use sebs_wire::Language;
 
 use crate::exit::{Exit, ExitContext, Failure};
-use crate::{images, invoke, measure, setup};
+use crate::{images, measure, setup};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Benchmark name, e.g. `010.sleep` or `sleep`.
-    pub benchmark: String,
+    #[command(flatten)]
+    pub bench: setup::BenchmarkArgs,
     /// Input size: test, small or large.
     pub size: Size,
     /// Where to write the deployment (SeBS's `out.json` format).
@@ -49,24 +48,6 @@ pub struct Args {
     /// Extra label KEY=VALUE on every container (repeatable).
     #[arg(long = "label", value_parser = parse_label)]
     pub labels: Vec<(String, String)>,
-    #[arg(long, default_value = "python")]
-    pub language: Language,
-    #[arg(
-        long,
-        default_value = Language::Python.default_version(),
-        default_value_if("language", "nodejs", Language::Nodejs.default_version()),
-        default_value_if("language", "node", Language::Nodejs.default_version())
-    )]
-    pub language_version: String,
-    /// Where benchmarks are: else SEBS_BENCHMARKS_DIR, ./benchmarks, or the fixtures.
-    #[arg(long)]
-    pub benchmarks_dir: Option<PathBuf>,
-    /// The package cache (default: under the user's cache directory).
-    #[arg(long)]
-    pub cache: Option<PathBuf>,
-    /// Rebuild the code package even when its hash is unchanged.
-    #[arg(long)]
-    pub update_code: bool,
     /// The data directory handed to `input.py` (SeBS's benchmarks-data/<benchmark>).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -89,29 +70,22 @@ pub fn parse_label(text: &str) -> Result<(String, String), String> {
 }
 
 pub async fn run(args: Args) -> Result<Exit, Failure> {
-    let root = setup::benchmarks_root(args.benchmarks_dir.as_deref())?;
-    let bench = sebs_package::find_benchmark(&root, &args.benchmark)
-        .exit(Exit::BadInput, format!("no benchmark {:?}", args.benchmark))?;
-    if !bench.config.languages.contains(&args.language) {
+    let bench = args.bench.find()?;
+    if args.cpus.is_some_and(|c| !(c > 0.0 && c.is_finite())) {
         return Err(Failure {
             exit: Exit::BadInput,
-            error: anyhow::anyhow!(
-                "benchmark {} is not written in {} (its config.json lists {:?})",
-                bench.name,
-                args.language,
-                bench.config.languages
-            ),
+            error: anyhow::anyhow!("--cpus must be a positive number"),
         });
     }
-    if args.cpus.is_some_and(|c| !(c > 0.0 && c.is_finite())) {
-        return Err(Failure { exit: Exit::BadInput, error: anyhow::anyhow!("--cpus must be a positive number") });
-    }
     let data_dir = args.data_dir.clone().unwrap_or_else(|| bench.path.clone());
-    let input = generate_input(&bench, args.size, &data_dir)
-        .exit(Exit::BadInput, format!("failed to generate the input of {}", bench.name))?;
+    let input = generate_input(&bench, args.size, &data_dir).exit(
+        Exit::BadInput,
+        format!("failed to generate the input of {}", bench.name),
+    )?;
 
     let docker = setup::docker().await?;
-    let agent = sebs_platform::find_agent_binary(None).exit(Exit::Environment, "no agent binary")?;
+    let agent =
+        sebs_platform::find_agent_binary(None).exit(Exit::Environment, "no agent binary")?;
     let mut config = PlatformConfig::new(agent);
     config.privileged = args.privileged;
     config.ports.range = args.port_range;
@@ -120,23 +94,31 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
     }
     config.labels = args.labels.iter().cloned().collect::<BTreeMap<_, _>>();
     let platform = Platform::new(docker, config);
-    let image = images::resolve(platform.docker(), args.language, &args.language_version).await?;
-    let build_env = DockerBuildEnv::new(platform.docker().clone(), &image, tokio::runtime::Handle::current());
-    let package = invoke::build_package(
-        &bench,
-        args.cache.as_deref(),
-        args.language,
-        &args.language_version,
-        args.update_code,
-        build_env,
+    let image = images::resolve(
+        platform.docker(),
+        args.bench.language,
+        &args.bench.language_version,
     )
     .await?;
+    let build_env = DockerBuildEnv::new(
+        platform.docker().clone(),
+        &image,
+        tokio::runtime::Handle::current(),
+    );
+    let package = args.bench.package(&bench, build_env).await?;
 
-    let mut fconfig = FunctionConfig::from_benchmark(&bench.config, args.language, &args.language_version);
+    let mut fconfig = FunctionConfig::from_benchmark(
+        &bench.config,
+        args.bench.language,
+        &args.bench.language_version,
+    );
     fconfig.memory_mb = args.memory.unwrap_or(fconfig.memory_mb);
     fconfig.timeout_s = args.timeout.unwrap_or(fconfig.timeout_s);
     fconfig.cpus = args.cpus;
-    let name = format!("{}-{}-{}", bench.name, args.language, fconfig.memory_mb);
+    let name = format!(
+        "{}-{}-{}",
+        bench.name, args.bench.language, fconfig.memory_mb
+    );
     let n = args.deployments as usize;
     let started = std::time::Instant::now();
     let deploy = platform.create_functions(n, &name, &bench.name, &package, &image, &fconfig);
