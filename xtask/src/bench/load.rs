@@ -177,7 +177,7 @@ pub fn cpu_profile(a: &CpuSnapshot, b: &CpuSnapshot) -> String {
     let known: f64 = items.iter().map(|i| i.1).sum();
     let host = pct(b.host_busy.saturating_sub(a.host_busy));
     let mut out: Vec<String> = items.iter().map(|(n, p)| format!("{n} {p:.0}%")).collect();
-    out.push(format!("everything else {:.0}%", (host - known).max(0.0)));
+    out.push(format!("everything else (kernel networking, engine, other processes) {:.0}%", (host - known).max(0.0)));
     format!("host CPU busy {host:.0}% of {}%: {}", cpus() * 100, out.join(", "))
 }
 
