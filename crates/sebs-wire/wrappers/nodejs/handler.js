@@ -156,10 +156,22 @@ function rssMeter() {
     }
   }
 
+  // Kept open and re-read from offset 0, cheaper than opening it on every call.
+  let status;
+  try {
+    status = fs.openSync('/proc/self/status', 'r');
+  } catch (e) {
+    status = null;
+  }
+  const statusBuffer = Buffer.alloc(16384);
+
   function vmHwmKb() {
+    if (status === null) {
+      return null;
+    }
     try {
-      const status = fs.readFileSync('/proc/self/status', 'latin1');
-      const match = /^VmHWM:\s*(\d+)/m.exec(status);
+      const n = fs.readSync(status, statusBuffer, 0, statusBuffer.length, 0);
+      const match = /^VmHWM:\s*(\d+)/m.exec(statusBuffer.toString('latin1', 0, n));
       return match ? Number(match[1]) : null;
     } catch (e) {
       return null;

@@ -68,15 +68,22 @@ def _rss_meter():
         except OSError:
             return False
 
+    # Kept open and re-read from offset 0: a third of the cost of opening it per call,
+    # which matters on the warm path.
+    try:
+        status = os.open("/proc/self/status", os.O_RDONLY)
+    except OSError:
+        status = None
+
     def vm_hwm_kb():
+        if status is None:
+            return None
         try:
-            with open("/proc/self/status", "rb") as f:
-                for line in f:
-                    if line.startswith(b"VmHWM:"):
-                        return int(line.split()[1])
+            data = os.pread(status, 16384, 0)
+            at = data.index(b"VmHWM:")
+            return int(data[at + 6 : data.index(b"\n", at)].split()[0])
         except (OSError, ValueError, IndexError):
-            pass
-        return None
+            return None
 
     def peak_rss(was_reset):
         if was_reset:
