@@ -109,7 +109,7 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// Creates the pool and starts all its workers in the background.
+    /// Creates the pool; each worker starts on the first request that needs it.
     ///
     /// Must run inside a Tokio runtime whose SIGCHLD reaper serves `children`.
     pub fn start(config: PoolConfig, children: Children) -> Pool {
@@ -123,8 +123,10 @@ impl Pool {
             children,
         });
         let pool = Pool { inner };
-        let slots: Vec<Slot> = (0..workers).map(|_| pool.start_in_background()).collect();
-        *pool.lock_slots() = slots;
+        // Workers start on their first request, not here: a cold invocation then always
+        // pays the language runtime's start and the function's import, as a cold start on
+        // a FaaS platform does, however long the container sat idle before it.
+        *pool.lock_slots() = (0..workers).map(|_| Slot::Empty).collect();
         pool
     }
 

@@ -45,6 +45,9 @@ def handler(event):
     return {"mode": mode}
 "#;
 
+/// A function whose import takes 300 ms, to see who pays for it.
+const SLOW_IMPORT: &str = "import time\n\ntime.sleep(0.3)\n\n\ndef handler(event):\n    return {}\n";
+
 struct Harness {
     platform: Platform,
     image: String,
@@ -73,6 +76,7 @@ impl Harness {
         config.labels.insert(TEST_LABEL.0.into(), TEST_LABEL.1.into());
         let benchmarks = tempfile::tempdir().unwrap();
         write_benchmark(benchmarks.path(), "900.programmable", PROGRAMMABLE, 2);
+        write_benchmark(benchmarks.path(), "901.slow-import", SLOW_IMPORT, 2);
         Some(Harness {
             platform: Platform::new(docker, config),
             image,
@@ -254,6 +258,28 @@ async fn the_function_runs_as_the_configured_user_with_data_files() {
         let data = h.deploy(&fixtures(), "040.data-file", 1).await;
         let r = h.platform.invoke(&data, &json!({})).await.unwrap();
         assert!(r.handler_output().is_some_and(|o| o.to_string().contains("hello")), "{:?}", r.output);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cold_invocation_pays_for_the_import_however_long_the_container_idled() {
+    with_harness(|h| async move {
+        let root = h.benchmarks.path().to_path_buf();
+        let f = h.deploy(&root, "901.slow-import", 1).await;
+        // Long enough for a worker started with the container to have imported already.
+        tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+        let cold = h.platform.invoke(&f, &json!({})).await.unwrap();
+        assert!(cold.stats.cold_start);
+        assert!(cold.times.initialization >= 300_000, "import took {} µs", cold.times.initialization);
+        assert!(
+            cold.times.client >= cold.times.initialization,
+            "the cold call's client time {} µs does not include the import's {} µs",
+            cold.times.client,
+            cold.times.initialization
+        );
+        let warm = h.platform.invoke(&f, &json!({})).await.unwrap();
+        assert!(warm.times.client < 300_000, "a warm call took {} µs", warm.times.client);
     })
     .await;
 }
