@@ -9,6 +9,7 @@ mod agent;
 mod bench;
 mod docker;
 mod root;
+mod tidy;
 
 use anyhow::Result;
 
