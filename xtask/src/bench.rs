@@ -283,6 +283,9 @@ async fn cold_starts(cx: &Ctx, out: &mut Vec<Entry>) -> Result<Cold> {
         if !first.stats.cold_start {
             bail!("the first invocation of a new container did not report a cold start");
         }
+        if i == 0 {
+            show_invocation("a cold invocation", &first);
+        }
         ours_ms.push(ms(total));
         startup.push(ms(function.startup));
         engine.push(ms(function.container.started_at.duration_since(function.container.created_at)));
@@ -324,6 +327,14 @@ async fn cold_starts(cx: &Ctx, out: &mut Vec<Entry>) -> Result<Cold> {
     }
     out.push(entry);
     Ok(Cold { ours, startup: median(&startup) })
+}
+
+/// Prints one invocation's record (SeBS's `ExecutionResult`, every timing in it) on stdout.
+fn show_invocation(what: &str, result: &sebs_trigger::ExecutionResult) {
+    match serde_json::to_string(result) {
+        Ok(line) => println!("{what} of the benchmark's function, as SeBS records it:\n{line}"),
+        Err(e) => eprintln!("xtask: bench: could not print {what}: {e}"),
+    }
 }
 
 async fn create(cx: &Ctx, name: &str) -> Result<Function> {
@@ -381,6 +392,7 @@ async fn warm(cx: &Ctx, function: &Function, floor: &Trigger, out: &mut Vec<Entr
     // Warm up both: connections open, the worker's import done.
     sequential(floor, &cx.input, 50).await?;
     sequential(&function.trigger, &cx.input, 50).await?;
+    show_invocation("a warm invocation", &cx.platform.invoke(function, &cx.input).await?);
     // Alternate blocks so that both see the same machine.
     let (mut f, mut o) = (Vec::new(), Vec::new());
     let block = 250.min(n);
