@@ -9,7 +9,7 @@ use sebs_experiments::run::{run_perf_cost, statistics_lines, Experiment};
 use sebs_experiments::{PerfCostSettings, Progress};
 
 use crate::exit::{Exit, ExitContext, Failure};
-use crate::{images, setup};
+use crate::setup;
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -52,24 +52,13 @@ pub async fn run(command: Command) -> Result<Exit, Failure> {
     )?;
     let docker = setup::docker().await?;
     let platform = setup::platform(docker).await?;
-    let image = images::resolve(
-        platform.docker(),
-        settings.language,
-        &settings.language_version,
-    )
-    .await?;
-    let build_env = sebs_platform::DockerBuildEnv::new(
-        platform.docker().clone(),
-        &image,
-        tokio::runtime::Handle::current(),
-    );
-    let package = setup::build_package(
+    let (image, package) = setup::prepare(
+        &platform,
         &bench,
-        cache.as_deref(),
         settings.language,
         &settings.language_version,
+        cache.as_deref(),
         update_code,
-        build_env,
     )
     .await?;
     let experiment = Experiment {

@@ -3,12 +3,12 @@
 use std::path::PathBuf;
 
 use sebs_package::{generate_input, validate_output, BenchmarkDir, Size, Validation};
-use sebs_platform::{DockerBuildEnv, Function, FunctionConfig, Platform};
+use sebs_platform::{Function, FunctionConfig, Platform};
 use sebs_trigger::{ExecutionResult, InvokeError};
 use sebs_wire::Language;
 
 use crate::exit::{Exit, ExitContext, Failure};
-use crate::{images, setup};
+use crate::setup;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -38,25 +38,7 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
 
     let docker = setup::docker().await?;
     let platform = setup::platform(docker).await?;
-    let image = images::resolve(
-        platform.docker(),
-        args.bench.language,
-        &args.bench.language_version,
-    )
-    .await?;
-    let build_env = DockerBuildEnv::new(
-        platform.docker().clone(),
-        &image,
-        tokio::runtime::Handle::current(),
-    );
-    let package = args.bench.package(&bench, build_env).await?;
-    tracing::info!(
-        benchmark = %bench.name,
-        hash = %package.hash,
-        size_kb = package.size_bytes / 1024,
-        reused = package.reused,
-        "code package ready"
-    );
+    let (image, package) = args.bench.prepare(&platform, &bench).await?;
 
     let config = FunctionConfig::from_benchmark(
         &bench.config,

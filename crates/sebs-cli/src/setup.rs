@@ -6,7 +6,7 @@ use sebs_package::{BenchmarkDir, BuildError, PackageCache, PackageError};
 use sebs_wire::Language;
 
 use sebs_container::Docker;
-use sebs_platform::{Platform, PlatformConfig};
+use sebs_platform::{DockerBuildEnv, Platform, PlatformConfig};
 
 use crate::exit::{Exit, ExitContext, Failure};
 
@@ -105,6 +105,23 @@ impl BenchmarkArgs {
         Ok(bench)
     }
 
+    /// [`prepare`] for the benchmark, language and cache these options name.
+    pub async fn prepare(
+        &self,
+        platform: &Platform,
+        bench: &BenchmarkDir,
+    ) -> Result<(String, sebs_package::Package), Failure> {
+        prepare(
+            platform,
+            bench,
+            self.language,
+            &self.language_version,
+            self.cache.as_deref(),
+            self.update_code,
+        )
+        .await
+    }
+
     /// The benchmark's code package from the cache, built (its dependencies installed
     /// through `env`) when missing or when `--update-code` asks.
     pub async fn package(
@@ -154,4 +171,31 @@ pub async fn build_package(
             error: anyhow::Error::new(e).context("failed to build the code package"),
         }
     })
+}
+
+/// The image `language` `version` runs in, and the benchmark's package built for it (its
+/// dependencies installed in a build container of that image).
+pub async fn prepare(
+    platform: &Platform,
+    bench: &BenchmarkDir,
+    language: Language,
+    version: &str,
+    cache: Option<&Path>,
+    force: bool,
+) -> Result<(String, sebs_package::Package), Failure> {
+    let image = crate::images::resolve(platform.docker(), language, version).await?;
+    let env = DockerBuildEnv::new(
+        platform.docker().clone(),
+        &image,
+        tokio::runtime::Handle::current(),
+    );
+    let package = build_package(bench, cache, language, version, force, env).await?;
+    tracing::info!(
+        benchmark = %bench.name,
+        hash = %package.hash,
+        size_kb = package.size_bytes / 1024,
+        reused = package.reused,
+        "code package ready"
+    );
+    Ok((image, package))
 }

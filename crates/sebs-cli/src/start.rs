@@ -5,12 +5,12 @@ use std::path::PathBuf;
 
 use sebs_package::{generate_input, Size};
 use sebs_platform::{
-    Addressing, DeploymentFile, DockerBuildEnv, FunctionConfig, Platform, PlatformConfig,
+    Addressing, DeploymentFile, FunctionConfig, Platform, PlatformConfig,
 };
 use sebs_ports::PortRange;
 
 use crate::exit::{Exit, ExitContext, Failure};
-use crate::{images, measure, setup};
+use crate::{measure, setup};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -94,18 +94,7 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
     }
     config.labels = args.labels.iter().cloned().collect::<BTreeMap<_, _>>();
     let platform = Platform::new(docker, config);
-    let image = images::resolve(
-        platform.docker(),
-        args.bench.language,
-        &args.bench.language_version,
-    )
-    .await?;
-    let build_env = DockerBuildEnv::new(
-        platform.docker().clone(),
-        &image,
-        tokio::runtime::Handle::current(),
-    );
-    let package = args.bench.package(&bench, build_env).await?;
+    let (image, package) = args.bench.prepare(&platform, &bench).await?;
 
     let mut fconfig = FunctionConfig::from_benchmark(
         &bench.config,

@@ -146,6 +146,15 @@ pub fn port_in_use(message: &str) -> Option<u16> {
     })
 }
 
+/// Whether the engine refused to create a container because its image is not present.
+pub(crate) fn image_is_missing(e: &bollard::errors::Error) -> bool {
+    matches!(
+        e,
+        bollard::errors::Error::DockerResponseServerError { status_code: 404, message }
+            if message.contains("image")
+    )
+}
+
 /// One function container to run.
 ///
 /// Fields are public because any combination is valid; [`ContainerSpec::new`] fills in the
@@ -320,15 +329,15 @@ pub async fn create_and_start(
     let created = docker
         .create_container(Some(options), spec.to_create_body())
         .await
-        .map_err(|e| match &e {
-            bollard::errors::Error::DockerResponseServerError {
-                status_code: 404,
-                message,
-            } if message.contains("image") => ContainerError::ImageMissing {
-                container: spec.name.clone(),
-                image: spec.image.clone(),
-            },
-            _ => ContainerError::from_engine(&spec.name, "create", e),
+        .map_err(|e| {
+            if image_is_missing(&e) {
+                ContainerError::ImageMissing {
+                    container: spec.name.clone(),
+                    image: spec.image.clone(),
+                }
+            } else {
+                ContainerError::from_engine(&spec.name, "create", e)
+            }
         })?;
     for warning in &created.warnings {
         tracing::warn!(container = %spec.name, "docker: {warning}");

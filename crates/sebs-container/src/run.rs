@@ -166,15 +166,15 @@ pub async fn run_to_completion(docker: &Docker, spec: &RunSpec) -> Result<RunOut
     let created = docker
         .create_container(Some(options), spec.to_create_body())
         .await
-        .map_err(|e| match &e {
-            bollard::errors::Error::DockerResponseServerError {
-                status_code: 404,
-                message,
-            } if message.contains("image") => RunError::ImageMissing {
-                container: spec.name.clone(),
-                image: spec.image.clone(),
-            },
-            _ => engine("create")(e),
+        .map_err(|e| {
+            if crate::function::image_is_missing(&e) {
+                RunError::ImageMissing {
+                    container: spec.name.clone(),
+                    image: spec.image.clone(),
+                }
+            } else {
+                engine("create")(e)
+            }
         })?;
     // From here on the guard removes the container, also when this future is dropped.
     let guard = ContainerGuard::new(docker.clone(), created.id.clone());
