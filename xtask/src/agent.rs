@@ -23,13 +23,24 @@ pub fn build_static(package: &str) -> Result<PathBuf> {
     let triple = host_triple()?;
     let target_dir = root::dir().join("target").join("agent");
     let mut cmd = root::cargo();
-    cmd.args(["build", "--quiet", "--release", "--package", package, "--target", &triple])
-        .env("CARGO_TARGET_DIR", &target_dir)
-        .env("RUSTFLAGS", "-C target-feature=+crt-static");
+    cmd.args([
+        "build",
+        "--quiet",
+        "--release",
+        "--package",
+        package,
+        "--target",
+        &triple,
+    ])
+    .env("CARGO_TARGET_DIR", &target_dir)
+    .env("RUSTFLAGS", "-C target-feature=+crt-static");
     root::run(&mut cmd)?;
     let path = target_dir.join(&triple).join("release").join(package);
     if !path.is_file() {
-        bail!("cargo built {package} but {} does not exist", path.display());
+        bail!(
+            "cargo built {package} but {} does not exist",
+            path.display()
+        );
     }
     Ok(path)
 }

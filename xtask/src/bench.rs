@@ -91,7 +91,15 @@ pub fn run(args: &[String]) -> Result<()> {
     let floor_binary = agent::build_static("sebs-floor")?;
     floor::ensure_image(&floor_binary)?;
     let mut cmd = root::cargo();
-    cmd.args(["run", "--quiet", "--release", "--package", "xtask", "--", "bench-run"]);
+    cmd.args([
+        "run",
+        "--quiet",
+        "--release",
+        "--package",
+        "xtask",
+        "--",
+        "bench-run",
+    ]);
     if quick {
         cmd.arg("--quick");
     }
@@ -136,7 +144,9 @@ pub fn measure_main(args: &[String]) -> Result<()> {
 
 /// Removes every container labelled as the bench's.
 async fn sweep() {
-    let Ok(docker) = sebs_container::connect().await else { return };
+    let Ok(docker) = sebs_container::connect().await else {
+        return;
+    };
     match sebs_container::remove_labelled(&docker, BENCH_LABEL).await {
         Ok(0) => {}
         Ok(n) => eprintln!("xtask: removed {n} bench container(s)"),
@@ -158,12 +168,16 @@ struct Ctx {
 }
 
 async fn measure(settings: &Settings, out_dir: &Path, entries: &mut Vec<Entry>) -> Result<()> {
-    let docker = sebs_container::connect().await.context("failed to reach the Docker engine")?;
+    let docker = sebs_container::connect()
+        .await
+        .context("failed to reach the Docker engine")?;
     // Leftovers of an interrupted run would compete for the CPUs.
     sweep().await;
     let agent = sebs_platform::find_agent_binary(None).context("failed to find the agent")?;
     let mut platform_config = PlatformConfig::new(agent);
-    platform_config.labels.insert(BENCH_LABEL.0.to_string(), BENCH_LABEL.1.to_string());
+    platform_config
+        .labels
+        .insert(BENCH_LABEL.0.to_string(), BENCH_LABEL.1.to_string());
     let platform = Platform::new(docker.clone(), platform_config);
 
     let fixtures = root::dir().join("fixtures");
@@ -174,16 +188,19 @@ async fn measure(settings: &Settings, out_dir: &Path, entries: &mut Vec<Entry>) 
     let cache = PackageCache::new(out_dir.join("packages"));
     let package = {
         let bench = bench.clone();
-        tokio::task::spawn_blocking(move || cache.get_or_build(&bench, Language::Python, "3.11", &NoDeps, false))
-            .await
-            .context("the packaging task failed")?
-            .with_context(|| format!("failed to package {NOOP}"))?
+        tokio::task::spawn_blocking(move || {
+            cache.get_or_build(&bench, Language::Python, "3.11", &NoDeps, false)
+        })
+        .await
+        .context("the packaging task failed")?
+        .with_context(|| format!("failed to package {NOOP}"))?
     };
     let choice = sebs_container::ImageChoice::for_language(Language::Python, "3.11");
-    let image = sebs_container::ensure_image(&docker, &choice, &sebs_container::BaseImageBuilder::new())
-        .await
-        .context("failed to find the Python image")?
-        .tag;
+    let image =
+        sebs_container::ensure_image(&docker, &choice, &sebs_container::BaseImageBuilder::new())
+            .await
+            .context("failed to find the Python image")?
+            .tag;
     let mut config = FunctionConfig::from_benchmark(&bench.config, Language::Python, "3.11");
     config.workers = cores();
     let cx = Ctx {
@@ -288,7 +305,10 @@ async fn cold_starts(cx: &Ctx, out: &mut Vec<Entry>) -> Result<Cold> {
         }
         ours_ms.push(ms(total));
         startup.push(ms(function.startup));
-        engine.push(ms(function.container.started_at.duration_since(function.container.created_at)));
+        engine.push(ms(function
+            .container
+            .started_at
+            .duration_since(function.container.created_at)));
         first_call.push(first.times.client as f64 / 1e3);
         import.push(first.times.initialization as f64 / 1e3);
         if let Some(a) = first.output.get("agent_time_us").and_then(|v| v.as_f64()) {
@@ -326,7 +346,10 @@ async fn cold_starts(cx: &Ctx, out: &mut Vec<Entry>) -> Result<Cold> {
         ));
     }
     out.push(entry);
-    Ok(Cold { ours, startup: median(&startup) })
+    Ok(Cold {
+        ours,
+        startup: median(&startup),
+    })
 }
 
 /// Prints one invocation's record (SeBS's `ExecutionResult`, every timing in it) on stdout.
@@ -381,7 +404,10 @@ async fn with_running(cx: &Ctx, out: &mut Vec<Entry>) -> Result<()> {
 async fn sequential(trigger: &Trigger, input: &serde_json::Value, n: usize) -> Result<Vec<f64>> {
     let mut times = Vec::with_capacity(n);
     for _ in 0..n {
-        let r = trigger.invoke(input).await.with_context(|| format!("failed to invoke {}", trigger.url()))?;
+        let r = trigger
+            .invoke(input)
+            .await
+            .with_context(|| format!("failed to invoke {}", trigger.url()))?;
         times.push(r.times.client as f64 / 1e3);
     }
     Ok(times)
@@ -392,7 +418,10 @@ async fn warm(cx: &Ctx, function: &Function, floor: &Trigger, out: &mut Vec<Entr
     // Warm up both: connections open, the worker's import done.
     sequential(floor, &cx.input, 50).await?;
     sequential(&function.trigger, &cx.input, 50).await?;
-    show_invocation("a warm invocation", &cx.platform.invoke(function, &cx.input).await?);
+    show_invocation(
+        "a warm invocation",
+        &cx.platform.invoke(function, &cx.input).await?,
+    );
     // Alternate blocks so that both see the same machine.
     let (mut f, mut o) = (Vec::new(), Vec::new());
     let block = 250.min(n);
@@ -401,10 +430,12 @@ async fn warm(cx: &Ctx, function: &Function, floor: &Trigger, out: &mut Vec<Entr
         o.extend(sequential(&function.trigger, &cx.input, block).await?);
     }
     let floor_ms = median(&f);
-    out.push(Entry::plain("floor keep-alive round trip", "ms", floor_ms, f.len()).note(format!(
-        "sebs-trigger against sebs-floor; p99 {:.3} ms",
-        percentile(&f, 99.0)
-    )));
+    out.push(
+        Entry::plain("floor keep-alive round trip", "ms", floor_ms, f.len()).note(format!(
+            "sebs-trigger against sebs-floor; p99 {:.3} ms",
+            percentile(&f, 99.0)
+        )),
+    );
     let ours = median(&o);
     let mut e = Entry::plain("warm no-op client time", "ms", ours, o.len())
         .versus(floor_ms, Target::AtMost(1.5))
@@ -437,30 +468,56 @@ async fn warm(cx: &Ctx, function: &Function, floor: &Trigger, out: &mut Vec<Entr
 
 async fn load_figures(cx: &Ctx, function: &Function, floor: &Arc<Trigger>, out: &mut Vec<Entry>) {
     let conns = cx.settings.connections;
-    let f = load::run(floor.clone(), cx.input.clone(), conns, cx.settings.floor_load).await;
+    let f = load::run(
+        floor.clone(),
+        cx.input.clone(),
+        conns,
+        cx.settings.floor_load,
+    )
+    .await;
     out.push(
-        Entry::plain(&format!("floor at {conns} connections"), "req/s", f.per_second(), f.ok as usize)
-            .note(format!("{:.0} s, {} errors", f.elapsed.as_secs_f64(), f.errors)),
+        Entry::plain(
+            &format!("floor at {conns} connections"),
+            "req/s",
+            f.per_second(),
+            f.ok as usize,
+        )
+        .note(format!(
+            "{:.0} s, {} errors",
+            f.elapsed.as_secs_f64(),
+            f.errors
+        )),
     );
 
     let pids = container_pids(&cx.docker, &function.container.id).await;
     let before = load::cpu_snapshot(&pids);
-    let r = load::run(function.trigger.clone(), cx.input.clone(), conns, cx.settings.load).await;
+    let r = load::run(
+        function.trigger.clone(),
+        cx.input.clone(),
+        conns,
+        cx.settings.load,
+    )
+    .await;
     let after = load::cpu_snapshot(&pids);
     let rate = r.per_second();
     let window = Duration::from_secs(10).min(cx.settings.load / 5);
     let (first, last) = r.first_and_last(window);
-    let mut e = Entry::plain(&format!("one function at {conns} connections"), "req/s", rate, r.ok as usize)
-        .versus(SEBS_16_CONNECTIONS_PER_S, Target::AtLeast(10.0))
-        .note(format!(
-            "one container, agent with {} Python workers (= cores), {:.0} s; vs SeBS's 1.3 k/s; \
+    let mut e = Entry::plain(
+        &format!("one function at {conns} connections"),
+        "req/s",
+        rate,
+        r.ok as usize,
+    )
+    .versus(SEBS_16_CONNECTIONS_PER_S, Target::AtLeast(10.0))
+    .note(format!(
+        "one container, agent with {} Python workers (= cores), {:.0} s; vs SeBS's 1.3 k/s; \
              medians: client {:.0} us, in agent {:.0} us, handler {:.0} us",
-            cx.config.workers,
-            r.elapsed.as_secs_f64(),
-            median(&r.client_us),
-            median(&r.agent_us),
-            median(&r.handler_us)
-        ));
+        cx.config.workers,
+        r.elapsed.as_secs_f64(),
+        median(&r.client_us),
+        median(&r.agent_us),
+        median(&r.handler_us)
+    ));
     if e.met == Some(false) {
         e = e.note(format!(
             "misses 13 k/s by {:.0} req/s ({:.1}x short); the floor on the same path reaches {:.0} req/s, so the \
@@ -474,8 +531,13 @@ async fn load_figures(cx: &Ctx, function: &Function, floor: &Arc<Trigger>, out: 
         e = e.note(format!("profile: {}", load::cpu_profile(&before, &after)));
     }
     out.push(e);
-    let mut errors = Entry::plain(&format!("errors at {conns} connections"), "count", r.errors as f64, (r.ok + r.errors) as usize)
-        .bounded(Target::AtMost(0.0));
+    let mut errors = Entry::plain(
+        &format!("errors at {conns} connections"),
+        "count",
+        r.errors as f64,
+        (r.ok + r.errors) as usize,
+    )
+    .bounded(Target::AtMost(0.0));
     if let Some(first) = &r.first_error {
         errors = errors.note(format!("first: {first}"));
     }
@@ -492,10 +554,17 @@ async fn load_figures(cx: &Ctx, function: &Function, floor: &Arc<Trigger>, out: 
 
 /// Host PIDs of a container's processes, as the engine lists them.
 async fn container_pids(docker: &Docker, id: &str) -> Vec<u32> {
-    let Ok(top) = docker.top_processes(id, None::<bollard::query_parameters::TopOptions>).await else {
+    let Ok(top) = docker
+        .top_processes(id, None::<bollard::query_parameters::TopOptions>)
+        .await
+    else {
         return Vec::new();
     };
-    let column = top.titles.as_ref().and_then(|t| t.iter().position(|c| c == "PID")).unwrap_or(1);
+    let column = top
+        .titles
+        .as_ref()
+        .and_then(|t| t.iter().position(|c| c == "PID"))
+        .unwrap_or(1);
     top.processes
         .unwrap_or_default()
         .iter()
@@ -505,8 +574,13 @@ async fn container_pids(docker: &Docker, id: &str) -> Vec<u32> {
 
 async fn memory(cx: &Ctx, function: &Function, out: &mut Vec<Entry>) -> Result<()> {
     let root = Path::new(sebs_memory::DEFAULT_CGROUP_ROOT);
-    let cgroup = sebs_memory::find_container_cgroup(root, &function.container.id)
-        .with_context(|| format!("failed to find the memory cgroup of {}", function.container.id))?;
+    let cgroup =
+        sebs_memory::find_container_cgroup(root, &function.container.id).with_context(|| {
+            format!(
+                "failed to find the memory cgroup of {}",
+                function.container.id
+            )
+        })?;
     let path = cgroup.current_path();
     for interval_ms in [1u64, 10, 100] {
         let (p, duration) = (path.clone(), cx.settings.memory);
@@ -517,22 +591,37 @@ async fn memory(cx: &Ctx, function: &Function, out: &mut Vec<Entry>) -> Result<(
         .context("the sampler task failed")?
         .with_context(|| format!("failed to sample {}", path.display()))?;
         let name = format!("memory sampler at {interval_ms} ms");
-        let mut on_time = Entry::plain(&format!("{name}: samples taken / asked"), "%", r.on_time_share() * 100.0, r.samples_asked as usize)
-            .note(format!(
-                "{} of {} over {:.0} s; late p50/p99/max {}/{}/{} us",
-                r.samples_taken,
-                r.samples_asked,
-                duration.as_secs_f64(),
-                r.late_p50.as_micros(),
-                r.late_p99.as_micros(),
-                r.late_max.as_micros()
-            ));
+        let mut on_time = Entry::plain(
+            &format!("{name}: samples taken / asked"),
+            "%",
+            r.on_time_share() * 100.0,
+            r.samples_asked as usize,
+        )
+        .note(format!(
+            "{} of {} over {:.0} s; late p50/p99/max {}/{}/{} us",
+            r.samples_taken,
+            r.samples_asked,
+            duration.as_secs_f64(),
+            r.late_p50.as_micros(),
+            r.late_p99.as_micros(),
+            r.late_max.as_micros()
+        ));
         if interval_ms == 1 {
             on_time = on_time.note("SeBS: 258 samples/s at 1 ms, all late");
         }
         out.push(on_time);
-        out.push(Entry::plain(&format!("{name}: precision errors"), "count", r.precision_errors as f64, r.samples_asked as usize));
-        let mut cpu = Entry::plain(&format!("{name}: sampler CPU"), "% of a core", r.cpu_share() * 100.0, 1);
+        out.push(Entry::plain(
+            &format!("{name}: precision errors"),
+            "count",
+            r.precision_errors as f64,
+            r.samples_asked as usize,
+        ));
+        let mut cpu = Entry::plain(
+            &format!("{name}: sampler CPU"),
+            "% of a core",
+            r.cpu_share() * 100.0,
+            1,
+        );
         if interval_ms == 1 {
             cpu = cpu.note("SeBS: 92% of a core at 1 ms");
         }
@@ -550,13 +639,28 @@ async fn deployments(cx: &Ctx, cold: &Cold, out: &mut Vec<Entry>) -> Result<()> 
     let concurrency = sebs_platform::DEPLOY_CONCURRENCY.min(n);
     let floor_bounded = floor_starts(cx, n, concurrency).await?;
     let floor_all = floor_starts(cx, n, n).await?;
-    out.push(Entry::plain(&format!("floor: start {n}, {concurrency} at a time"), "ms", floor_bounded, n).note(format!(
-        "raw engine API, create -> first 200 of the last; all {n} at once: {floor_all:.0} ms"
-    )));
+    out.push(
+        Entry::plain(
+            &format!("floor: start {n}, {concurrency} at a time"),
+            "ms",
+            floor_bounded,
+            n,
+        )
+        .note(format!(
+            "raw engine API, create -> first 200 of the last; all {n} at once: {floor_all:.0} ms"
+        )),
+    );
     let begin = Instant::now();
     let started = cx
         .platform
-        .create_functions(n, "bench-deploy", &cx.bench.name, &cx.package, &cx.image, &cx.config)
+        .create_functions(
+            n,
+            "bench-deploy",
+            &cx.bench.name,
+            &cx.package,
+            &cx.image,
+            &cx.config,
+        )
         .await
         .with_context(|| format!("failed to start {n} deployments"))?;
     let wall = begin.elapsed();
@@ -600,7 +704,13 @@ async fn floor_starts(cx: &Ctx, n: usize, concurrency: usize) -> Result<f64> {
     });
     let started = join_all(starts).await;
     let wall = ms(begin.elapsed());
-    join_all(started.iter().flatten().map(|f| floor::remove(&cx.docker, &f.id))).await;
+    join_all(
+        started
+            .iter()
+            .flatten()
+            .map(|f| floor::remove(&cx.docker, &f.id)),
+    )
+    .await;
     let failed = started.into_iter().filter_map(Result::err).next();
     match failed {
         Some(e) => Err(e.context(format!("failed to start {n} floor containers"))),
@@ -621,7 +731,9 @@ async fn cold_batches(cx: &Ctx, cold: &Cold, out: &mut Vec<Entry>) -> Result<()>
     );
     // Per batch: (force_cold, invoke) in ms; back to back, and with the prewarm done.
     let outcome = async {
-        pool.invoke_batch(&cx.input, 1).await.context("failed to start the pool")?;
+        pool.invoke_batch(&cx.input, 1)
+            .await
+            .context("failed to start the pool")?;
         let (mut back_to_back, mut ready) = (Vec::new(), Vec::new());
         for i in 0..2 * cx.settings.cold_batches {
             pool.prewarm(1);
@@ -631,9 +743,14 @@ async fn cold_batches(cx: &Ctx, cold: &Cold, out: &mut Vec<Entry>) -> Result<()>
                 tokio::time::sleep(Duration::from_secs_f64(cold.ours * 1.5 / 1e3)).await;
             }
             let begin = Instant::now();
-            pool.force_cold(1).await.context("failed to force a cold start")?;
+            pool.force_cold(1)
+                .await
+                .context("failed to force a cold start")?;
             let forced = begin.elapsed();
-            let results = pool.invoke_batch(&cx.input, 1).await.context("failed to invoke the pool")?;
+            let results = pool
+                .invoke_batch(&cx.input, 1)
+                .await
+                .context("failed to invoke the pool")?;
             let invoked = begin.elapsed() - forced;
             for r in results {
                 let r = r.context("a cold invocation failed")?;
@@ -641,7 +758,12 @@ async fn cold_batches(cx: &Ctx, cold: &Cold, out: &mut Vec<Entry>) -> Result<()>
                     bail!("force_cold gave a warm invocation");
                 }
             }
-            if settled { &mut ready } else { &mut back_to_back }.push((ms(forced), ms(invoked)));
+            if settled {
+                &mut ready
+            } else {
+                &mut back_to_back
+            }
+            .push((ms(forced), ms(invoked)));
         }
         Ok::<_, anyhow::Error>((back_to_back, ready))
     }
@@ -649,7 +771,13 @@ async fn cold_batches(cx: &Ctx, cold: &Cold, out: &mut Vec<Entry>) -> Result<()>
     pool.shutdown().await;
     let (back_to_back, ready) = outcome?;
     let total = |v: &[(f64, f64)]| median(&v.iter().map(|(f, i)| f + i).collect::<Vec<_>>());
-    let part = |v: &[(f64, f64)], first: bool| median(&v.iter().map(|&(f, i)| if first { f } else { i }).collect::<Vec<_>>());
+    let part = |v: &[(f64, f64)], first: bool| {
+        median(
+            &v.iter()
+                .map(|&(f, i)| if first { f } else { i })
+                .collect::<Vec<_>>(),
+        )
+    };
     out.push(
         Entry::plain("cold-experiment batch, prewarm done", "ms", total(&ready), ready.len())
             .versus(cold.ours, Target::AtMost(1.2))
@@ -699,13 +827,17 @@ async fn perf_cost(cx: &Ctx, out: &mut Vec<Entry>) -> Result<()> {
         input: cx.input.clone(),
     };
     let stop = AtomicBool::new(false);
-    let report = sebs_experiments::run::run_perf_cost(&experiment, &settings, &cx.out_dir, &stop, &|_| {})
-        .await
-        .context("failed to run perf-cost")?;
+    let report =
+        sebs_experiments::run::run_perf_cost(&experiment, &settings, &cx.out_dir, &stop, &|_| {})
+            .await
+            .context("failed to run perf-cost")?;
     for c in &report.configurations {
         let name = format!("perf-cost {} client time median", c.run_type);
         let Some(s) = c.summary() else {
-            out.push(failed(&name, &anyhow::anyhow!("too few valid samples ({})", c.valid.len())));
+            out.push(failed(
+                &name,
+                &anyhow::anyhow!("too few valid samples ({})", c.valid.len()),
+            ));
             continue;
         };
         out.push(Entry::plain(&name, "ms", s.median, s.n).note(format!(

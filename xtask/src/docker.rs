@@ -49,8 +49,13 @@ fn start_dockerd() -> Result<()> {
         .with_context(|| format!("failed to create {}", log_path.display()))?;
     let log = std::fs::File::create(&log_path)
         .with_context(|| format!("failed to create {}", log_path.display()))?;
-    let log_err = log.try_clone().context("failed to duplicate the dockerd log handle")?;
-    eprintln!("xtask: starting dockerd in the background (log: {})", log_path.display());
+    let log_err = log
+        .try_clone()
+        .context("failed to duplicate the dockerd log handle")?;
+    eprintln!(
+        "xtask: starting dockerd in the background (log: {})",
+        log_path.display()
+    );
     let mut cmd = Command::new("dockerd");
     cmd.stdin(Stdio::null()).stdout(log).stderr(log_err);
     // Its own session, so that it outlives this process and a Ctrl-C in this terminal.
@@ -73,7 +78,10 @@ fn start_dockerd() -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    bail!("dockerd did not answer within 60 s; see {}", log_path.display())
+    bail!(
+        "dockerd did not answer within 60 s; see {}",
+        log_path.display()
+    )
 }
 
 fn engine_answers() -> bool {

@@ -62,7 +62,15 @@ pub fn prepare() -> Result<Prepared> {
     // The CLI owns image resolution (official image, else the offline base it builds);
     // running it here builds the base once, before tests run in parallel.
     let mut cmd = root::cargo();
-    cmd.args(["run", "--quiet", "--package", "sebs-cli", "--", "images", "prepare"]);
+    cmd.args([
+        "run",
+        "--quiet",
+        "--package",
+        "sebs-cli",
+        "--",
+        "images",
+        "prepare",
+    ]);
     cmd.env("SEBS_AGENT_BIN", &agent);
     root::run(&mut cmd)?;
     Ok(Prepared { agent })

@@ -22,7 +22,9 @@ pub fn cargo() -> Command {
 /// Runs `cmd` with inherited output; a non-zero exit is an error naming the command.
 pub fn run(cmd: &mut Command) -> Result<()> {
     eprintln!("xtask: running {}", describe(cmd));
-    let status = cmd.status().with_context(|| format!("failed to start {}", describe(cmd)))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("failed to start {}", describe(cmd)))?;
     if !status.success() {
         bail!("{} failed with {status}", describe(cmd));
     }

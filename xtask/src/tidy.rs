@@ -28,7 +28,11 @@ mod tests {
             .args(["metadata", "--format-version", "1", "--quiet"])
             .output()
             .expect("cargo metadata runs");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let name_of: BTreeMap<&str, &str> = meta["packages"]
             .as_array()
@@ -43,7 +47,11 @@ mod tests {
                 .unwrap()
                 .iter()
                 .filter(|d| {
-                    d["dep_kinds"].as_array().unwrap().iter().any(|k| k["kind"].is_null())
+                    d["dep_kinds"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|k| k["kind"].is_null())
                 })
                 .map(|d| name_of[d["pkg"].as_str().unwrap()].to_string())
                 .collect();
@@ -69,9 +77,15 @@ mod tests {
     fn only_the_runtime_side_reaches_docker() {
         let graph = dependency_graph();
         for krate in DOCKER_FREE {
-            assert!(graph.contains_key(*krate), "{krate} is not in the workspace");
+            assert!(
+                graph.contains_key(*krate),
+                "{krate} is not in the workspace"
+            );
             let deps = reaches(&graph, krate);
-            assert!(!deps.contains("bollard"), "{krate} depends on bollard: it must know nothing about Docker");
+            assert!(
+                !deps.contains("bollard"),
+                "{krate} depends on bollard: it must know nothing about Docker"
+            );
         }
         // The check can fail: the container runtime does reach Docker.
         assert!(reaches(&graph, "sebs-container").contains("bollard"));
@@ -92,7 +106,13 @@ mod tests {
                 missing.push(file.to_string());
             }
         }
-        assert!(files.lines().count() > 50, "git ls-files found too few files: {files}");
-        assert!(missing.is_empty(), "files without a `//!` first line: {missing:?}");
+        assert!(
+            files.lines().count() > 50,
+            "git ls-files found too few files: {files}"
+        );
+        assert!(
+            missing.is_empty(),
+            "files without a `//!` first line: {missing:?}"
+        );
     }
 }

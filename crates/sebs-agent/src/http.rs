@@ -10,7 +10,9 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
-use sebs_wire::{ErrorAnswer, ErrorKind, HandlerResult, InvocationAnswer, ALIVE_PATH, INSTANCE_HEADER};
+use sebs_wire::{
+    ErrorAnswer, ErrorKind, HandlerResult, InvocationAnswer, ALIVE_PATH, INSTANCE_HEADER,
+};
 
 use crate::memory::Meter;
 use crate::pool::Pool;
@@ -73,7 +75,10 @@ async fn route(state: Arc<State>, req: Request<Incoming>) -> Response<Full<Bytes
         "no route for {} {}: use POST / or GET {ALIVE_PATH}",
         route.0, route.1
     );
-    error(StatusCode::NOT_FOUND, ErrorAnswer::new(ErrorKind::BadRequest, message))
+    error(
+        StatusCode::NOT_FOUND,
+        ErrorAnswer::new(ErrorKind::BadRequest, message),
+    )
 }
 
 async fn invoke(state: Arc<State>, req: Request<Incoming>) -> Response<Full<Bytes>> {

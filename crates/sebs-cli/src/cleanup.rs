@@ -24,9 +24,10 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
     let docker = setup::docker().await?;
     let mut filter = vec![OWNER_LABEL];
     filter.extend(args.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let found = sebs_container::list_labelled(&docker, &filter)
-        .await
-        .exit(Exit::Environment, "failed to list the containers of sebs-local")?;
+    let found = sebs_container::list_labelled(&docker, &filter).await.exit(
+        Exit::Environment,
+        "failed to list the containers of sebs-local",
+    )?;
     let mut removed = BTreeSet::new();
     let mut exit = Exit::Ok;
     for id in found.into_iter().filter_map(|c| c.id) {
@@ -43,7 +44,9 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
     // Free the host ports leased for the containers just removed (and only those: other
     // leases may belong to a `start` that is running right now).
     let freed = match Allocator::new(AllocatorConfig::from_env()) {
-        Ok(allocator) => allocator.reclaim_stale(|id| !removed.contains(id)).map(|p| p.len()),
+        Ok(allocator) => allocator
+            .reclaim_stale(|id| !removed.contains(id))
+            .map(|p| p.len()),
         Err(e) => Err(e),
     };
     let freed = match freed {
@@ -53,6 +56,9 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
             0
         }
     };
-    eprintln!("removed {} containers, freed {freed} host ports", removed.len());
+    eprintln!(
+        "removed {} containers, freed {freed} host ports",
+        removed.len()
+    );
     Ok(exit)
 }

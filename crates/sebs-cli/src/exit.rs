@@ -39,6 +39,9 @@ pub trait ExitContext<T> {
 
 impl<T, E: Into<anyhow::Error>> ExitContext<T> for Result<T, E> {
     fn exit(self, exit: Exit, context: impl Display + Send + Sync + 'static) -> Result<T, Failure> {
-        self.map_err(|e| Failure { exit, error: e.into().context(context) })
+        self.map_err(|e| Failure {
+            exit,
+            error: e.into().context(context),
+        })
     }
 }

@@ -26,7 +26,10 @@ pub enum Command {
 
 pub async fn run(command: Command) -> Result<Exit, Failure> {
     match command {
-        Command::Prepare { language, language_version } => {
+        Command::Prepare {
+            language,
+            language_version,
+        } => {
             let docker = setup::docker().await?;
             let image = resolve(&docker, language, &language_version).await?;
             println!("{image}");
@@ -44,6 +47,9 @@ pub async fn resolve(
     let choice = ImageChoice::for_language(language, version);
     let resolved = ensure_image(docker, &choice, &BaseImageBuilder::new())
         .await
-        .exit(Exit::Environment, format!("no image for {language} {version}"))?;
+        .exit(
+            Exit::Environment,
+            format!("no image for {language} {version}"),
+        )?;
     Ok(resolved.tag)
 }

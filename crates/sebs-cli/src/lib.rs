@@ -23,7 +23,11 @@ use clap::{Parser, Subcommand};
 pub use exit::{Exit, Failure};
 
 #[derive(Debug, Parser)]
-#[command(name = "sebs-local", version, about = "Run SeBS benchmarks in local Docker containers")]
+#[command(
+    name = "sebs-local",
+    version,
+    about = "Run SeBS benchmarks in local Docker containers"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -58,7 +62,10 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     setup::logging();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: failed to start the async runtime: {e}");

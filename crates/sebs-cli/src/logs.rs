@@ -27,17 +27,28 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
         let id = &instance.instance_id;
         match sebs_container::logs(&docker, id, tail).await {
             Ok(text) => {
-                let header = format!("==> {} ({}, container {id}) <==\n", instance.function, instance.container_name);
+                let header = format!(
+                    "==> {} ({}, container {id}) <==\n",
+                    instance.function, instance.container_name
+                );
                 stdout
                     .write_all(header.as_bytes())
                     .and_then(|()| stdout.write_all(text.as_bytes()))
                     .exit(Exit::Environment, "failed to write to stdout")?;
             }
             Err(sebs_container::ContainerError::NotFound { .. }) => {
-                tracing::error!("container {id} of function {} no longer exists: removed behind our back", instance.function);
+                tracing::error!(
+                    "container {id} of function {} no longer exists: removed behind our back",
+                    instance.function
+                );
                 exit = Exit::FunctionLost;
             }
-            Err(e) => return Err(e).exit(Exit::Environment, format!("failed to read the logs of container {id}")),
+            Err(e) => {
+                return Err(e).exit(
+                    Exit::Environment,
+                    format!("failed to read the logs of container {id}"),
+                )
+            }
         }
     }
     Ok(exit)

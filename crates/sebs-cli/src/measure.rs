@@ -37,9 +37,12 @@ pub struct Args {
 
 pub async fn run(args: Args) -> Result<Exit, Failure> {
     // Registered before anything else, so that an early SIGTERM is a request to stop, not death.
-    let mut term = signal(SignalKind::terminate()).exit(Exit::Environment, "failed to handle SIGTERM")?;
-    let mut int = signal(SignalKind::interrupt()).exit(Exit::Environment, "failed to handle SIGINT")?;
-    let mut hup = signal(SignalKind::hangup()).exit(Exit::Environment, "failed to handle SIGHUP")?;
+    let mut term =
+        signal(SignalKind::terminate()).exit(Exit::Environment, "failed to handle SIGTERM")?;
+    let mut int =
+        signal(SignalKind::interrupt()).exit(Exit::Environment, "failed to handle SIGINT")?;
+    let mut hup =
+        signal(SignalKind::hangup()).exit(Exit::Environment, "failed to handle SIGHUP")?;
     let until = async move {
         tokio::select! {
             _ = term.recv() => tracing::info!("SIGTERM: closing the memory journals"),
@@ -59,8 +62,14 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
 
 /// The measurement directory of a deployment file: `<out.json>.memory` beside it.
 pub fn dir_for(output: &Path) -> Result<MeasureDir, Failure> {
-    let output = std::path::absolute(output).exit(Exit::BadInput, format!("failed to resolve {}", output.display()))?;
-    let mut name = output.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let output = std::path::absolute(output).exit(
+        Exit::BadInput,
+        format!("failed to resolve {}", output.display()),
+    )?;
+    let mut name = output
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     name.push(".memory");
     Ok(MeasureDir::new(output.with_file_name(name)))
 }
@@ -73,8 +82,10 @@ pub async fn launch(
     containers: &[String],
 ) -> Result<MemorySection, Failure> {
     let dir = dir_for(output)?;
-    let cgroup_root = std::path::absolute(cgroup_root)
-        .exit(Exit::BadInput, format!("failed to resolve {}", cgroup_root.display()))?;
+    let cgroup_root = std::path::absolute(cgroup_root).exit(
+        Exit::BadInput,
+        format!("failed to resolve {}", cgroup_root.display()),
+    )?;
     if dir.path.exists() {
         // A directory of an earlier measurement (its log is there) is replaced; anything else is not ours.
         if !dir.log().exists() {
@@ -86,11 +97,19 @@ pub async fn launch(
                 ),
             });
         }
-        std::fs::remove_dir_all(&dir.path).exit(Exit::BadInput, format!("failed to remove {}", dir.path.display()))?;
+        std::fs::remove_dir_all(&dir.path).exit(
+            Exit::BadInput,
+            format!("failed to remove {}", dir.path.display()),
+        )?;
     }
-    dir.create().exit(Exit::BadInput, "no place for the memory measurement")?;
-    let log = std::fs::File::create(dir.log()).exit(Exit::BadInput, format!("failed to create {}", dir.log().display()))?;
-    let exe = std::env::current_exe().exit(Exit::Environment, "failed to find the sebs-local binary")?;
+    dir.create()
+        .exit(Exit::BadInput, "no place for the memory measurement")?;
+    let log = std::fs::File::create(dir.log()).exit(
+        Exit::BadInput,
+        format!("failed to create {}", dir.log().display()),
+    )?;
+    let exe =
+        std::env::current_exe().exit(Exit::Environment, "failed to find the sebs-local binary")?;
     let mut command = Command::new(exe);
     command
         .arg("measure")
@@ -105,7 +124,10 @@ pub async fn launch(
         .stdout(Stdio::null())
         .stderr(log);
     std::os::unix::process::CommandExt::process_group(&mut command, 0);
-    let mut child = command.spawn().exit(Exit::Environment, "failed to start the memory measuring process")?;
+    let mut child = command.spawn().exit(
+        Exit::Environment,
+        "failed to start the memory measuring process",
+    )?;
     wait_ready(&mut child, &dir).await?;
     tracing::info!(
         pid = child.id(),
@@ -114,7 +136,12 @@ pub async fn launch(
         "measuring memory of {} containers until `stop`",
         containers.len()
     );
-    Ok(MemorySection { pid: child.id(), dir: dir.path, interval_ms, cgroup_root })
+    Ok(MemorySection {
+        pid: child.id(),
+        dir: dir.path,
+        interval_ms,
+        cgroup_root,
+    })
 }
 
 async fn wait_ready(child: &mut Child, dir: &MeasureDir) -> Result<(), Failure> {
@@ -131,7 +158,14 @@ async fn wait_ready(child: &mut Child, dir: &MeasureDir) -> Result<(), Failure> 
                 let _ = child.wait();
             }
             let log = std::fs::read_to_string(dir.log()).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(10).collect::<Vec<_>>().into_iter().rev().collect();
+            let tail: Vec<&str> = log
+                .lines()
+                .rev()
+                .take(10)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
             let why = match exited {
                 Some(status) => format!("it exited ({status})"),
                 None => format!("it did not begin within {READY_TIMEOUT:?}"),
@@ -163,11 +197,18 @@ mod tests {
     #[test]
     fn the_directory_sits_beside_the_deployment_file() {
         let check = |output: &str, expect: &str| {
-            assert_eq!(dir_for(Path::new(output)).unwrap().path, PathBuf::from(expect), "{output}");
+            assert_eq!(
+                dir_for(Path::new(output)).unwrap().path,
+                PathBuf::from(expect),
+                "{output}"
+            );
         };
         check("/tmp/out.json", "/tmp/out.json.memory");
         check("/a/b/deploy", "/a/b/deploy.memory");
         let cwd = std::env::current_dir().unwrap();
-        assert_eq!(dir_for(Path::new("out.json")).unwrap().path, cwd.join("out.json.memory"));
+        assert_eq!(
+            dir_for(Path::new("out.json")).unwrap().path,
+            cwd.join("out.json.memory")
+        );
     }
 }

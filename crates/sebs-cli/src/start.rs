@@ -4,9 +4,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use sebs_package::{generate_input, Size};
-use sebs_platform::{
-    Addressing, DeploymentFile, FunctionConfig, Platform, PlatformConfig,
-};
+use sebs_platform::{Addressing, DeploymentFile, FunctionConfig, Platform, PlatformConfig};
 use sebs_ports::PortRange;
 
 use crate::exit::{Exit, ExitContext, Failure};

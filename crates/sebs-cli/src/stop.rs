@@ -39,13 +39,17 @@ pub struct Args {
 
 /// The report's default path beside SeBS's memory file.
 fn report_path(memory_output: &Path) -> PathBuf {
-    let stem = memory_output.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let stem = memory_output
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let base = stem.strip_suffix("_stats").unwrap_or(&stem);
     memory_output.with_file_name(format!("{base}_report.json"))
 }
 
 pub async fn run(args: Args) -> Result<Exit, Failure> {
-    let file = DeploymentFile::read(&args.input_json).exit(Exit::BadInput, "cannot stop this deployment")?;
+    let file = DeploymentFile::read(&args.input_json)
+        .exit(Exit::BadInput, "cannot stop this deployment")?;
     let mut exit = Exit::Ok;
     if let Some(section) = &file.sebs_local.memory {
         let stats = args
@@ -53,8 +57,16 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
             .clone()
             .or(args.output_json.clone())
             .unwrap_or_else(|| PathBuf::from(DEFAULT_MEMORY_OUTPUT));
-        let report = args.memory_report.clone().unwrap_or_else(|| report_path(&stats));
-        let ids: Vec<String> = file.sebs_local.instances.iter().map(|i| i.instance_id.clone()).collect();
+        let report = args
+            .memory_report
+            .clone()
+            .unwrap_or_else(|| report_path(&stats));
+        let ids: Vec<String> = file
+            .sebs_local
+            .instances
+            .iter()
+            .map(|i| i.instance_id.clone())
+            .collect();
         if let Err(e) = finish_memory(section, &ids, &stats, &report).await {
             tracing::error!("failed to write the memory measurements: {e:#}");
             exit = Exit::Environment;
@@ -69,7 +81,11 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
     let stops = section.instances.iter().map(|instance| async move {
         let _permit = gate.acquire().await;
         let outcome = platform
-            .stop_instance(instance, section.remove_containers, section.port_lock_dir.as_deref())
+            .stop_instance(
+                instance,
+                section.remove_containers,
+                section.port_lock_dir.as_deref(),
+            )
             .await;
         (instance, outcome)
     });
@@ -77,11 +93,19 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
         let (id, function) = (&instance.instance_id, &instance.function);
         match outcome {
             Ok(StopOutcome::Stopped) => {
-                let done = if section.remove_containers { "removed" } else { "stopped" };
+                let done = if section.remove_containers {
+                    "removed"
+                } else {
+                    "stopped"
+                };
                 tracing::info!(container = %id, "{done} function {function}");
             }
             Ok(StopOutcome::AlreadyExited { code, oom_killed }) => {
-                let oom = if oom_killed { ", killed for using too much memory" } else { "" };
+                let oom = if oom_killed {
+                    ", killed for using too much memory"
+                } else {
+                    ""
+                };
                 tracing::error!(
                     "container {id} of function {function} had already exited (code {code}{oom}): \
                      killed or crashed behind our back; cleaned up"
@@ -105,12 +129,22 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
 
 /// Ends the measuring process, then writes SeBS's memory file and our report from its
 /// journals (also those of containers that died), and removes the journals.
-async fn finish_memory(section: &MemorySection, ids: &[String], stats: &Path, report: &Path) -> anyhow::Result<()> {
+async fn finish_memory(
+    section: &MemorySection,
+    ids: &[String],
+    stats: &Path,
+    report: &Path,
+) -> anyhow::Result<()> {
     use anyhow::Context;
     let dir = MeasureDir::new(section.dir.clone());
     match sebs_platform::memory::stop_measurer(section.pid, &dir, MEASURER_GRACE).await {
-        MeasurerStop::Stopped => tracing::info!(pid = section.pid, "stopped the memory measuring process"),
-        MeasurerStop::AlreadyGone => tracing::info!(pid = section.pid, "the memory measuring process had already ended"),
+        MeasurerStop::Stopped => {
+            tracing::info!(pid = section.pid, "stopped the memory measuring process")
+        }
+        MeasurerStop::AlreadyGone => tracing::info!(
+            pid = section.pid,
+            "the memory measuring process had already ended"
+        ),
         MeasurerStop::Killed => tracing::warn!(
             pid = section.pid,
             "the memory measuring process did not finish within {MEASURER_GRACE:?} and was killed; \
@@ -137,7 +171,9 @@ async fn finish_memory(section: &MemorySection, ids: &[String], stats: &Path, re
                 container = %id,
                 "container {id} went away during the measurement: its memory profile ends early"
             ),
-            End::Failed(why) => tracing::warn!(container = %id, "measuring container {id} ended early: failed to {why}"),
+            End::Failed(why) => {
+                tracing::warn!(container = %id, "measuring container {id} ended early: failed to {why}")
+            }
         }
         all.push(m);
     }
@@ -151,7 +187,8 @@ async fn finish_memory(section: &MemorySection, ids: &[String], stats: &Path, re
         stats.display(),
         report.display()
     );
-    std::fs::remove_dir_all(&dir.path).with_context(|| format!("failed to remove {}", dir.path.display()))?;
+    std::fs::remove_dir_all(&dir.path)
+        .with_context(|| format!("failed to remove {}", dir.path.display()))?;
     Ok(())
 }
 
@@ -175,7 +212,9 @@ mod tests {
 
     #[test]
     fn the_report_sits_beside_the_memory_file() {
-        let check = |stats: &str, expect: &str| assert_eq!(report_path(Path::new(stats)), PathBuf::from(expect));
+        let check = |stats: &str, expect: &str| {
+            assert_eq!(report_path(Path::new(stats)), PathBuf::from(expect))
+        };
         check("memory_stats.json", "memory_report.json");
         check("/x/run1.json", "/x/run1_report.json");
         check("/x/a_stats", "/x/a_report.json");

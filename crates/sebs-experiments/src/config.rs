@@ -90,7 +90,11 @@ pub enum ConfigError {
     #[error("parse experiment config {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("experiment config {path}: field {field}: {message}")]
-    Field { path: PathBuf, field: String, message: String },
+    Field {
+        path: PathBuf,
+        field: String,
+        message: String,
+    },
 }
 
 #[derive(Deserialize)]
@@ -110,21 +114,32 @@ struct PerfCostBlock {
 
 impl PerfCostSettings {
     pub fn load(path: &Path) -> Result<PerfCostSettings, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-        let yaml = matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"));
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let yaml = matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml")
+        );
         PerfCostSettings::parse(&text, yaml, path)
     }
 
     /// Parses `text` (JSON, or YAML when `yaml`); `path` only names the source in errors.
     pub fn parse(text: &str, yaml: bool, path: &Path) -> Result<PerfCostSettings, ConfigError> {
-        let parse_err = |message: String| ConfigError::Parse { path: path.to_path_buf(), message };
+        let parse_err = |message: String| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message,
+        };
         let doc: serde_json::Value = if yaml {
             serde_yaml::from_str(text).map_err(|e| parse_err(e.to_string()))?
         } else {
             serde_json::from_str(text).map_err(|e| parse_err(e.to_string()))?
         };
-        let experiments = doc.get("experiments").filter(|e| e.is_object()).unwrap_or(&doc);
+        let experiments = doc
+            .get("experiments")
+            .filter(|e| e.is_object())
+            .unwrap_or(&doc);
         let block = experiments.get("perf-cost").unwrap_or(experiments);
         if block.get("benchmark").is_none() {
             return Err(parse_err(
@@ -136,8 +151,8 @@ impl PerfCostSettings {
             field: format!("perf-cost.{field}"),
             message,
         };
-        let parsed: PerfCostBlock = serde_json::from_value(block.clone())
-            .map_err(|e| field_err("*", e.to_string()))?;
+        let parsed: PerfCostBlock =
+            serde_json::from_value(block.clone()).map_err(|e| field_err("*", e.to_string()))?;
         let run_types = parsed
             .experiments
             .iter()
@@ -152,11 +167,19 @@ impl PerfCostSettings {
             return Err(field_err("repetitions", "must be at least 1".into()));
         }
         if parsed.concurrent_invocations == 0 {
-            return Err(field_err("concurrent-invocations", "must be at least 1".into()));
+            return Err(field_err(
+                "concurrent-invocations",
+                "must be at least 1".into(),
+            ));
         }
         let runtime = experiments.get("runtime");
-        let language = match runtime.and_then(|r| r.get("language")).and_then(|l| l.as_str()) {
-            Some(l) => l.parse::<Language>().map_err(|e| field_err("runtime.language", e.to_string()))?,
+        let language = match runtime
+            .and_then(|r| r.get("language"))
+            .and_then(|l| l.as_str())
+        {
+            Some(l) => l
+                .parse::<Language>()
+                .map_err(|e| field_err("runtime.language", e.to_string()))?,
             None => Language::Python,
         };
         let language_version = runtime
@@ -208,11 +231,21 @@ mod tests {
             "perf-cost": {"benchmark": "110.dynamic-html", "experiments": ["cold", "warm", "burst", "sequential"],
               "input-size": "test", "repetitions": 50, "concurrent-invocations": 50, "memory-sizes": [128, 256]}}}"#;
         use RunType::*;
-        check(sebs, false, Ok(("110.dynamic-html", vec![Cold, Warm, Burst, Sequential], 50, vec![128, 256])));
+        check(
+            sebs,
+            false,
+            Ok((
+                "110.dynamic-html",
+                vec![Cold, Warm, Burst, Sequential],
+                50,
+                vec![128, 256],
+            )),
+        );
         let block = r#"{"benchmark": "010.sleep", "experiments": ["warm"], "input-size": "test",
             "repetitions": 5, "concurrent-invocations": 2, "memory-sizes": []}"#;
         check(block, false, Ok(("010.sleep", vec![Warm], 2, vec![])));
-        let yaml = "perf-cost:\n  benchmark: 000.noop\n  experiments: [burst]\n  input-size: small\n  \
+        let yaml =
+            "perf-cost:\n  benchmark: 000.noop\n  experiments: [burst]\n  input-size: small\n  \
                     repetitions: 3\n  concurrent-invocations: 8\n  memory-sizes: [256]\n";
         check(yaml, true, Ok(("000.noop", vec![Burst], 8, vec![256])));
     }
@@ -227,11 +260,31 @@ mod tests {
             v[field] = serde_json::from_str(value).unwrap();
             v.to_string()
         };
-        check(&bad("experiments", "[\"lukewarm\"]"), false, Err("perf-cost.experiments"));
-        check(&bad("input-size", "\"huge\""), false, Err("perf-cost.input-size"));
-        check(&bad("repetitions", "0"), false, Err("perf-cost.repetitions"));
-        check(&bad("concurrent-invocations", "0"), false, Err("concurrent-invocations"));
+        check(
+            &bad("experiments", "[\"lukewarm\"]"),
+            false,
+            Err("perf-cost.experiments"),
+        );
+        check(
+            &bad("input-size", "\"huge\""),
+            false,
+            Err("perf-cost.input-size"),
+        );
+        check(
+            &bad("repetitions", "0"),
+            false,
+            Err("perf-cost.repetitions"),
+        );
+        check(
+            &bad("concurrent-invocations", "0"),
+            false,
+            Err("concurrent-invocations"),
+        );
         check(&bad("repetitions", "\"many\""), false, Err("invalid type"));
-        check(&bad("surprise", "1"), false, Err("unknown field `surprise`"));
+        check(
+            &bad("surprise", "1"),
+            false,
+            Err("unknown field `surprise`"),
+        );
     }
 }

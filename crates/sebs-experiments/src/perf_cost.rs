@@ -104,7 +104,10 @@ pub struct ConfigurationResult {
 impl ConfigurationResult {
     /// Client times of the valid samples in milliseconds, as SeBS computes statistics on.
     pub fn client_times_ms(&self) -> Vec<f64> {
-        self.valid.iter().map(|r| r.times.client as f64 / 1000.0).collect()
+        self.valid
+            .iter()
+            .map(|r| r.times.client as f64 / 1000.0)
+            .collect()
     }
 
     /// Statistics of the client times; `None` below two samples.
@@ -260,7 +263,11 @@ mod tests {
                 http_first_byte_return: 0.0,
             },
             provider_times: ProviderTimes::default(),
-            stats: ExecutionStats { memory_used: None, cold_start: cold, failure: false },
+            stats: ExecutionStats {
+                memory_used: None,
+                cold_start: cold,
+                failure: false,
+            },
             billing: ExecutionBilling::default(),
         }
     }
@@ -285,7 +292,10 @@ mod tests {
             let mut out = Vec::new();
             for i in 0..n {
                 self.calls += 1;
-                if self.fail_every.is_some_and(|k| self.calls.is_multiple_of(k)) {
+                if self
+                    .fail_every
+                    .is_some_and(|k| self.calls.is_multiple_of(k))
+                {
                     out.push(Err(InvokeError::Connect {
                         url: "u".into(),
                         source: std::io::Error::other("refused"),
@@ -301,17 +311,35 @@ mod tests {
     }
 
     fn sim(fail_every: Option<usize>) -> Simulated {
-        Simulated { served: Vec::new(), fail_every, calls: 0, forced: 0 }
+        Simulated {
+            served: Vec::new(),
+            fail_every,
+            calls: 0,
+            forced: 0,
+        }
     }
 
-    async fn run(target: &mut Simulated, run_type: RunType, reps: usize, conc: usize) -> ConfigurationResult {
+    async fn run(
+        target: &mut Simulated,
+        run_type: RunType,
+        reps: usize,
+        conc: usize,
+    ) -> ConfigurationResult {
         let settings = RunSettings {
             run_type,
             repetitions: reps,
             concurrent_invocations: conc,
             pause_between_batches: Duration::ZERO,
         };
-        run_configuration(target, &settings, &serde_json::json!({}), None, &AtomicBool::new(false), &|_| {}).await
+        run_configuration(
+            target,
+            &settings,
+            &serde_json::json!({}),
+            None,
+            &AtomicBool::new(false),
+            &|_| {},
+        )
+        .await
     }
 
     #[tokio::test]
@@ -329,7 +357,10 @@ mod tests {
         assert_eq!(r.valid.len(), 6);
         assert!(r.valid.iter().all(|r| !r.stats.cold_start));
         assert_eq!((t.forced, r.cold_count), (0, 0));
-        assert!(r.incorrect.is_empty(), "the cold warm-up batch is dropped, not incorrect");
+        assert!(
+            r.incorrect.is_empty(),
+            "the cold warm-up batch is dropped, not incorrect"
+        );
     }
 
     #[tokio::test]
@@ -355,7 +386,11 @@ mod tests {
         let mut t = sim(Some(1));
         let r = run(&mut t, RunType::Warm, 10, 2).await;
         assert!(r.valid.is_empty());
-        assert!(r.stopped_early.as_deref().unwrap_or("").contains("no valid sample"));
+        assert!(r
+            .stopped_early
+            .as_deref()
+            .unwrap_or("")
+            .contains("no valid sample"));
         assert_eq!(r.batch_times.len(), 1 + MAX_FRUITLESS_BATCHES);
     }
 
@@ -374,7 +409,15 @@ mod tests {
                 stop.store(true, Ordering::SeqCst);
             }
         };
-        let r = run_configuration(&mut t, &settings, &serde_json::json!({}), None, &stop, &stop_after_two).await;
+        let r = run_configuration(
+            &mut t,
+            &settings,
+            &serde_json::json!({}),
+            None,
+            &stop,
+            &stop_after_two,
+        )
+        .await;
         assert_eq!(r.valid.len(), 2);
         assert_eq!(r.stopped_early.as_deref(), Some("interrupted"));
     }

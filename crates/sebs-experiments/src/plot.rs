@@ -51,8 +51,17 @@ pub fn svg(title: &str, results: &[ConfigurationResult]) -> String {
         s,
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" font-family="sans-serif" font-size="12">"#
     );
-    let _ = writeln!(s, r#"<text x="{}" y="18" text-anchor="middle" font-size="14">{}</text>"#, WIDTH / 2.0, escape(title));
-    let _ = writeln!(s, r#"<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{}" stroke="black"/>"#, HEIGHT - BOTTOM);
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="18" text-anchor="middle" font-size="14">{}</text>"#,
+        WIDTH / 2.0,
+        escape(title)
+    );
+    let _ = writeln!(
+        s,
+        r#"<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{}" stroke="black"/>"#,
+        HEIGHT - BOTTOM
+    );
     for i in 0..=4 {
         let v = max * i as f64 / 4.0;
         let _ = writeln!(
@@ -75,8 +84,13 @@ pub fn svg(title: &str, results: &[ConfigurationResult]) -> String {
     for (i, (label, t)) in series.iter().enumerate() {
         let cx = LEFT + slot * (i as f64 + 0.5);
         let half = (slot * 0.3).min(40.0);
-        let (p5, q1, med, q3, p95) =
-            (percentile(t, 0.05), percentile(t, 0.25), percentile(t, 0.5), percentile(t, 0.75), percentile(t, 0.95));
+        let (p5, q1, med, q3, p95) = (
+            percentile(t, 0.05),
+            percentile(t, 0.25),
+            percentile(t, 0.5),
+            percentile(t, 0.75),
+            percentile(t, 0.95),
+        );
         let _ = writeln!(
             s,
             r##"<line x1="{cx:.1}" y1="{:.1}" x2="{cx:.1}" y2="{:.1}" stroke="#333"/><rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="#8ab4f8" stroke="#333"/><line x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="#c00" stroke-width="2"/>"##,
@@ -105,7 +119,9 @@ pub fn svg(title: &str, results: &[ConfigurationResult]) -> String {
 }
 
 fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 #[cfg(test)]

@@ -74,7 +74,9 @@ impl FunctionPool {
         n: usize,
     ) -> Result<Vec<Result<ExecutionResult, InvokeError>>, PlatformError> {
         self.grow(n).await?;
-        let calls = self.warm[..n].iter().map(|f| self.platform.invoke(f, input));
+        let calls = self.warm[..n]
+            .iter()
+            .map(|f| self.platform.invoke(f, input));
         Ok(join_all(calls).await)
     }
 
@@ -86,9 +88,15 @@ impl FunctionPool {
         let missing = n - self.fresh.len();
         let platform = self.platform.clone();
         let (name, benchmark) = (self.name.clone(), self.benchmark.clone());
-        let (package, image, config) = (self.package.clone(), self.image.clone(), self.config.clone());
+        let (package, image, config) = (
+            self.package.clone(),
+            self.image.clone(),
+            self.config.clone(),
+        );
         self.starting = Some(tokio::spawn(async move {
-            platform.create_functions(missing, &name, &benchmark, &package, &image, &config).await
+            platform
+                .create_functions(missing, &name, &benchmark, &package, &image, &config)
+                .await
         }));
     }
 
@@ -105,7 +113,11 @@ impl FunctionPool {
 
     /// Applies a new configuration (e.g. another memory size): like SeBS's update of a
     /// local function, every container is replaced, so the next invocations are cold.
-    pub async fn reconfigure(&mut self, config: FunctionConfig, name: String) -> Result<(), PlatformError> {
+    pub async fn reconfigure(
+        &mut self,
+        config: FunctionConfig,
+        name: String,
+    ) -> Result<(), PlatformError> {
         self.collect_started().await?;
         let old: Vec<Function> = self.warm.drain(..).chain(self.fresh.drain(..)).collect();
         self.retire(old);
@@ -141,7 +153,14 @@ impl FunctionPool {
         if missing > 0 {
             let created = self
                 .platform
-                .create_functions(missing, &self.name, &self.benchmark, &self.package, &self.image, &self.config)
+                .create_functions(
+                    missing,
+                    &self.name,
+                    &self.benchmark,
+                    &self.package,
+                    &self.image,
+                    &self.config,
+                )
                 .await?;
             self.warm.extend(created);
         }

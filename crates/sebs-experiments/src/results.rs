@@ -34,7 +34,11 @@ pub fn file_name(result: &ConfigurationResult) -> String {
 pub fn document(result: &ConfigurationResult, experiment_config: &Value) -> Value {
     let mut invocations = Map::new();
     for (i, r) in result.valid.iter().enumerate() {
-        let id = if r.request_id.is_empty() { format!("failed-{i}") } else { r.request_id.clone() };
+        let id = if r.request_id.is_empty() {
+            format!("failed-{i}")
+        } else {
+            r.request_id.clone()
+        };
         invocations.insert(id, to_value(r));
     }
     json!({
@@ -68,11 +72,19 @@ fn to_value(v: &impl Serialize) -> Value {
 }
 
 /// Writes [`document`] into `dir` (created if needed) and returns the file's path.
-pub fn write_json(dir: &Path, result: &ConfigurationResult, experiment_config: &Value) -> Result<PathBuf, WriteError> {
+pub fn write_json(
+    dir: &Path,
+    result: &ConfigurationResult,
+    experiment_config: &Value,
+) -> Result<PathBuf, WriteError> {
     let path = dir.join(file_name(result));
-    let err = |source| WriteError { path: path.clone(), source };
+    let err = |source| WriteError {
+        path: path.clone(),
+        source,
+    };
     std::fs::create_dir_all(dir).map_err(err)?;
-    let text = serde_json::to_string_pretty(&document(result, experiment_config)).map_err(|e| err(e.into()))?;
+    let text = serde_json::to_string_pretty(&document(result, experiment_config))
+        .map_err(|e| err(e.into()))?;
     std::fs::write(&path, text).map_err(err)?;
     Ok(path)
 }
@@ -81,10 +93,16 @@ pub fn write_json(dir: &Path, result: &ConfigurationResult, experiment_config: &
 /// (Python's `True`/`False`, an empty cell for a missing memory figure).
 pub fn write_csv(dir: &Path, results: &[ConfigurationResult]) -> Result<PathBuf, WriteError> {
     let path = dir.join("result.csv");
-    let err = |source| WriteError { path: path.clone(), source };
+    let err = |source| WriteError {
+        path: path.clone(),
+        source,
+    };
     std::fs::create_dir_all(dir).map_err(err)?;
     let mut out = Vec::new();
-    let _ = writeln!(out, "memory,type,is_cold,exec_time,connection_time,client_time,provider_time,mem_used");
+    let _ = writeln!(
+        out,
+        "memory,type,is_cold,exec_time,connection_time,client_time,provider_time,mem_used"
+    );
     for result in results {
         for r in &result.valid {
             let _ = writeln!(
@@ -97,7 +115,10 @@ pub fn write_csv(dir: &Path, results: &[ConfigurationResult]) -> Result<PathBuf,
                 r.times.http_startup,
                 r.times.client,
                 r.provider_times.execution,
-                r.stats.memory_used.map(|m| m.to_string()).unwrap_or_default(),
+                r.stats
+                    .memory_used
+                    .map(|m| m.to_string())
+                    .unwrap_or_default(),
             );
         }
     }
@@ -109,7 +130,9 @@ pub fn write_csv(dir: &Path, results: &[ConfigurationResult]) -> Result<PathBuf,
 mod tests {
     use super::*;
     use crate::config::RunType;
-    use sebs_trigger::{ExecutionBilling, ExecutionResult, ExecutionStats, ExecutionTimes, ProviderTimes};
+    use sebs_trigger::{
+        ExecutionBilling, ExecutionResult, ExecutionStats, ExecutionTimes, ProviderTimes,
+    };
     use std::time::Duration;
 
     fn sample(id: &str, cold: bool, client: i64) -> ExecutionResult {
@@ -126,7 +149,11 @@ mod tests {
                 http_first_byte_return: 0.001,
             },
             provider_times: ProviderTimes::default(),
-            stats: ExecutionStats { memory_used: Some(12.5), cold_start: cold, failure: false },
+            stats: ExecutionStats {
+                memory_used: Some(12.5),
+                cold_start: cold,
+                failure: false,
+            },
             billing: ExecutionBilling::default(),
         }
     }
@@ -171,7 +198,10 @@ mod tests {
         let path = write_csv(dir.path(), &[config_result()]).unwrap();
         let text = std::fs::read_to_string(path).unwrap();
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[0], "memory,type,is_cold,exec_time,connection_time,client_time,provider_time,mem_used");
+        assert_eq!(
+            lines[0],
+            "memory,type,is_cold,exec_time,connection_time,client_time,provider_time,mem_used"
+        );
         assert_eq!(lines[1], "256,cold,True,100,0.0002,1500,0,12.5");
         assert_eq!(lines.len(), 3);
     }

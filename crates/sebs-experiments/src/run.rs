@@ -47,8 +47,13 @@ pub async fn run_perf_cost(
         settings.memory_sizes.iter().copied().map(Some).collect()
     };
     let mut report = Report::default();
-    let base = FunctionConfig::from_benchmark(&experiment.bench.config, settings.language, &settings.language_version);
-    let name_for = |memory: u64| format!("{}-{}-{memory}", experiment.bench.name, settings.language);
+    let base = FunctionConfig::from_benchmark(
+        &experiment.bench.config,
+        settings.language,
+        &settings.language_version,
+    );
+    let name_for =
+        |memory: u64| format!("{}-{}-{memory}", experiment.bench.name, settings.language);
     let mut pool = FunctionPool::new(
         experiment.platform.clone(),
         name_for(base.memory_mb),
@@ -64,7 +69,9 @@ pub async fn run_perf_cost(
                 config.memory_mb = m;
             }
             // Replaces the containers, as SeBS's update of a local function does.
-            pool.reconfigure(config.clone(), name_for(config.memory_mb)).await.ok();
+            pool.reconfigure(config.clone(), name_for(config.memory_mb))
+                .await
+                .ok();
             for &run_type in &settings.experiments {
                 if stop.load(Ordering::SeqCst) {
                     return Ok(());
@@ -76,16 +83,24 @@ pub async fn run_perf_cost(
                     concurrent_invocations: settings.concurrent_invocations,
                     pause_between_batches: settings.pause_between_batches,
                 };
-                let result =
-                    run_configuration(&mut PoolTarget(&mut pool), &run, &experiment.input, memory, stop, progress)
-                        .await;
+                let result = run_configuration(
+                    &mut PoolTarget(&mut pool),
+                    &run,
+                    &experiment.input,
+                    memory,
+                    stop,
+                    progress,
+                )
+                .await;
                 for line in statistics_lines(&result) {
                     tracing::info!("{line}");
                 }
                 if let Some(why) = &result.stopped_early {
                     tracing::warn!("{run_type} stopped early: {why}");
                 }
-                report.files.push(results::write_json(&dir, &result, &settings.raw)?);
+                report
+                    .files
+                    .push(results::write_json(&dir, &result, &settings.raw)?);
                 report.configurations.push(result);
                 results::write_csv(&dir, &report.configurations)?;
             }
@@ -96,11 +111,17 @@ pub async fn run_perf_cost(
     pool.shutdown().await;
     outcome?;
     if !report.configurations.is_empty() {
-        report.files.push(results::write_csv(&dir, &report.configurations)?);
+        report
+            .files
+            .push(results::write_csv(&dir, &report.configurations)?);
         let svg_path = dir.join("client_time.svg");
         let title = format!("{}: client time per configuration", experiment.bench.name);
-        std::fs::write(&svg_path, plot::svg(&title, &report.configurations))
-            .map_err(|source| WriteError { path: svg_path.clone(), source })?;
+        std::fs::write(&svg_path, plot::svg(&title, &report.configurations)).map_err(|source| {
+            WriteError {
+                path: svg_path.clone(),
+                source,
+            }
+        })?;
         report.files.push(svg_path);
     }
     Ok(report)
@@ -112,7 +133,10 @@ pub fn statistics_lines(result: &ConfigurationResult) -> Vec<String> {
     let head = format!(
         "{}{}: {} samples, {} failures, {} incorrect, {} cold",
         result.run_type,
-        result.memory_mb.map(|m| format!(" {m} MB")).unwrap_or_default(),
+        result
+            .memory_mb
+            .map(|m| format!(" {m} MB"))
+            .unwrap_or_default(),
         result.valid.len(),
         result.failures.len(),
         result.incorrect.len(),
@@ -138,7 +162,8 @@ pub fn statistics_lines(result: &ConfigurationResult) -> Vec<String> {
             c.level(),
             t.low,
             t.high,
-            t.within_percent_of(s.mean).map_or("n/a".into(), |p| format!("{p:.2}"))
+            t.within_percent_of(s.mean)
+                .map_or("n/a".into(), |p| format!("{p:.2}"))
         ));
         if let Some(m) = s.median_interval(c) {
             lines.push(format!(
@@ -146,7 +171,8 @@ pub fn statistics_lines(result: &ConfigurationResult) -> Vec<String> {
                 c.level(),
                 m.low,
                 m.high,
-                m.within_percent_of(s.median).map_or("n/a".into(), |p| format!("{p:.2}"))
+                m.within_percent_of(s.median)
+                    .map_or("n/a".into(), |p| format!("{p:.2}"))
             ));
         }
     }

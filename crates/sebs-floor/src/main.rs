@@ -62,7 +62,10 @@ fn main() -> ExitCode {
 fn port(arg: Option<String>, env: Option<String>) -> Result<u16, String> {
     match arg.or(env).filter(|s| !s.trim().is_empty()) {
         None => Ok(DEFAULT_PORT),
-        Some(s) => s.trim().parse().map_err(|_| format!("port {s:?} is not a number from 0 to 65535")),
+        Some(s) => s
+            .trim()
+            .parse()
+            .map_err(|_| format!("port {s:?} is not a number from 0 to 65535")),
     }
 }
 
@@ -91,7 +94,9 @@ fn connection(mut stream: TcpStream) {
     loop {
         // Answer every complete request in the buffer (pipelining), then read more.
         while let Some(request) = parse(&buf) {
-            let Some(total) = request.head_len.checked_add(request.body_len) else { return };
+            let Some(total) = request.head_len.checked_add(request.body_len) else {
+                return;
+            };
             if buf.len() < total {
                 break;
             }
@@ -132,7 +137,9 @@ fn parse(buf: &[u8]) -> Option<Request> {
     let mut close = request_line.ends_with("HTTP/1.0");
     let mut body_len = 0;
     for line in lines {
-        let Some((name, value)) = line.split_once(':') else { continue };
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
         let value = value.trim();
         if name.eq_ignore_ascii_case("content-length") {
             body_len = value.parse().unwrap_or(0);
@@ -144,7 +151,11 @@ fn parse(buf: &[u8]) -> Option<Request> {
             }
         }
     }
-    Some(Request { head_len: end + 4, body_len, close })
+    Some(Request {
+        head_len: end + 4,
+        body_len,
+        close,
+    })
 }
 
 #[cfg(test)]
@@ -159,10 +170,19 @@ mod tests {
     #[test]
     fn parses_request_heads() {
         check("GET / HTTP/1.1\r\nHost: x\r\n\r\n", Some((27, 0, false)));
-        check("POST / HTTP/1.1\r\ncontent-length: 2\r\n\r\n{}", Some((38, 2, false)));
-        check("GET / HTTP/1.1\r\nConnection: close\r\n\r\n", Some((37, 0, true)));
+        check(
+            "POST / HTTP/1.1\r\ncontent-length: 2\r\n\r\n{}",
+            Some((38, 2, false)),
+        );
+        check(
+            "GET / HTTP/1.1\r\nConnection: close\r\n\r\n",
+            Some((37, 0, true)),
+        );
         check("GET / HTTP/1.0\r\n\r\n", Some((18, 0, true)));
-        check("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", Some((42, 0, false)));
+        check(
+            "GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n",
+            Some((42, 0, false)),
+        );
         check("GET / HTTP/1.1\r\nHost: x\r\n", None);
         check("", None);
     }
@@ -184,7 +204,8 @@ mod tests {
         // Two requests in one write, the first with a body; then a closing one.
         s.write_all(b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\n{}\nGET /alive HTTP/1.1\r\n\r\n")
             .unwrap();
-        s.write_all(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+            .unwrap();
         let mut all = String::new();
         s.read_to_string(&mut all).unwrap();
         assert_eq!(all.matches("HTTP/1.1 200 OK").count(), 3, "{all}");

@@ -107,7 +107,10 @@ mod tests {
     #[tokio::test]
     async fn a_refused_port_is_reachable() {
         // Bind and drop: nothing listens there now, so the kernel refuses at once.
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
         assert!(reachable(port, Duration::from_secs(1)).await);
     }
 }

@@ -17,7 +17,11 @@ pub fn find_agent_binary(explicit: Option<&Path>) -> Result<PathBuf, PlatformErr
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
         .ancestors()
         .nth(2)
-        .map(|root| root.join("target/agent").join(host_triple()).join("release/sebs-agent"));
+        .map(|root| {
+            root.join("target/agent")
+                .join(host_triple())
+                .join("release/sebs-agent")
+        });
     pick_agent(explicit.map(Path::to_path_buf), env, beside_exe, workspace)
 }
 
@@ -30,7 +34,11 @@ fn pick_agent(
 ) -> Result<PathBuf, PlatformError> {
     // A path the user named must exist; guessed ones are just skipped.
     if let Some(p) = explicit.or(env) {
-        return if p.is_file() { Ok(p) } else { Err(PlatformError::AgentMissing { path: Some(p) }) };
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(PlatformError::AgentMissing { path: Some(p) })
+        };
     }
     [beside_exe, workspace]
         .into_iter()

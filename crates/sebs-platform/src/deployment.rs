@@ -119,7 +119,10 @@ pub enum DeploymentError {
         "read deployment file {path}: its \"sebs_local\" section has format {found}, this \
          sebs-local reads format {FORMAT_VERSION}"
     )]
-    Version { path: PathBuf, found: serde_json::Value },
+    Version {
+        path: PathBuf,
+        found: serde_json::Value,
+    },
     #[error("read deployment file {path}: field {field}: {message}")]
     Shape {
         path: PathBuf,
@@ -195,10 +198,15 @@ impl DeploymentFile {
 
     /// Parses `text` read from `path` (only used in messages).
     pub fn parse(path: &Path, text: &str) -> Result<DeploymentFile, DeploymentError> {
-        let value: serde_json::Value = serde_json::from_str(text)
-            .map_err(|source| DeploymentError::NotJson { path: path.to_owned(), source })?;
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|source| DeploymentError::NotJson {
+                path: path.to_owned(),
+                source,
+            })?;
         let Some(section) = value.get("sebs_local") else {
-            return Err(DeploymentError::Foreign { path: path.to_owned() });
+            return Err(DeploymentError::Foreign {
+                path: path.to_owned(),
+            });
         };
         match section.get("format") {
             Some(v) if v.as_u64() == Some(u64::from(FORMAT_VERSION)) => {}
@@ -209,15 +217,19 @@ impl DeploymentFile {
                 })
             }
         }
-        let file: DeploymentFile = serde_path_to_error::deserialize(value).map_err(|e| {
-            DeploymentError::Shape {
+        let file: DeploymentFile =
+            serde_path_to_error::deserialize(value).map_err(|e| DeploymentError::Shape {
                 path: path.to_owned(),
                 field: e.path().to_string(),
                 message: e.inner().to_string(),
-            }
-        })?;
+            })?;
         for f in &file.functions {
-            if !file.sebs_local.instances.iter().any(|i| i.instance_id == f.instance_id) {
+            if !file
+                .sebs_local
+                .instances
+                .iter()
+                .any(|i| i.instance_id == f.instance_id)
+            {
                 return Err(DeploymentError::Unlisted {
                     path: path.to_owned(),
                     function: f.name.clone(),
@@ -229,8 +241,10 @@ impl DeploymentFile {
     }
 
     pub fn read(path: &Path) -> Result<DeploymentFile, DeploymentError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| DeploymentError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| DeploymentError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         DeploymentFile::parse(path, &text)
     }
 
@@ -244,7 +258,10 @@ impl DeploymentFile {
 
     /// Writes the file whole or not at all: to a temporary file beside it, then renamed.
     pub fn write(&self, path: &Path) -> Result<(), DeploymentError> {
-        let err = |source| DeploymentError::Write { path: path.to_owned(), source };
+        let err = |source| DeploymentError::Write {
+            path: path.to_owned(),
+            source,
+        };
         let dir = match path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d,
             _ => Path::new("."),
@@ -298,15 +315,20 @@ impl Platform {
             container: id.clone(),
             source,
         };
-        let state = self.container_state(id).await.map_err(|source| PlatformError::Inspect {
-            function: instance.function.clone(),
-            container: id.clone(),
-            source,
-        })?;
+        let state = self
+            .container_state(id)
+            .await
+            .map_err(|source| PlatformError::Inspect {
+                function: instance.function.clone(),
+                container: id.clone(),
+                source,
+            })?;
         let outcome = match state {
             FunctionState::Gone => StopOutcome::Gone,
             FunctionState::Running => StopOutcome::Stopped,
-            FunctionState::Exited { code, oom_killed } => StopOutcome::AlreadyExited { code, oom_killed },
+            FunctionState::Exited { code, oom_killed } => {
+                StopOutcome::AlreadyExited { code, oom_killed }
+            }
         };
         if outcome != StopOutcome::Gone {
             let done = if remove {
@@ -325,10 +347,16 @@ impl Platform {
             if let Some(dir) = port_lock_dir {
                 ports.lock_dir = dir.to_path_buf();
             }
-            let err = |source| PlatformError::ReleasePort { container: id.clone(), port, source };
+            let err = |source| PlatformError::ReleasePort {
+                container: id.clone(),
+                port,
+                source,
+            };
             let allocator = sebs_ports::Allocator::new(ports).map_err(err)?;
             let owner = id.clone();
-            let released = tokio::task::spawn_blocking(move || allocator.release_persisted(port, &owner)).await;
+            let released =
+                tokio::task::spawn_blocking(move || allocator.release_persisted(port, &owner))
+                    .await;
             match released {
                 Ok(r) => drop(r.map_err(err)?),
                 Err(e) => tracing::warn!(port, "the port releasing task failed: {e}"),
@@ -388,9 +416,18 @@ mod tests {
         // SeBS's own file: no section of ours.
         let sebs = r#"{"functions": [], "inputs": [], "storage": {"address": "x"}}"#;
         check(sebs, Err("not written by `sebs-local start`"));
-        check(&OURS.replace("\"format\": 1", "\"format\": 7"), Err("has format 7"));
-        check(&OURS.replace("\"port\": 9000", "\"port\": \"x\""), Err("field functions[0].port"));
-        check(&OURS.replacen("\"instance_id\": \"c1\",", "\"instance_id\": \"c2\",", 1), Err("container c2"));
+        check(
+            &OURS.replace("\"format\": 1", "\"format\": 7"),
+            Err("has format 7"),
+        );
+        check(
+            &OURS.replace("\"port\": 9000", "\"port\": \"x\""),
+            Err("field functions[0].port"),
+        );
+        check(
+            &OURS.replacen("\"instance_id\": \"c1\",", "\"instance_id\": \"c2\",", 1),
+            Err("container c2"),
+        );
     }
 
     #[test]
@@ -400,11 +437,14 @@ mod tests {
         // Sorted keys, two-space indent, as json.dumps(sort_keys=True, indent=2).
         let keys: Vec<&str> = text
             .lines()
-            .filter(|l| l.starts_with("  \"") )
+            .filter(|l| l.starts_with("  \""))
             .map(|l| l.trim().split('"').nth(1).unwrap())
             .collect();
         assert_eq!(keys, ["functions", "inputs", "sebs_local", "storage"]);
-        assert!(text.contains("\n      \"instance_id\": \"c1\",\n"), "{text}");
+        assert!(
+            text.contains("\n      \"instance_id\": \"c1\",\n"),
+            "{text}"
+        );
         assert!(text.ends_with("}\n"));
     }
 
@@ -416,7 +456,9 @@ mod tests {
         let file = DeploymentFile::parse(Path::new("out.json"), OURS).unwrap();
         file.write(&path).unwrap();
         assert_eq!(DeploymentFile::read(&path).unwrap(), file);
-        let err = file.write(&dir.path().join("missing/out.json")).unwrap_err();
+        let err = file
+            .write(&dir.path().join("missing/out.json"))
+            .unwrap_err();
         assert!(err.to_string().contains("missing/out.json"), "{err}");
         let err = DeploymentFile::read(&dir.path().join("nope.json")).unwrap_err();
         assert!(err.to_string().contains("nope.json"), "{err}");

@@ -75,7 +75,10 @@ impl PlatformConfig {
             ports: AllocatorConfig::from_env(),
             alive_deadline: Duration::from_secs(30),
             privileged: false,
-            user: Some((nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw())),
+            user: Some((
+                nix::unistd::getuid().as_raw(),
+                nix::unistd::getgid().as_raw(),
+            )),
             labels: BTreeMap::new(),
         }
     }
@@ -144,7 +147,10 @@ impl Function {
 pub enum FunctionState {
     Running,
     /// Its process ended: killed by someone, crashed, or OOM-killed as a whole.
-    Exited { code: i64, oom_killed: bool },
+    Exited {
+        code: i64,
+        oom_killed: bool,
+    },
     /// The container no longer exists: someone removed it behind our back.
     Gone,
 }
@@ -267,7 +273,9 @@ impl Platform {
         let decided = match config.addressing {
             Addressing::Bridge => Some(false),
             Addressing::Publish => Some(true),
-            Addressing::Auto if environment_needs_publish(&HostFacts::of_this_process()) => Some(true),
+            Addressing::Auto if environment_needs_publish(&HostFacts::of_this_process()) => {
+                Some(true)
+            }
             Addressing::Auto => None,
         };
         if let Some(decided) = decided {
@@ -332,7 +340,8 @@ impl Platform {
         let gate = tokio::sync::Semaphore::new(DEPLOY_CONCURRENCY);
         let starts = (0..n).map(|_| async {
             let _permit = gate.acquire().await;
-            self.create_function(name, benchmark, package, image, config).await
+            self.create_function(name, benchmark, package, image, config)
+                .await
         });
         let results = futures_util::future::join_all(starts).await;
         let mut functions = Vec::with_capacity(n);
@@ -367,14 +376,17 @@ impl Platform {
     }
 
     /// What the engine says the function's container is doing.
-    pub async fn function_state(&self, function: &Function) -> Result<FunctionState, PlatformError> {
-        self.container_state(&function.container.id).await.map_err(|source| {
-            PlatformError::Inspect {
+    pub async fn function_state(
+        &self,
+        function: &Function,
+    ) -> Result<FunctionState, PlatformError> {
+        self.container_state(&function.container.id)
+            .await
+            .map_err(|source| PlatformError::Inspect {
                 function: function.name.clone(),
                 container: function.container.id.clone(),
                 source,
-            }
-        })
+            })
     }
 
     pub(crate) async fn container_state(&self, id: &str) -> Result<FunctionState, ContainerError> {
@@ -433,7 +445,10 @@ impl Platform {
                 Err(e) => tracing::warn!("failed to {e}"),
             }
             let abandoned = self.abandoned_creates.load(Ordering::SeqCst) > 0;
-            if !abandoned || quiet_since.elapsed() >= SHUTDOWN_SWEEP_QUIET || Instant::now() >= give_up {
+            if !abandoned
+                || quiet_since.elapsed() >= SHUTDOWN_SWEEP_QUIET
+                || Instant::now() >= give_up
+            {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -442,7 +457,10 @@ impl Platform {
 
     /// Starts a container for `l` and waits until it answers.
     async fn launch(&self, l: &Launch<'_>) -> Result<Function, PlatformError> {
-        let start_err = |source| PlatformError::Start { function: l.name.to_string(), source };
+        let start_err = |source| PlatformError::Start {
+            function: l.name.to_string(),
+            source,
+        };
         let placed = match self.publish.get().copied() {
             Some(publish) => self.place(l, publish).await?,
             None => {
@@ -483,11 +501,15 @@ impl Platform {
             // Docker names a container's host after the first 12 digits of its id.
             expect_instance: Some(container.id.chars().take(12).collect()),
         };
-        let trigger = match Trigger::new(&format!("http://{}/", container.address), trigger_config) {
+        let trigger = match Trigger::new(&format!("http://{}/", container.address), trigger_config)
+        {
             Ok(t) => t,
             Err(source) => {
                 self.discard(&container.id, placed.published_port).await;
-                return Err(PlatformError::Trigger { function: l.name.to_string(), source });
+                return Err(PlatformError::Trigger {
+                    function: l.name.to_string(),
+                    source,
+                });
             }
         };
         tracing::info!(
@@ -512,7 +534,10 @@ impl Platform {
     }
 
     /// [`sebs_container::create_and_start`], noting when its future is dropped mid-way.
-    async fn create_container(&self, spec: &ContainerSpec) -> Result<StartedContainer, ContainerError> {
+    async fn create_container(
+        &self,
+        spec: &ContainerSpec,
+    ) -> Result<StartedContainer, ContainerError> {
         let watch = CreateWatch(&self.abandoned_creates, false);
         let result = sebs_container::create_and_start(&self.docker, spec).await;
         watch.finish();
@@ -521,12 +546,18 @@ impl Platform {
 
     /// Creates and starts the container, on a leased host port when `publish`.
     async fn place(&self, l: &Launch<'_>, publish: bool) -> Result<Placed, PlatformError> {
-        let start_err = |source| PlatformError::Start { function: l.name.to_string(), source };
+        let start_err = |source| PlatformError::Start {
+            function: l.name.to_string(),
+            source,
+        };
         let spec = self.spec(l);
         if !publish {
             let container = self.create_container(&spec).await.map_err(start_err)?;
             self.remember(&container.id, None);
-            return Ok(Placed { container, published_port: None });
+            return Ok(Placed {
+                container,
+                published_port: None,
+            });
         }
         let mut refused = BTreeSet::new();
         let mut attempt = 0;
@@ -542,12 +573,21 @@ impl Platform {
                     self.remember(&container.id, Some(port));
                     if let Err(source) = persisted {
                         self.discard(&container.id, None).await;
-                        return Err(PlatformError::Port { function: l.name.to_string(), source });
+                        return Err(PlatformError::Port {
+                            function: l.name.to_string(),
+                            source,
+                        });
                     }
-                    return Ok(Placed { container, published_port: Some(port) });
+                    return Ok(Placed {
+                        container,
+                        published_port: Some(port),
+                    });
                 }
                 Err(ContainerError::PortInUse { .. }) if attempt < PUBLISH_ATTEMPTS => {
-                    tracing::debug!(port, "host port taken between probe and publish; trying another");
+                    tracing::debug!(
+                        port,
+                        "host port taken between probe and publish; trying another"
+                    );
                     refused.insert(port);
                 }
                 Err(e) => return Err(start_err(e)),
@@ -610,15 +650,24 @@ impl Platform {
         if before.is_empty() {
             return;
         }
-        let running: BTreeSet<String> =
-            match sebs_container::list_labelled(&self.docker, &[sebs_container::function::OWNER_LABEL]).await {
-                Ok(list) => list
-                    .into_iter()
-                    .filter(|c| !matches!(c.state.as_ref().map(|s| s.to_string()).as_deref(), Some("exited" | "dead")))
-                    .filter_map(|c| c.id)
-                    .collect(),
-                Err(e) => return tracing::warn!("failed to {e}"),
-            };
+        let running: BTreeSet<String> = match sebs_container::list_labelled(
+            &self.docker,
+            &[sebs_container::function::OWNER_LABEL],
+        )
+        .await
+        {
+            Ok(list) => list
+                .into_iter()
+                .filter(|c| {
+                    !matches!(
+                        c.state.as_ref().map(|s| s.to_string()).as_deref(),
+                        Some("exited" | "dead")
+                    )
+                })
+                .filter_map(|c| c.id)
+                .collect(),
+            Err(e) => return tracing::warn!("failed to {e}"),
+        };
         let allocator = allocator.clone();
         let reclaimed = tokio::task::spawn_blocking(move || {
             allocator.reclaim_stale(|id| !before.contains(id) || running.contains(id))
@@ -626,7 +675,10 @@ impl Platform {
         .await;
         match reclaimed {
             Ok(Ok(ports)) if !ports.is_empty() => {
-                tracing::info!(count = ports.len(), "freed host ports of containers that are gone")
+                tracing::info!(
+                    count = ports.len(),
+                    "freed host ports of containers that are gone"
+                )
             }
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::warn!("failed to {e}"),
@@ -634,8 +686,15 @@ impl Platform {
         }
     }
 
-    async fn lease_port(&self, function: &str, refused: &BTreeSet<u16>) -> Result<PortLease, PlatformError> {
-        let port_err = |source| PlatformError::Port { function: function.to_string(), source };
+    async fn lease_port(
+        &self,
+        function: &str,
+        refused: &BTreeSet<u16>,
+    ) -> Result<PortLease, PlatformError> {
+        let port_err = |source| PlatformError::Port {
+            function: function.to_string(),
+            source,
+        };
         let allocator = self.allocator().await.map_err(port_err)?.clone();
         let mut held: BTreeSet<u16> = self
             .live
@@ -648,14 +707,25 @@ impl Platform {
         held.extend(refused);
         tokio::task::spawn_blocking(move || allocator.allocate(&held))
             .await
-            .map_err(|e| PlatformError::PortTask { function: function.to_string(), reason: e.to_string() })?
+            .map_err(|e| PlatformError::PortTask {
+                function: function.to_string(),
+                reason: e.to_string(),
+            })?
             .map_err(port_err)
     }
 
     /// Frees the port persisted for container `id`, if it has one.
-    pub(crate) async fn release_port(&self, id: &str, port: Option<u16>) -> Result<(), PlatformError> {
+    pub(crate) async fn release_port(
+        &self,
+        id: &str,
+        port: Option<u16>,
+    ) -> Result<(), PlatformError> {
         let Some(port) = port else { return Ok(()) };
-        let err = |source| PlatformError::ReleasePort { container: id.to_string(), port, source };
+        let err = |source| PlatformError::ReleasePort {
+            container: id.to_string(),
+            port,
+            source,
+        };
         let allocator = self.allocator().await.map_err(err)?.clone();
         let owner = id.to_string();
         match tokio::task::spawn_blocking(move || allocator.release_persisted(port, &owner)).await {
@@ -684,11 +754,17 @@ impl Platform {
     }
 
     fn remember(&self, id: &str, port: Option<u16>) {
-        self.live.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_string(), port);
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_string(), port);
     }
 
     pub(crate) fn forget(&self, id: &str) {
-        self.live.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
     }
 
     /// Starts a new container for `function` with `config` and `package`, then removes the
@@ -724,7 +800,13 @@ pub(crate) fn nano_cpus(cpus: f64) -> u64 {
 fn sanitize(name: &str) -> String {
     let s: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     s.trim_start_matches(['.', '-', '_']).to_string()
 }
@@ -735,7 +817,10 @@ mod tests {
 
     #[test]
     fn container_names() {
-        assert_eq!(sanitize("110.dynamic-html-python-128"), "110.dynamic-html-python-128");
+        assert_eq!(
+            sanitize("110.dynamic-html-python-128"),
+            "110.dynamic-html-python-128"
+        );
         assert_eq!(sanitize("a b/c"), "a-b-c");
         assert_eq!(sanitize(".x"), "x");
     }

@@ -39,8 +39,8 @@ pub use addressing::{environment_needs_publish, reachable, Addressing, HostFacts
 pub use agent::{find_agent_binary, AGENT_BIN_ENV};
 pub use build::{DockerBuildEnv, HostSettings};
 pub use deployment::{
-    DeploymentError, DeploymentFile, FunctionEntry, Instance, LocalSection, MemorySection, SebsFunctionConfig,
-    SebsRuntime, StopOutcome, FORMAT_VERSION,
+    DeploymentError, DeploymentFile, FunctionEntry, Instance, LocalSection, MemorySection,
+    SebsFunctionConfig, SebsRuntime, StopOutcome, FORMAT_VERSION,
 };
 pub use function::{
     Function, FunctionConfig, FunctionState, Platform, PlatformConfig, PlatformError,

@@ -23,7 +23,8 @@ use futures_util::StreamExt;
 use sebs_container::Docker;
 use sebs_memory::output::{EndName, SourceName};
 use sebs_memory::{
-    End, Measurements, MemoryCgroup, Recorder, Sample, SampleHandle, Sampler, SamplerError, Source, Version,
+    End, Measurements, MemoryCgroup, Recorder, Sample, SampleHandle, Sampler, SamplerError, Source,
+    Version,
 };
 use sebs_wire::EpochMicros;
 use serde::{Deserialize, Serialize};
@@ -74,7 +75,11 @@ pub enum MemoryError {
         source: std::io::Error,
     },
     #[error("parse memory journal {path}, line {line}: {message}")]
-    Parse { path: PathBuf, line: usize, message: String },
+    Parse {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
     #[error("sample the memory of container {container}")]
     Sampler {
         container: String,
@@ -96,8 +101,10 @@ impl MeasureDir {
 
     /// Creates the directory (and its parents).
     pub fn create(&self) -> Result<(), MemoryError> {
-        std::fs::create_dir_all(&self.path)
-            .map_err(|source| MemoryError::CreateDir { path: self.path.clone(), source })
+        std::fs::create_dir_all(&self.path).map_err(|source| MemoryError::CreateDir {
+            path: self.path.clone(),
+            source,
+        })
     }
 
     /// The journal of `container`.
@@ -121,7 +128,10 @@ impl MeasureDir {
     }
 
     fn touch(&self, path: &Path) -> Result<(), MemoryError> {
-        std::fs::write(path, b"").map_err(|source| MemoryError::Write { path: path.to_path_buf(), source })
+        std::fs::write(path, b"").map_err(|source| MemoryError::Write {
+            path: path.to_path_buf(),
+            source,
+        })
     }
 }
 
@@ -161,7 +171,11 @@ fn end_line(end: &End, at: EpochMicros) -> JournalLine {
         End::ContainerGone => (EndName::ContainerGone, None),
         End::Failed(why) => (EndName::Failed, Some(why.clone())),
     };
-    JournalLine::End { end, error, at: at.0 }
+    JournalLine::End {
+        end,
+        error,
+        at: at.0,
+    }
 }
 
 /// An open journal, appended to one whole line per write.
@@ -178,7 +192,10 @@ impl Journal {
             .truncate(true)
             .write(true)
             .open(&path)
-            .map_err(|source| MemoryError::Write { path: path.clone(), source })?;
+            .map_err(|source| MemoryError::Write {
+                path: path.clone(),
+                source,
+            })?;
         Ok(Journal { path, file })
     }
 
@@ -188,7 +205,10 @@ impl Journal {
         text.push('\n');
         self.file
             .write_all(text.as_bytes())
-            .map_err(|source| MemoryError::Write { path: self.path.clone(), source })
+            .map_err(|source| MemoryError::Write {
+                path: self.path.clone(),
+                source,
+            })
     }
 }
 
@@ -197,7 +217,14 @@ impl Journal {
 /// A journal without an `end` line belongs to a measurer that was killed: its samples are
 /// kept and the end says so.
 pub fn replay(lines: &[JournalLine]) -> Result<Measurements, String> {
-    let Some(JournalLine::Start { container, source, cgroup, interval_us, started_at }) = lines.first() else {
+    let Some(JournalLine::Start {
+        container,
+        source,
+        cgroup,
+        interval_us,
+        started_at,
+    }) = lines.first()
+    else {
         return Err("the first line is not a start line".into());
     };
     let interval = Duration::from_micros(*interval_us);
@@ -214,12 +241,24 @@ pub fn replay(lines: &[JournalLine]) -> Result<Measurements, String> {
     for line in &lines[1..] {
         match line {
             JournalLine::Start { .. } => return Err("a second start line".into()),
-            JournalLine::Samples { samples: s, precision_errors: e, kernel_peak: k } => {
-                samples.extend(s.iter().map(|&(offset_us, bytes, late_us)| Sample { offset_us, bytes, late_us }));
+            JournalLine::Samples {
+                samples: s,
+                precision_errors: e,
+                kernel_peak: k,
+            } => {
+                samples.extend(s.iter().map(|&(offset_us, bytes, late_us)| Sample {
+                    offset_us,
+                    bytes,
+                    late_us,
+                }));
                 precision_errors += e;
                 kernel_peak = kernel_peak.max(*k);
             }
-            JournalLine::End { end: name, error, at } => {
+            JournalLine::End {
+                end: name,
+                error,
+                at,
+            } => {
                 let reason = match name {
                     EndName::Stopped => End::Stopped,
                     EndName::ContainerGone => End::ContainerGone,
@@ -230,8 +269,15 @@ pub fn replay(lines: &[JournalLine]) -> Result<Measurements, String> {
         }
     }
     let (end, at) = end.unwrap_or_else(|| {
-        let last = samples.last().map_or(started_at, |s| EpochMicros(started_at.0 + s.offset_us as i64));
-        (End::Failed("finish measuring: the measuring process ended before closing its journal".into()), last)
+        let last = samples.last().map_or(started_at, |s| {
+            EpochMicros(started_at.0 + s.offset_us as i64)
+        });
+        (
+            End::Failed(
+                "finish measuring: the measuring process ended before closing its journal".into(),
+            ),
+            last,
+        )
     });
     if source == Source::EngineStats {
         // The engine decides when samples come; asked is counted from the elapsed time.
@@ -266,7 +312,11 @@ pub fn parse_journal(path: &Path, text: &str) -> Result<Vec<JournalLine>, Memory
             Ok(line) => lines.push(line),
             Err(_) if i + 1 == count && !complete => break,
             Err(e) => {
-                return Err(MemoryError::Parse { path: path.to_path_buf(), line: i + 1, message: e.to_string() })
+                return Err(MemoryError::Parse {
+                    path: path.to_path_buf(),
+                    line: i + 1,
+                    message: e.to_string(),
+                })
             }
         }
     }
@@ -275,22 +325,33 @@ pub fn parse_journal(path: &Path, text: &str) -> Result<Vec<JournalLine>, Memory
 
 /// Reads one journal back into [`Measurements`].
 pub fn read_journal(path: &Path) -> Result<Measurements, MemoryError> {
-    let text =
-        std::fs::read_to_string(path).map_err(|source| MemoryError::Read { path: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| MemoryError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let lines = parse_journal(path, &text)?;
-    replay(&lines).map_err(|message| MemoryError::Parse { path: path.to_path_buf(), line: 1, message })
+    replay(&lines).map_err(|message| MemoryError::Parse {
+        path: path.to_path_buf(),
+        line: 1,
+        message,
+    })
 }
 
 /// The measurements of `containers`, in that order; a container without a journal (the
 /// measurer never got to it) is `None`.
-pub fn read_journals(dir: &MeasureDir, containers: &[String]) -> Result<Vec<Option<Measurements>>, MemoryError> {
+pub fn read_journals(
+    dir: &MeasureDir,
+    containers: &[String],
+) -> Result<Vec<Option<Measurements>>, MemoryError> {
     containers
         .iter()
         .map(|id| {
             let path = dir.journal(id);
             match read_journal(&path) {
                 Ok(m) => Ok(Some(m)),
-                Err(MemoryError::Read { source, .. }) if source.kind() == ErrorKind::NotFound => Ok(None),
+                Err(MemoryError::Read { source, .. }) if source.kind() == ErrorKind::NotFound => {
+                    Ok(None)
+                }
                 Err(e) => Err(e),
             }
         })
@@ -302,7 +363,9 @@ pub fn read_journals(dir: &MeasureDir, containers: &[String]) -> Result<Vec<Opti
 pub enum Probe {
     Cgroup(MemoryCgroup),
     /// Its cgroup files are not visible here; the reason says what was tried.
-    EngineStats { reason: String },
+    EngineStats {
+        reason: String,
+    },
 }
 
 /// Finds `container`'s memory cgroup below the configured root, by its id, else through its
@@ -310,17 +373,30 @@ pub enum Probe {
 /// remote engine's PIDs mean nothing here). Neither: the engine's stats.
 pub async fn locate(docker: &Docker, config: &MemoryConfig, container: &str) -> Probe {
     let (root, id) = (config.cgroup_root.clone(), container.to_string());
-    let by_id = tokio::task::spawn_blocking(move || sebs_memory::find_container_cgroup(&root, &id)).await;
+    let by_id =
+        tokio::task::spawn_blocking(move || sebs_memory::find_container_cgroup(&root, &id)).await;
     let by_id_error = match by_id {
         Ok(Ok(cgroup)) => return Probe::Cgroup(cgroup),
         Ok(Err(e)) => e.to_string(),
         Err(e) => format!("search the cgroup tree: {e}"),
     };
-    let inspected = docker.inspect_container(container, None::<bollard::query_parameters::InspectContainerOptions>).await;
-    let pid = inspected.ok().and_then(|c| c.state).and_then(|s| s.pid).filter(|&p| p > 0);
+    let inspected = docker
+        .inspect_container(
+            container,
+            None::<bollard::query_parameters::InspectContainerOptions>,
+        )
+        .await;
+    let pid = inspected
+        .ok()
+        .and_then(|c| c.state)
+        .and_then(|s| s.pid)
+        .filter(|&p| p > 0);
     if let Some(pid) = pid.and_then(|p| u32::try_from(p).ok()) {
         match sebs_memory::find_pid_cgroup(&config.cgroup_root, &config.proc_root, pid) {
-            Ok(cgroup) if cgroup.dir.to_string_lossy().contains(container) && cgroup.current_path().is_file() => {
+            Ok(cgroup)
+                if cgroup.dir.to_string_lossy().contains(container)
+                    && cgroup.current_path().is_file() =>
+            {
                 return Probe::Cgroup(cgroup)
             }
             Ok(cgroup) => {
@@ -331,10 +407,16 @@ pub async fn locate(docker: &Docker, config: &MemoryConfig, container: &str) -> 
                     ),
                 }
             }
-            Err(e) => return Probe::EngineStats { reason: format!("{by_id_error}; by PID {pid}: failed to {e}") },
+            Err(e) => {
+                return Probe::EngineStats {
+                    reason: format!("{by_id_error}; by PID {pid}: failed to {e}"),
+                }
+            }
         }
     }
-    Probe::EngineStats { reason: by_id_error }
+    Probe::EngineStats {
+        reason: by_id_error,
+    }
 }
 
 /// A container sampled from its cgroup.
@@ -349,33 +431,72 @@ struct Sampled {
 impl Sampled {
     /// Moves what the current handle holds to the journal; with `go_on`, sampling continues
     /// on a fresh handle. Returns false once this container is done.
-    fn rotate(&mut self, sampler: &Sampler, interval: Duration, go_on: bool) -> Result<bool, MemoryError> {
-        let Some(old) = self.handle.take() else { return Ok(false) };
+    fn rotate(
+        &mut self,
+        sampler: &Sampler,
+        interval: Duration,
+        go_on: bool,
+    ) -> Result<bool, MemoryError> {
+        let Some(old) = self.handle.take() else {
+            return Ok(false);
+        };
         let alive = old.ended().is_none();
         let cut = EpochMicros::now();
-        let next = if go_on && alive { sampler.add(&self.container, &self.cgroup, interval).ok() } else { None };
+        let next = if go_on && alive {
+            sampler.add(&self.container, &self.cgroup, interval).ok()
+        } else {
+            None
+        };
         let m = old.stop();
         let segment_start = m.started_at.micros_since(self.started_at);
-        let to_journal = |s: &Sample| ((segment_start + s.offset_us as i64).max(0) as u64, s.bytes, s.late_us);
+        let to_journal = |s: &Sample| {
+            (
+                (segment_start + s.offset_us as i64).max(0) as u64,
+                s.bytes,
+                s.late_us,
+            )
+        };
         let step = interval.as_micros().max(1) as i64;
         let (samples, precision_errors) = if next.is_some() {
             // The new handle serves deadlines from `cut` on; this one those before it.
             let deadline = |s: &Sample| m.started_at.0 + s.offset_us as i64 - i64::from(s.late_us);
-            let kept: Vec<_> = m.samples.iter().filter(|s| deadline(s) < cut.0).map(to_journal).collect();
-            let asked = if cut.0 > m.started_at.0 { (cut.0 - m.started_at.0 - 1) / step + 1 } else { 0 };
+            let kept: Vec<_> = m
+                .samples
+                .iter()
+                .filter(|s| deadline(s) < cut.0)
+                .map(to_journal)
+                .collect();
+            let asked = if cut.0 > m.started_at.0 {
+                (cut.0 - m.started_at.0 - 1) / step + 1
+            } else {
+                0
+            };
             let errors = (asked as u64).saturating_sub(kept.len() as u64);
             (kept, errors)
         } else {
-            (m.samples.iter().map(to_journal).collect(), m.precision_errors)
+            (
+                m.samples.iter().map(to_journal).collect(),
+                m.precision_errors,
+            )
         };
-        self.journal.append(&JournalLine::Samples { samples, precision_errors, kernel_peak: m.kernel_peak })?;
+        self.journal.append(&JournalLine::Samples {
+            samples,
+            precision_errors,
+            kernel_peak: m.kernel_peak,
+        })?;
         match next {
             Some(handle) => {
                 self.handle = Some(handle);
                 Ok(true)
             }
             None => {
-                let end = if alive && !go_on { End::Stopped } else if alive { End::ContainerGone } else { m.end };
+                let end = if alive && !go_on {
+                    End::Stopped
+                } else if alive {
+                    End::ContainerGone
+                } else {
+                    m.end
+                };
                 self.journal.append(&end_line(&end, EpochMicros::now()))?;
                 tracing::info!(container = %self.container, samples_end = %end, "memory sampling ended");
                 Ok(false)
@@ -407,13 +528,19 @@ pub async fn measure(
                 let sampler = match &sampler {
                     Some(s) => s.clone(),
                     None => sampler
-                        .insert(Sampler::start().map_err(|source| MemoryError::Sampler { container: id.clone(), source })?)
+                        .insert(Sampler::start().map_err(|source| MemoryError::Sampler {
+                            container: id.clone(),
+                            source,
+                        })?)
                         .clone(),
                 };
                 let started_at = EpochMicros::now();
                 let handle = sampler
                     .add(id, &cgroup, config.interval)
-                    .map_err(|source| MemoryError::Sampler { container: id.clone(), source })?;
+                    .map_err(|source| MemoryError::Sampler {
+                        container: id.clone(),
+                        source,
+                    })?;
                 journal.append(&JournalLine::Start {
                     container: id.clone(),
                     source: match cgroup.version {
@@ -425,7 +552,13 @@ pub async fn measure(
                     started_at: started_at.0,
                 })?;
                 tracing::info!(container = %id, cgroup = %cgroup.dir.display(), interval_us, "sampling memory from the cgroup");
-                sampled.push(Sampled { container: id.clone(), cgroup, journal, started_at, handle: Some(handle) });
+                sampled.push(Sampled {
+                    container: id.clone(),
+                    cgroup,
+                    journal,
+                    started_at,
+                    handle: Some(handle),
+                });
             }
             Probe::EngineStats { reason } => {
                 let started_at = EpochMicros::now();
@@ -442,7 +575,9 @@ pub async fn measure(
                      from the engine's stats stream instead (engine-stats), about one sample per second"
                 );
                 let (docker, id, stop) = (docker.clone(), id.clone(), stop_rx.clone());
-                followers.spawn(async move { follow_stats(docker, id, journal, started_at, stop).await });
+                followers.spawn(async move {
+                    follow_stats(docker, id, journal, started_at, stop).await
+                });
             }
         }
     }
@@ -510,7 +645,10 @@ async fn follow_stats(
     started_at: EpochMicros,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), MemoryError> {
-    let options = bollard::query_parameters::StatsOptions { stream: true, one_shot: false };
+    let options = bollard::query_parameters::StatsOptions {
+        stream: true,
+        one_shot: false,
+    };
     let mut stream = Box::pin(docker.stats(&container, Some(options)));
     let end = loop {
         tokio::select! {
@@ -563,12 +701,17 @@ fn is_measurer(pid: nix::unistd::Pid, dir: &MeasureDir) -> bool {
     if !Path::new("/proc/self").exists() {
         return true;
     }
-    let Ok(cmdline) = std::fs::read(proc_dir.join("cmdline")) else { return false };
+    let Ok(cmdline) = std::fs::read(proc_dir.join("cmdline")) else {
+        return false;
+    };
     let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
     let dir_arg = dir.path.as_os_str().as_encoded_bytes();
     let zombie = std::fs::read_to_string(proc_dir.join("stat"))
         .ok()
-        .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')))
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
         .unwrap_or(false);
     !zombie && args.contains(&&b"measure"[..]) && args.contains(&dir_arg)
 }
@@ -577,7 +720,9 @@ fn is_measurer(pid: nix::unistd::Pid, dir: &MeasureDir) -> bool {
 /// journals, then SIGKILL.
 pub async fn stop_measurer(pid: u32, dir: &MeasureDir, grace: Duration) -> MeasurerStop {
     use nix::sys::signal::{kill, Signal};
-    let Ok(raw) = i32::try_from(pid) else { return MeasurerStop::AlreadyGone };
+    let Ok(raw) = i32::try_from(pid) else {
+        return MeasurerStop::AlreadyGone;
+    };
     let pid = nix::unistd::Pid::from_raw(raw);
     if dir.done_marker().exists() || !is_measurer(pid, dir) {
         return MeasurerStop::AlreadyGone;
@@ -605,15 +750,29 @@ mod tests {
     const T0: i64 = 1_700_000_000_000_000;
 
     fn start(source: SourceName, interval_us: u64) -> JournalLine {
-        JournalLine::Start { container: "abc".into(), source, cgroup: None, interval_us, started_at: T0 }
+        JournalLine::Start {
+            container: "abc".into(),
+            source,
+            cgroup: None,
+            interval_us,
+            started_at: T0,
+        }
     }
 
     fn samples(s: &[(u64, u64)], precision_errors: u64) -> JournalLine {
-        JournalLine::Samples { samples: s.iter().map(|&(o, b)| (o, b, 5)).collect(), precision_errors, kernel_peak: None }
+        JournalLine::Samples {
+            samples: s.iter().map(|&(o, b)| (o, b, 5)).collect(),
+            precision_errors,
+            kernel_peak: None,
+        }
     }
 
     fn end(end: EndName, at_offset: i64) -> JournalLine {
-        JournalLine::End { end, error: None, at: T0 + at_offset }
+        JournalLine::End {
+            end,
+            error: None,
+            at: T0 + at_offset,
+        }
     }
 
     /// (bytes, samples asked, precision errors, end) of the replayed journal.
@@ -622,7 +781,15 @@ mod tests {
         match (got, expect) {
             (Ok(m), Ok((bytes, asked, errors, end))) => {
                 let got_bytes: Vec<u64> = m.samples.iter().map(|s| s.bytes).collect();
-                assert_eq!((got_bytes.as_slice(), m.samples_asked, m.precision_errors, m.end), (bytes, asked, errors, end));
+                assert_eq!(
+                    (
+                        got_bytes.as_slice(),
+                        m.samples_asked,
+                        m.precision_errors,
+                        m.end
+                    ),
+                    (bytes, asked, errors, end)
+                );
             }
             (Err(e), Err(needle)) => assert!(e.contains(needle), "{e:?} lacks {needle:?}"),
             (got, expect) => panic!("replay gave {got:?}, expected {expect:?}"),
@@ -635,21 +802,45 @@ mod tests {
         let cg = start(CgroupV1, 10_000);
         // Segments concatenate; their precision errors add up.
         check(
-            &[cg.clone(), samples(&[(0, 1), (10_000, 2)], 1), samples(&[(30_000, 3)], 0), end(EndName::Stopped, 40_000)],
+            &[
+                cg.clone(),
+                samples(&[(0, 1), (10_000, 2)], 1),
+                samples(&[(30_000, 3)], 0),
+                end(EndName::Stopped, 40_000),
+            ],
             Ok((&[1, 2, 3], 4, 1, End::Stopped)),
         );
         // A container that died mid-way keeps its samples.
-        check(&[cg.clone(), samples(&[(0, 7)], 0), end(EndName::ContainerGone, 5_000)], Ok((&[7], 1, 0, End::ContainerGone)));
+        check(
+            &[
+                cg.clone(),
+                samples(&[(0, 7)], 0),
+                end(EndName::ContainerGone, 5_000),
+            ],
+            Ok((&[7], 1, 0, End::ContainerGone)),
+        );
         // A killed measurer wrote no end line.
         let killed = replay(&[cg.clone(), samples(&[(0, 7)], 0)]).unwrap();
-        assert!(matches!(&killed.end, End::Failed(why) if why.contains("before closing its journal")), "{:?}", killed.end);
+        assert!(
+            matches!(&killed.end, End::Failed(why) if why.contains("before closing its journal")),
+            "{:?}",
+            killed.end
+        );
         assert_eq!(killed.samples.len(), 1);
         // Engine stats: asked is counted from the time that passed at the interval asked for.
         check(
-            &[start(EngineStats, 100_000), samples(&[(0, 5)], 0), samples(&[(1_000_000, 6)], 0), end(EndName::Stopped, 1_050_000)],
+            &[
+                start(EngineStats, 100_000),
+                samples(&[(0, 5)], 0),
+                samples(&[(1_000_000, 6)], 0),
+                end(EndName::Stopped, 1_050_000),
+            ],
             Ok((&[5, 6], 11, 9, End::Stopped)),
         );
-        check(&[samples(&[(0, 1)], 0)], Err("first line is not a start line"));
+        check(
+            &[samples(&[(0, 1)], 0)],
+            Err("first line is not a start line"),
+        );
         check(&[cg.clone(), cg], Err("a second start line"));
         check(&[], Err("first line is not a start line"));
     }
@@ -658,10 +849,17 @@ mod tests {
     fn journal_text_survives_a_torn_last_line() {
         let path = Path::new("/x/abc.jsonl");
         let lines = [start(SourceName::CgroupV2, 1_000), samples(&[(0, 1)], 0)];
-        let mut text: String = lines.iter().map(|l| serde_json::to_string(l).unwrap() + "\n").collect();
+        let mut text: String = lines
+            .iter()
+            .map(|l| serde_json::to_string(l).unwrap() + "\n")
+            .collect();
         assert_eq!(parse_journal(path, &text).unwrap(), lines);
         text.push_str("{\"kind\":\"samp");
-        assert_eq!(parse_journal(path, &text).unwrap(), lines, "a torn last line is dropped");
+        assert_eq!(
+            parse_journal(path, &text).unwrap(),
+            lines,
+            "a torn last line is dropped"
+        );
         text.push('\n');
         let err = parse_journal(path, &text).unwrap_err().to_string();
         assert!(err.contains("/x/abc.jsonl, line 3"), "{err}");
@@ -677,11 +875,15 @@ mod tests {
         measure_dir.create().unwrap();
         let mut journal = Journal::create(measure_dir.journal("abc")).unwrap();
         journal.append(&start(SourceName::CgroupV1, 1_000)).unwrap();
-        journal.append(&samples(&[(0, 10), (1_000, 20)], 0)).unwrap();
+        journal
+            .append(&samples(&[(0, 10), (1_000, 20)], 0))
+            .unwrap();
         let all = read_journals(&measure_dir, &["abc".to_string(), "missing".to_string()]).unwrap();
         assert_eq!(all[0].as_ref().map(|m| m.max_bytes()), Some(Some(20)));
         assert_eq!(all[1], None);
-        let err = read_journal(&measure_dir.journal("missing")).unwrap_err().to_string();
+        let err = read_journal(&measure_dir.journal("missing"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("missing.jsonl"), "{err}");
     }
 
@@ -690,7 +892,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("memory.usage_in_bytes");
         std::fs::write(&file, "4096\n").unwrap();
-        let cgroup = MemoryCgroup { dir: dir.path().to_path_buf(), version: Version::V1 };
+        let cgroup = MemoryCgroup {
+            dir: dir.path().to_path_buf(),
+            version: Version::V1,
+        };
         let measure_dir = MeasureDir::new(dir.path().join("m"));
         measure_dir.create().unwrap();
         let sampler = Sampler::start().unwrap();
@@ -699,7 +904,13 @@ mod tests {
         let handle = sampler.add("abc", &cgroup, interval).unwrap();
         let mut journal = Journal::create(measure_dir.journal("abc")).unwrap();
         journal.append(&start(SourceName::CgroupV1, 2_000)).unwrap();
-        let mut s = Sampled { container: "abc".into(), cgroup, journal, started_at, handle: Some(handle) };
+        let mut s = Sampled {
+            container: "abc".into(),
+            cgroup,
+            journal,
+            started_at,
+            handle: Some(handle),
+        };
         for _ in 0..5 {
             std::thread::sleep(Duration::from_millis(50));
             assert!(s.rotate(&sampler, interval, true).unwrap());
@@ -710,11 +921,20 @@ mod tests {
         assert_eq!(m.end, End::Stopped);
         // Every 2 ms over about 300 ms, each deadline once: consecutive deadlines are a whole
         // number of intervals apart (give or take the µs of two clock readings).
-        let deadlines: Vec<i64> = m.samples.iter().map(|x| x.offset_us as i64 - i64::from(x.late_us)).collect();
+        let deadlines: Vec<i64> = m
+            .samples
+            .iter()
+            .map(|x| x.offset_us as i64 - i64::from(x.late_us))
+            .collect();
         for w in deadlines.windows(2) {
             let gap = w[1] - w[0];
             let off_grid = (gap + 1_000).rem_euclid(2_000) - 1_000;
-            assert!(gap > 1_900 && off_grid.abs() < 100, "deadlines {} and {} in {deadlines:?}", w[0], w[1]);
+            assert!(
+                gap > 1_900 && off_grid.abs() < 100,
+                "deadlines {} and {} in {deadlines:?}",
+                w[0],
+                w[1]
+            );
         }
         assert!(m.samples.len() > 100, "{} samples", m.samples.len());
         assert_eq!(m.samples_asked, m.samples.len() as u64 + m.precision_errors);

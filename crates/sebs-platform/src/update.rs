@@ -96,14 +96,20 @@ impl Platform {
     /// cold (`is_cold: true`, the import timed again). The new container is up before the
     /// old one is removed; its address may differ.
     pub async fn enforce_cold_start(&self, function: &mut Function) -> Result<(), PlatformError> {
-        let (config, dir, hash) =
-            (function.config.clone(), function.package_dir.clone(), function.hash.clone());
+        let (config, dir, hash) = (
+            function.config.clone(),
+            function.package_dir.clone(),
+            function.hash.clone(),
+        );
         self.replace(function, &config, &dir, &hash).await
     }
 
     /// [`Platform::enforce_cold_start`] for many functions, [`crate::DEPLOY_CONCURRENCY`] at a
     /// time; the first error is returned after all have been tried.
-    pub async fn enforce_cold_starts(&self, functions: &mut [Function]) -> Result<(), PlatformError> {
+    pub async fn enforce_cold_starts(
+        &self,
+        functions: &mut [Function],
+    ) -> Result<(), PlatformError> {
         let gate = tokio::sync::Semaphore::new(crate::DEPLOY_CONCURRENCY);
         let replacing = functions.iter_mut().map(|f| async {
             let _permit = gate.acquire().await;
@@ -127,7 +133,8 @@ impl Platform {
             return Ok(());
         }
         let config = function.config.clone();
-        self.replace(function, &config, &package.dir, &package.hash).await
+        self.replace(function, &config, &package.dir, &package.hash)
+            .await
     }
 }
 
@@ -158,7 +165,16 @@ mod tests {
         check(&|c| c.cpus = None, ConfigChange::Replace);
         check(&|c| c.timeout_s = 20, ConfigChange::Replace);
         check(&|c| c.workers = 2, ConfigChange::Replace);
-        check(&|c| c.language_version = "3.12".into(), ConfigChange::Replace);
-        check(&|c| { c.memory_mb = 512; c.timeout_s = 5 }, ConfigChange::Replace);
+        check(
+            &|c| c.language_version = "3.12".into(),
+            ConfigChange::Replace,
+        );
+        check(
+            &|c| {
+                c.memory_mb = 512;
+                c.timeout_s = 5
+            },
+            ConfigChange::Replace,
+        );
     }
 }

@@ -38,7 +38,11 @@ pub struct TriggerConfig {
 
 impl Default for TriggerConfig {
     fn default() -> Self {
-        TriggerConfig { keep_alive: true, timeout: Duration::from_secs(300), expect_instance: None }
+        TriggerConfig {
+            keep_alive: true,
+            timeout: Duration::from_secs(300),
+            expect_instance: None,
+        }
     }
 }
 
@@ -71,18 +75,38 @@ pub enum InvokeError {
         source: hyper::Error,
     },
     #[error("get an answer from function at {url} within {}s", timeout.as_secs_f64())]
-    Timeout { url: String, timeout: Duration, times: RequestTimes },
+    Timeout {
+        url: String,
+        timeout: Duration,
+        times: RequestTimes,
+    },
     /// The function answered with an error of its own: it raised, timed out, or died.
     #[error("invoke function at {url}: {} (HTTP {status}){}", answer.error,
         answer.exception_type.as_deref().map(|t| format!(", {t}")).unwrap_or_default())]
-    Function { url: String, status: u16, answer: Box<ErrorAnswer>, times: RequestTimes },
+    Function {
+        url: String,
+        status: u16,
+        answer: Box<ErrorAnswer>,
+        times: RequestTimes,
+    },
     /// Another instance than the expected one answered: the function's container is gone
     /// and its address now belongs to someone else. The answer is not the function's.
     #[error("invoke function at {url}: the answer came from instance {found}, not {expected}; the function's container is gone")]
-    WrongInstance { url: String, expected: String, found: String, times: RequestTimes },
+    WrongInstance {
+        url: String,
+        expected: String,
+        found: String,
+        times: RequestTimes,
+    },
     /// Something answered that does not speak the protocol.
     #[error("read the answer of function at {url} (HTTP {status}): {reason}; body: {body}")]
-    BadAnswer { url: String, status: u16, reason: String, body: String, times: RequestTimes },
+    BadAnswer {
+        url: String,
+        status: u16,
+        reason: String,
+        body: String,
+        times: RequestTimes,
+    },
 }
 
 impl InvokeError {
@@ -121,7 +145,10 @@ pub struct Trigger {
 impl Trigger {
     /// A trigger for `url`: SeBS's `"172.17.0.3:9000"` or `"http://127.0.0.1:9000/"`.
     pub fn new(url: &str, config: TriggerConfig) -> Result<Trigger, UrlError> {
-        let err = |reason| UrlError { url: url.to_string(), reason };
+        let err = |reason| UrlError {
+            url: url.to_string(),
+            reason,
+        };
         let rest = match url.split_once("://") {
             Some(("http", rest)) => rest,
             Some(_) => return Err(err("only http:// is supported")),
@@ -171,18 +198,17 @@ impl Trigger {
                 http_first_byte_return: first_byte.map_or(0.0, |d| d.as_secs_f64()),
             }
         };
-        let exchange = match tokio::time::timeout(self.config.timeout, self.exchange(body, start))
-            .await
-        {
-            Ok(result) => result?,
-            Err(_) => {
-                return Err(InvokeError::Timeout {
-                    url: self.url.clone(),
-                    timeout: self.config.timeout,
-                    times: times(Duration::ZERO, None),
-                })
-            }
-        };
+        let exchange =
+            match tokio::time::timeout(self.config.timeout, self.exchange(body, start)).await {
+                Ok(result) => result?,
+                Err(_) => {
+                    return Err(InvokeError::Timeout {
+                        url: self.url.clone(),
+                        timeout: self.config.timeout,
+                        times: times(Duration::ZERO, None),
+                    })
+                }
+            };
         let times = times(exchange.startup, Some(exchange.first_byte));
         if let (Some(expected), Some(found)) = (&self.config.expect_instance, &exchange.instance) {
             if expected != found {
@@ -220,12 +246,24 @@ impl Trigger {
                         .into_body()
                         .collect()
                         .await
-                        .map_err(|source| InvokeError::Http { url: self.url.clone(), source })?
+                        .map_err(|source| InvokeError::Http {
+                            url: self.url.clone(),
+                            source,
+                        })?
                         .to_bytes();
                     if reusable {
-                        self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(sender);
+                        self.idle
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(sender);
                     }
-                    return Ok(Exchange { status, body, startup, first_byte, instance });
+                    return Ok(Exchange {
+                        status,
+                        body,
+                        startup,
+                        first_byte,
+                        instance,
+                    });
                 }
                 // A kept-alive connection that the agent had closed: the request never left,
                 // so nothing ran; send it on a fresh connection.
@@ -233,7 +271,10 @@ impl Trigger {
                     if reused && e.take_message().is_some() {
                         continue;
                     }
-                    return Err(InvokeError::Http { url: self.url.clone(), source: e.into_error() });
+                    return Err(InvokeError::Http {
+                        url: self.url.clone(),
+                        source: e.into_error(),
+                    });
                 }
             }
         }
@@ -252,12 +293,19 @@ impl Trigger {
         }
         let stream = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
             .await
-            .map_err(|source| InvokeError::Connect { url: self.url.clone(), source })?;
+            .map_err(|source| InvokeError::Connect {
+                url: self.url.clone(),
+                source,
+            })?;
         // Requests are small: send them now rather than waiting for more bytes (Nagle).
         let _ = stream.set_nodelay(true);
-        let (sender, connection) = http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|source| InvokeError::Http { url: self.url.clone(), source })?;
+        let (sender, connection) =
+            http1::handshake(TokioIo::new(stream))
+                .await
+                .map_err(|source| InvokeError::Http {
+                    url: self.url.clone(),
+                    source,
+                })?;
         tokio::spawn(async move {
             // Ends when the agent or we close the connection; errors then are not news.
             let _ = connection.await;
@@ -274,7 +322,9 @@ impl Trigger {
         }
         // Path and headers were validated in `new`, so building cannot fail; fall back to
         // a bare request rather than panic.
-        builder.body(Full::new(body.clone())).unwrap_or_else(|_| Request::new(Full::new(body)))
+        builder
+            .body(Full::new(body.clone()))
+            .unwrap_or_else(|_| Request::new(Full::new(body)))
     }
 }
 
@@ -330,7 +380,9 @@ pub fn read_answer(
         },
         provider_times: ProviderTimes::default(),
         stats: ExecutionStats {
-            memory_used: answer.memory_peak_bytes.map(|b| b as f64 / (1024.0 * 1024.0)),
+            memory_used: answer
+                .memory_peak_bytes
+                .map(|b| b as f64 / (1024.0 * 1024.0)),
             cold_start: answer.is_cold,
             failure: false,
         },
@@ -346,7 +398,11 @@ mod tests {
     fn check_url(url: &str, expect: Result<(&str, u16, &str), &str>) {
         match (Trigger::new(url, TriggerConfig::default()), expect) {
             (Ok(t), Ok((host, port, path))) => {
-                assert_eq!((t.host.as_str(), t.port, t.path.as_str()), (host, port, path), "{url}")
+                assert_eq!(
+                    (t.host.as_str(), t.port, t.path.as_str()),
+                    (host, port, path),
+                    "{url}"
+                )
             }
             (Err(e), Err(reason)) => assert_eq!(e.reason, reason, "{url}"),
             (got, want) => panic!("{url}: got {got:?}, want {want:?}"),
@@ -388,16 +444,24 @@ mod tests {
         assert_eq!(r.request_id, "id1");
         assert_eq!(r.handler_output(), Some(&serde_json::json!({"result": 1})));
 
-        let raised = br#"{"error": "ValueError: boom", "kind": "handler_error", "type": "ValueError",
+        let raised =
+            br#"{"error": "ValueError: boom", "kind": "handler_error", "type": "ValueError",
             "traceback": "Traceback..."}"#;
         match read_answer("u", 500, raised, times()) {
-            Err(InvokeError::Function { status: 500, answer, .. }) => {
+            Err(InvokeError::Function {
+                status: 500,
+                answer,
+                ..
+            }) => {
                 assert_eq!(answer.exception_type.as_deref(), Some("ValueError"))
             }
             other => panic!("{other:?}"),
         }
         let e = read_answer("u", 502, b"<html>bad gateway</html>", times()).unwrap_err();
-        assert!(matches!(e, InvokeError::BadAnswer { status: 502, .. }), "{e}");
+        assert!(
+            matches!(e, InvokeError::BadAnswer { status: 502, .. }),
+            "{e}"
+        );
         let e = read_answer("u", 200, b"{\"begin\": 1}", times()).unwrap_err();
         assert!(e.to_string().contains("lacks SeBS's fields"), "{e}");
         let e = read_answer("u", 200, b"nope", times()).unwrap_err();

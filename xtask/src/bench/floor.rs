@@ -24,7 +24,8 @@ const HASH_LABEL: &str = "sebs-local.floor-hash";
 
 /// Makes sure [`IMAGE`] holds exactly `binary`; imports it again when the binary changed.
 pub fn ensure_image(binary: &Path) -> Result<()> {
-    let bytes = std::fs::read(binary).with_context(|| format!("failed to read {}", binary.display()))?;
+    let bytes =
+        std::fs::read(binary).with_context(|| format!("failed to read {}", binary.display()))?;
     let hash = hex::encode(Md5::digest(&bytes));
     let present = Command::new("docker")
         .args(["image", "inspect", "--format"])
@@ -37,11 +38,19 @@ pub fn ensure_image(binary: &Path) -> Result<()> {
         return Ok(());
     }
     // A folder holding only the binary, tarred into `docker import`: a FROM-scratch image.
-    let dir = root::dir().join("target").join("bench").join("floor-rootfs");
+    let dir = root::dir()
+        .join("target")
+        .join("bench")
+        .join("floor-rootfs");
     std::fs::create_dir_all(&dir).with_context(|| format!("failed to create {}", dir.display()))?;
     let inside = dir.join("sebs-floor");
-    std::fs::copy(binary, &inside)
-        .with_context(|| format!("failed to copy {} to {}", binary.display(), inside.display()))?;
+    std::fs::copy(binary, &inside).with_context(|| {
+        format!(
+            "failed to copy {} to {}",
+            binary.display(),
+            inside.display()
+        )
+    })?;
     let mut tar = Command::new("tar")
         .args(["--numeric-owner", "--owner=0", "--group=0", "-C"])
         .arg(&dir)
@@ -61,7 +70,10 @@ pub fn ensure_image(binary: &Path) -> Result<()> {
     let status = import.status().context("failed to run docker import")?;
     let tar_status = tar.wait().context("failed to wait for tar")?;
     if !status.success() || !tar_status.success() {
-        bail!("docker import of {} as {IMAGE} failed (docker: {status}, tar: {tar_status})", dir.display());
+        bail!(
+            "docker import of {} as {IMAGE} failed (docker: {status}, tar: {tar_status})",
+            dir.display()
+        );
     }
     Ok(())
 }
@@ -88,7 +100,10 @@ pub async fn start(docker: &Docker, name: &str, labels: &[(&str, &str)]) -> Resu
         image: Some(IMAGE.to_string()),
         cmd: Some(vec![PORT.to_string()]),
         labels: Some(labels),
-        host_config: Some(HostConfig { network_mode: Some("bridge".to_string()), ..Default::default() }),
+        host_config: Some(HostConfig {
+            network_mode: Some("bridge".to_string()),
+            ..Default::default()
+        }),
         ..Default::default()
     };
     let begin = Instant::now();
@@ -117,7 +132,12 @@ pub async fn start(docker: &Docker, name: &str, labels: &[(&str, &str)]) -> Resu
     sebs_container::wait_alive(docker, &id, address, Duration::from_secs(30))
         .await
         .with_context(|| format!("floor container {name} did not answer"))?;
-    Ok(Floor { id, address, total: begin.elapsed(), create_start })
+    Ok(Floor {
+        id,
+        address,
+        total: begin.elapsed(),
+        create_start,
+    })
 }
 
 /// Removes a floor container; failures only warn, the final cleanup catches leftovers.

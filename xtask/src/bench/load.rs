@@ -46,7 +46,12 @@ pub fn window_rates(buckets: &[u64], window: Duration) -> (f64, f64) {
 }
 
 /// Runs `connections` callers against `trigger` for `duration`.
-pub async fn run(trigger: Arc<Trigger>, input: serde_json::Value, connections: usize, duration: Duration) -> LoadReport {
+pub async fn run(
+    trigger: Arc<Trigger>,
+    input: serde_json::Value,
+    connections: usize,
+    duration: Duration,
+) -> LoadReport {
     let begin = Instant::now();
     let end = begin + duration;
     let tasks: Vec<_> = (0..connections)
@@ -58,7 +63,8 @@ pub async fn run(trigger: Arc<Trigger>, input: serde_json::Value, connections: u
                 while Instant::now() < end {
                     match trigger.invoke_raw(body.clone()).await {
                         Ok(result) => {
-                            let bucket = (begin.elapsed().as_millis() / BUCKET.as_millis()) as usize;
+                            let bucket =
+                                (begin.elapsed().as_millis() / BUCKET.as_millis()) as usize;
                             if r.buckets.len() <= bucket {
                                 r.buckets.resize(bucket + 1, 0);
                             }
@@ -66,7 +72,9 @@ pub async fn run(trigger: Arc<Trigger>, input: serde_json::Value, connections: u
                             r.ok += 1;
                             r.client_us.push(result.times.client as f64);
                             r.handler_us.push(result.times.benchmark as f64);
-                            if let Some(a) = result.output.get("agent_time_us").and_then(|v| v.as_f64()) {
+                            if let Some(a) =
+                                result.output.get("agent_time_us").and_then(|v| v.as_f64())
+                            {
                                 r.agent_us.push(a);
                             }
                         }
@@ -86,7 +94,9 @@ pub async fn run(trigger: Arc<Trigger>, input: serde_json::Value, connections: u
             Ok(r) => r,
             Err(e) => {
                 total.errors += 1;
-                total.first_error.get_or_insert_with(|| format!("a caller task failed: {e}"));
+                total
+                    .first_error
+                    .get_or_insert_with(|| format!("a caller task failed: {e}"));
                 continue;
             }
         };
@@ -126,9 +136,15 @@ pub struct CpuSnapshot {
 /// Reads the CPU time of `pids` (grouped by process name; ours is called `client`) and of
 /// the host from `/proc`.
 pub fn cpu_snapshot(pids: &[u32]) -> CpuSnapshot {
-    let mut s = CpuSnapshot { taken: Some(Instant::now()), ..CpuSnapshot::default() };
+    let mut s = CpuSnapshot {
+        taken: Some(Instant::now()),
+        ..CpuSnapshot::default()
+    };
     let mut add = |name: String, path: String| {
-        if let Some(ticks) = std::fs::read_to_string(&path).ok().and_then(|t| stat_ticks(&t)) {
+        if let Some(ticks) = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| stat_ticks(&t))
+        {
             *s.processes.entry(name).or_default() += ticks;
         }
     };
@@ -137,7 +153,10 @@ pub fn cpu_snapshot(pids: &[u32]) -> CpuSnapshot {
         add(comm.trim().to_string(), format!("/proc/{pid}/stat"));
     }
     add("client (xtask)".to_string(), "/proc/self/stat".to_string());
-    s.host_busy = std::fs::read_to_string("/proc/stat").ok().and_then(|t| host_busy(&t)).unwrap_or(0);
+    s.host_busy = std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|t| host_busy(&t))
+        .unwrap_or(0);
     s
 }
 
@@ -154,7 +173,11 @@ pub fn stat_ticks(text: &str) -> Option<u64> {
 /// All CPUs' busy ticks from `/proc/stat`'s `cpu` line: everything but idle and iowait.
 pub fn host_busy(text: &str) -> Option<u64> {
     let line = text.lines().find(|l| l.starts_with("cpu "))?;
-    let v: Vec<u64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
     let total: u64 = v.iter().take(8).sum();
     Some(total - v.get(3)? - v.get(4)?)
 }
@@ -171,14 +194,26 @@ pub fn cpu_profile(a: &CpuSnapshot, b: &CpuSnapshot) -> String {
     let mut items: Vec<(String, f64)> = b
         .processes
         .iter()
-        .map(|(name, t)| (name.clone(), pct(t.saturating_sub(a.processes.get(name).copied().unwrap_or(0)))))
+        .map(|(name, t)| {
+            (
+                name.clone(),
+                pct(t.saturating_sub(a.processes.get(name).copied().unwrap_or(0))),
+            )
+        })
         .collect();
     items.sort_by(|x, y| y.1.total_cmp(&x.1));
     let known: f64 = items.iter().map(|i| i.1).sum();
     let host = pct(b.host_busy.saturating_sub(a.host_busy));
     let mut out: Vec<String> = items.iter().map(|(n, p)| format!("{n} {p:.0}%")).collect();
-    out.push(format!("everything else (kernel networking, engine, other processes) {:.0}%", (host - known).max(0.0)));
-    format!("host CPU busy {host:.0}% of {}%: {}", cpus() * 100, out.join(", "))
+    out.push(format!(
+        "everything else (kernel networking, engine, other processes) {:.0}%",
+        (host - known).max(0.0)
+    ));
+    format!(
+        "host CPU busy {host:.0}% of {}%: {}",
+        cpus() * 100,
+        out.join(", ")
+    )
 }
 
 fn cpus() -> usize {
@@ -203,7 +238,10 @@ mod tests {
         // 10 buckets of 100 ms: first 0.5 s has 50 calls, last 0.5 s has 10.
         let b = [10, 10, 10, 10, 10, 2, 2, 2, 2, 2];
         let (first, last) = window_rates(&b, Duration::from_millis(500));
-        assert!((first - 100.0).abs() < 1e-9 && (last - 20.0).abs() < 1e-9, "{first} {last}");
+        assert!(
+            (first - 100.0).abs() < 1e-9 && (last - 20.0).abs() < 1e-9,
+            "{first} {last}"
+        );
         assert_eq!(window_rates(&[], Duration::from_secs(1)), (0.0, 0.0));
     }
 }

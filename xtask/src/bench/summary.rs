@@ -63,7 +63,11 @@ impl Entry {
 
     /// A figure compared with `reference` as `value / reference`, which `target` bounds.
     pub fn versus(mut self, reference: f64, target: Target) -> Entry {
-        let ratio = if reference > 0.0 { self.value / reference } else { f64::NAN };
+        let ratio = if reference > 0.0 {
+            self.value / reference
+        } else {
+            f64::NAN
+        };
         self.ratio = Some(ratio);
         self.target = Some(target.text());
         self.met = Some(ratio.is_finite() && target.met(ratio));
@@ -193,7 +197,8 @@ pub fn table(entries: &[Entry]) -> String {
 
 pub fn write(path: &Path, entries: &[Entry]) -> Result<()> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("failed to create {}", dir.display()))?;
     }
     let json = serde_json::to_string_pretty(entries).context("failed to serialise the summary")?;
     std::fs::write(path, json + "\n").with_context(|| format!("failed to write {}", path.display()))
@@ -205,7 +210,10 @@ mod tests {
 
     fn check_median(xs: &[f64], expect: f64) {
         let got = median(xs);
-        assert!(got == expect || (got.is_nan() && expect.is_nan()), "{xs:?}: {got} != {expect}");
+        assert!(
+            got == expect || (got.is_nan() && expect.is_nan()),
+            "{xs:?}: {got} != {expect}"
+        );
     }
 
     #[test]
@@ -221,7 +229,9 @@ mod tests {
 
     #[test]
     fn targets_and_serialisation() {
-        let e = Entry::plain("cold", "ms", 330.0, 5).versus(300.0, Target::AtMost(1.1)).note("x");
+        let e = Entry::plain("cold", "ms", 330.0, 5)
+            .versus(300.0, Target::AtMost(1.1))
+            .note("x");
         assert_eq!(e.met, Some(true));
         let e2 = Entry::plain("rps", "req/s", 3900.0, 10).versus(1300.0, Target::AtLeast(10.0));
         assert_eq!(e2.met, Some(false));
@@ -232,7 +242,10 @@ mod tests {
         assert_eq!(v["target"], "<= 1.1");
         assert_eq!(v["note"], "x");
         let plain = serde_json::to_value(Entry::plain("p", "ms", 1.0, 1)).unwrap();
-        assert!(plain.get("ratio").is_none() && plain.get("met").is_none(), "{plain}");
+        assert!(
+            plain.get("ratio").is_none() && plain.get("met").is_none(),
+            "{plain}"
+        );
         let t = table(&[e, e2]);
         assert!(t.lines().nth(1).unwrap().starts_with("cold "), "{t}");
         assert!(t.contains("NO") && t.contains("- cold: x"), "{t}");

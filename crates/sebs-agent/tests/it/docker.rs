@@ -300,7 +300,11 @@ async fn each_call_reports_its_own_memory_peak() {
         eprintln!("not cgroup v1 with cgroupfs: the worker's own peak is tested");
     }
     let (container, url) = start(&agent, code.path(), &extra).await;
-    let expect_source = if cgroups.is_some() { "cgroup" } else { "process" };
+    let expect_source = if cgroups.is_some() {
+        "cgroup"
+    } else {
+        "process"
+    };
 
     let client = client();
     let call = |body: &'static str| {

@@ -50,7 +50,11 @@ async fn begin_and_end_are_taken_around_the_handler() {
     let mut best = i64::MAX;
     for _ in 0..5 {
         let (begin, end) = agent.post(r#"{"sleep": 0.1}"#).await.span();
-        assert!(end - begin >= 100_000, "a 100 ms sleep took {} µs", end - begin);
+        assert!(
+            end - begin >= 100_000,
+            "a 100 ms sleep took {} µs",
+            end - begin
+        );
         best = best.min(end - begin);
     }
     assert!(best <= 102_000, "a 100 ms sleep took at best {best} µs");
@@ -179,13 +183,19 @@ async fn per_call_peak_of_a_worker_in_a_pool_of_two() {
         baselines[&pid] / MIB,
         big / MIB
     );
-    assert!((90.0..=110.0).contains(&added), "the call added {added:.1} MiB");
+    assert!(
+        (90.0..=110.0).contains(&added),
+        "the call added {added:.1} MiB"
+    );
 
     // The next calls, on either worker, are back near their worker's baseline.
     for _ in 0..2 {
         let (pid, small) = peak(agent.post("{}").await.ok());
         let above = (small - baselines[&pid]) / MIB;
-        assert!(above.abs() < 5.0, "worker {pid}: {above:.1} MiB above its baseline");
+        assert!(
+            above.abs() < 5.0,
+            "worker {pid}: {above:.1} MiB above its baseline"
+        );
     }
 }
 

@@ -195,5 +195,9 @@ pub async fn answer(response: reqwest::Response) -> Answer {
         .map(|v| v.to_str().unwrap().to_string());
     let text = response.text().await.unwrap();
     let body = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text:?}"));
-    Answer { status, body, instance }
+    Answer {
+        status,
+        body,
+        instance,
+    }
 }

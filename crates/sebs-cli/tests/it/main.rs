@@ -30,15 +30,26 @@ struct Cli {
 
 impl Cli {
     fn new() -> Option<Cli> {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         let docker = runtime.block_on(sebs_container::testing::docker_for_tests())?;
         if let Err(e) = sebs_platform::find_agent_binary(None) {
-            assert!(std::env::var_os("CI").is_none(), "CI is set but: failed to {e}");
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI is set but: failed to {e}"
+            );
             eprintln!("skipping: failed to {e}");
             return None;
         }
         let run = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
-        Some(Cli { dir: tempfile::tempdir().unwrap(), run, runtime, docker })
+        Some(Cli {
+            dir: tempfile::tempdir().unwrap(),
+            run,
+            runtime,
+            docker,
+        })
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -52,7 +63,12 @@ impl Cli {
         if args.first() == Some(&"start") {
             let cache = self.path("cache");
             cmd.arg("--cache").arg(cache);
-            cmd.args(["--label", "sebs-local.test=1", "--label", &format!("{RUN_KEY}={}", self.run)]);
+            cmd.args([
+                "--label",
+                "sebs-local.test=1",
+                "--label",
+                &format!("{RUN_KEY}={}", self.run),
+            ]);
         }
         cmd.env("XDG_RUNTIME_DIR", self.path("runtime"));
         cmd.env("RUST_LOG", "info");
@@ -61,7 +77,11 @@ impl Cli {
 
     fn run(&self, args: &[&str]) -> Output {
         let out = self.command(args).output().unwrap();
-        eprintln!("$ sebs-local {}\n{}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+        eprintln!(
+            "$ sebs-local {}\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
         out
     }
 
@@ -75,7 +95,10 @@ impl Cli {
     /// Ids of this test's containers, running or not.
     fn containers(&self) -> Vec<String> {
         self.runtime
-            .block_on(sebs_container::list_labelled(&self.docker, &[(RUN_KEY, self.run.as_str())]))
+            .block_on(sebs_container::list_labelled(
+                &self.docker,
+                &[(RUN_KEY, self.run.as_str())],
+            ))
             .unwrap()
             .into_iter()
             .filter_map(|c| c.id)
@@ -85,7 +108,10 @@ impl Cli {
 
 impl Drop for Cli {
     fn drop(&mut self) {
-        let removed = self.runtime.block_on(sebs_container::remove_labelled(&self.docker, (RUN_KEY, &self.run)));
+        let removed = self.runtime.block_on(sebs_container::remove_labelled(
+            &self.docker,
+            (RUN_KEY, &self.run),
+        ));
         if let Err(e) = removed {
             eprintln!("could not remove this test's containers: {e}");
         }
@@ -95,7 +121,9 @@ impl Drop for Cli {
 /// What `curl <url> -X POST -d '{}' -H 'Content-Type: application/json'` does: the status and body.
 fn curl_post(url: &str, body: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(url).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     write!(
         stream,
         "POST / HTTP/1.1\r\nHost: {url}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -104,13 +132,22 @@ fn curl_post(url: &str, body: &str) -> (u16, String) {
     .unwrap();
     let mut answer = String::new();
     stream.read_to_string(&mut answer).unwrap();
-    let status = answer.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     (status, body)
 }
 
 fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
-    v[key].as_str().unwrap_or_else(|| panic!("no string {key} in {v}"))
+    v[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("no string {key} in {v}"))
 }
 
 #[test]
@@ -119,7 +156,15 @@ fn start_20_deployments_curl_each_and_stop() {
     let out = cli.path("out.json");
     let out = out.to_str().unwrap();
     let started = Instant::now();
-    let file = cli.start(&["start", "000.noop", "test", out, "--deployments", "20", "--remove-containers"]);
+    let file = cli.start(&[
+        "start",
+        "000.noop",
+        "test",
+        out,
+        "--deployments",
+        "20",
+        "--remove-containers",
+    ]);
     eprintln!("20 deployments answered after {:?}", started.elapsed());
 
     let functions = file["functions"].as_array().unwrap();
@@ -128,10 +173,25 @@ fn start_20_deployments_curl_each_and_stop() {
     let mut ids = std::collections::BTreeSet::new();
     for f in functions {
         let keys: Vec<&str> = f.as_object().unwrap().keys().map(String::as_str).collect();
-        assert_eq!(keys, ["benchmark", "config", "hash", "instance_id", "name", "port", "triggers", "url"]);
+        assert_eq!(
+            keys,
+            [
+                "benchmark",
+                "config",
+                "hash",
+                "instance_id",
+                "name",
+                "port",
+                "triggers",
+                "url"
+            ]
+        );
         assert_eq!(str_of(f, "benchmark"), "000.noop");
         assert_eq!(str_of(f, "name"), "000.noop-python-128");
-        assert!(str_of(f, "url").ends_with(&format!(":{}", f["port"])), "{f}");
+        assert!(
+            str_of(f, "url").ends_with(&format!(":{}", f["port"])),
+            "{f}"
+        );
         ids.insert(str_of(f, "instance_id").to_string());
         let (status, body) = curl_post(str_of(f, "url"), "{}");
         assert_eq!(status, 200, "{body}");
@@ -149,7 +209,11 @@ fn start_20_deployments_curl_each_and_stop() {
 
     let stop = cli.run(&["stop", out]);
     assert_eq!(stop.status.code(), Some(0));
-    assert_eq!(cli.containers(), Vec::<String>::new(), "--remove-containers: stop removes them");
+    assert_eq!(
+        cli.containers(),
+        Vec::<String>::new(),
+        "--remove-containers: stop removes them"
+    );
 }
 
 #[test]
@@ -157,15 +221,29 @@ fn two_parallel_publishing_starts_get_disjoint_ports_on_127_0_0_1() {
     let Some(cli) = Cli::new() else { return };
     let (a, b) = (cli.path("a.json"), cli.path("b.json"));
     let spawn = |out: &Path| {
-        cli.command(&["start", "000.noop", "test", out.to_str().unwrap(), "--deployments", "4", "--publish", "--port-range", "19700-19799"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
+        cli.command(&[
+            "start",
+            "000.noop",
+            "test",
+            out.to_str().unwrap(),
+            "--deployments",
+            "4",
+            "--publish",
+            "--port-range",
+            "19700-19799",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
     };
     let (mut pa, mut pb) = (spawn(&a), spawn(&b));
-    assert!(pa.wait().unwrap().success() && pb.wait().unwrap().success(), "a start failed");
-    let read = |p: &Path| -> Value { serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap() };
+    assert!(
+        pa.wait().unwrap().success() && pb.wait().unwrap().success(),
+        "a start failed"
+    );
+    let read =
+        |p: &Path| -> Value { serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap() };
     let mut ports = Vec::new();
     for file in [read(&a), read(&b)] {
         for f in file["functions"].as_array().unwrap() {
@@ -175,19 +253,30 @@ fn two_parallel_publishing_starts_get_disjoint_ports_on_127_0_0_1() {
             assert_eq!(curl_post(url, "{}").0, 200);
         }
         let instances = file["sebs_local"]["instances"].as_array().unwrap();
-        assert!(instances.iter().all(|i| i["published_port"].is_u64()), "{file}");
+        assert!(
+            instances.iter().all(|i| i["published_port"].is_u64()),
+            "{file}"
+        );
     }
     let distinct: std::collections::BTreeSet<_> = ports.iter().collect();
     assert_eq!(distinct.len(), 8, "two starts shared ports: {ports:?}");
-    assert!(ports.iter().all(|p| (19700..=19799).contains(p)), "{ports:?}");
+    assert!(
+        ports.iter().all(|p| (19700..=19799).contains(p)),
+        "{ports:?}"
+    );
 
     for f in [&a, &b] {
-        assert_eq!(cli.run(&["stop", f.to_str().unwrap()]).status.code(), Some(0));
+        assert_eq!(
+            cli.run(&["stop", f.to_str().unwrap()]).status.code(),
+            Some(0)
+        );
     }
     // Stopped without --remove-containers: kept, but their ports are free again.
     assert_eq!(cli.containers().len(), 8);
     let locks = cli.path("runtime/sebs-local/ports");
-    let left: Vec<_> = std::fs::read_dir(&locks).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+    let left: Vec<_> = std::fs::read_dir(&locks)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
     assert!(left.is_empty(), "port leases left after stop: {left:?}");
 }
 
@@ -196,19 +285,55 @@ fn stop_after_an_external_kill_reports_it_and_cleans_up_the_rest() {
     let Some(cli) = Cli::new() else { return };
     let out = cli.path("out.json");
     let out = out.to_str().unwrap();
-    let file = cli.start(&["start", "000.noop", "test", out, "--deployments", "3", "--remove-containers"]);
-    let ids: Vec<String> =
-        file["functions"].as_array().unwrap().iter().map(|f| str_of(f, "instance_id").to_string()).collect();
+    let file = cli.start(&[
+        "start",
+        "000.noop",
+        "test",
+        out,
+        "--deployments",
+        "3",
+        "--remove-containers",
+    ]);
+    let ids: Vec<String> = file["functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| str_of(f, "instance_id").to_string())
+        .collect();
     cli.runtime.block_on(async {
-        cli.docker.kill_container(&ids[0], None::<bollard::query_parameters::KillContainerOptions>).await.unwrap();
-        sebs_container::remove(&cli.docker, &ids[1], true).await.unwrap();
+        cli.docker
+            .kill_container(
+                &ids[0],
+                None::<bollard::query_parameters::KillContainerOptions>,
+            )
+            .await
+            .unwrap();
+        sebs_container::remove(&cli.docker, &ids[1], true)
+            .await
+            .unwrap();
     });
     let stop = cli.run(&["stop", out]);
-    assert_eq!(stop.status.code(), Some(5), "a lost function is exit code 5");
+    assert_eq!(
+        stop.status.code(),
+        Some(5),
+        "a lost function is exit code 5"
+    );
     let log = String::from_utf8_lossy(&stop.stderr);
-    assert!(log.contains(&format!("container {} of function", ids[0])) && log.contains("had already exited (code 137"), "{log}");
-    assert!(log.contains(&format!("container {} of function", ids[1])) && log.contains("removed behind our back"), "{log}");
-    assert_eq!(cli.containers(), Vec::<String>::new(), "everything is removed anyway");
+    assert!(
+        log.contains(&format!("container {} of function", ids[0]))
+            && log.contains("had already exited (code 137"),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("container {} of function", ids[1]))
+            && log.contains("removed behind our back"),
+        "{log}"
+    );
+    assert_eq!(
+        cli.containers(),
+        Vec::<String>::new(),
+        "everything is removed anyway"
+    );
 }
 
 #[test]
@@ -221,12 +346,23 @@ fn broken_and_foreign_deployment_files_are_clear_errors() {
             let out = cli.run(&[command, path.to_str().unwrap()]);
             assert_eq!(out.status.code(), Some(2), "{command} {name}");
             let err = String::from_utf8_lossy(&out.stderr);
-            assert!(err.contains(needle) && err.contains(name), "{command} {name}: {err}");
+            assert!(
+                err.contains(needle) && err.contains(name),
+                "{command} {name}: {err}"
+            );
         }
     };
     check("broken.json", "{\"functions\": [", "it is not JSON");
-    check("sebs.json", r#"{"functions": [], "inputs": [], "storage": null}"#, "not written by `sebs-local start`");
-    check("future.json", r#"{"sebs_local": {"format": 99}}"#, "has format 99");
+    check(
+        "sebs.json",
+        r#"{"functions": [], "inputs": [], "storage": null}"#,
+        "not written by `sebs-local start`",
+    );
+    check(
+        "future.json",
+        r#"{"sebs_local": {"format": 99}}"#,
+        "has format 99",
+    );
     let missing = cli.run(&["stop", cli.path("missing.json").to_str().unwrap()]);
     assert_eq!(missing.status.code(), Some(2));
 }
@@ -235,13 +371,25 @@ fn broken_and_foreign_deployment_files_are_clear_errors() {
 fn cleanup_removes_every_labelled_container() {
     let Some(cli) = Cli::new() else { return };
     let out = cli.path("out.json");
-    cli.start(&["start", "000.noop", "test", out.to_str().unwrap(), "--deployments", "2", "--publish", "--port-range", "19800-19899"]);
+    cli.start(&[
+        "start",
+        "000.noop",
+        "test",
+        out.to_str().unwrap(),
+        "--deployments",
+        "2",
+        "--publish",
+        "--port-range",
+        "19800-19899",
+    ]);
     assert_eq!(cli.containers().len(), 2);
     // Narrowed to this test's label: other tests' containers must survive.
     let label = format!("{RUN_KEY}={}", cli.run);
     let clean = cli.run(&["cleanup", "--label", &label]);
     assert_eq!(clean.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&clean.stderr).contains("removed 2 containers, freed 2 host ports"));
+    assert!(
+        String::from_utf8_lossy(&clean.stderr).contains("removed 2 containers, freed 2 host ports")
+    );
     assert_eq!(cli.containers(), Vec::<String>::new());
 }
 
@@ -250,7 +398,14 @@ fn ctrl_c_during_start_leaves_no_container() {
     let Some(cli) = Cli::new() else { return };
     let out = cli.path("out.json");
     let mut child = cli
-        .command(&["start", "000.noop", "test", out.to_str().unwrap(), "--deployments", "12"])
+        .command(&[
+            "start",
+            "000.noop",
+            "test",
+            out.to_str().unwrap(),
+            "--deployments",
+            "12",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -265,6 +420,10 @@ fn ctrl_c_during_start_leaves_no_container() {
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130));
-    assert_eq!(cli.containers(), Vec::<String>::new(), "containers left after Ctrl-C");
+    assert_eq!(
+        cli.containers(),
+        Vec::<String>::new(),
+        "containers left after Ctrl-C"
+    );
     assert!(!out.exists(), "no out.json for an interrupted start");
 }

@@ -11,39 +11,61 @@ use super::{str_of, Cli};
 const TRUTH: f64 = 200.0 * 1024.0 * 1024.0;
 
 fn read_json(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap()
 }
 
 /// `"215.908352 MB"` → bytes.
 fn mb(text: &Value) -> f64 {
-    let text = text.as_str().unwrap_or_else(|| panic!("not a string: {text}"));
-    text.strip_suffix(" MB").unwrap_or_else(|| panic!("no MB in {text:?}")).parse::<f64>().unwrap() * 1e6
+    let text = text
+        .as_str()
+        .unwrap_or_else(|| panic!("not a string: {text}"));
+    text.strip_suffix(" MB")
+        .unwrap_or_else(|| panic!("no MB in {text:?}"))
+        .parse::<f64>()
+        .unwrap()
+        * 1e6
 }
 
 fn within_10_percent(got: f64, truth: f64, what: &str) {
-    assert!((got - truth).abs() <= 0.1 * truth, "{what}: {got:.0} bytes, truth {truth:.0}");
+    assert!(
+        (got - truth).abs() <= 0.1 * truth,
+        "{what}: {got:.0} bytes, truth {truth:.0}"
+    );
 }
 
 /// The measurer of a deployment file, and whether it still runs.
 fn measurer(file: &Value) -> (nix::unistd::Pid, std::path::PathBuf) {
     let memory = &file["sebs_local"]["memory"];
-    let pid = memory["pid"].as_i64().unwrap_or_else(|| panic!("no measurer pid in {file}"));
-    (nix::unistd::Pid::from_raw(pid as i32), str_of(memory, "dir").into())
+    let pid = memory["pid"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no measurer pid in {file}"));
+    (
+        nix::unistd::Pid::from_raw(pid as i32),
+        str_of(memory, "dir").into(),
+    )
 }
 
 /// Whether `pid` runs (a zombie no longer does: its parent, `start`, is gone and whoever
 /// inherited it may reap it late).
 fn runs(pid: nix::unistd::Pid) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Ok(stat) => !stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
         Err(_) => false,
     }
 }
 
 /// Precision errors as SeBS writes them: the key only when there were some, the sum over containers.
 fn check_precision_errors(stats: &Value, report: &Value) {
-    let total: u64 = report["containers"].as_array().unwrap().iter().map(|c| c["precision_errors"].as_u64().unwrap()).sum();
+    let total: u64 = report["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["precision_errors"].as_u64().unwrap())
+        .sum();
     assert_eq!(report["precision_errors"].as_u64(), Some(total));
     match stats.get("precision_errors") {
         Some(n) => assert_eq!(n.as_u64(), Some(total), "{stats}"),
@@ -57,10 +79,21 @@ fn a_200_mib_allocation_is_measured_and_a_killed_container_keeps_its_data() {
     let out = cli.path("out.json");
     let out = out.to_str().unwrap();
     let file = cli.start(&[
-        "start", "050.allocate", "small", out, "--deployments", "2", "--remove-containers", "--measure-interval", "10",
+        "start",
+        "050.allocate",
+        "small",
+        out,
+        "--deployments",
+        "2",
+        "--remove-containers",
+        "--measure-interval",
+        "10",
     ]);
     let (pid, dir) = measurer(&file);
-    assert!(dir.join("ready").exists(), "start returned before sampling began");
+    assert!(
+        dir.join("ready").exists(),
+        "start returned before sampling began"
+    );
     let functions = file["functions"].as_array().unwrap();
     let ids: Vec<&str> = functions.iter().map(|f| str_of(f, "instance_id")).collect();
 
@@ -71,28 +104,61 @@ fn a_200_mib_allocation_is_measured_and_a_killed_container_keeps_its_data() {
     )
     .unwrap();
     let (idle, busy) = cli.runtime.block_on(async {
-        let idle = trigger.invoke(&serde_json::json!({"size_mb": 0})).await.unwrap();
-        let busy = trigger.invoke(&serde_json::json!({"size_mb": 200})).await.unwrap();
+        let idle = trigger
+            .invoke(&serde_json::json!({"size_mb": 0}))
+            .await
+            .unwrap();
+        let busy = trigger
+            .invoke(&serde_json::json!({"size_mb": 200}))
+            .await
+            .unwrap();
         (idle, busy)
     });
     assert_eq!(busy.output["result"]["output"]["pages"], 51_200);
-    let (idle_mib, busy_mib) = (idle.stats.memory_used.unwrap(), busy.stats.memory_used.unwrap());
+    let (idle_mib, busy_mib) = (
+        idle.stats.memory_used.unwrap(),
+        busy.stats.memory_used.unwrap(),
+    );
     eprintln!("memory_used: {idle_mib:.1} MiB idle, {busy_mib:.1} MiB with 200 MiB touched");
-    within_10_percent((busy_mib - idle_mib) * 1024.0 * 1024.0, TRUTH, "memory_used above an idle call's");
+    within_10_percent(
+        (busy_mib - idle_mib) * 1024.0 * 1024.0,
+        TRUTH,
+        "memory_used above an idle call's",
+    );
 
     // The second container is killed behind our back while it is sampled.
     std::thread::sleep(Duration::from_millis(1500));
     cli.runtime.block_on(async {
-        cli.docker.kill_container(ids[1], None::<bollard::query_parameters::KillContainerOptions>).await.unwrap();
+        cli.docker
+            .kill_container(
+                ids[1],
+                None::<bollard::query_parameters::KillContainerOptions>,
+            )
+            .await
+            .unwrap();
     });
     std::thread::sleep(Duration::from_millis(1200));
 
     // SeBS's default: memory_stats.json in the working directory.
-    let stop = cli.command(&["stop", out]).current_dir(cli.dir.path()).output().unwrap();
+    let stop = cli
+        .command(&["stop", out])
+        .current_dir(cli.dir.path())
+        .output()
+        .unwrap();
     let log = String::from_utf8_lossy(&stop.stderr);
     eprintln!("$ sebs-local stop {out}\n{log}");
-    assert_eq!(stop.status.code(), Some(5), "a killed container is exit code 5");
-    assert!(log.contains(&format!("container {} went away during the measurement", ids[1])), "{log}");
+    assert_eq!(
+        stop.status.code(),
+        Some(5),
+        "a killed container is exit code 5"
+    );
+    assert!(
+        log.contains(&format!(
+            "container {} went away during the measurement",
+            ids[1]
+        )),
+        "{log}"
+    );
     assert_eq!(cli.containers(), Vec::<String>::new());
     assert!(!runs(pid), "the measurer still runs");
     assert!(!dir.exists(), "the journals are removed once summarised");
@@ -101,26 +167,60 @@ fn a_200_mib_allocation_is_measured_and_a_killed_container_keeps_its_data() {
     let report = read_json(&cli.path("memory_report.json"));
     // SeBS's order and layout (json.dump(indent=6)): containers, then precision_errors.
     let text = std::fs::read_to_string(cli.path("memory_stats.json")).unwrap();
-    let at = |needle: &str| text.find(needle).unwrap_or_else(|| panic!("no {needle} in {text}"));
+    let at = |needle: &str| {
+        text.find(needle)
+            .unwrap_or_else(|| panic!("no {needle} in {text}"))
+    };
     let mut order = vec![at(&format!("\n      \"{}\": {{", ids[0]))];
-    order.extend(["\"mean mem. usage\"", "\"max mem. usage\"", "\"number of measurements\"", "\"full profile (in bytes)\""].map(at));
+    order.extend(
+        [
+            "\"mean mem. usage\"",
+            "\"max mem. usage\"",
+            "\"number of measurements\"",
+            "\"full profile (in bytes)\"",
+        ]
+        .map(at),
+    );
     order.push(at(&format!("\n      \"{}\": {{", ids[1])));
-    assert!(order.windows(2).all(|w| w[0] < w[1]), "SeBS's order of containers and keys: {text}");
-    assert_eq!(stats.as_object().unwrap().len(), 2 + usize::from(stats.get("precision_errors").is_some()));
+    assert!(
+        order.windows(2).all(|w| w[0] < w[1]),
+        "SeBS's order of containers and keys: {text}"
+    );
+    assert_eq!(
+        stats.as_object().unwrap().len(),
+        2 + usize::from(stats.get("precision_errors").is_some())
+    );
     if stats.get("precision_errors").is_some() {
-        assert!(text.trim_end().ends_with(&format!("\"precision_errors\": {}\n}}", stats["precision_errors"])), "{text}");
+        assert!(
+            text.trim_end().ends_with(&format!(
+                "\"precision_errors\": {}\n}}",
+                stats["precision_errors"]
+            )),
+            "{text}"
+        );
     }
     check_precision_errors(&stats, &report);
     for (i, id) in ids.iter().enumerate() {
         let entry = &stats[*id];
         assert_eq!(entry.as_object().unwrap().len(), 4, "{entry}");
-        let profile: Vec<u64> = entry["full profile (in bytes)"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
-        assert_eq!(entry["number of measurements"].as_u64(), Some(profile.len() as u64));
+        let profile: Vec<u64> = entry["full profile (in bytes)"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
+        assert_eq!(
+            entry["number of measurements"].as_u64(),
+            Some(profile.len() as u64)
+        );
         let c = &report["containers"][i];
         assert_eq!(str_of(c, "container"), *id);
         assert!(str_of(c, "source").starts_with("cgroup-v"), "{c}");
-        let (asked, taken, errors) =
-            (c["samples_asked"].as_u64().unwrap(), c["samples_taken"].as_u64().unwrap(), c["precision_errors"].as_u64().unwrap());
+        let (asked, taken, errors) = (
+            c["samples_asked"].as_u64().unwrap(),
+            c["samples_taken"].as_u64().unwrap(),
+            c["precision_errors"].as_u64().unwrap(),
+        );
         assert_eq!((taken, asked), (profile.len() as u64, taken + errors));
         eprintln!("container {i}: {taken} samples taken of {asked} asked at 10 ms, {errors} precision errors, end {}", c["end"]);
         // At least 1.5 s at 10 ms, with room for a loaded machine.
@@ -128,12 +228,22 @@ fn a_200_mib_allocation_is_measured_and_a_killed_container_keeps_its_data() {
     }
 
     // Container 0: the sampled peak is 200 MiB above its baseline.
-    let profile0: Vec<u64> =
-        stats[ids[0]]["full profile (in bytes)"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    let profile0: Vec<u64> = stats[ids[0]]["full profile (in bytes)"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
     let baseline = *profile0.iter().min().unwrap() as f64;
     let max = mb(&stats[ids[0]]["max mem. usage"]);
     assert_eq!(max, *profile0.iter().max().unwrap() as f64);
-    eprintln!("container 0: baseline {:.1} MB, max {:.1} MB, +{:.1} MB for 200 MiB = {:.1} MB", baseline / 1e6, max / 1e6, (max - baseline) / 1e6, TRUTH / 1e6);
+    eprintln!(
+        "container 0: baseline {:.1} MB, max {:.1} MB, +{:.1} MB for 200 MiB = {:.1} MB",
+        baseline / 1e6,
+        max / 1e6,
+        (max - baseline) / 1e6,
+        TRUTH / 1e6
+    );
     within_10_percent(max - baseline, TRUTH, "the sampled peak above the baseline");
     assert_eq!(report["containers"][0]["end"], "stopped");
     // Container 1: killed mid-way, its samples are kept.
@@ -148,14 +258,24 @@ fn without_visible_cgroups_memory_comes_from_the_engine_stats() {
     let empty = cli.path("no-cgroups");
     std::fs::create_dir(&empty).unwrap();
     let file = cli.start(&[
-        "start", "000.noop", "test", out, "--remove-containers", "--measure-interval", "100", "--cgroup-root",
+        "start",
+        "000.noop",
+        "test",
+        out,
+        "--remove-containers",
+        "--measure-interval",
+        "100",
+        "--cgroup-root",
         empty.to_str().unwrap(),
     ]);
     let (_, dir) = measurer(&file);
     let log = std::fs::read_to_string(dir.join("measure.log")).unwrap();
     assert!(log.contains("engine-stats"), "{log}");
     let id = str_of(&file["functions"][0], "instance_id").to_string();
-    assert_eq!(super::curl_post(str_of(&file["functions"][0], "url"), "{}").0, 200);
+    assert_eq!(
+        super::curl_post(str_of(&file["functions"][0], "url"), "{}").0,
+        200
+    );
     std::thread::sleep(Duration::from_millis(3500));
 
     let (stats_path, report_path) = (cli.path("noop.json"), cli.path("noop_report.json"));
@@ -168,13 +288,19 @@ fn without_visible_cgroups_memory_comes_from_the_engine_stats() {
     assert_eq!(c["source"], "engine-stats", "{c}");
     assert_eq!(c.get("cgroup"), None);
     let taken = c["samples_taken"].as_u64().unwrap();
-    eprintln!("engine stats: {taken} samples taken of {} asked at 100 ms", c["samples_asked"]);
+    eprintln!(
+        "engine stats: {taken} samples taken of {} asked at 100 ms",
+        c["samples_asked"]
+    );
     // About one a second over 3.5 s.
     assert!((2..=6).contains(&taken), "{c}");
     assert_eq!(stats[&id]["number of measurements"].as_u64(), Some(taken));
     assert!(mb(&stats[&id]["max mem. usage"]) > 1e6, "{stats}");
     check_precision_errors(&stats, &report);
-    assert!(c["precision_errors"].as_u64().unwrap() > 0, "1 s samples miss most 100 ms deadlines: {c}");
+    assert!(
+        c["precision_errors"].as_u64().unwrap() > 0,
+        "1 s samples miss most 100 ms deadlines: {c}"
+    );
 }
 
 #[test]
@@ -182,7 +308,15 @@ fn a_killed_measurer_loses_at_most_its_last_second() {
     let Some(cli) = Cli::new() else { return };
     let out = cli.path("out.json");
     let out = out.to_str().unwrap();
-    let file = cli.start(&["start", "000.noop", "test", out, "--remove-containers", "--measure-interval", "10"]);
+    let file = cli.start(&[
+        "start",
+        "000.noop",
+        "test",
+        out,
+        "--remove-containers",
+        "--measure-interval",
+        "10",
+    ]);
     let (pid, _) = measurer(&file);
     assert!(runs(pid));
     let id = str_of(&file["functions"][0], "instance_id").to_string();
@@ -201,5 +335,8 @@ fn a_killed_measurer_loses_at_most_its_last_second() {
     assert!(taken >= 150, "{taken} samples");
     let c = &report["containers"][0];
     assert_eq!(c["end"], "failed");
-    assert!(str_of(c, "error").contains("before closing its journal"), "{c}");
+    assert!(
+        str_of(c, "error").contains("before closing its journal"),
+        "{c}"
+    );
 }

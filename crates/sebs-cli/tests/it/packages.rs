@@ -431,7 +431,12 @@ async fn nodejs_benchmarks_package_run_and_validate() {
     let cache = tempfile::tempdir().unwrap();
     let root = fixtures();
 
-    let report = package(&root, cache.path(), "110.template", &["--language", "nodejs"]);
+    let report = package(
+        &root,
+        cache.path(),
+        "110.template",
+        &["--language", "nodejs"],
+    );
     assert_eq!(
         (&report["language"], &report["version"]),
         (&serde_json::json!("nodejs"), &serde_json::json!("18")),
@@ -461,14 +466,24 @@ async fn nodejs_benchmarks_package_run_and_validate() {
             cache.path().to_str().unwrap(),
         ]);
         assert_eq!(run.code, Some(0), "{bench}: {}", run.stderr);
-        assert!(run.stderr.contains("2 passed, 0 failed"), "{bench}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("2 passed, 0 failed"),
+            "{bench}: {}",
+            run.stderr
+        );
         let lines = run.lines();
         assert_eq!(lines.len(), 2, "{}", run.stdout);
         assert_eq!(lines[0]["stats"]["cold_start"], true, "{}", lines[0]);
         assert_eq!(lines[1]["stats"]["cold_start"], false, "{}", lines[1]);
         if bench == "110.template" {
-            assert!(run.stderr.contains("reused=true"), "packaged again: {}", run.stderr);
-            let html = lines[0]["output"]["result"]["output"]["result"].as_str().unwrap();
+            assert!(
+                run.stderr.contains("reused=true"),
+                "packaged again: {}",
+                run.stderr
+            );
+            let html = lines[0]["output"]["result"]["output"]["result"]
+                .as_str()
+                .unwrap();
             assert!(html.contains("<h1>Welcome testname!</h1>"), "{html}");
             assert_eq!(html.matches("<li>").count(), 10, "{html}");
         }

@@ -50,27 +50,44 @@ fn max_overlap(results: &[sebs_trigger::ExecutionResult]) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_four_modes_on_real_containers() {
-    let Some(docker) = docker_for_tests().await else { return };
+    let Some(docker) = docker_for_tests().await else {
+        return;
+    };
     let agent = match sebs_platform::find_agent_binary(None) {
         Ok(a) => a,
         Err(e) if std::env::var_os("CI").is_some() => panic!("CI is set but: failed to {e}"),
         Err(e) => return eprintln!("skipping: failed to {e}"),
     };
-    let image = ensure_image(&docker, &ImageChoice::for_language(Language::Python, "3.11"), &BaseImageBuilder::new())
-        .await
-        .unwrap()
-        .tag;
+    let image = ensure_image(
+        &docker,
+        &ImageChoice::for_language(Language::Python, "3.11"),
+        &BaseImageBuilder::new(),
+    )
+    .await
+    .unwrap()
+    .tag;
     let mut config = PlatformConfig::new(agent);
-    config.labels.insert(TEST_LABEL.0.into(), TEST_LABEL.1.into());
+    config
+        .labels
+        .insert(TEST_LABEL.0.into(), TEST_LABEL.1.into());
     let platform = Platform::new(docker, config);
 
     let root = tempfile::tempdir().unwrap();
     write_benchmark(root.path());
     let bench = find_benchmark(root.path(), "901.nap").unwrap();
     let cache = tempfile::tempdir().unwrap();
-    let package = PackageCache::new(cache.path()).get_or_build(&bench, Language::Python, "3.11", &NoDeps, false).unwrap();
-    let input = sebs_package::generate_input(&bench, sebs_package::Size::Test, &bench.path).unwrap();
-    let experiment = Experiment { platform: platform.clone(), bench, package, image, input };
+    let package = PackageCache::new(cache.path())
+        .get_or_build(&bench, Language::Python, "3.11", &NoDeps, false)
+        .unwrap();
+    let input =
+        sebs_package::generate_input(&bench, sebs_package::Size::Test, &bench.path).unwrap();
+    let experiment = Experiment {
+        platform: platform.clone(),
+        bench,
+        package,
+        image,
+        input,
+    };
 
     let settings = PerfCostSettings::parse(
         r#"{"benchmark": "901.nap", "experiments": ["cold", "warm", "burst", "sequential"],
@@ -80,35 +97,75 @@ async fn all_four_modes_on_real_containers() {
     )
     .unwrap();
     let out = tempfile::tempdir().unwrap();
-    let report = run_perf_cost(&experiment, &settings, out.path(), &AtomicBool::new(false), &|_| {}).await;
+    let report = run_perf_cost(
+        &experiment,
+        &settings,
+        out.path(),
+        &AtomicBool::new(false),
+        &|_| {},
+    )
+    .await;
     platform.shutdown().await;
     let report = report.unwrap();
 
     assert_eq!(report.configurations.len(), 4);
     for r in &report.configurations {
-        assert!(r.stopped_early.is_none(), "{} stopped: {:?}", r.run_type, r.stopped_early);
+        assert!(
+            r.stopped_early.is_none(),
+            "{} stopped: {:?}",
+            r.run_type,
+            r.stopped_early
+        );
         assert!(r.failures.is_empty(), "{}: {:?}", r.run_type, r.failures);
-        assert!(r.valid.len() >= 8, "{}: {} samples", r.run_type, r.valid.len());
+        assert!(
+            r.valid.len() >= 8,
+            "{}: {} samples",
+            r.run_type,
+            r.valid.len()
+        );
         match r.run_type {
-            RunType::Cold => assert!(r.valid.iter().all(|v| v.stats.cold_start), "cold gave a warm result"),
+            RunType::Cold => assert!(
+                r.valid.iter().all(|v| v.stats.cold_start),
+                "cold gave a warm result"
+            ),
             RunType::Warm | RunType::Sequential => {
-                assert!(r.valid.iter().all(|v| !v.stats.cold_start), "{} gave a cold result", r.run_type)
+                assert!(
+                    r.valid.iter().all(|v| !v.stats.cold_start),
+                    "{} gave a cold result",
+                    r.run_type
+                )
             }
             RunType::Burst => {
                 let overlap = max_overlap(&r.valid[..8]);
-                assert!(overlap >= 4, "a burst of 8 had at most {overlap} handlers running at once");
+                assert!(
+                    overlap >= 4,
+                    "a burst of 8 had at most {overlap} handlers running at once"
+                );
             }
         }
     }
     let dir = out.path().join("perf-cost");
-    for name in ["cold_results_192.json", "warm_results_192.json", "burst_results_192.json", "sequential_results_192.json", "result.csv", "client_time.svg"] {
+    for name in [
+        "cold_results_192.json",
+        "warm_results_192.json",
+        "burst_results_192.json",
+        "sequential_results_192.json",
+        "result.csv",
+        "client_time.svg",
+    ] {
         assert!(dir.join(name).is_file(), "{name} was not written");
     }
     let doc: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("cold_results_192.json")).unwrap()).unwrap();
-    let invocations = doc["_invocations"]["901.nap-python-192"].as_object().unwrap();
+        serde_json::from_str(&std::fs::read_to_string(dir.join("cold_results_192.json")).unwrap())
+            .unwrap();
+    let invocations = doc["_invocations"]["901.nap-python-192"]
+        .as_object()
+        .unwrap();
     assert!(invocations.len() >= 8);
-    assert_eq!(doc["statistics"]["cold_count"].as_u64(), Some(invocations.len() as u64));
+    assert_eq!(
+        doc["statistics"]["cold_count"].as_u64(),
+        Some(invocations.len() as u64)
+    );
     let csv = std::fs::read_to_string(dir.join("result.csv")).unwrap();
     assert!(csv.lines().count() > 32, "{csv}");
 }

@@ -9,9 +9,14 @@ use serde_json::json;
 use crate::{fixtures, with_harness, write_benchmark, Harness, PROGRAMMABLE};
 
 /// Files where a container sees its CPU quota: cgroup v1, then v2.
-const CPU_QUOTA_FILES: [&str; 2] = ["/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu.max"];
-const MEMORY_LIMIT_FILES: [&str; 2] =
-    ["/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory.max"];
+const CPU_QUOTA_FILES: [&str; 2] = [
+    "/sys/fs/cgroup/cpu/cpu.cfs_quota_us",
+    "/sys/fs/cgroup/cpu.max",
+];
+const MEMORY_LIMIT_FILES: [&str; 2] = [
+    "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+    "/sys/fs/cgroup/memory.max",
+];
 
 impl Harness {
     async fn programmable_with(&self, change: impl FnOnce(&mut FunctionConfig)) -> Function {
@@ -20,16 +25,29 @@ impl Harness {
         let mut config = FunctionConfig::from_benchmark(&config, Language::Python, "3.11");
         change(&mut config);
         self.platform
-            .create_function(&format!("test-{bench}"), &bench, &package, &self.image, &config)
+            .create_function(
+                &format!("test-{bench}"),
+                &bench,
+                &package,
+                &self.image,
+                &config,
+            )
             .await
             .unwrap()
     }
 
     /// The first of `paths` that exists in the function's container, and its content.
     async fn read_file(&self, f: &Function, paths: &[&str]) -> (String, String) {
-        let r = self.platform.invoke(f, &json!({"mode": "read", "paths": paths})).await.unwrap();
+        let r = self
+            .platform
+            .invoke(f, &json!({"mode": "read", "paths": paths}))
+            .await
+            .unwrap();
         let out = r.handler_output().unwrap().clone();
-        let path = out["path"].as_str().unwrap_or_else(|| panic!("none of {paths:?} exists")).to_string();
+        let path = out["path"]
+            .as_str()
+            .unwrap_or_else(|| panic!("none of {paths:?} exists"))
+            .to_string();
         (path, out["text"].as_str().unwrap().to_string())
     }
 }
@@ -64,7 +82,10 @@ async fn over_its_memory_limit_a_call_gets_out_of_memory_and_the_next_works() {
             .create_function("test-allocate", &bench, &package, &h.image, &config)
             .await
             .unwrap();
-        h.platform.invoke(&f, &json!({"size_mb": 16})).await.unwrap();
+        h.platform
+            .invoke(&f, &json!({"size_mb": 16}))
+            .await
+            .unwrap();
         match h.platform.invoke(&f, &json!({"size_mb": 300})).await {
             Err(InvokeError::Function { answer, .. }) => {
                 assert_eq!(answer.kind, ErrorKind::OutOfMemory, "{answer:?}");
@@ -73,9 +94,19 @@ async fn over_its_memory_limit_a_call_gets_out_of_memory_and_the_next_works() {
             other => panic!("expected out of memory, got {other:?}"),
         }
         // The agent (PID 1) survived the kill; a new worker serves the next call.
-        assert_eq!(h.platform.function_state(&f).await.unwrap(), FunctionState::Running);
-        let ok = h.platform.invoke(&f, &json!({"size_mb": 16})).await.unwrap();
-        assert_eq!(ok.handler_output(), Some(&json!({"allocated_mb": 16, "pages": 4096})));
+        assert_eq!(
+            h.platform.function_state(&f).await.unwrap(),
+            FunctionState::Running
+        );
+        let ok = h
+            .platform
+            .invoke(&f, &json!({"size_mb": 16}))
+            .await
+            .unwrap();
+        assert_eq!(
+            ok.handler_output(),
+            Some(&json!({"allocated_mb": 16, "pages": 4096}))
+        );
     })
     .await;
 }
@@ -83,11 +114,12 @@ async fn over_its_memory_limit_a_call_gets_out_of_memory_and_the_next_works() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cpu_quota_and_memory_limit_are_visible_in_the_container_and_change_live() {
     with_harness(|h| async move {
-        let mut f = h.programmable_with(|c| {
-            c.cpus = Some(0.5);
-            c.memory_mb = 200;
-        })
-        .await;
+        let mut f = h
+            .programmable_with(|c| {
+                c.cpus = Some(0.5);
+                c.memory_mb = 200;
+            })
+            .await;
         let (path, text) = h.read_file(&f, &CPU_QUOTA_FILES).await;
         assert_eq!(cpus_from_quota(&path, &text), Some(0.5), "{path}: {text}");
         let (_, limit) = h.read_file(&f, &MEMORY_LIMIT_FILES).await;
@@ -98,8 +130,14 @@ async fn the_cpu_quota_and_memory_limit_are_visible_in_the_container_and_change_
         let mut config = f.config.clone();
         config.cpus = Some(1.5);
         config.memory_mb = 300;
-        h.platform.update_function_configuration(&mut f, &config).await.unwrap();
-        assert_eq!(f.container.id, before, "a live change must not replace the container");
+        h.platform
+            .update_function_configuration(&mut f, &config)
+            .await
+            .unwrap();
+        assert_eq!(
+            f.container.id, before,
+            "a live change must not replace the container"
+        );
         assert_eq!(f.config, config);
         let (path, text) = h.read_file(&f, &CPU_QUOTA_FILES).await;
         assert_eq!(cpus_from_quota(&path, &text), Some(1.5), "{path}: {text}");
@@ -108,13 +146,27 @@ async fn the_cpu_quota_and_memory_limit_are_visible_in_the_container_and_change_
 
         // A new timeout lives in the agent's environment: a new container, answering cold.
         config.timeout_s = 1;
-        h.platform.update_function_configuration(&mut f, &config).await.unwrap();
+        h.platform
+            .update_function_configuration(&mut f, &config)
+            .await
+            .unwrap();
         assert_ne!(f.container.id, before);
         assert!(gone(&h, &before).await, "the old container is removed");
-        match h.platform.invoke(&f, &json!({"mode": "sleep", "seconds": 5})).await {
-            Err(InvokeError::Function { status: 504, answer, .. }) => {
+        match h
+            .platform
+            .invoke(&f, &json!({"mode": "sleep", "seconds": 5}))
+            .await
+        {
+            Err(InvokeError::Function {
+                status: 504,
+                answer,
+                ..
+            }) => {
                 assert_eq!(answer.kind, ErrorKind::Timeout);
-                assert!(answer.is_cold, "the first call of the new container is cold");
+                assert!(
+                    answer.is_cold,
+                    "the first call of the new container is cold"
+                );
             }
             other => panic!("expected the new 1 s timeout, got {other:?}"),
         }
@@ -126,15 +178,39 @@ async fn the_cpu_quota_and_memory_limit_are_visible_in_the_container_and_change_
 async fn a_forced_cold_start_makes_the_next_call_cold_and_new_code_replaces_the_container() {
     with_harness(|h| async move {
         let mut f = h.programmable_with(|_| {}).await;
-        assert!(h.platform.invoke(&f, &json!({})).await.unwrap().stats.cold_start);
-        assert!(!h.platform.invoke(&f, &json!({})).await.unwrap().stats.cold_start);
+        assert!(
+            h.platform
+                .invoke(&f, &json!({}))
+                .await
+                .unwrap()
+                .stats
+                .cold_start
+        );
+        assert!(
+            !h.platform
+                .invoke(&f, &json!({}))
+                .await
+                .unwrap()
+                .stats
+                .cold_start
+        );
         let old = f.container.id.clone();
         h.platform.enforce_cold_start(&mut f).await.unwrap();
         assert_ne!(f.container.id, old);
         assert!(gone(&h, &old).await, "the old container is removed");
         let cold = h.platform.invoke(&f, &json!({})).await.unwrap();
-        assert!(cold.stats.cold_start, "after enforce_cold_start the call must be cold");
-        assert!(!h.platform.invoke(&f, &json!({})).await.unwrap().stats.cold_start);
+        assert!(
+            cold.stats.cold_start,
+            "after enforce_cold_start the call must be cold"
+        );
+        assert!(
+            !h.platform
+                .invoke(&f, &json!({}))
+                .await
+                .unwrap()
+                .stats
+                .cold_start
+        );
 
         // Several at once.
         let mut many = vec![f, h.programmable_with(|_| {}).await];
@@ -143,23 +219,48 @@ async fn a_forced_cold_start_makes_the_next_call_cold_and_new_code_replaces_the_
         }
         h.platform.enforce_cold_starts(&mut many).await.unwrap();
         for g in &many {
-            assert!(h.platform.invoke(g, &json!({})).await.unwrap().stats.cold_start);
+            assert!(
+                h.platform
+                    .invoke(g, &json!({}))
+                    .await
+                    .unwrap()
+                    .stats
+                    .cold_start
+            );
         }
 
         // New code: another package hash, another container, the new handler answers.
         let root = h.benchmarks.path().join("new-code");
-        write_benchmark(&root, "900.programmable", &PROGRAMMABLE.replace("{\"mode\": mode}", "{\"v\": 2}"), 2);
+        write_benchmark(
+            &root,
+            "900.programmable",
+            &PROGRAMMABLE.replace("{\"mode\": mode}", "{\"v\": 2}"),
+            2,
+        );
         let (_, package, _) = h.package(&root, "900.programmable");
         let mut f = many.remove(0);
         let before = f.container.id.clone();
-        h.platform.update_function_code(&mut f, &package).await.unwrap();
+        h.platform
+            .update_function_code(&mut f, &package)
+            .await
+            .unwrap();
         assert_ne!(f.container.id, before);
         assert_eq!(f.hash, package.hash);
         let r = h.platform.invoke(&f, &json!({})).await.unwrap();
         assert_eq!(r.handler_output(), Some(&json!({"v": 2})));
         // The same package again changes nothing.
-        h.platform.update_function_code(&mut f, &package).await.unwrap();
-        assert!(!h.platform.invoke(&f, &json!({})).await.unwrap().stats.cold_start);
+        h.platform
+            .update_function_code(&mut f, &package)
+            .await
+            .unwrap();
+        assert!(
+            !h.platform
+                .invoke(&f, &json!({}))
+                .await
+                .unwrap()
+                .stats
+                .cold_start
+        );
     })
     .await;
 }
@@ -168,13 +269,37 @@ async fn a_forced_cold_start_makes_the_next_call_cold_and_new_code_replaces_the_
 async fn a_container_killed_behind_our_back_is_reported() {
     with_harness(|h| async move {
         let f = h.programmable_with(|_| {}).await;
-        assert_eq!(h.platform.function_state(&f).await.unwrap(), FunctionState::Running);
-        h.platform.docker().kill_container(&f.container.id, None::<bollard::query_parameters::KillContainerOptions>).await.unwrap();
+        assert_eq!(
+            h.platform.function_state(&f).await.unwrap(),
+            FunctionState::Running
+        );
+        h.platform
+            .docker()
+            .kill_container(
+                &f.container.id,
+                None::<bollard::query_parameters::KillContainerOptions>,
+            )
+            .await
+            .unwrap();
         let state = h.platform.function_state(&f).await.unwrap();
-        assert!(matches!(state, FunctionState::Exited { code: 137, oom_killed: false }), "{state:?}");
+        assert!(
+            matches!(
+                state,
+                FunctionState::Exited {
+                    code: 137,
+                    oom_killed: false
+                }
+            ),
+            "{state:?}"
+        );
         // (No call here: other tests' new containers may reuse the freed bridge IP at once.)
-        sebs_container::remove(h.platform.docker(), &f.container.id, true).await.unwrap();
-        assert_eq!(h.platform.function_state(&f).await.unwrap(), FunctionState::Gone);
+        sebs_container::remove(h.platform.docker(), &f.container.id, true)
+            .await
+            .unwrap();
+        assert_eq!(
+            h.platform.function_state(&f).await.unwrap(),
+            FunctionState::Gone
+        );
         // Stopping a function that is gone is not an error: the goal is met.
         h.platform.stop(&f).await.unwrap();
     })

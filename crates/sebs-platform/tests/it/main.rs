@@ -46,7 +46,8 @@ def handler(event):
 "#;
 
 /// A function whose import takes 300 ms, to see who pays for it.
-const SLOW_IMPORT: &str = "import time\n\ntime.sleep(0.3)\n\n\ndef handler(event):\n    return {}\n";
+const SLOW_IMPORT: &str =
+    "import time\n\ntime.sleep(0.3)\n\n\ndef handler(event):\n    return {}\n";
 
 struct Harness {
     platform: Platform,
@@ -68,12 +69,18 @@ impl Harness {
                 return None;
             }
         };
-        let image = ensure_image(&docker, &ImageChoice::for_language(Language::Python, "3.11"), &BaseImageBuilder::new())
-            .await
-            .expect("a Python image")
-            .tag;
+        let image = ensure_image(
+            &docker,
+            &ImageChoice::for_language(Language::Python, "3.11"),
+            &BaseImageBuilder::new(),
+        )
+        .await
+        .expect("a Python image")
+        .tag;
         let mut config = PlatformConfig::new(agent);
-        config.labels.insert(TEST_LABEL.0.into(), TEST_LABEL.1.into());
+        config
+            .labels
+            .insert(TEST_LABEL.0.into(), TEST_LABEL.1.into());
         let benchmarks = tempfile::tempdir().unwrap();
         write_benchmark(benchmarks.path(), "900.programmable", PROGRAMMABLE, 2);
         write_benchmark(benchmarks.path(), "901.slow-import", SLOW_IMPORT, 2);
@@ -88,7 +95,9 @@ impl Harness {
     fn package(&self, root: &Path, name: &str) -> (String, Package, sebs_package::BenchmarkConfig) {
         let bench = find_benchmark(root, name).unwrap();
         let cache = PackageCache::new(self.cache.path());
-        let package = cache.get_or_build(&bench, Language::Python, "3.11", &NoDeps, false).unwrap();
+        let package = cache
+            .get_or_build(&bench, Language::Python, "3.11", &NoDeps, false)
+            .unwrap();
         (bench.name, package, bench.config)
     }
 
@@ -97,7 +106,13 @@ impl Harness {
         let mut config = FunctionConfig::from_benchmark(&config, Language::Python, "3.11");
         config.workers = workers;
         self.platform
-            .create_function(&format!("test-{bench}"), &bench, &package, &self.image, &config)
+            .create_function(
+                &format!("test-{bench}"),
+                &bench,
+                &package,
+                &self.image,
+                &config,
+            )
             .await
             .unwrap()
     }
@@ -117,7 +132,8 @@ fn write_benchmark(root: &Path, name: &str, code: &str, timeout_s: u64) {
     std::fs::create_dir_all(dir.join("python")).unwrap();
     std::fs::write(
         dir.join("config.json"),
-        json!({"timeout": timeout_s, "memory": 256, "languages": ["python"], "modules": []}).to_string(),
+        json!({"timeout": timeout_s, "memory": 256, "languages": ["python"], "modules": []})
+            .to_string(),
     )
     .unwrap();
     std::fs::write(dir.join("input.json"), "{}").unwrap();
@@ -132,7 +148,9 @@ where
     F: FnOnce(std::sync::Arc<Harness>) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let Some(h) = Harness::new().await else { return };
+    let Some(h) = Harness::new().await else {
+        return;
+    };
     let h = std::sync::Arc::new(h);
     let outcome = tokio::spawn(body(h.clone())).await;
     h.platform.shutdown().await;
@@ -147,7 +165,10 @@ async fn first_invocation_is_cold_and_the_next_are_warm() {
         let f = h.deploy(&fixtures(), "000.noop", 1).await;
         let first = h.platform.invoke(&f, &json!({})).await.unwrap();
         assert!(first.stats.cold_start);
-        assert!(first.times.initialization > 0, "the cold call reports the import time");
+        assert!(
+            first.times.initialization > 0,
+            "the cold call reports the import time"
+        );
         for _ in 0..3 {
             let warm = h.platform.invoke(&f, &json!({})).await.unwrap();
             assert!(!warm.stats.cold_start);
@@ -169,11 +190,18 @@ async fn benchmark_time_of_a_100_ms_sleep_is_100_ms() {
         for _ in 0..5 {
             let r = h.platform.invoke(&f, &json!({"sleep": 0.1})).await.unwrap();
             assert_eq!(r.handler_output(), Some(&json!({"result": 0.1})));
-            assert!(r.times.benchmark >= 98_000, "a 100 ms sleep took {} µs", r.times.benchmark);
+            assert!(
+                r.times.benchmark >= 98_000,
+                "a 100 ms sleep took {} µs",
+                r.times.benchmark
+            );
             times.push(r.times.benchmark);
         }
         let best = times.iter().copied().min().unwrap_or_default();
-        assert!((98_000..=102_000).contains(&best), "no benchmark time of {times:?} µs is 100 ms ± 2 ms");
+        assert!(
+            (98_000..=102_000).contains(&best),
+            "no benchmark time of {times:?} µs is 100 ms ± 2 ms"
+        );
     })
     .await;
 }
@@ -183,21 +211,38 @@ async fn an_exception_and_a_crash_are_clear_errors_and_the_function_goes_on() {
     with_harness(|h| async move {
         let f = h.programmable(1).await;
         match h.platform.invoke(&f, &json!({"mode": "raise"})).await {
-            Err(InvokeError::Function { status: 500, answer, .. }) => {
+            Err(InvokeError::Function {
+                status: 500,
+                answer,
+                ..
+            }) => {
                 assert_eq!(answer.kind, ErrorKind::HandlerError);
                 assert_eq!(answer.exception_type.as_deref(), Some("ValueError"));
-                assert!(answer.traceback.as_deref().unwrap_or("").contains("asked to raise"));
+                assert!(answer
+                    .traceback
+                    .as_deref()
+                    .unwrap_or("")
+                    .contains("asked to raise"));
             }
             other => panic!("expected a handler error, got {other:?}"),
         }
-        let ok = h.platform.invoke(&f, &json!({"mode": "noop"})).await.unwrap();
+        let ok = h
+            .platform
+            .invoke(&f, &json!({"mode": "noop"}))
+            .await
+            .unwrap();
         assert_eq!(ok.handler_output(), Some(&json!({"mode": "noop"})));
 
         match h.platform.invoke(&f, &json!({"mode": "exit"})).await {
-            Err(InvokeError::Function { answer, .. }) => assert_eq!(answer.kind, ErrorKind::WorkerDied),
+            Err(InvokeError::Function { answer, .. }) => {
+                assert_eq!(answer.kind, ErrorKind::WorkerDied)
+            }
             other => panic!("expected a dead worker, got {other:?}"),
         }
-        h.platform.invoke(&f, &json!({"mode": "noop"})).await.unwrap();
+        h.platform
+            .invoke(&f, &json!({"mode": "noop"}))
+            .await
+            .unwrap();
     })
     .await;
 }
@@ -206,15 +251,27 @@ async fn an_exception_and_a_crash_are_clear_errors_and_the_function_goes_on() {
 async fn a_handler_past_its_timeout_is_stopped_and_the_function_goes_on() {
     with_harness(|h| async move {
         let f = h.programmable(1).await;
-        match h.platform.invoke(&f, &json!({"mode": "sleep", "seconds": 10})).await {
-            Err(InvokeError::Function { status: 504, answer, times, .. }) => {
+        match h
+            .platform
+            .invoke(&f, &json!({"mode": "sleep", "seconds": 10}))
+            .await
+        {
+            Err(InvokeError::Function {
+                status: 504,
+                answer,
+                times,
+                ..
+            }) => {
                 assert_eq!(answer.kind, ErrorKind::Timeout);
                 // Stopped at the 2 s timeout, not after the 10 s the handler wanted.
                 assert!(times.client_us < 5_000_000, "took {} µs", times.client_us);
             }
             other => panic!("expected a timeout, got {other:?}"),
         }
-        h.platform.invoke(&f, &json!({"mode": "noop"})).await.unwrap();
+        h.platform
+            .invoke(&f, &json!({"mode": "noop"}))
+            .await
+            .unwrap();
     })
     .await;
 }
@@ -233,7 +290,10 @@ async fn a_pool_of_two_serves_two_requests_at_once() {
             (begin, end)
         };
         let (a, b) = (span(&a.unwrap()), span(&b.unwrap()));
-        assert!(a.0 < b.1 && b.0 < a.1, "the two handlers did not overlap: {a:?} {b:?}");
+        assert!(
+            a.0 < b.1 && b.0 < a.1,
+            "the two handlers did not overlap: {a:?} {b:?}"
+        );
     })
     .await;
 }
@@ -253,11 +313,19 @@ async fn the_function_runs_as_the_configured_user_with_data_files() {
             .unwrap();
         let r = platform.invoke(&f, &json!({"mode": "whoami"})).await;
         platform.stop(&f).await.unwrap();
-        assert_eq!(r.unwrap().handler_output(), Some(&json!({"uid": 65534, "gid": 65534})));
+        assert_eq!(
+            r.unwrap().handler_output(),
+            Some(&json!({"uid": 65534, "gid": 65534}))
+        );
 
         let data = h.deploy(&fixtures(), "040.data-file", 1).await;
         let r = h.platform.invoke(&data, &json!({})).await.unwrap();
-        assert!(r.handler_output().is_some_and(|o| o.to_string().contains("hello")), "{:?}", r.output);
+        assert!(
+            r.handler_output()
+                .is_some_and(|o| o.to_string().contains("hello")),
+            "{:?}",
+            r.output
+        );
     })
     .await;
 }
@@ -271,7 +339,11 @@ async fn a_cold_invocation_pays_for_the_import_however_long_the_container_idled(
         tokio::time::sleep(std::time::Duration::from_millis(800)).await;
         let cold = h.platform.invoke(&f, &json!({})).await.unwrap();
         assert!(cold.stats.cold_start);
-        assert!(cold.times.initialization >= 300_000, "import took {} µs", cold.times.initialization);
+        assert!(
+            cold.times.initialization >= 300_000,
+            "import took {} µs",
+            cold.times.initialization
+        );
         assert!(
             cold.times.client >= cold.times.initialization,
             "the cold call's client time {} µs does not include the import's {} µs",
@@ -279,7 +351,11 @@ async fn a_cold_invocation_pays_for_the_import_however_long_the_container_idled(
             cold.times.initialization
         );
         let warm = h.platform.invoke(&f, &json!({})).await.unwrap();
-        assert!(warm.times.client < 300_000, "a warm call took {} µs", warm.times.client);
+        assert!(
+            warm.times.client < 300_000,
+            "a warm call took {} µs",
+            warm.times.client
+        );
     })
     .await;
 }

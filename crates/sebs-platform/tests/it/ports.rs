@@ -35,7 +35,10 @@ async fn published_ports_are_on_127_0_0_1_only_disjoint_across_platforms_and_fre
     with_harness(|h| async move {
         let locks = tempfile::tempdir().unwrap();
         let range: PortRange = "19400-19499".parse().unwrap();
-        let (a, b) = (publishing(&h, range, locks.path()), publishing(&h, range, locks.path()));
+        let (a, b) = (
+            publishing(&h, range, locks.path()),
+            publishing(&h, range, locks.path()),
+        );
         let root = h.benchmarks.path().to_path_buf();
         let (bench, package, config) = h.package(&root, "900.programmable");
         let config = FunctionConfig::from_benchmark(&config, Language::Python, "3.11");
@@ -51,34 +54,78 @@ async fn published_ports_are_on_127_0_0_1_only_disjoint_across_platforms_and_fre
             let (fa, fb) = (fa.unwrap(), fb.unwrap());
             let ports: Vec<u16> = fa.iter().chain(&fb).map(|f| f.port()).collect();
             let distinct: BTreeSet<u16> = ports.iter().copied().collect();
-            assert_eq!(distinct.len(), 6, "ports shared between deployments: {ports:?}");
+            assert_eq!(
+                distinct.len(),
+                6,
+                "ports shared between deployments: {ports:?}"
+            );
             assert!(ports.iter().all(|p| range.contains(*p)), "{ports:?}");
 
             for f in fa.iter().chain(&fb) {
                 assert_eq!(f.published_port, Some(f.port()));
                 assert_eq!(f.container.address.ip(), IpAddr::from([127, 0, 0, 1]));
-                let info = h.platform.docker().inspect_container(&f.container.id, None).await.unwrap();
-                let bridge_ip: IpAddr = info.network_settings.as_ref().unwrap().networks.as_ref().unwrap()["bridge"]
-                    .ip_address.as_deref().unwrap().parse().unwrap();
+                let info = h
+                    .platform
+                    .docker()
+                    .inspect_container(&f.container.id, None)
+                    .await
+                    .unwrap();
+                let bridge_ip: IpAddr = info
+                    .network_settings
+                    .as_ref()
+                    .unwrap()
+                    .networks
+                    .as_ref()
+                    .unwrap()["bridge"]
+                    .ip_address
+                    .as_deref()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
                 let gateway = host_address_towards(bridge_ip);
                 assert!(!gateway.is_loopback(), "{gateway}");
                 let bindings = info.host_config.unwrap().port_bindings.unwrap();
-                let hosts: Vec<_> = bindings.values().flatten().flatten().map(|b| b.host_ip.clone()).collect();
+                let hosts: Vec<_> = bindings
+                    .values()
+                    .flatten()
+                    .flatten()
+                    .map(|b| b.host_ip.clone())
+                    .collect();
                 assert_eq!(hosts, vec![Some("127.0.0.1".to_string())]);
                 h.platform.invoke(f, &json!({})).await.unwrap();
                 // Not on any other address of this host.
                 let elsewhere = SocketAddr::new(gateway, f.port());
-                let connect = tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(elsewhere)).await;
-                assert!(!matches!(connect, Ok(Ok(_))), "port {} answers on {gateway}", f.port());
+                let connect = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    tokio::net::TcpStream::connect(elsewhere),
+                )
+                .await;
+                assert!(
+                    !matches!(connect, Ok(Ok(_))),
+                    "port {} answers on {gateway}",
+                    f.port()
+                );
             }
 
             let allocator = Allocator::new(a.config().ports.clone()).unwrap();
-            let persisted: BTreeSet<u16> = allocator.persisted().unwrap().into_iter().map(|p| p.port).collect();
-            assert_eq!(persisted, distinct, "every published port is leased while its function lives");
+            let persisted: BTreeSet<u16> = allocator
+                .persisted()
+                .unwrap()
+                .into_iter()
+                .map(|p| p.port)
+                .collect();
+            assert_eq!(
+                persisted, distinct,
+                "every published port is leased while its function lives"
+            );
             for f in fa.iter().chain(&fb) {
                 a.stop(f).await.unwrap();
             }
-            assert_eq!(allocator.persisted().unwrap(), vec![], "stop frees the ports");
+            assert_eq!(
+                allocator.persisted().unwrap(),
+                vec![],
+                "stop frees the ports"
+            );
         };
         let outcome = tokio::spawn(result).await;
         a.shutdown().await;
@@ -103,13 +150,30 @@ async fn a_range_that_runs_out_is_a_clear_error_and_leaves_nothing_behind() {
             .await
             .unwrap_err();
         platform.shutdown().await;
-        let message = format!("{err}: {}", std::error::Error::source(&err).map(|s| s.to_string()).unwrap_or_default());
+        let message = format!(
+            "{err}: {}",
+            std::error::Error::source(&err)
+                .map(|s| s.to_string())
+                .unwrap_or_default()
+        );
         assert!(message.contains("19500-19501"), "{message}");
-        let left = sebs_container::list_labelled(h.platform.docker(), &[(sebs_platform::RUN_LABEL, platform.run_id())])
-            .await
-            .unwrap();
-        assert!(left.is_empty(), "the two that started are removed: {left:?}");
-        assert_eq!(Allocator::new(platform.config().ports.clone()).unwrap().persisted().unwrap(), vec![]);
+        let left = sebs_container::list_labelled(
+            h.platform.docker(),
+            &[(sebs_platform::RUN_LABEL, platform.run_id())],
+        )
+        .await
+        .unwrap();
+        assert!(
+            left.is_empty(),
+            "the two that started are removed: {left:?}"
+        );
+        assert_eq!(
+            Allocator::new(platform.config().ports.clone())
+                .unwrap()
+                .persisted()
+                .unwrap(),
+            vec![]
+        );
     })
     .await;
 }

@@ -14,7 +14,11 @@ use sebs_trigger::{InvokeError, Trigger, TriggerConfig};
 /// Serves agent-like answers; counts accepted connections. `close_after_each` makes the
 /// server drop every connection after one answer without saying so, as a restarting agent
 /// would.
-async fn server(delay: Duration, status: u16, close_after_each: bool) -> (String, Arc<AtomicUsize>) {
+async fn server(
+    delay: Duration,
+    status: u16,
+    close_after_each: bool,
+) -> (String, Arc<AtomicUsize>) {
     server_named(delay, status, close_after_each, None).await
 }
 
@@ -33,20 +37,22 @@ async fn server_named(
             let (stream, _) = listener.accept().await.unwrap();
             counter.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |_req: Request<hyper::body::Incoming>| async move {
-                    tokio::time::sleep(delay).await;
-                    let body = if status == 200 {
-                        r#"{"begin": "1700000000.000000", "end": "1700000000.000500", "request_id": "x",
+                let service = hyper::service::service_fn(
+                    move |_req: Request<hyper::body::Incoming>| async move {
+                        tokio::time::sleep(delay).await;
+                        let body = if status == 200 {
+                            r#"{"begin": "1700000000.000000", "end": "1700000000.000500", "request_id": "x",
                             "is_cold": false, "result": {"output": {}}}"#
-                    } else {
-                        r#"{"error": "boom", "kind": "handler_error", "type": "ValueError"}"#
-                    };
-                    let mut response = Response::builder().status(status);
-                    if let Some(name) = instance {
-                        response = response.header(sebs_wire::INSTANCE_HEADER, name);
-                    }
-                    Ok::<_, Infallible>(response.body(Full::new(Bytes::from(body))).unwrap())
-                });
+                        } else {
+                            r#"{"error": "boom", "kind": "handler_error", "type": "ValueError"}"#
+                        };
+                        let mut response = Response::builder().status(status);
+                        if let Some(name) = instance {
+                            response = response.header(sebs_wire::INSTANCE_HEADER, name);
+                        }
+                        Ok::<_, Infallible>(response.body(Full::new(Bytes::from(body))).unwrap())
+                    },
+                );
                 let conn = hyper::server::conn::http1::Builder::new()
                     .keep_alive(!close_after_each)
                     .serve_connection(TokioIo::new(stream), service);
@@ -66,17 +72,28 @@ async fn keeps_connections_alive_and_times_phases() {
         assert_eq!(r.times.benchmark, 500);
         let client_s = r.times.client as f64 / 1e6;
         assert!(r.times.http_startup <= r.times.http_first_byte_return);
-        assert!(r.times.http_first_byte_return <= client_s + 1e-6, "{:?}", r.times);
+        assert!(
+            r.times.http_first_byte_return <= client_s + 1e-6,
+            "{:?}",
+            r.times
+        );
         // The server waits 5 ms before answering.
         assert!(r.times.http_first_byte_return >= 0.005, "{:?}", r.times);
     }
-    assert_eq!(connections.load(Ordering::SeqCst), 1, "one kept-alive connection for 5 calls");
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        1,
+        "one kept-alive connection for 5 calls"
+    );
 }
 
 #[tokio::test]
 async fn without_keep_alive_each_call_connects() {
     let (url, connections) = server(Duration::ZERO, 200, false).await;
-    let config = TriggerConfig { keep_alive: false, ..TriggerConfig::default() };
+    let config = TriggerConfig {
+        keep_alive: false,
+        ..TriggerConfig::default()
+    };
     let trigger = Trigger::new(&url, config).unwrap();
     for _ in 0..3 {
         trigger.invoke(&serde_json::json!({})).await.unwrap();
@@ -101,12 +118,18 @@ async fn function_errors_and_timeouts_are_values() {
     let (url, _) = server(Duration::ZERO, 500, false).await;
     let trigger = Trigger::new(&url, TriggerConfig::default()).unwrap();
     let err = trigger.invoke(&serde_json::json!({})).await.unwrap_err();
-    assert!(matches!(&err, InvokeError::Function { status: 500, .. }), "{err}");
+    assert!(
+        matches!(&err, InvokeError::Function { status: 500, .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("boom"), "{err}");
     assert!(err.times().is_some());
 
     let (url, _) = server(Duration::from_secs(5), 200, false).await;
-    let config = TriggerConfig { timeout: Duration::from_millis(100), ..TriggerConfig::default() };
+    let config = TriggerConfig {
+        timeout: Duration::from_millis(100),
+        ..TriggerConfig::default()
+    };
     let trigger = Trigger::new(&url, config).unwrap();
     let err = trigger.invoke(&serde_json::json!({})).await.unwrap_err();
     assert!(matches!(err, InvokeError::Timeout { .. }), "{err}");
@@ -123,13 +146,31 @@ async fn function_errors_and_timeouts_are_values() {
 
 #[tokio::test]
 async fn an_answer_from_another_instance_is_refused() {
-    let expecting = |name: &str| TriggerConfig { expect_instance: Some(name.into()), ..TriggerConfig::default() };
+    let expecting = |name: &str| TriggerConfig {
+        expect_instance: Some(name.into()),
+        ..TriggerConfig::default()
+    };
     let (url, _) = server_named(Duration::ZERO, 200, false, Some("abc123")).await;
-    Trigger::new(&url, expecting("abc123")).unwrap().invoke(&serde_json::json!({})).await.unwrap();
-    let err = Trigger::new(&url, expecting("def456")).unwrap().invoke(&serde_json::json!({})).await.unwrap_err();
-    assert!(matches!(&err, InvokeError::WrongInstance { found, .. } if found == "abc123"), "{err}");
+    Trigger::new(&url, expecting("abc123"))
+        .unwrap()
+        .invoke(&serde_json::json!({}))
+        .await
+        .unwrap();
+    let err = Trigger::new(&url, expecting("def456"))
+        .unwrap()
+        .invoke(&serde_json::json!({}))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, InvokeError::WrongInstance { found, .. } if found == "abc123"),
+        "{err}"
+    );
     assert!(err.to_string().contains("container is gone"), "{err}");
     // A server that names no instance (SeBS's own) is taken at its word.
     let (url, _) = server(Duration::ZERO, 200, false).await;
-    Trigger::new(&url, expecting("def456")).unwrap().invoke(&serde_json::json!({})).await.unwrap();
+    Trigger::new(&url, expecting("def456"))
+        .unwrap()
+        .invoke(&serde_json::json!({}))
+        .await
+        .unwrap();
 }
