@@ -1,7 +1,7 @@
 //! Tidy checks of the repository itself, run by `cargo test` (so by `cargo xtask test`).
 //!
 //! They check mechanically what docs/architecture.md states as invariants: which crates may
-//! reach Docker, and that every source file says what it is for.
+//! reach Docker, that every source file says what it is for, and that the code is formatted.
 
 #[cfg(test)]
 mod tests {
@@ -113,6 +113,19 @@ mod tests {
         assert!(
             missing.is_empty(),
             "files without a `//!` first line: {missing:?}"
+        );
+    }
+
+    #[test]
+    fn the_code_is_formatted() {
+        let out = root::cargo()
+            .args(["fmt", "--all", "--", "--check"])
+            .output()
+            .expect("cargo fmt runs");
+        assert!(
+            out.status.success(),
+            "run `cargo fmt --all`; it would change:\n{}",
+            String::from_utf8_lossy(&out.stdout)
         );
     }
 }
