@@ -83,7 +83,11 @@ pub struct Progress {
 #[derive(Debug, Clone)]
 pub struct ConfigurationResult {
     pub run_type: RunType,
+    /// The memory size asked for by `memory-sizes`, which names the results file.
     pub memory_mb: Option<u64>,
+    /// The memory limit the function ran with (the benchmark's own when no size was
+    /// asked for); 0 when unknown.
+    pub function_memory_mb: u64,
     pub function_name: String,
     /// Valid samples, in the order they arrived.
     pub valid: Vec<ExecutionResult>,
@@ -152,6 +156,7 @@ pub async fn run_configuration<T: Target>(
     let mut out = ConfigurationResult {
         run_type,
         memory_mb,
+        function_memory_mb: memory_mb.unwrap_or(0),
         function_name: target.function_name(),
         valid: Vec::new(),
         incorrect: Vec::new(),
@@ -223,7 +228,11 @@ pub async fn run_configuration<T: Target>(
             fruitless = 0;
         }
         first = false;
-        if forces_cold {
+        // Start fresh containers for the next batch, if there will be one.
+        let another = out.stopped_early.is_none()
+            && out.valid.len() < settings.repetitions
+            && !stop.load(Ordering::SeqCst);
+        if forces_cold && another {
             target.prepare_cold(per_batch);
         }
         if !settings.pause_between_batches.is_zero() {
@@ -247,6 +256,7 @@ mod tests {
         fail_every: Option<usize>,
         calls: usize,
         forced: usize,
+        prewarmed: usize,
     }
 
     fn result(cold: bool, n: usize) -> ExecutionResult {
@@ -308,6 +318,9 @@ mod tests {
             }
             Ok(out)
         }
+        fn prepare_cold(&mut self, _n: usize) {
+            self.prewarmed += 1;
+        }
     }
 
     fn sim(fail_every: Option<usize>) -> Simulated {
@@ -316,6 +329,7 @@ mod tests {
             fail_every,
             calls: 0,
             forced: 0,
+            prewarmed: 0,
         }
     }
 
@@ -351,6 +365,8 @@ mod tests {
         assert_eq!(r.cold_count, 6);
         // Warm-up batch plus two batches, each after a forced cold start.
         assert_eq!((t.forced, r.batch_times.len()), (3, 3));
+        // Fresh containers are prepared for every batch but the last.
+        assert_eq!(t.prewarmed, 2);
 
         let mut t = sim(None);
         let r = run(&mut t, RunType::Warm, 6, 3).await;

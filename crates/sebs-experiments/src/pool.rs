@@ -103,7 +103,7 @@ impl FunctionPool {
     /// Replaces every container with a fresh one, so that the next `n` invocations are
     /// cold; uses prewarmed containers where there are any.
     pub async fn force_cold(&mut self, n: usize) -> Result<(), PlatformError> {
-        self.collect_started().await?;
+        self.collect_started().await;
         let old = std::mem::take(&mut self.warm);
         self.retire(old);
         let take = n.min(self.fresh.len());
@@ -113,17 +113,12 @@ impl FunctionPool {
 
     /// Applies a new configuration (e.g. another memory size): like SeBS's update of a
     /// local function, every container is replaced, so the next invocations are cold.
-    pub async fn reconfigure(
-        &mut self,
-        config: FunctionConfig,
-        name: String,
-    ) -> Result<(), PlatformError> {
-        self.collect_started().await?;
+    pub async fn reconfigure(&mut self, config: FunctionConfig, name: String) {
+        self.collect_started().await;
         let old: Vec<Function> = self.warm.drain(..).chain(self.fresh.drain(..)).collect();
         self.retire(old);
         self.config = config;
         self.name = name;
-        Ok(())
     }
 
     /// Removes every container of the pool, waiting for removals to finish.
@@ -146,7 +141,7 @@ impl FunctionPool {
         if self.warm.len() >= n {
             return Ok(());
         }
-        self.collect_started().await?;
+        self.collect_started().await;
         let take = (n - self.warm.len()).min(self.fresh.len());
         self.warm.extend(self.fresh.drain(..take));
         let missing = n.saturating_sub(self.warm.len());
@@ -168,14 +163,16 @@ impl FunctionPool {
     }
 
     /// Moves finished background starts into `fresh`.
-    async fn collect_started(&mut self) -> Result<(), PlatformError> {
+    /// A failed prewarm is not fatal: whoever needs the containers starts them itself (and
+    /// meets the error there, if it persists).
+    async fn collect_started(&mut self) {
         if let Some(task) = self.starting.take() {
             match task.await {
-                Ok(started) => self.fresh.extend(started?),
+                Ok(Ok(started)) => self.fresh.extend(started),
+                Ok(Err(e)) => tracing::warn!("prewarming containers failed: {e}"),
                 Err(e) => tracing::warn!("prewarming containers failed: {e}"),
             }
         }
-        Ok(())
     }
 
     fn retire(&mut self, functions: Vec<Function>) {

@@ -108,7 +108,7 @@ pub fn write_csv(dir: &Path, results: &[ConfigurationResult]) -> Result<PathBuf,
             let _ = writeln!(
                 out,
                 "{},{},{},{},{},{},{},{}",
-                result.memory_mb.unwrap_or(0),
+                result.function_memory_mb,
                 result.run_type,
                 if r.stats.cold_start { "True" } else { "False" },
                 r.times.benchmark,
@@ -162,6 +162,7 @@ mod tests {
         ConfigurationResult {
             run_type: RunType::Cold,
             memory_mb: Some(256),
+            function_memory_mb: 256,
             function_name: "010.sleep-python-256".into(),
             valid: vec![sample("a", true, 1500), sample("b", true, 1700)],
             incorrect: vec![sample("c", false, 900)],

@@ -62,6 +62,7 @@ pub async fn run_perf_cost(
         experiment.image.clone(),
         base.clone(),
     );
+    let mut csv = None;
     let outcome = async {
         for memory in memories {
             let mut config = base.clone();
@@ -70,8 +71,7 @@ pub async fn run_perf_cost(
             }
             // Replaces the containers, as SeBS's update of a local function does.
             pool.reconfigure(config.clone(), name_for(config.memory_mb))
-                .await
-                .ok();
+                .await;
             for &run_type in &settings.experiments {
                 if stop.load(Ordering::SeqCst) {
                     return Ok(());
@@ -83,7 +83,7 @@ pub async fn run_perf_cost(
                     concurrent_invocations: settings.concurrent_invocations,
                     pause_between_batches: settings.pause_between_batches,
                 };
-                let result = run_configuration(
+                let mut result = run_configuration(
                     &mut PoolTarget(&mut pool),
                     &run,
                     &experiment.input,
@@ -92,6 +92,7 @@ pub async fn run_perf_cost(
                     progress,
                 )
                 .await;
+                result.function_memory_mb = config.memory_mb;
                 for line in statistics_lines(&result) {
                     tracing::info!("{line}");
                 }
@@ -102,7 +103,8 @@ pub async fn run_perf_cost(
                     .files
                     .push(results::write_json(&dir, &result, &settings.raw)?);
                 report.configurations.push(result);
-                results::write_csv(&dir, &report.configurations)?;
+                // Rewritten after every configuration, so an interruption keeps the rows.
+                csv = Some(results::write_csv(&dir, &report.configurations)?);
             }
         }
         Ok(())
@@ -110,10 +112,8 @@ pub async fn run_perf_cost(
     .await;
     pool.shutdown().await;
     outcome?;
-    if !report.configurations.is_empty() {
-        report
-            .files
-            .push(results::write_csv(&dir, &report.configurations)?);
+    if let Some(csv) = csv {
+        report.files.push(csv);
         let svg_path = dir.join("client_time.svg");
         let title = format!("{}: client time per configuration", experiment.bench.name);
         std::fs::write(&svg_path, plot::svg(&title, &report.configurations)).map_err(|source| {
