@@ -41,26 +41,23 @@ pub async fn run(command: Command) -> Result<Exit, Failure> {
     } = command;
     let settings =
         PerfCostSettings::load(&config).exit(Exit::BadInput, "invalid experiment config")?;
-    let root = setup::benchmarks_root(benchmarks_dir.as_deref())?;
-    let bench = sebs_package::find_benchmark(&root, &settings.benchmark).exit(
-        Exit::BadInput,
-        format!("no benchmark {:?}", settings.benchmark),
+    let bench = setup::find_benchmark(
+        benchmarks_dir.as_deref(),
+        &settings.benchmark,
+        settings.language,
     )?;
-    let input = sebs_package::generate_input(&bench, settings.input_size, &bench.path).exit(
-        Exit::BadInput,
-        format!("failed to generate the input of {}", bench.name),
-    )?;
+    let input = setup::generate_input(&bench, settings.input_size, &bench.path)?;
     let docker = setup::docker().await?;
-    let platform = setup::platform(docker).await?;
-    let (image, package) = setup::prepare(
+    let platform = setup::platform(docker, |_| {}).await?;
+    let prepare = setup::prepare(
         &platform,
         &bench,
         settings.language,
         &settings.language_version,
         cache.as_deref(),
         update_code,
-    )
-    .await?;
+    );
+    let (image, package) = setup::until_ctrl_c(&platform, prepare).await?;
     let experiment = Experiment {
         platform: platform.clone(),
         bench,

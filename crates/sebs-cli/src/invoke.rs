@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use sebs_package::{generate_input, validate_output, BenchmarkDir, Size, Validation};
+use sebs_package::{validate_output, BenchmarkDir, Size, Validation};
 use sebs_platform::{Function, FunctionConfig, Platform};
 use sebs_trigger::{ExecutionResult, InvokeError};
 use sebs_wire::Language;
@@ -31,14 +31,10 @@ pub struct Args {
 pub async fn run(args: Args) -> Result<Exit, Failure> {
     let bench = args.bench.find()?;
     let data_dir = args.data_dir.clone().unwrap_or_else(|| bench.path.clone());
-    let input = generate_input(&bench, args.size, &data_dir).exit(
-        Exit::BadInput,
-        format!("failed to generate the input of {}", bench.name),
-    )?;
+    let input = setup::generate_input(&bench, args.size, &data_dir)?;
 
     let docker = setup::docker().await?;
-    let platform = setup::platform(docker).await?;
-    let (image, package) = args.bench.prepare(&platform, &bench).await?;
+    let platform = setup::platform(docker, |_| {}).await?;
 
     let config = FunctionConfig::from_benchmark(
         &bench.config,
@@ -51,6 +47,7 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
     );
     // Everything from here on runs under Ctrl-C watch, so that no container outlives us.
     let work = async {
+        let (image, package) = args.bench.prepare(&platform, &bench).await?;
         let function = platform
             .create_function(&name, &bench.name, &package, &image, &config)
             .await
@@ -67,14 +64,7 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
             .exit(Exit::Environment, "failed to remove the container")?;
         Ok::<_, Failure>(outcome)
     };
-    let result = tokio::select! {
-        r = work => r,
-        _ = tokio::signal::ctrl_c() => {
-            tracing::warn!("interrupted; removing containers");
-            platform.shutdown().await;
-            return Ok(Exit::Interrupted);
-        }
-    };
+    let result = setup::until_ctrl_c(&platform, work).await;
     platform.shutdown().await;
     result
 }

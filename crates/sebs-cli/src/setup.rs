@@ -27,10 +27,75 @@ pub async fn docker() -> Result<Docker, Failure> {
         .exit(Exit::Environment, "failed to reach a Docker engine")
 }
 
-pub async fn platform(docker: Docker) -> Result<Platform, Failure> {
+/// The platform, with its defaults changed by `configure`.
+pub async fn platform(
+    docker: Docker,
+    configure: impl FnOnce(&mut PlatformConfig),
+) -> Result<Platform, Failure> {
     let agent =
         sebs_platform::find_agent_binary(None).exit(Exit::Environment, "no agent binary")?;
-    Ok(Platform::new(docker, PlatformConfig::new(agent)))
+    let mut config = PlatformConfig::new(agent);
+    configure(&mut config);
+    Ok(Platform::new(docker, config))
+}
+
+/// Runs `work` unless Ctrl-C comes first; then every container the platform started is
+/// removed and the command ends as interrupted.
+pub async fn until_ctrl_c<T>(
+    platform: &Platform,
+    work: impl std::future::Future<Output = Result<T, Failure>>,
+) -> Result<T, Failure> {
+    tokio::select! {
+        r = work => r,
+        _ = tokio::signal::ctrl_c() => {
+            tracing::warn!("interrupted; removing containers");
+            platform.shutdown().await;
+            Err(Failure {
+                exit: Exit::Interrupted,
+                error: anyhow::anyhow!("interrupted by Ctrl-C; every container started was removed"),
+            })
+        }
+    }
+}
+
+/// `name` under the benchmarks root (see [`benchmarks_root`]), which must be written in
+/// `language`.
+pub fn find_benchmark(
+    benchmarks_dir: Option<&Path>,
+    name: &str,
+    language: Language,
+) -> Result<BenchmarkDir, Failure> {
+    let root = benchmarks_root(benchmarks_dir)?;
+    let bench = sebs_package::find_benchmark(&root, name)
+        .exit(Exit::BadInput, format!("no benchmark {name:?}"))?;
+    if !bench.config.languages.contains(&language) {
+        return Err(Failure {
+            exit: Exit::BadInput,
+            error: anyhow::anyhow!(
+                "benchmark {} is not written in {language} (its config.json lists {:?})",
+                bench.name,
+                bench.config.languages
+            ),
+        });
+    }
+    Ok(bench)
+}
+
+/// The benchmark's input for `size`; a host without `python3` is the environment's fault,
+/// a failing `input.py` the benchmark's.
+pub fn generate_input(
+    bench: &BenchmarkDir,
+    size: sebs_package::Size,
+    data_dir: &Path,
+) -> Result<serde_json::Value, Failure> {
+    sebs_package::generate_input(bench, size, data_dir).map_err(|e| Failure {
+        exit: match e {
+            sebs_package::InputError::Spawn { .. } => Exit::Environment,
+            _ => Exit::BadInput,
+        },
+        error: anyhow::Error::new(e)
+            .context(format!("failed to generate the input of {}", bench.name)),
+    })
 }
 
 /// The benchmarks root: `--benchmarks-dir`, `SEBS_BENCHMARKS_DIR`, `./benchmarks`, or the
@@ -88,21 +153,11 @@ pub struct BenchmarkArgs {
 impl BenchmarkArgs {
     /// The benchmark, which must be written in the language asked for.
     pub fn find(&self) -> Result<BenchmarkDir, Failure> {
-        let root = benchmarks_root(self.benchmarks_dir.as_deref())?;
-        let bench = sebs_package::find_benchmark(&root, &self.benchmark)
-            .exit(Exit::BadInput, format!("no benchmark {:?}", self.benchmark))?;
-        if !bench.config.languages.contains(&self.language) {
-            return Err(Failure {
-                exit: Exit::BadInput,
-                error: anyhow::anyhow!(
-                    "benchmark {} is not written in {} (its config.json lists {:?})",
-                    bench.name,
-                    self.language,
-                    bench.config.languages
-                ),
-            });
-        }
-        Ok(bench)
+        find_benchmark(
+            self.benchmarks_dir.as_deref(),
+            &self.benchmark,
+            self.language,
+        )
     }
 
     /// [`prepare`] for the benchmark, language and cache these options name.

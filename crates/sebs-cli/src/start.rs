@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use sebs_package::{generate_input, Size};
-use sebs_platform::{Addressing, DeploymentFile, FunctionConfig, Platform, PlatformConfig};
+use sebs_package::Size;
+use sebs_platform::{Addressing, DeploymentFile, FunctionConfig};
 use sebs_ports::PortRange;
 
 use crate::exit::{Exit, ExitContext, Failure};
@@ -68,6 +68,17 @@ pub fn parse_label(text: &str) -> Result<(String, String), String> {
 }
 
 pub async fn run(args: Args) -> Result<Exit, Failure> {
+    // Writing over a deployment that is still listed would orphan its containers.
+    if DeploymentFile::read(&args.output).is_ok() {
+        return Err(Failure {
+            exit: Exit::BadInput,
+            error: anyhow::anyhow!(
+                "{} lists a deployment of ours; run `sebs-local stop {}` first, or choose another file",
+                args.output.display(),
+                args.output.display()
+            ),
+        });
+    }
     let bench = args.bench.find()?;
     if args.cpus.is_some_and(|c| !(c > 0.0 && c.is_finite())) {
         return Err(Failure {
@@ -76,24 +87,18 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
         });
     }
     let data_dir = args.data_dir.clone().unwrap_or_else(|| bench.path.clone());
-    let input = generate_input(&bench, args.size, &data_dir).exit(
-        Exit::BadInput,
-        format!("failed to generate the input of {}", bench.name),
-    )?;
+    let input = setup::generate_input(&bench, args.size, &data_dir)?;
 
     let docker = setup::docker().await?;
-    let agent =
-        sebs_platform::find_agent_binary(None).exit(Exit::Environment, "no agent binary")?;
-    let mut config = PlatformConfig::new(agent);
-    config.privileged = args.privileged;
-    config.ports.range = args.port_range;
-    if args.publish {
-        config.addressing = Addressing::Publish;
-    }
-    config.labels = args.labels.iter().cloned().collect::<BTreeMap<_, _>>();
-    let platform = Platform::new(docker, config);
-    let (image, package) = args.bench.prepare(&platform, &bench).await?;
-
+    let platform = setup::platform(docker, |config| {
+        config.privileged = args.privileged;
+        config.ports.range = args.port_range;
+        if args.publish {
+            config.addressing = Addressing::Publish;
+        }
+        config.labels = args.labels.iter().cloned().collect::<BTreeMap<_, _>>();
+    })
+    .await?;
     let mut fconfig = FunctionConfig::from_benchmark(
         &bench.config,
         args.bench.language,
@@ -108,27 +113,32 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
     );
     let n = args.deployments as usize;
     let started = std::time::Instant::now();
-    let deploy = platform.create_functions(n, &name, &bench.name, &package, &image, &fconfig);
-    let functions = tokio::select! {
-        r = deploy => r.exit(Exit::Environment, format!("failed to start {n} containers of {name}"))?,
-        _ = tokio::signal::ctrl_c() => {
-            tracing::warn!("interrupted; removing the containers started so far");
-            platform.shutdown().await;
-            return Ok(Exit::Interrupted);
-        }
-    };
-    let memory = match args.measure_interval {
-        Some(ms) => {
-            let ids: Vec<String> = functions.iter().map(|f| f.container.id.clone()).collect();
-            match measure::launch(&args.output, ms, &args.cgroup_root, &ids).await {
-                Ok(section) => Some(section),
-                Err(failure) => {
-                    platform.shutdown().await;
-                    return Err(failure);
-                }
+    // Packaging, starting and the measurer's launch all run under Ctrl-C watch, so that no
+    // container outlives an interrupted start.
+    let work = async {
+        let (image, package) = args.bench.prepare(&platform, &bench).await?;
+        let functions = platform
+            .create_functions(n, &name, &bench.name, &package, &image, &fconfig)
+            .await
+            .exit(
+                Exit::Environment,
+                format!("failed to start {n} containers of {name}"),
+            )?;
+        let memory = match args.measure_interval {
+            Some(ms) => {
+                let ids: Vec<String> = functions.iter().map(|f| f.container.id.clone()).collect();
+                Some(measure::launch(&args.output, ms, &args.cgroup_root, &ids).await?)
             }
+            None => None,
+        };
+        Ok((functions, memory))
+    };
+    let (functions, memory) = match setup::until_ctrl_c(&platform, work).await {
+        Ok(done) => done,
+        Err(failure) => {
+            platform.shutdown().await;
+            return Err(failure);
         }
-        None => None,
     };
     let mut file = DeploymentFile::new(
         &functions,

@@ -207,6 +207,12 @@ fn start_20_deployments_curl_each_and_stop() {
     let text = String::from_utf8_lossy(&logs.stdout);
     assert_eq!(text.matches("sebs-agent: listening").count(), 20, "{text}");
 
+    // A second start over the same file would orphan these 20: it is refused.
+    let again = cli.run(&["start", "000.noop", "test", out]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("sebs-local stop"));
+    assert_eq!(cli.containers().len(), 20);
+
     let stop = cli.run(&["stop", out]);
     assert_eq!(stop.status.code(), Some(0));
     assert_eq!(
