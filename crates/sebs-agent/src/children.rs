@@ -95,6 +95,9 @@ impl Children {
             };
             reaped += 1;
             if let Some(tx) = waiters.remove(&pid.as_raw()) {
+                // What the worker started dies with it. Its group id cannot have been
+                // reused: a pid stays taken while a process group of that id has members.
+                let _ = killpg(pid, Signal::SIGKILL);
                 // The owner may have stopped waiting (a killed worker); that is fine.
                 let _ = tx.send(status);
             }

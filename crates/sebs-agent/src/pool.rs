@@ -1,10 +1,11 @@
 //! The pool of language workers: at most one call per worker, callers beyond the pool wait in FIFO order.
 //!
 //! The pool has `workers` slots and as many permits of a fair semaphore. A call takes a
-//! permit, then a slot: a ready worker if there is one, else one that is still starting,
-//! else an empty slot it fills by starting a worker. The slot goes back before the permit,
-//! so a permit always finds a slot. A worker that died, timed out or broke the protocol is
-//! replaced in the background; one whose import failed is retried by the next call.
+//! permit, then a slot: a ready worker if there is one, else an empty slot it fills by
+//! starting a worker. The slot goes back before the permit, so a permit always finds a slot.
+//! A worker that died, timed out, broke the protocol or failed its import leaves its slot
+//! empty: the next call that needs it starts a new one, and reports that start's import as
+//! its own `init_time_us`, since it is the call that waited for it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,7 +14,6 @@ use std::time::Duration;
 use sebs_wire::worker::{Exception, Reply, Request};
 use sebs_wire::{EpochMicros, ErrorAnswer, ErrorKind};
 use tokio::sync::Semaphore;
-use tokio::task::JoinHandle;
 
 use crate::cgroup::MemoryCgroup;
 use crate::children::Children;
@@ -78,7 +78,6 @@ impl CallFailure {
 
 enum Slot {
     Ready(Worker),
-    Starting(JoinHandle<Result<Worker, WorkerError>>),
     Empty,
 }
 
@@ -87,8 +86,7 @@ impl Slot {
     fn rank(&self) -> u8 {
         match self {
             Slot::Ready(_) => 0,
-            Slot::Starting(_) => 1,
-            Slot::Empty => 2,
+            Slot::Empty => 1,
         }
     }
 }
@@ -141,19 +139,6 @@ impl Pool {
         self.inner.config.timeout.max(MIN_IMPORT_LIMIT)
     }
 
-    fn start_in_background(&self) -> Slot {
-        let pool = self.clone();
-        Slot::Starting(tokio::spawn(async move {
-            let inner = &pool.inner;
-            let started =
-                Worker::start(&inner.config.command, &inner.children, pool.import_limit()).await;
-            if let Err(e) = &started {
-                eprintln!("sebs-agent: worker failed to {e}");
-            }
-            started
-        }))
-    }
-
     fn take_slot(&self) -> Slot {
         let mut slots = self.lock_slots();
         let best = slots
@@ -193,13 +178,6 @@ impl Pool {
     ) -> Result<Invocation, CallFailure> {
         let started = match self.take_slot() {
             Slot::Ready(worker) => Ok(worker),
-            Slot::Starting(handle) => match handle.await {
-                Ok(started) => started,
-                Err(e) => Err(WorkerError::Spawn {
-                    command: self.inner.config.command.display(),
-                    source: std::io::Error::other(e.to_string()),
-                }),
-            },
             Slot::Empty => {
                 let inner = &self.inner;
                 let started =
@@ -255,7 +233,7 @@ impl Pool {
                 })
             }
             Ok(Err(WorkerError::Died { status })) => {
-                self.put_slot(self.start_in_background());
+                self.put_slot(Slot::Empty);
                 let oom_killed = self.oom_kills_increased();
                 let (kind, message) =
                     describe_death(status, self.inner.config.cgroup.limited(), oom_killed);
@@ -264,7 +242,7 @@ impl Pool {
             }
             Ok(Err(e)) => {
                 worker.kill();
-                self.put_slot(self.start_in_background());
+                self.put_slot(Slot::Empty);
                 eprintln!(
                     "sebs-agent: worker {} failed to serve a call: {e}",
                     worker.pid()
@@ -276,7 +254,7 @@ impl Pool {
             }
             Err(_elapsed) => {
                 worker.kill();
-                self.put_slot(self.start_in_background());
+                self.put_slot(Slot::Empty);
                 let ms = timeout.as_millis();
                 eprintln!(
                     "sebs-agent: worker {} stopped after the {ms} ms timeout",

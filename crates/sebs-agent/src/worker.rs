@@ -258,8 +258,23 @@ impl Worker {
                 source,
             });
         }
-        self.read_line().await?;
-        Ok(Reply::parse(&self.line)?)
+        // The reply, or the worker's exit if it comes first: a process the handler forked
+        // can hold the protocol pipe open after the worker died, so that end-of-file alone
+        // would never come.
+        self.line.clear();
+        let read = tokio::select! {
+            biased;
+            read = self.stdout.read_until(b'\n', &mut self.line) => read,
+            status = &mut self.exit => return Err(WorkerError::Died { status: status.ok() }),
+        };
+        match read {
+            Ok(n) if n > 0 && self.line.last() == Some(&b'\n') => Ok(Reply::parse(&self.line)?),
+            Ok(_) => Err(self.died().await),
+            Err(source) => Err(WorkerError::Pipe {
+                pid: self.pid,
+                source,
+            }),
+        }
     }
 
     /// Stops the worker and everything it started.

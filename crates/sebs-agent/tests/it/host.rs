@@ -320,3 +320,43 @@ async fn warm_round_trip_is_fast() {
     );
     assert!(median < 5_000, "median warm round trip {median} µs");
 }
+
+#[tokio::test]
+async fn a_worker_that_dies_leaving_a_child_is_reported_dead_and_the_child_killed() {
+    let code = code_dir(STEERED);
+    let agent = Agent::start(code.path(), &[("SEBS_TIMEOUT_MS", "10000")]);
+    agent.post("{}").await.ok();
+    let pid_file = code.path().join("forked.pid");
+    let started = std::time::Instant::now();
+    let died = agent
+        .post(&json!({"fork_then_exit": pid_file}).to_string())
+        .await;
+    // Not a timeout after 10 s: the worker's exit is noticed although its child holds the pipe.
+    assert_eq!(died.status, 500, "{:#}", died.body);
+    assert_eq!(died.body["kind"], "worker_died", "{:#}", died.body);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    let child: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // The worker's process group went with it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::path::Path::new(&format!("/proc/{child}")).exists() {
+        let state = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+        if state
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the forked child {child} still runs"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // And the next call is served by a new worker.
+    agent.post("{}").await.ok();
+}

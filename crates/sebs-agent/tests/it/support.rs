@@ -32,6 +32,15 @@ def handler(event):
         time.sleep(event["sleep"])
     if "raise" in event:
         raise ValueError(event["raise"])
+    if "fork_then_exit" in event:
+        # A child that outlives the worker and holds its pipes, then the worker dies.
+        child = os.fork()
+        if child == 0:
+            time.sleep(30)
+            os._exit(0)
+        with open(event["fork_then_exit"], "w") as f:
+            f.write(str(child))
+        os._exit(3)
     if "exit" in event:
         os._exit(event["exit"])
     if "alloc_mb" in event:
