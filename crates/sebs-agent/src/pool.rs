@@ -20,9 +20,6 @@ use crate::children::Children;
 use crate::memory::{MemoryPeak, Meter, WorkerPeak};
 use crate::worker::{describe_death, Worker, WorkerCommand, WorkerError};
 
-/// The least time a worker gets to import the function, whatever the function's timeout.
-const MIN_IMPORT_LIMIT: Duration = Duration::from_secs(60);
-
 /// How the pool runs its workers.
 #[derive(Debug, Clone)]
 pub struct PoolConfig {
@@ -136,7 +133,7 @@ impl Pool {
     }
 
     fn import_limit(&self) -> Duration {
-        self.inner.config.timeout.max(MIN_IMPORT_LIMIT)
+        sebs_wire::import_limit(self.inner.config.timeout)
     }
 
     fn take_slot(&self) -> Slot {

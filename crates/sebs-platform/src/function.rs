@@ -413,8 +413,12 @@ impl Platform {
                 source,
             }),
         };
-        self.forget(id);
-        self.release_port(id, function.published_port).await?;
+        // Only a container that is gone is forgotten (shutdown tries the others again) and
+        // frees its port.
+        if result.is_ok() {
+            self.forget(id);
+            self.release_port(id, function.published_port).await?;
+        }
         result
     }
 
@@ -495,9 +499,11 @@ impl Platform {
         let startup = container.created_at.elapsed();
         let trigger_config = TriggerConfig {
             keep_alive: true,
-            // The agent answers a handler past its timeout with 504 itself; this bound only
-            // catches an agent that stopped answering altogether.
-            timeout: Duration::from_secs(l.config.timeout_s.saturating_add(30)),
+            // The agent answers a handler past its timeout with 504 itself, and a cold call
+            // may first wait for the worker's import; this bound only catches an agent that
+            // stopped answering altogether.
+            timeout: sebs_wire::longest_invocation(Duration::from_secs(l.config.timeout_s))
+                + Duration::from_secs(30),
             // Docker names a container's host after the first 12 digits of its id.
             expect_instance: Some(container.id.chars().take(12).collect()),
         };

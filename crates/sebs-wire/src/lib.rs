@@ -332,6 +332,22 @@ pub struct AgentSettings {
     pub runtime: Option<String>,
 }
 
+/// The least time a worker gets to start and import the function, whatever the function's
+/// timeout: imports of large libraries can take long, and are not the handler's time.
+pub const MIN_IMPORT_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// How long a worker may take to start and import a function whose handler may run for
+/// `timeout`.
+pub fn import_limit(timeout: std::time::Duration) -> std::time::Duration {
+    timeout.max(MIN_IMPORT_LIMIT)
+}
+
+/// The longest the agent can take to answer one invocation of a function whose handler may
+/// run for `timeout`: its worker's start and import (a cold call), then the handler.
+pub fn longest_invocation(timeout: std::time::Duration) -> std::time::Duration {
+    import_limit(timeout) + timeout
+}
+
 /// Names of the environment variables that carry [`AgentSettings`].
 pub mod env {
     pub const PORT: &str = "SEBS_AGENT_PORT";
