@@ -51,6 +51,10 @@ pub struct CallFailure {
     pub kind: ErrorKind,
     pub message: String,
     pub exception: Option<Exception>,
+    /// Begin and end around the handler, when it ran and raised.
+    pub span: Option<(EpochMicros, EpochMicros)>,
+    /// The import this call waited for, as for a successful call.
+    pub init_time_us: u64,
 }
 
 impl CallFailure {
@@ -59,7 +63,14 @@ impl CallFailure {
             kind,
             message: message.into(),
             exception: None,
+            span: None,
+            init_time_us: 0,
         }
+    }
+
+    fn after_import(mut self, init_time_us: u64) -> CallFailure {
+        self.init_time_us = init_time_us;
+        self
     }
 
     /// The HTTP answer, without request id and cold flag.
@@ -69,6 +80,11 @@ impl CallFailure {
             answer.exception_type = Some(e.exception_type);
             answer.traceback = Some(e.traceback);
         }
+        if let Some((begin, end)) = self.span {
+            answer.begin = Some(begin.to_string());
+            answer.end = Some(end.to_string());
+        }
+        answer.init_time_us = self.init_time_us;
         answer
     }
 }
@@ -221,21 +237,24 @@ impl Pool {
                 })
             }
             Ok(Ok(Reply::Err(f))) => {
-                worker.take_init_time_us();
+                let init_time_us = worker.take_init_time_us();
                 self.put_slot(Slot::Ready(worker));
                 Err(CallFailure {
                     kind: f.kind.error_kind(),
                     message: format!("{}: {}", f.exception.exception_type, f.exception.error),
                     exception: Some(f.exception),
+                    span: Some((EpochMicros(f.begin_us), EpochMicros(f.end_us))),
+                    init_time_us,
                 })
             }
             Ok(Err(WorkerError::Died { status })) => {
+                let init_time_us = worker.take_init_time_us();
                 self.put_slot(Slot::Empty);
                 let oom_killed = self.oom_kills_increased();
                 let (kind, message) =
                     describe_death(status, self.inner.config.cgroup.limited(), oom_killed);
                 eprintln!("sebs-agent: worker {} died: {message}", worker.pid());
-                Err(CallFailure::new(kind, message))
+                Err(CallFailure::new(kind, message).after_import(init_time_us))
             }
             Ok(Err(e)) => {
                 worker.kill();
@@ -250,6 +269,7 @@ impl Pool {
                 ))
             }
             Err(_elapsed) => {
+                let init_time_us = worker.take_init_time_us();
                 worker.kill();
                 self.put_slot(Slot::Empty);
                 let ms = timeout.as_millis();
@@ -262,7 +282,8 @@ impl Pool {
                     format!(
                         "the handler ran past the function's timeout of {ms} ms and was stopped"
                     ),
-                ))
+                )
+                .after_import(init_time_us))
             }
         }
     }
@@ -287,6 +308,8 @@ fn init_failure(e: WorkerError) -> CallFailure {
                 exception.exception_type, exception.error
             ),
             exception: Some(exception),
+            span: None,
+            init_time_us: 0,
         },
         WorkerError::Died { status } => CallFailure::new(
             ErrorKind::InitError,

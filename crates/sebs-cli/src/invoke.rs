@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use sebs_package::{validate_output, BenchmarkDir, Size, Validation};
 use sebs_platform::{Function, FunctionConfig, Platform};
-use sebs_trigger::{ExecutionResult, InvokeError};
+use sebs_trigger::ExecutionResult;
 use sebs_wire::Language;
 
 use crate::exit::{Exit, ExitContext, Failure};
@@ -158,7 +158,7 @@ async fn invoke_all(
             Err(e) => {
                 tracing::error!("invocation failed: {e}");
                 exit = Exit::InvocationFailed;
-                failure_record(&e)
+                ExecutionResult::failed(&e)
             }
         };
         match serde_json::to_string(&record) {
@@ -192,42 +192,4 @@ async fn invoke_all(
         }
     }
     exit
-}
-
-/// A failed invocation in SeBS's shape: `stats.failure` set, the agent's error answer (or
-/// our description) as `output`, and whatever times were measured.
-pub fn failure_record(error: &InvokeError) -> ExecutionResult {
-    use sebs_trigger::{python_datetime, ExecutionStats, ExecutionTimes};
-    let output = match error {
-        InvokeError::Function { answer, .. } => {
-            serde_json::to_value(answer.as_ref()).unwrap_or(serde_json::Value::Null)
-        }
-        other => serde_json::json!({ "error": other.to_string() }),
-    };
-    let times = error.times();
-    ExecutionResult {
-        request_id: match error {
-            InvokeError::Function { answer, .. } => answer.request_id.clone().unwrap_or_default(),
-            _ => String::new(),
-        },
-        times: ExecutionTimes {
-            client: times.map_or(0, |t| t.client_us),
-            client_begin: times
-                .map(|t| python_datetime(t.begin.0))
-                .unwrap_or_default(),
-            client_end: times.map(|t| python_datetime(t.end.0)).unwrap_or_default(),
-            benchmark: 0,
-            initialization: 0,
-            http_startup: times.map_or(0.0, |t| t.http_startup),
-            http_first_byte_return: times.map_or(0.0, |t| t.http_first_byte_return),
-        },
-        provider_times: Default::default(),
-        stats: ExecutionStats {
-            memory_used: None,
-            cold_start: matches!(error, InvokeError::Function { answer, .. } if answer.is_cold),
-            failure: true,
-        },
-        billing: Default::default(),
-        output,
-    }
 }

@@ -336,6 +336,54 @@ struct Exchange {
     first_byte: Duration,
 }
 
+impl ExecutionResult {
+    /// A failed invocation in SeBS's shape: `stats.failure` set, the agent's error answer (or
+    /// our description) as `output`, and every time that was measured: the client's, and the
+    /// handler's and the import's when the agent reports them.
+    pub fn failed(error: &InvokeError) -> ExecutionResult {
+        let answer = match error {
+            InvokeError::Function { answer, .. } => Some(answer.as_ref()),
+            _ => None,
+        };
+        let output = match answer {
+            Some(a) => serde_json::to_value(a).unwrap_or(serde_json::Value::Null),
+            None => serde_json::json!({ "error": error.to_string() }),
+        };
+        let benchmark = answer
+            .and_then(|a| {
+                let begin: EpochMicros = a.begin.as_deref()?.parse().ok()?;
+                let end: EpochMicros = a.end.as_deref()?.parse().ok()?;
+                Some(end.micros_since(begin))
+            })
+            .unwrap_or(0);
+        let times = error.times();
+        ExecutionResult {
+            request_id: answer
+                .and_then(|a| a.request_id.clone())
+                .unwrap_or_default(),
+            times: ExecutionTimes {
+                client: times.map_or(0, |t| t.client_us),
+                client_begin: times
+                    .map(|t| python_datetime(t.begin.0))
+                    .unwrap_or_default(),
+                client_end: times.map(|t| python_datetime(t.end.0)).unwrap_or_default(),
+                benchmark,
+                initialization: answer.map_or(0, |a| a.init_time_us as i64),
+                http_startup: times.map_or(0.0, |t| t.http_startup),
+                http_first_byte_return: times.map_or(0.0, |t| t.http_first_byte_return),
+            },
+            provider_times: ProviderTimes::default(),
+            stats: ExecutionStats {
+                memory_used: None,
+                cold_start: answer.is_some_and(|a| a.is_cold),
+                failure: true,
+            },
+            billing: ExecutionBilling::default(),
+            output,
+        }
+    }
+}
+
 /// Turns an agent's answer into SeBS's record, or into the error it reports.
 pub fn read_answer(
     url: &str,
@@ -457,6 +505,20 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        let raised_late = br#"{"error": "ValueError: boom", "kind": "handler_error", "type": "ValueError",
+            "is_cold": true, "begin": "1700000000.100000", "end": "1700000000.100250", "init_time_us": 700}"#;
+        let failed =
+            ExecutionResult::failed(&read_answer("u", 500, raised_late, times()).unwrap_err());
+        assert!(failed.stats.failure && failed.stats.cold_start);
+        assert_eq!(
+            (
+                failed.times.benchmark,
+                failed.times.initialization,
+                failed.times.client
+            ),
+            (250, 700, 1520)
+        );
+        assert_eq!(failed.output["type"], "ValueError");
         let e = read_answer("u", 502, b"<html>bad gateway</html>", times()).unwrap_err();
         assert!(
             matches!(e, InvokeError::BadAnswer { status: 502, .. }),

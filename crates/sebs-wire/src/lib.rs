@@ -246,6 +246,18 @@ pub struct ErrorAnswer {
     /// Whether this was the container's first invocation (a failed cold start).
     #[serde(default)]
     pub is_cold: bool,
+    /// Around the handler, as in [`InvocationAnswer`], when the handler ran and raised.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub begin: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<String>,
+    /// As in [`InvocationAnswer`]: the import this call waited for, also when it failed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub init_time_us: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl ErrorAnswer {
@@ -257,6 +269,9 @@ impl ErrorAnswer {
             traceback: None,
             request_id: None,
             is_cold: false,
+            begin: None,
+            end: None,
+            init_time_us: 0,
         }
     }
 }

@@ -96,6 +96,21 @@ async fn failures_are_answered_and_the_next_call_succeeds() {
             assert_eq!(failed.body["type"], "ValueError");
             let traceback = failed.body["traceback"].as_str().unwrap();
             assert!(traceback.contains("function.py"), "{traceback}");
+            // The first call: the times it measured are kept although it failed.
+            assert_eq!(failed.body["is_cold"], true);
+            assert!(
+                failed.body["init_time_us"].as_u64().unwrap() > 0,
+                "{:#}",
+                failed.body
+            );
+            let t = |k: &str| {
+                failed.body[k]
+                    .as_str()
+                    .unwrap()
+                    .parse::<sebs_wire::EpochMicros>()
+                    .unwrap()
+            };
+            assert!(t("end") >= t("begin"), "{:#}", failed.body);
         }
         let next = agent.post(r#"{"after": 1}"#).await;
         assert_eq!(
