@@ -1,4 +1,5 @@
-//! Makes sure a Docker engine answers before anything needs one.
+//! Makes sure the host has what the project runs on: a Docker engine, and `python3` for
+//! benchmarks' `input.py`.
 //!
 //! When none answers and we may (root, a Debian-like system, no `DOCKER_HOST` pointing
 //! elsewhere), install Debian's `docker.io` and start `dockerd` in the background;
@@ -11,6 +12,24 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use crate::root;
+
+/// Benchmarks' `input.py` runs on the host, so the host needs `python3`; install Debian's
+/// where we may, as for the engine.
+pub fn ensure_python3() -> Result<()> {
+    if which("python3").is_some() {
+        return Ok(());
+    }
+    if !(is_root() && Path::new("/etc/debian_version").exists()) {
+        bail!("no python3 on this host; install it, e.g.\n    sudo apt-get install -y python3");
+    }
+    eprintln!("xtask: no python3 on this host; installing Debian's");
+    root::run(Command::new("apt-get").arg("update").arg("-qq"))?;
+    root::run(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", "python3"])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
 
 pub fn ensure_engine() -> Result<()> {
     if engine_answers() {

@@ -58,6 +58,7 @@ pub struct Prepared {
 
 pub fn prepare() -> Result<Prepared> {
     docker::ensure_engine()?;
+    docker::ensure_python3()?;
     let agent = agent::build()?;
     // The CLI owns image resolution (official image, else the offline base it builds);
     // running it here builds the base once, before tests run in parallel.

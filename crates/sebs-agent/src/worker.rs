@@ -40,8 +40,17 @@ impl WorkerCommand {
         let dir = settings.code_dir.clone();
         let (default_runtime, args): (&str, Vec<OsString>) = match settings.language {
             // -u: unbuffered, so a handler's prints reach the log even if it is killed.
-            Language::Python => ("python3", vec!["-u".into(), dir.join("handler.py").into()]),
-            Language::Nodejs => ("node", vec![dir.join("handler.js").into()]),
+            Language::Python => (
+                "python3",
+                vec![
+                    "-u".into(),
+                    dir.join(sebs_wire::worker::PYTHON_WRAPPER_FILE).into(),
+                ],
+            ),
+            Language::Nodejs => (
+                "node",
+                vec![dir.join(sebs_wire::worker::NODEJS_WRAPPER_FILE).into()],
+            ),
         };
         WorkerCommand {
             program: settings
