@@ -347,20 +347,13 @@ impl Platform {
             if let Some(dir) = port_lock_dir {
                 ports.lock_dir = dir.to_path_buf();
             }
-            let err = |source| PlatformError::ReleasePort {
-                container: id.clone(),
-                port,
-                source,
-            };
-            let allocator = sebs_ports::Allocator::new(ports).map_err(err)?;
-            let owner = id.clone();
-            let released =
-                tokio::task::spawn_blocking(move || allocator.release_persisted(port, &owner))
-                    .await;
-            match released {
-                Ok(r) => drop(r.map_err(err)?),
-                Err(e) => tracing::warn!(port, "the port releasing task failed: {e}"),
-            }
+            let allocator =
+                sebs_ports::Allocator::new(ports).map_err(|source| PlatformError::ReleasePort {
+                    container: id.clone(),
+                    port,
+                    source,
+                })?;
+            crate::function::release_persisted(allocator, id, port).await?;
         }
         Ok(outcome)
     }

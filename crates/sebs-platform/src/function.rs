@@ -733,14 +733,7 @@ impl Platform {
             source,
         };
         let allocator = self.allocator().await.map_err(err)?.clone();
-        let owner = id.to_string();
-        match tokio::task::spawn_blocking(move || allocator.release_persisted(port, &owner)).await {
-            Ok(result) => result.map(drop).map_err(err),
-            Err(e) => {
-                tracing::warn!(port, "the port releasing task failed: {e}");
-                Ok(())
-            }
-        }
+        release_persisted(allocator, id, port).await
     }
 
     /// Removes a container that did not make it and frees its port.
@@ -836,5 +829,27 @@ mod tests {
         assert_eq!(nano_cpus(0.5), 500_000_000);
         assert_eq!(nano_cpus(1.25), 1_250_000_000);
         assert_eq!(nano_cpus(-1.0), 0);
+    }
+}
+
+/// Frees `port`, leased for container `id`, off the async threads (it takes a file lock).
+pub(crate) async fn release_persisted(
+    allocator: Allocator,
+    id: &str,
+    port: u16,
+) -> Result<(), PlatformError> {
+    let owner = id.to_string();
+    match tokio::task::spawn_blocking(move || allocator.release_persisted(port, &owner)).await {
+        Ok(result) => result
+            .map(drop)
+            .map_err(|source| PlatformError::ReleasePort {
+                container: id.to_string(),
+                port,
+                source,
+            }),
+        Err(e) => {
+            tracing::warn!(port, "the port releasing task failed: {e}");
+            Ok(())
+        }
     }
 }
