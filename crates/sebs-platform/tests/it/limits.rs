@@ -21,19 +21,7 @@ const MEMORY_LIMIT_FILES: [&str; 2] = [
 impl Harness {
     async fn programmable_with(&self, change: impl FnOnce(&mut FunctionConfig)) -> Function {
         let root = self.benchmarks.path().to_path_buf();
-        let (bench, package, config) = self.package(&root, "900.programmable");
-        let mut config = FunctionConfig::from_benchmark(&config, Language::Python, "3.11");
-        change(&mut config);
-        self.platform
-            .create_function(
-                &format!("test-{bench}"),
-                &bench,
-                &package,
-                &self.image,
-                &config,
-            )
-            .await
-            .unwrap()
+        self.deploy_with(&root, "900.programmable", change).await
     }
 
     /// The first of `paths` that exists in the function's container, and its content.

@@ -102,9 +102,19 @@ impl Harness {
     }
 
     async fn deploy(&self, root: &Path, name: &str, workers: usize) -> Function {
+        self.deploy_with(root, name, |c| c.workers = workers).await
+    }
+
+    /// Deploys benchmark `name` under `root` in Python 3.11, its config changed by `change`.
+    async fn deploy_with(
+        &self,
+        root: &Path,
+        name: &str,
+        change: impl FnOnce(&mut FunctionConfig),
+    ) -> Function {
         let (bench, package, config) = self.package(root, name);
         let mut config = FunctionConfig::from_benchmark(&config, Language::Python, "3.11");
-        config.workers = workers;
+        change(&mut config);
         self.platform
             .create_function(
                 &format!("test-{bench}"),
@@ -161,6 +171,27 @@ async fn assert_sleep_is_100_ms(platform: &Platform, f: &Function) {
         (98_000..=102_000).contains(&best),
         "no benchmark time of {times:?} µs is 100 ms ± 2 ms"
     );
+}
+
+/// Invokes the programmable function `f` with a 10 s sleep: the agent stops it at the
+/// function's 2 s timeout and answers 504.
+async fn assert_stopped_by_its_timeout(platform: &Platform, f: &Function) {
+    match platform
+        .invoke(f, &json!({"mode": "sleep", "seconds": 10}))
+        .await
+    {
+        Err(InvokeError::Function {
+            status: 504,
+            answer,
+            times,
+            ..
+        }) => {
+            assert_eq!(answer.kind, ErrorKind::Timeout);
+            // Stopped at the 2 s timeout, not after the 10 s the handler wanted.
+            assert!(times.client_us < 5_000_000, "took {} µs", times.client_us);
+        }
+        other => panic!("expected a timeout, got {other:?}"),
+    }
 }
 
 /// Runs `body` and then removes every container the platform started, also when `body`
@@ -256,23 +287,7 @@ async fn an_exception_and_a_crash_are_clear_errors_and_the_function_goes_on() {
 async fn a_handler_past_its_timeout_is_stopped_and_the_function_goes_on() {
     with_harness(|h| async move {
         let f = h.programmable(1).await;
-        match h
-            .platform
-            .invoke(&f, &json!({"mode": "sleep", "seconds": 10}))
-            .await
-        {
-            Err(InvokeError::Function {
-                status: 504,
-                answer,
-                times,
-                ..
-            }) => {
-                assert_eq!(answer.kind, ErrorKind::Timeout);
-                // Stopped at the 2 s timeout, not after the 10 s the handler wanted.
-                assert!(times.client_us < 5_000_000, "took {} µs", times.client_us);
-            }
-            other => panic!("expected a timeout, got {other:?}"),
-        }
+        assert_stopped_by_its_timeout(&h.platform, &f).await;
         h.platform
             .invoke(&f, &json!({"mode": "noop"}))
             .await

@@ -146,22 +146,7 @@ async fn nodejs_errors_and_timeouts_are_clear_and_the_function_goes_on() {
             .unwrap();
         assert_eq!(ok.handler_output(), Some(&json!({"mode": "noop"})));
 
-        match h
-            .platform
-            .invoke(&f, &json!({"mode": "sleep", "seconds": 10}))
-            .await
-        {
-            Err(InvokeError::Function {
-                status: 504,
-                answer,
-                times,
-                ..
-            }) => {
-                assert_eq!(answer.kind, ErrorKind::Timeout);
-                assert!(times.client_us < 5_000_000, "took {} µs", times.client_us);
-            }
-            other => panic!("expected a timeout, got {other:?}"),
-        }
+        crate::assert_stopped_by_its_timeout(&h.platform, &f).await;
         let ok = h
             .platform
             .invoke(&f, &json!({"mode": "noop"}))
