@@ -1,0 +1,131 @@
+//! What a trial may need from the machine, each checked at most once per test binary.
+
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// A prerequisite of some trials: what it is, and how to tell whether this machine has it.
+///
+/// Declare one as a `static`, so that its check runs once however many trials need it:
+///
+/// ```text
+/// static AGENT: Need = Need::new("the static agent (cargo xtask agent)", || {
+///     sebs_platform::find_agent_binary(None).map(drop).map_err(|e| format!("failed to {e}"))
+/// });
+/// ```
+pub struct Need {
+    what: &'static str,
+    check: fn() -> Result<(), String>,
+    verdict: OnceLock<Result<(), String>>,
+}
+
+impl Need {
+    /// `what` reads after "needs": "a Docker engine"; `check` says why not, if not.
+    pub const fn new(what: &'static str, check: fn() -> Result<(), String>) -> Need {
+        Need {
+            what,
+            check,
+            verdict: OnceLock::new(),
+        }
+    }
+
+    pub fn what(&self) -> &'static str {
+        self.what
+    }
+
+    /// Whether this machine has it, checked on the first call.
+    pub fn verdict(&self) -> Result<(), &str> {
+        self.verdict
+            .get_or_init(|| (self.check)())
+            .as_ref()
+            .map(|_| ())
+            .map_err(String::as_str)
+    }
+}
+
+/// A Docker engine answers where `sebs_container::connect` looks (`DOCKER_HOST`, else the
+/// local socket).
+pub static ENGINE: Need = Need::new("a Docker engine", engine);
+
+/// The `docker` command reaches an engine (tests that drive containers as a user would).
+pub static DOCKER_CLI: Need = Need::new("the docker command and an engine", || {
+    runs("docker", &["version", "--format", "{{.Server.Version}}"])
+});
+
+/// `node` runs on this host (the agent's Node.js worker tests).
+pub static NODE: Need = Need::new("Node.js (node)", || runs("node", &["--version"]));
+
+/// `python3` runs on this host (the agent's Python worker tests, benchmarks' `input.py`).
+pub static PYTHON3: Need = Need::new("python3", || runs("python3", &["--version"]));
+
+/// util-linux `flock(1)`, to hold a lock from another process.
+pub static FLOCK: Need = Need::new("util-linux flock(1)", || runs("flock", &["--version"]));
+
+/// The test runs as root (it changes users or gives files away).
+pub static ROOT: Need = Need::new("root", || {
+    let uid = nix::unistd::geteuid();
+    if uid.is_root() {
+        Ok(())
+    } else {
+        Err(format!("this runs as uid {uid}"))
+    }
+});
+
+/// This host can listen on IPv6 (`[::1]`).
+pub static IPV6: Need = Need::new("IPv6", || {
+    std::net::TcpListener::bind("[::1]:0")
+        .map(drop)
+        .map_err(|e| format!("cannot listen on [::1]: {e}"))
+});
+
+fn engine() -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("failed to start an async runtime: {e}"))?;
+    runtime
+        .block_on(sebs_container::connect())
+        .map(drop)
+        .map_err(|e| format!("failed to {e}"))
+}
+
+/// Whether `program args` runs and succeeds, and if not, what it said.
+fn runs(program: &str, args: &[&str]) -> Result<(), String> {
+    let command = format!("`{program} {}`", args.join(" "));
+    match Command::new(program).args(args).output() {
+        Ok(out) if out.status.success() => Ok(()),
+        Ok(out) => Err(format!(
+            "{command} failed with {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+        Err(e) => Err(format!("cannot run {command}: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_verdict_is_checked_once_and_says_why_not() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static CHECKS: AtomicU32 = AtomicU32::new(0);
+        static ABSENT: Need = Need::new("a unicorn", || {
+            CHECKS.fetch_add(1, Ordering::SeqCst);
+            Err("none in this stable".to_string())
+        });
+        assert_eq!(ABSENT.verdict(), Err("none in this stable"));
+        assert_eq!(ABSENT.verdict(), Err("none in this stable"));
+        assert_eq!(CHECKS.load(Ordering::SeqCst), 1);
+        assert_eq!(ABSENT.what(), "a unicorn");
+    }
+
+    #[test]
+    fn a_missing_program_is_a_reason_naming_it() {
+        let why = runs("sebs-no-such-program", &["--version"]).unwrap_err();
+        assert!(why.contains("`sebs-no-such-program --version`"), "{why}");
+        assert!(runs("true", &[]).is_ok());
+        let why = runs("false", &[]).unwrap_err();
+        assert!(why.contains("failed with exit status: 1"), "{why}");
+    }
+}
