@@ -1,5 +1,5 @@
-//! Makes sure the host has what the project runs on: a Docker engine, and `python3` for
-//! benchmarks' `input.py`.
+//! Makes sure the host has what the project runs on: a Docker engine, `python3` for
+//! benchmarks' `input.py`, and (for the tests of the agent's Node.js worker) `node`.
 //!
 //! When none answers and we may (root, a Debian-like system, no `DOCKER_HOST` pointing
 //! elsewhere), install Debian's `docker.io` and start `dockerd` in the background;
@@ -16,17 +16,40 @@ use crate::root;
 /// Benchmarks' `input.py` runs on the host, so the host needs `python3`; install Debian's
 /// where we may, as for the engine.
 pub fn ensure_python3() -> Result<()> {
-    if which("python3").is_some() {
+    ensure_program(
+        "python3",
+        "python3",
+        "benchmarks' input.py runs on the host",
+    )
+}
+
+/// The agent's Node.js worker is tested on the host, so the tests need `node`; install
+/// Debian's `nodejs` where we may.
+pub fn ensure_node() -> Result<()> {
+    ensure_program(
+        "node",
+        "nodejs",
+        "the agent's Node.js worker is tested on the host",
+    )
+}
+
+/// Makes sure `program` runs here, installing Debian's `package` where we may (root on a
+/// Debian-like system), else stops with the command to run. `why` says who needs it.
+fn ensure_program(program: &str, package: &str, why: &str) -> Result<()> {
+    if which(program).is_some() {
         return Ok(());
     }
     if !(is_root() && Path::new("/etc/debian_version").exists()) {
-        bail!("no python3 on this host; install it, e.g.\n    sudo apt-get install -y python3");
+        bail!(
+            "no {program} on this host ({why}); install it, e.g.\n    \
+             sudo apt-get install -y {package}"
+        );
     }
-    eprintln!("xtask: no python3 on this host; installing Debian's");
+    eprintln!("xtask: no {program} on this host ({why}); installing Debian's {package}");
     root::run(Command::new("apt-get").arg("update").arg("-qq"))?;
     root::run(
         Command::new("apt-get")
-            .args(["install", "-y", "-qq", "python3"])
+            .args(["install", "-y", "-qq", package])
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )
 }

@@ -42,12 +42,15 @@ fn main() -> Result<()> {
     }
 }
 
-/// Everything the tests need, then the tests.
+/// Everything the tests need, then the tests, none of which may be skipped: a missing
+/// prerequisite fails its test (`sebs-testkit`'s gate).
 fn test(extra: &[String]) -> Result<()> {
     let prepared = prepare()?;
+    docker::ensure_node()?;
     let mut cmd = root::cargo();
     cmd.args(["test", "--workspace"]).args(extra);
     cmd.env("SEBS_AGENT_BIN", &prepared.agent);
+    cmd.env("SEBS_TESTS_REQUIRE_ALL", "1");
     root::run(&mut cmd)
 }
 

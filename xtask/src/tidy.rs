@@ -1,7 +1,8 @@
 //! Tidy checks of the repository itself, run by `cargo test` (so by `cargo xtask test`).
 //!
 //! They check mechanically what docs/architecture.md states as invariants: which crates may
-//! reach Docker, that every source file says what it is for, and that the code is formatted.
+//! reach Docker, that every source file says what it is for, that every integration test
+//! goes through the one gate, and that the code is formatted.
 
 #[cfg(test)]
 mod tests {
@@ -114,6 +115,90 @@ mod tests {
             missing.is_empty(),
             "files without a `//!` first line: {missing:?}"
         );
+    }
+
+    /// Every `crates/*/tests/it` binary runs on `sebs-testkit` (`harness = false`, `main!`),
+    /// and every test in it is registered as a trial: a `#[test]` there would never run
+    /// (without libtest's harness it is compiled out), nor would a test left out of the list.
+    #[test]
+    fn every_integration_test_goes_through_the_gate() {
+        let crates = root::dir().join("crates");
+        let mut problems = Vec::new();
+        let mut binaries = 0;
+        for entry in std::fs::read_dir(&crates).unwrap() {
+            let krate = entry.unwrap().path();
+            let it = krate.join("tests/it");
+            if !it.join("main.rs").is_file() {
+                continue;
+            }
+            binaries += 1;
+            let name = krate.file_name().unwrap().to_string_lossy().into_owned();
+            let manifest = std::fs::read_to_string(krate.join("Cargo.toml")).unwrap();
+            let declared = manifest
+                .split("[[test]]")
+                .skip(1)
+                .any(|t| t.contains("name = \"it\"") && t.contains("harness = false"));
+            if !declared {
+                problems.push(format!("{name}: no [[test]] \"it\" with `harness = false`"));
+            }
+            let main = std::fs::read_to_string(it.join("main.rs")).unwrap();
+            if !main.contains("sebs_testkit::main!") {
+                problems.push(format!(
+                    "{name}: tests/it/main.rs does not call sebs_testkit::main!"
+                ));
+            }
+            let mut sources = String::new();
+            for file in std::fs::read_dir(&it).unwrap() {
+                let path = file.unwrap().path();
+                if path.extension().is_some_and(|e| e == "rs") {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    for attribute in ["#[test]", "#[tokio::test"] {
+                        if text.contains(attribute) {
+                            problems.push(format!(
+                                "{}: {attribute} never runs here; register a trial!",
+                                path.display()
+                            ));
+                        }
+                    }
+                    sources.push_str(&text);
+                }
+            }
+            let registered: String = sources.split_whitespace().collect();
+            for test in test_functions(&sources) {
+                if !registered.contains(&format!("trial!({test},"))
+                    && !registered.contains(&format!("trial!({test})"))
+                {
+                    problems.push(format!("{name}: test {test} is not registered with trial!"));
+                }
+            }
+        }
+        assert!(
+            binaries >= 8,
+            "found only {binaries} integration test binaries"
+        );
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+    }
+
+    /// Top-level functions without arguments or result (`fn name() {`, `async fn name() {`):
+    /// what a test looks like.
+    fn test_functions(source: &str) -> Vec<String> {
+        source
+            .lines()
+            .filter_map(|line| {
+                let rest = line.strip_prefix("async ").unwrap_or(line);
+                let name = rest.strip_prefix("fn ")?.strip_suffix("() {")?;
+                name.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    .then(|| name.to_string())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn test_functions_are_found_and_helpers_are_not() {
+        let source = "fn plain() {\nasync fn awaited() {\n    fn nested() {\n\
+                      fn helper() -> u8 {\nfn with(x: u8) {\npub fn trials() -> Vec<Trial> {\n";
+        assert_eq!(test_functions(source), ["plain", "awaited"]);
     }
 
     #[test]

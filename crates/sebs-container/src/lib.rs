@@ -14,7 +14,7 @@
 //!   [`function::StartedContainer`] with the agent's address, and [`function::wait_alive`]
 //!   polls `/alive` until the agent answers or the container dies.
 //! - [`function::ContainerGuard`] removes its container when dropped.
-//! - [`testing`] is for other crates' integration tests: an engine or a reason why not.
+//! - [`testing`] names and labels test containers, for this and other crates' tests.
 //!
 //! Invariant: every container this crate creates carries the label `sebs-local=1`, so that
 //! [`function::remove_labelled`] can always clean up after us.

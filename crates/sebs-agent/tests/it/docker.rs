@@ -1,40 +1,31 @@
-//! The static agent in a real container of `sebs-local/base:python-3.11`, dropping to an unprivileged user.
-//!
-//! Gated at run time: without a Docker engine (or without the image) the test prints why
-//! and passes, unless `CI` is set.
+//! The static agent in a real container of the Python 3.11 image, dropping to an unprivileged
+//! user, driven with the `docker` command as a user would.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use sebs_testkit::{trial, Trial, DOCKER_CLI, ENGINE};
+
 use crate::support::{answer, client, code_dir, STEERED};
 
-const IMAGE: &str = "sebs-local/base:python-3.11";
 const NOBODY: u32 = 65534;
+
+/// The tests of this module, each with what it needs from the machine.
+pub fn trials() -> Vec<Trial> {
+    vec![
+        trial!(
+            static_agent_serves_in_a_container_as_nobody,
+            ENGINE,
+            DOCKER_CLI
+        ),
+        trial!(each_call_reports_its_own_memory_peak, ENGINE, DOCKER_CLI),
+    ]
+}
 
 fn docker(args: &[&str]) -> std::io::Result<Output> {
     Command::new("docker").args(args).output()
-}
-
-/// Why the Docker test cannot run here, if it cannot.
-fn unavailable() -> Option<String> {
-    match docker(&["version", "--format", "{{.Server.Version}}"]) {
-        Ok(out) if out.status.success() => {}
-        Ok(out) => {
-            return Some(format!(
-                "no Docker engine answers: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ))
-        }
-        Err(e) => return Some(format!("the docker CLI cannot run: {e}")),
-    }
-    match docker(&["image", "inspect", "--format", "{{.Id}}", IMAGE]) {
-        Ok(out) if out.status.success() => None,
-        _ => Some(format!(
-            "image {IMAGE} is missing (cargo xtask test builds it)"
-        )),
-    }
 }
 
 /// The static agent: `SEBS_AGENT_BIN`, else built as `cargo xtask agent` builds it.
@@ -100,19 +91,11 @@ impl Drop for Container {
     }
 }
 
-/// Whether to skip a container test: says why, and fails instead when `CI` is set.
-fn skip() -> bool {
-    let Some(reason) = unavailable() else {
-        return false;
-    };
-    assert!(std::env::var_os("CI").is_none(), "CI is set but {reason}");
-    eprintln!("skipping the container test: {reason}");
-    true
-}
-
-/// Runs the agent at `agent` in a labelled container of [`IMAGE`] serving the package in
-/// `code`, with `extra` arguments for `docker run`; returns once it is alive, with its URL.
+/// Runs the agent at `agent` in a labelled container of the Python image serving the
+/// package in `code`, with `extra` arguments for `docker run`; returns once it is alive,
+/// with its URL.
 async fn start(agent: &Path, code: &Path, extra: &[&str]) -> (Container, String) {
+    let image = sebs_testkit::python_image(&sebs_testkit::docker().await).await;
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -128,7 +111,7 @@ async fn start(agent: &Path, code: &Path, extra: &[&str]) -> (Container, String)
         "--volume", &agent_mount, "--volume", &code_mount,
     ];
     args.extend_from_slice(extra);
-    args.extend_from_slice(&[IMAGE, sebs_wire::AGENT_PATH]);
+    args.extend_from_slice(&[&image, sebs_wire::AGENT_PATH]);
     let run = docker(&args).unwrap();
     assert!(
         run.status.success(),
@@ -170,11 +153,7 @@ async fn start(agent: &Path, code: &Path, extra: &[&str]) -> (Container, String)
     (container, url)
 }
 
-#[tokio::test]
 async fn static_agent_serves_in_a_container_as_nobody() {
-    if skip() {
-        return;
-    }
     let agent = static_agent();
     let elf = std::fs::read(&agent).unwrap();
     assert!(
@@ -281,12 +260,8 @@ fn docker_memory_cgroups() -> Option<String> {
 /// Docker mounts a container's cgroup read-only, so the agent could only use the worker's
 /// own peak; on a cgroup v1 host the test mounts the parent of all containers' cgroups
 /// writable over it, so that the agent measures the container's cgroup.
-#[tokio::test]
 async fn each_call_reports_its_own_memory_peak() {
     const MIB: f64 = 1024.0 * 1024.0;
-    if skip() {
-        return;
-    }
     let agent = static_agent();
     let code = code_dir(STEERED);
     let cgroups = docker_memory_cgroups();

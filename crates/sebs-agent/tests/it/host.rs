@@ -3,11 +3,35 @@
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
+use sebs_testkit::{trial, Trial, PYTHON3};
 use serde_json::json;
 
 use crate::support::{code_dir, Agent, STEERED};
 
-#[tokio::test]
+/// The tests of this module, each with what it needs from the machine.
+pub fn trials() -> Vec<Trial> {
+    vec![
+        trial!(cold_then_warm, PYTHON3),
+        trial!(begin_and_end_are_taken_around_the_handler, PYTHON3),
+        trial!(failures_are_answered_and_the_next_call_succeeds, PYTHON3),
+        trial!(import_errors_are_init_errors_every_time, PYTHON3),
+        trial!(two_workers_serve_in_parallel, PYTHON3),
+        trial!(per_call_peak_of_a_worker_in_a_pool_of_two, PYTHON3),
+        trial!(one_worker_serves_in_arrival_order, PYTHON3),
+        trial!(bad_requests, PYTHON3),
+        trial!(large_bodies_pass_through, PYTHON3),
+        trial!(stops_cleanly_on_sigterm_and_sigint, PYTHON3),
+        trial!(
+            a_thousand_warm_round_trips_are_served_by_one_worker,
+            PYTHON3
+        ),
+        trial!(
+            a_worker_that_dies_leaving_a_child_is_reported_dead_and_the_child_killed,
+            PYTHON3
+        ),
+    ]
+}
+
 async fn cold_then_warm() {
     let code = code_dir(STEERED);
     let agent = Agent::start(code.path(), &[]);
@@ -41,7 +65,6 @@ async fn cold_then_warm() {
     assert_eq!(body["request_id"].as_str().unwrap().len(), 36, "{body:#}");
 }
 
-#[tokio::test]
 async fn begin_and_end_are_taken_around_the_handler() {
     let code = code_dir(STEERED);
     let agent = Agent::start(code.path(), &[]);
@@ -50,7 +73,6 @@ async fn begin_and_end_are_taken_around_the_handler() {
     assert!(best <= 102_000, "a 100 ms sleep took at best {best} µs");
 }
 
-#[tokio::test]
 async fn failures_are_answered_and_the_next_call_succeeds() {
     let code = code_dir(STEERED);
     let agent = Agent::start(code.path(), &[("SEBS_TIMEOUT_MS", "700")]);
@@ -68,7 +90,6 @@ async fn failures_are_answered_and_the_next_call_succeeds() {
         (r#"{"sleep": 5}"#, 504, "timeout", "700 ms"),
     ];
     for (event, status, kind, fragment) in cases {
-        let started = Instant::now();
         let failed = agent.post(event).await;
         assert_eq!(failed.status, status, "{event}: {:#}", failed.body);
         assert_eq!(failed.body["kind"], kind, "{event}: {:#}", failed.body);
@@ -76,11 +97,6 @@ async fn failures_are_answered_and_the_next_call_succeeds() {
         assert!(
             error.contains(fragment),
             "{event}: {error:?} lacks {fragment:?}"
-        );
-        assert!(
-            started.elapsed() < Duration::from_secs(3),
-            "{event} took {:?}",
-            started.elapsed()
         );
         if kind == "handler_error" {
             assert_eq!(failed.body["type"], "ValueError");
@@ -111,7 +127,6 @@ async fn failures_are_answered_and_the_next_call_succeeds() {
     }
 }
 
-#[tokio::test]
 async fn import_errors_are_init_errors_every_time() {
     let code = code_dir("import no_such_module_anywhere\n\ndef handler(event):\n    return {}\n");
     let agent = Agent::start(code.path(), &[]);
@@ -136,7 +151,6 @@ async fn import_errors_are_init_errors_every_time() {
     );
 }
 
-#[tokio::test]
 async fn two_workers_serve_in_parallel() {
     let code = code_dir(STEERED);
     let agent = Agent::start(code.path(), &[("SEBS_WORKERS", "2")]);
@@ -157,7 +171,6 @@ async fn two_workers_serve_in_parallel() {
 
 /// Each call's peak is the worker's own, reset before the call: a call that allocates shows
 /// its allocation, and the worker's next call is back near the worker's baseline.
-#[tokio::test]
 async fn per_call_peak_of_a_worker_in_a_pool_of_two() {
     const MIB: f64 = 1024.0 * 1024.0;
     let code = code_dir(STEERED);
@@ -204,7 +217,6 @@ async fn per_call_peak_of_a_worker_in_a_pool_of_two() {
     }
 }
 
-#[tokio::test]
 async fn one_worker_serves_in_arrival_order() {
     let code = code_dir(STEERED);
     let agent = Agent::start(code.path(), &[("SEBS_WORKERS", "1")]);
@@ -226,7 +238,6 @@ async fn one_worker_serves_in_arrival_order() {
     );
 }
 
-#[tokio::test]
 async fn bad_requests() {
     let code = code_dir(STEERED);
     let agent = Agent::start(code.path(), &[]);
@@ -268,7 +279,6 @@ async fn raw_exchange(url: &str, head: &str) -> String {
     String::from_utf8_lossy(&reply).into_owned()
 }
 
-#[tokio::test]
 async fn large_bodies_pass_through() {
     let code = code_dir("def handler(event):\n    return {'n': len(event['data'])}\n");
     let agent = Agent::start(code.path(), &[]);
@@ -277,7 +287,6 @@ async fn large_bodies_pass_through() {
     assert_eq!(answer.ok()["result"]["output"]["n"], 8 * 1024 * 1024);
 }
 
-#[tokio::test]
 async fn stops_cleanly_on_sigterm_and_sigint() {
     for signal in [Signal::SIGTERM, Signal::SIGINT] {
         let code = code_dir(STEERED);
@@ -286,13 +295,13 @@ async fn stops_cleanly_on_sigterm_and_sigint() {
             .as_i64()
             .unwrap();
         assert_eq!(
-            agent.stop(signal, Duration::from_secs(3)),
+            agent.stop(signal, Duration::from_secs(10)),
             Some(0),
             "{signal}"
         );
         // The worker went with it.
         let worker = nix::unistd::Pid::from_raw(pid as i32);
-        let deadline = Instant::now() + Duration::from_secs(3);
+        let deadline = Instant::now() + Duration::from_secs(10);
         while nix::sys::signal::kill(worker, None).is_ok() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -303,43 +312,34 @@ async fn stops_cleanly_on_sigterm_and_sigint() {
     }
 }
 
-#[tokio::test]
-async fn warm_round_trip_is_fast() {
-    let code = code_dir("def handler(event):\n    return event\n");
+/// A thousand calls in a row over one kept-alive connection are all answered, warm, by the
+/// same worker, each with the agent's own time. (How fast they are is a figure of
+/// `cargo xtask bench`: "warm no-op client time", against the floor.)
+async fn a_thousand_warm_round_trips_are_served_by_one_worker() {
+    let code = code_dir("import os\n\ndef handler(event):\n    return {'pid': os.getpid()}\n");
     let agent = Agent::start(code.path(), &[]);
-    agent.post("{}").await.ok();
-    let mut micros = Vec::with_capacity(1000);
-    let mut agent_micros = Vec::with_capacity(1000);
-    for _ in 0..1000 {
-        let started = Instant::now();
+    let first = agent.post("{}").await;
+    let pid = &first.ok()["result"]["output"]["pid"];
+    for i in 0..1000 {
         let answer = agent.post(r#"{"x": 1}"#).await;
-        micros.push(started.elapsed().as_micros() as u64);
-        agent_micros.push(answer.ok()["agent_time_us"].as_u64().unwrap());
+        let body = answer.ok();
+        assert_eq!(body["is_cold"], false, "call {i}: {body:#}");
+        assert_eq!(&body["result"]["output"]["pid"], pid, "call {i}: {body:#}");
+        assert!(body["agent_time_us"].is_u64(), "call {i}: {body:#}");
     }
-    micros.sort_unstable();
-    agent_micros.sort_unstable();
-    let (median, agent_median) = (micros[500], agent_micros[500]);
-    eprintln!(
-        "warm round trip over keep-alive: median {median} µs (agent {agent_median} µs), p99 {} µs",
-        micros[990]
-    );
-    assert!(median < 5_000, "median warm round trip {median} µs");
 }
 
-#[tokio::test]
 async fn a_worker_that_dies_leaving_a_child_is_reported_dead_and_the_child_killed() {
     let code = code_dir(STEERED);
     let agent = Agent::start(code.path(), &[("SEBS_TIMEOUT_MS", "10000")]);
     agent.post("{}").await.ok();
     let pid_file = code.path().join("forked.pid");
-    let started = std::time::Instant::now();
     let died = agent
         .post(&json!({"fork_then_exit": pid_file}).to_string())
         .await;
     // Not a timeout after 10 s: the worker's exit is noticed although its child holds the pipe.
     assert_eq!(died.status, 500, "{:#}", died.body);
     assert_eq!(died.body["kind"], "worker_died", "{:#}", died.body);
-    assert!(started.elapsed() < std::time::Duration::from_secs(5));
     let child: i32 = std::fs::read_to_string(&pid_file)
         .unwrap()
         .trim()

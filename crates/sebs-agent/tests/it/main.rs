@@ -4,3 +4,5 @@ mod docker;
 mod host;
 mod nodejs;
 mod support;
+
+sebs_testkit::main!(host::trials(), nodejs::trials(), docker::trials());

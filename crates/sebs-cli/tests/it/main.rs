@@ -1,9 +1,8 @@
 //! The `sebs-local` binary driven as a user drives it: start, curl, logs, stop, cleanup.
 //!
 //! Needs a Docker engine, the static agent (`SEBS_AGENT_BIN` or `cargo xtask agent`) and a
-//! Python image; without an engine the tests print why and pass, unless `CI` is set. Every
-//! container carries `sebs-local.test=1` and a label unique to the test, by which the test
-//! removes them at the end, also when it fails.
+//! Python image. Every container carries `sebs-local.test=1` and a label unique to the test,
+//! by which the test removes them at the end, also when it fails.
 
 mod memory;
 mod packages;
@@ -14,7 +13,41 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use sebs_testkit::{trial, Need, Trial, ENGINE};
 use serde_json::Value;
+
+sebs_testkit::main!(trials(), memory::trials(), packages::trials());
+
+/// The static agent `sebs-local` mounts into its containers, found as it finds it.
+static AGENT: Need = Need::new("the static agent (`cargo xtask agent`)", || {
+    sebs_platform::find_agent_binary(None)
+        .map(drop)
+        .map_err(|e| format!("failed to {e}"))
+});
+
+/// The tests of this module, each with what it needs from the machine.
+fn trials() -> Vec<Trial> {
+    vec![
+        trial!(start_20_deployments_curl_each_and_stop, ENGINE, AGENT),
+        trial!(
+            two_parallel_publishing_starts_get_disjoint_ports_on_127_0_0_1,
+            ENGINE,
+            AGENT
+        ),
+        trial!(
+            stop_after_an_external_kill_reports_it_and_cleans_up_the_rest,
+            ENGINE,
+            AGENT
+        ),
+        trial!(
+            broken_and_foreign_deployment_files_are_clear_errors,
+            ENGINE,
+            AGENT
+        ),
+        trial!(cleanup_removes_every_labelled_container, ENGINE, AGENT),
+        trial!(ctrl_c_during_start_leaves_no_container, ENGINE, AGENT),
+    ]
+}
 
 const BIN: &str = env!("CARGO_BIN_EXE_sebs-local");
 /// A label only this test's containers carry.
@@ -24,32 +57,21 @@ const RUN_KEY: &str = "sebs-local.testrun";
 struct Cli {
     dir: tempfile::TempDir,
     run: String,
-    runtime: tokio::runtime::Runtime,
+    runtime: &'static tokio::runtime::Runtime,
     docker: sebs_container::Docker,
 }
 
 impl Cli {
-    fn new() -> Option<Cli> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let docker = runtime.block_on(sebs_container::testing::docker_for_tests())?;
-        if let Err(e) = sebs_platform::find_agent_binary(None) {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI is set but: failed to {e}"
-            );
-            eprintln!("skipping: failed to {e}");
-            return None;
-        }
+    fn new() -> Cli {
+        let runtime = sebs_testkit::runtime();
+        let docker = runtime.block_on(sebs_testkit::docker());
         let run = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
-        Some(Cli {
+        Cli {
             dir: tempfile::tempdir().unwrap(),
             run,
             runtime,
             docker,
-        })
+        }
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -150,9 +172,8 @@ fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no string {key} in {v}"))
 }
 
-#[test]
 fn start_20_deployments_curl_each_and_stop() {
-    let Some(cli) = Cli::new() else { return };
+    let cli = Cli::new();
     let out = cli.path("out.json");
     let out = out.to_str().unwrap();
     let started = Instant::now();
@@ -222,9 +243,8 @@ fn start_20_deployments_curl_each_and_stop() {
     );
 }
 
-#[test]
 fn two_parallel_publishing_starts_get_disjoint_ports_on_127_0_0_1() {
-    let Some(cli) = Cli::new() else { return };
+    let cli = Cli::new();
     let (a, b) = (cli.path("a.json"), cli.path("b.json"));
     let spawn = |out: &Path| {
         cli.command(&[
@@ -286,9 +306,8 @@ fn two_parallel_publishing_starts_get_disjoint_ports_on_127_0_0_1() {
     assert!(left.is_empty(), "port leases left after stop: {left:?}");
 }
 
-#[test]
 fn stop_after_an_external_kill_reports_it_and_cleans_up_the_rest() {
-    let Some(cli) = Cli::new() else { return };
+    let cli = Cli::new();
     let out = cli.path("out.json");
     let out = out.to_str().unwrap();
     let file = cli.start(&[
@@ -342,9 +361,8 @@ fn stop_after_an_external_kill_reports_it_and_cleans_up_the_rest() {
     );
 }
 
-#[test]
 fn broken_and_foreign_deployment_files_are_clear_errors() {
-    let Some(cli) = Cli::new() else { return };
+    let cli = Cli::new();
     let check = |name: &str, text: &str, needle: &str| {
         let path = cli.path(name);
         std::fs::write(&path, text).unwrap();
@@ -373,9 +391,8 @@ fn broken_and_foreign_deployment_files_are_clear_errors() {
     assert_eq!(missing.status.code(), Some(2));
 }
 
-#[test]
 fn cleanup_removes_every_labelled_container() {
-    let Some(cli) = Cli::new() else { return };
+    let cli = Cli::new();
     let out = cli.path("out.json");
     cli.start(&[
         "start",
@@ -399,9 +416,8 @@ fn cleanup_removes_every_labelled_container() {
     assert_eq!(cli.containers(), Vec::<String>::new());
 }
 
-#[test]
 fn ctrl_c_during_start_leaves_no_container() {
-    let Some(cli) = Cli::new() else { return };
+    let cli = Cli::new();
     let out = cli.path("out.json");
     let mut child = cli
         .command(&[

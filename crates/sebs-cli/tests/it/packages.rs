@@ -4,13 +4,42 @@
 //! through the real binary.
 //!
 //! Tests that start containers need a Docker engine and the static agent
-//! (`SEBS_AGENT_BIN`, or `cargo xtask agent`); without them they print why and pass,
-//! unless `CI` is set. Dependencies come from PyPI through the host's network.
+//! (`SEBS_AGENT_BIN`, or `cargo xtask agent`). Dependencies come from PyPI through the
+//! host's network.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use sebs_testkit::{trial, Trial, ENGINE, PYTHON3};
 use serde_json::Value;
+
+use crate::AGENT;
+
+/// The tests of this module, each with what it needs from the machine.
+pub fn trials() -> Vec<Trial> {
+    vec![
+        trial!(
+            benchmarks_with_dependencies_package_run_and_validate,
+            ENGINE,
+            AGENT,
+            PYTHON3
+        ),
+        trial!(a_changed_byte_rebuilds_and_nothing_changed_reuses),
+        trial!(validation_verdicts_and_exit_codes, ENGINE, AGENT, PYTHON3),
+        trial!(
+            a_missing_requirement_fails_with_pips_output,
+            ENGINE,
+            AGENT,
+            PYTHON3
+        ),
+        trial!(
+            nodejs_benchmarks_package_run_and_validate,
+            ENGINE,
+            AGENT,
+            PYTHON3
+        ),
+    ]
+}
 
 /// The repository's fixtures, the benchmarks root of most tests.
 fn fixtures() -> PathBuf {
@@ -69,21 +98,6 @@ fn strip_ansi(text: &str) -> String {
     out
 }
 
-/// Whether container tests can run here; panics under `CI` when they cannot.
-async fn containers_available() -> bool {
-    if sebs_container::testing::docker_for_tests().await.is_none() {
-        return false;
-    }
-    match sebs_platform::find_agent_binary(None) {
-        Ok(_) => true,
-        Err(e) if std::env::var_os("CI").is_some() => panic!("CI is set but: failed to {e}"),
-        Err(e) => {
-            eprintln!("skipping: failed to {e}");
-            false
-        }
-    }
-}
-
 /// Writes a benchmark `<root>/900.tests/<name>/` in SeBS's format.
 fn write_benchmark(
     root: &Path,
@@ -132,11 +146,7 @@ fn site_packages(report: &Value) -> PathBuf {
     Path::new(report["dir"].as_str().unwrap()).join(".python_packages/lib/site-packages")
 }
 
-#[tokio::test(flavor = "multi_thread")]
 async fn benchmarks_with_dependencies_package_run_and_validate() {
-    if !containers_available().await {
-        return;
-    }
     let cache = tempfile::tempdir().unwrap();
     let root = fixtures();
 
@@ -215,7 +225,6 @@ fn current_uid() -> u32 {
 
 /// The cache at work: an untouched benchmark is reused, one changed byte rebuilds it.
 /// No Docker needed: this benchmark has no dependencies.
-#[test]
 fn a_changed_byte_rebuilds_and_nothing_changed_reuses() {
     let root = tempfile::tempdir().unwrap();
     let cache = tempfile::tempdir().unwrap();
@@ -283,11 +292,7 @@ def validate_output(data_dir, input_config, output, language, storage=None):
 
 /// `--validate` turns a wrong output into exit code 4, says what was wrong, and does not
 /// pass a benchmark that has no validator.
-#[tokio::test(flavor = "multi_thread")]
 async fn validation_verdicts_and_exit_codes() {
-    if !containers_available().await {
-        return;
-    }
     let root = tempfile::tempdir().unwrap();
     let cache = tempfile::tempdir().unwrap();
     write_benchmark(root.path(), "910.wrong", WRONG_ANSWER, WANTS_42, None);
@@ -353,11 +358,7 @@ async fn validation_verdicts_and_exit_codes() {
 
 /// A requirement pip cannot find fails the build with pip's own words and exit code 2, and
 /// leaves no build container behind.
-#[tokio::test(flavor = "multi_thread")]
 async fn a_missing_requirement_fails_with_pips_output() {
-    if !containers_available().await {
-        return;
-    }
     let root = tempfile::tempdir().unwrap();
     let cache = tempfile::tempdir().unwrap();
     let bench = "920.missing-dependency";
@@ -423,11 +424,7 @@ fn copy_dir(from: &Path, to: &Path) {
 
 /// SeBS Node.js benchmarks through the binary: `--language nodejs` picks Node.js 18 by
 /// default, npm installs `mustache` in a build container, and every fixture validates.
-#[tokio::test(flavor = "multi_thread")]
 async fn nodejs_benchmarks_package_run_and_validate() {
-    if !containers_available().await {
-        return;
-    }
     let cache = tempfile::tempdir().unwrap();
     let root = fixtures();
 

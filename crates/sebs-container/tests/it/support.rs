@@ -5,8 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use sebs_container::image::{ensure_image, BaseImageBuilder, ImageChoice};
-use sebs_container::testing::{docker_for_tests, unique_name, TEST_LABEL};
+use sebs_container::testing::{unique_name, TEST_LABEL};
 use sebs_container::{remove_labelled, ContainerSpec, Docker};
 use sebs_wire::{AgentSettings, Language};
 
@@ -83,34 +82,17 @@ impl Fixture {
     }
 }
 
-static IMAGE: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
-
-/// `python:3.11-slim` or our `sebs-local/base:python-3.11`; built (a minute or two) only
-/// when neither is present.
-async fn test_image(docker: &Docker) -> String {
-    IMAGE
-        .get_or_init(|| async {
-            let choice = ImageChoice::for_language(Language::Python, "3.11");
-            let resolved = ensure_image(docker, &choice, &BaseImageBuilder::new())
-                .await
-                .unwrap_or_else(|e| panic!("failed to {e}"));
-            resolved.tag
-        })
-        .await
-        .clone()
-}
-
-/// Runs `body` with an engine and a fixture, then removes every container it labelled,
-/// whether it passed or panicked. Without an engine it returns (see `docker_for_tests`).
+/// Runs `body` with an engine and a fixture in `python:3.11-slim` or our
+/// `sebs-local/base:python-3.11`, then removes every container it labelled, whether it
+/// passed or panicked.
 pub async fn run<F, Fut>(test: &str, body: F)
 where
     F: FnOnce(Docker, Arc<Fixture>) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let Some(docker) = docker_for_tests().await else {
-        return;
-    };
-    let fixture = Arc::new(Fixture::new(test, test_image(&docker).await));
+    let docker = sebs_testkit::docker().await;
+    let image = sebs_testkit::python_image(&docker).await;
+    let fixture = Arc::new(Fixture::new(test, image));
     let outcome = tokio::spawn(body(docker.clone(), fixture.clone())).await;
     let cleanup = remove_labelled(&docker, (CASE_LABEL, &fixture.case)).await;
     if let Err(e) = outcome {

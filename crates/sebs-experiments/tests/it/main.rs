@@ -4,14 +4,28 @@
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
-use sebs_container::image::{ensure_image, BaseImageBuilder, ImageChoice};
-use sebs_container::testing::{docker_for_tests, TEST_LABEL};
+use sebs_container::testing::TEST_LABEL;
 use sebs_experiments::run::{run_perf_cost, Experiment};
 use sebs_experiments::{PerfCostSettings, RunType};
 use sebs_package::{find_benchmark, NoDeps, PackageCache};
 use sebs_platform::{Platform, PlatformConfig};
+use sebs_testkit::{trial, Need, Trial, ENGINE};
 use sebs_wire::{EpochMicros, Language};
 use serde_json::json;
+
+sebs_testkit::main!(trials());
+
+/// The static agent our containers run, found as `sebs-local` finds it.
+static AGENT: Need = Need::new("the static agent (`cargo xtask agent`)", || {
+    sebs_platform::find_agent_binary(None)
+        .map(drop)
+        .map_err(|e| format!("failed to {e}"))
+});
+
+/// The tests of this binary, each with what it needs from the machine.
+fn trials() -> Vec<Trial> {
+    vec![trial!(all_four_modes_on_real_containers, ENGINE, AGENT)]
+}
 
 fn write_benchmark(root: &Path) {
     let dir = root.join("900.tests/901.nap");
@@ -48,24 +62,10 @@ fn max_overlap(results: &[sebs_trigger::ExecutionResult]) -> usize {
     best as usize
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_four_modes_on_real_containers() {
-    let Some(docker) = docker_for_tests().await else {
-        return;
-    };
-    let agent = match sebs_platform::find_agent_binary(None) {
-        Ok(a) => a,
-        Err(e) if std::env::var_os("CI").is_some() => panic!("CI is set but: failed to {e}"),
-        Err(e) => return eprintln!("skipping: failed to {e}"),
-    };
-    let image = ensure_image(
-        &docker,
-        &ImageChoice::for_language(Language::Python, "3.11"),
-        &BaseImageBuilder::new(),
-    )
-    .await
-    .unwrap()
-    .tag;
+    let docker = sebs_testkit::docker().await;
+    let agent = sebs_platform::find_agent_binary(None).unwrap();
+    let image = sebs_testkit::python_image(&docker).await;
     let mut config = PlatformConfig::new(agent);
     config
         .labels

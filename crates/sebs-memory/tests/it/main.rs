@@ -1,8 +1,7 @@
 //! Tests against a real container: the sampled peak of a process that touches 200 MiB.
 //!
-//! Gated at run time: without a Docker engine (or the base image) the test prints why and
-//! returns, unless `CI` is set, where that is a failure. Containers are named uniquely,
-//! labelled `sebs-local.test=1`, and removed even when a test fails.
+//! They need an engine and the `docker` command (see `sebs_testkit`). Containers are named
+//! uniquely, labelled `sebs-local.test=1`, and removed even when a test fails.
 
 use std::path::Path;
 use std::process::Command;
@@ -12,8 +11,19 @@ use sebs_memory::{
     find_container_cgroup, find_pid_cgroup, End, MemoryCgroup, MemoryReport, Sampler,
     SebsMemoryStats, DEFAULT_CGROUP_ROOT,
 };
+use sebs_testkit::{trial, Trial, DOCKER_CLI, ENGINE};
 
-const IMAGE: &str = "sebs-local/base:python-3.11";
+sebs_testkit::main!(trials());
+
+/// The tests of this binary, each with what it needs from the machine.
+fn trials() -> Vec<Trial> {
+    vec![trial!(
+        sampled_peak_of_200_mib_is_within_ten_percent,
+        ENGINE,
+        DOCKER_CLI
+    )]
+}
+
 const MIB: u64 = 1024 * 1024;
 
 /// Runs `docker args…` and returns its trimmed stdout, or why it failed.
@@ -31,22 +41,6 @@ fn docker(args: &[&str]) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// Whether to run: `false` with a printed reason when Docker or the image is missing.
-fn docker_ready() -> bool {
-    let why = match docker(&["version", "--format", "{{.Server.Version}}"]) {
-        Err(e) => format!("no Docker engine answers ({e})"),
-        Ok(_) => match docker(&["image", "inspect", "--format", "{{.Id}}", IMAGE]) {
-            Err(e) => format!("image {IMAGE} is missing ({e})"),
-            Ok(_) => return true,
-        },
-    };
-    if std::env::var_os("CI").is_some() {
-        panic!("CI is set but {why}");
-    }
-    eprintln!("skipping: {why}");
-    false
-}
-
 /// A test container, removed on drop.
 struct Container {
     name: String,
@@ -55,6 +49,8 @@ struct Container {
 
 impl Container {
     fn run(script: &str) -> Container {
+        let image = sebs_testkit::runtime()
+            .block_on(async { sebs_testkit::python_image(&sebs_testkit::docker().await).await });
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
@@ -68,7 +64,7 @@ impl Container {
             "sebs-local.test=1",
             "--name",
             &name,
-            IMAGE,
+            &image,
             "python3",
             "-c",
             script,
@@ -93,11 +89,7 @@ fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
     }
 }
 
-#[test]
 fn sampled_peak_of_200_mib_is_within_ten_percent() {
-    if !docker_ready() {
-        return;
-    }
     // Idle, then 200 MiB written byte by byte (so every page is touched), held, freed, idle.
     let script = "import time; time.sleep(1.5); b = b'\\x01' * (200 * 1024 * 1024); \
                   time.sleep(1.5); del b; time.sleep(2)";

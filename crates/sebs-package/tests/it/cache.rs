@@ -8,10 +8,22 @@ use sebs_package::{
     BuildEnv, BuildError, InstallRequest, Language, NoDeps, PackageCache, PackageError,
 };
 
+use sebs_testkit::{trial, Trial};
+
 use crate::layouts::leftovers;
 use crate::{copy_benchmark, fixture, tree_listing, write_files, FakeEnv};
 
-#[test]
+/// The tests of this module, each with what it needs from the machine.
+pub fn trials() -> Vec<Trial> {
+    vec![
+        trial!(reuse_until_the_sources_change_or_force),
+        trial!(an_incomplete_package_is_rebuilt),
+        trial!(abandoned_builds_are_removed_by_age),
+        trial!(dependencies_without_a_build_environment_fail_clearly),
+        trial!(concurrent_builds_agree_on_one_package),
+    ]
+}
+
 fn reuse_until_the_sources_change_or_force() {
     let tmp = tempfile::tempdir().unwrap();
     let bench = copy_benchmark(&fixture("110.template"), &tmp.path().join("benchmarks"));
@@ -74,7 +86,6 @@ fn reuse_until_the_sources_change_or_force() {
     assert_eq!(leftovers(&cache.root), Vec::<String>::new());
 }
 
-#[test]
 fn an_incomplete_package_is_rebuilt() {
     let tmp = tempfile::tempdir().unwrap();
     let cache = PackageCache::new(tmp.path());
@@ -95,7 +106,6 @@ fn an_incomplete_package_is_rebuilt() {
     assert_eq!(leftovers(&cache.root), Vec::<String>::new());
 }
 
-#[test]
 fn abandoned_builds_are_removed_by_age() {
     let tmp = tempfile::tempdir().unwrap();
     let cache = PackageCache::new(tmp.path());
@@ -114,7 +124,6 @@ fn abandoned_builds_are_removed_by_age() {
     assert!(tmp.path().join("000.noop/keep").is_file(), "packages stay");
 }
 
-#[test]
 fn dependencies_without_a_build_environment_fail_clearly() {
     let tmp = tempfile::tempdir().unwrap();
     let cache = PackageCache::new(tmp.path());
@@ -191,7 +200,6 @@ impl BuildEnv for RacingEnv {
     }
 }
 
-#[test]
 fn concurrent_builds_agree_on_one_package() {
     let tmp = tempfile::tempdir().unwrap();
     let cache = PackageCache::new(tmp.path());

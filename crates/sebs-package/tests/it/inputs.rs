@@ -3,14 +3,23 @@
 use serde_json::json;
 
 use sebs_package::{generate_input, validate_output, InputError, Language, Size, Validation};
+use sebs_testkit::{trial, Trial, PYTHON3};
 
 use crate::{fixture, write_files};
+
+/// The tests of this module, each with what it needs from the machine.
+pub fn trials() -> Vec<Trial> {
+    vec![
+        trial!(fixture_inputs, PYTHON3),
+        trial!(fixture_validations, PYTHON3),
+        trial!(input_py_arguments_prints_and_failures, PYTHON3),
+    ]
+}
 
 fn data_dir() -> std::path::PathBuf {
     std::path::PathBuf::from("/nonexistent/benchmarks-data")
 }
 
-#[test]
 fn fixture_inputs() {
     let check = |name: &str, size: Size, expect: serde_json::Value| {
         let got = generate_input(&fixture(name), size, &data_dir()).unwrap();
@@ -35,7 +44,6 @@ fn fixture_inputs() {
     check("130.versioned", Size::Test, json!({}));
 }
 
-#[test]
 fn fixture_validations() {
     let check =
         |name: &str, input: serde_json::Value, output: serde_json::Value, expect: Validation| {
@@ -136,7 +144,6 @@ fn made(input_py: &str) -> (tempfile::TempDir, sebs_package::BenchmarkDir) {
     (tmp, bench)
 }
 
-#[test]
 fn input_py_arguments_prints_and_failures() {
     // SeBS's arguments arrive as SeBS passes them, and prints do not spoil the JSON.
     let (_tmp, bench) = made(

@@ -6,10 +6,21 @@ use std::path::Path;
 use sebs_package::cache::MARKER_FILE;
 use sebs_package::layout::{collect_sources, content_hash, LayoutError};
 use sebs_package::{list_benchmarks, Language, PackageCache, PackageError};
+use sebs_testkit::{trial, Trial};
 
 use crate::{copy_benchmark, fixture, fixtures, write_files, FakeEnv};
 
-#[test]
+/// The tests of this module, each with what it needs from the machine.
+pub fn trials() -> Vec<Trial> {
+    vec![
+        trial!(every_fixture_layout),
+        trial!(versioned_requirements_replace_the_plain_file),
+        trial!(init_sh_runs_like_sebs_and_its_failure_carries_output),
+        trial!(symlinks_stay_inside_the_benchmark),
+        trial!(hash_changes_with_any_shipped_byte_and_only_then),
+    ]
+}
+
 fn every_fixture_layout() {
     let benches = list_benchmarks(&fixtures()).unwrap();
     assert!(benches.len() >= 9, "fixtures: {benches:?}");
@@ -58,7 +69,6 @@ fn every_fixture_layout() {
     );
 }
 
-#[test]
 fn versioned_requirements_replace_the_plain_file() {
     let bench = fixture("130.versioned");
     let tmp = tempfile::tempdir().unwrap();
@@ -102,7 +112,6 @@ fn temp_benchmark(files: &[(&str, &str)]) -> (tempfile::TempDir, sebs_package::B
     (tmp, bench)
 }
 
-#[test]
 fn init_sh_runs_like_sebs_and_its_failure_carries_output() {
     // SeBS's 110.dynamic-html does `cp -r "${SCRIPT_DIR}/templates" "${DIR}"` from python/init.sh.
     let (_tmp, bench) = temp_benchmark(&[
@@ -186,7 +195,6 @@ pub fn leftovers(root: &Path) -> Vec<String> {
         .collect()
 }
 
-#[test]
 fn symlinks_stay_inside_the_benchmark() {
     let (tmp, bench) = temp_benchmark(&[
         ("python/function.py", "def handler(event):\n    return {}\n"),
@@ -222,7 +230,6 @@ fn symlinks_stay_inside_the_benchmark() {
     assert!(matches!(err, LayoutError::SymlinkLoop { .. }), "{err:?}");
 }
 
-#[test]
 fn hash_changes_with_any_shipped_byte_and_only_then() {
     let tmp = tempfile::tempdir().unwrap();
     let bench = copy_benchmark(&fixture("110.template"), tmp.path());

@@ -6,6 +6,8 @@ mod cache;
 mod inputs;
 mod layouts;
 
+sebs_testkit::main!(layouts::trials(), cache::trials(), inputs::trials());
+
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 

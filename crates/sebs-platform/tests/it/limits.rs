@@ -2,11 +2,39 @@
 //! can be changed while it runs: live limits, forced cold starts, new code.
 
 use sebs_platform::{Function, FunctionConfig, FunctionState};
+use sebs_testkit::{trial, Trial, ENGINE};
 use sebs_trigger::InvokeError;
 use sebs_wire::{ErrorKind, Language};
 use serde_json::json;
 
-use crate::{fixtures, with_harness, write_benchmark, Harness, PROGRAMMABLE};
+use crate::{fixtures, with_harness, write_benchmark, Harness, AGENT, PROGRAMMABLE};
+
+/// The tests of this module, each with what it needs from the machine.
+pub fn trials() -> Vec<Trial> {
+    vec![
+        trial!(
+            over_its_memory_limit_a_call_gets_out_of_memory_and_the_next_works,
+            ENGINE,
+            AGENT
+        ),
+        trial!(
+            the_cpu_quota_and_memory_limit_are_visible_in_the_container_and_change_live,
+            ENGINE,
+            AGENT
+        ),
+        trial!(
+            a_forced_cold_start_makes_the_next_call_cold_and_new_code_replaces_the_container,
+            ENGINE,
+            AGENT
+        ),
+        trial!(
+            a_container_killed_behind_our_back_is_reported,
+            ENGINE,
+            AGENT
+        ),
+        trial!(quota_files),
+    ]
+}
 
 /// Files where a container sees its CPU quota: cgroup v1, then v2.
 const CPU_QUOTA_FILES: [&str; 2] = [
@@ -58,7 +86,6 @@ fn cpus_from_quota(path: &str, text: &str) -> Option<f64> {
     (quota > 0.0).then_some(quota / 100_000.0)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_its_memory_limit_a_call_gets_out_of_memory_and_the_next_works() {
     with_harness(|h| async move {
         let root = fixtures();
@@ -99,7 +126,6 @@ async fn over_its_memory_limit_a_call_gets_out_of_memory_and_the_next_works() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cpu_quota_and_memory_limit_are_visible_in_the_container_and_change_live() {
     with_harness(|h| async move {
         let mut f = h
@@ -162,7 +188,6 @@ async fn the_cpu_quota_and_memory_limit_are_visible_in_the_container_and_change_
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forced_cold_start_makes_the_next_call_cold_and_new_code_replaces_the_container() {
     with_harness(|h| async move {
         let mut f = h.programmable_with(|_| {}).await;
@@ -253,7 +278,6 @@ async fn a_forced_cold_start_makes_the_next_call_cold_and_new_code_replaces_the_
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_container_killed_behind_our_back_is_reported() {
     with_harness(|h| async move {
         let f = h.programmable_with(|_| {}).await;
@@ -294,7 +318,6 @@ async fn a_container_killed_behind_our_back_is_reported() {
     .await;
 }
 
-#[test]
 fn quota_files() {
     let check = |path: &str, text: &str, expect: Option<f64>| {
         assert_eq!(cpus_from_quota(path, text), expect, "{path}: {text}");

@@ -7,11 +7,29 @@ use std::path::Path;
 use sebs_container::image::{ensure_image, BaseImageBuilder, ImageChoice};
 use sebs_package::{find_benchmark, BuildEnv, PackageCache};
 use sebs_platform::{DockerBuildEnv, Function, FunctionConfig};
+use sebs_testkit::{trial, Trial, ENGINE};
 use sebs_trigger::InvokeError;
 use sebs_wire::{ErrorKind, Language};
 use serde_json::json;
 
-use crate::{fixtures, with_harness, Harness};
+use crate::{fixtures, with_harness, Harness, AGENT};
+
+/// The tests of this module, each with what it needs from the machine.
+pub fn trials() -> Vec<Trial> {
+    vec![
+        trial!(
+            nodejs_cold_then_warm_and_a_100_ms_sleep_is_100_ms,
+            ENGINE,
+            AGENT
+        ),
+        trial!(
+            nodejs_errors_and_timeouts_are_clear_and_the_function_goes_on,
+            ENGINE,
+            AGENT
+        ),
+        trial!(nodejs_data_files_and_npm_dependencies, ENGINE, AGENT),
+    ]
+}
 
 const VERSION: &str = "18";
 
@@ -92,7 +110,6 @@ fn write_nodejs_benchmark(root: &Path, name: &str, code: &str) {
     .unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodejs_cold_then_warm_and_a_100_ms_sleep_is_100_ms() {
     with_harness(|h| async move {
         let image = h.nodejs_image().await;
@@ -117,7 +134,6 @@ async fn nodejs_cold_then_warm_and_a_100_ms_sleep_is_100_ms() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodejs_errors_and_timeouts_are_clear_and_the_function_goes_on() {
     with_harness(|h| async move {
         let image = h.nodejs_image().await;
@@ -212,7 +228,6 @@ async fn nodejs_errors_and_timeouts_are_clear_and_the_function_goes_on() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodejs_data_files_and_npm_dependencies() {
     with_harness(|h| async move {
         let image = h.nodejs_image().await;

@@ -7,10 +7,27 @@ use std::time::Duration;
 
 use sebs_platform::{Addressing, FunctionConfig, Platform};
 use sebs_ports::{Allocator, PortRange};
+use sebs_testkit::{trial, Trial, ENGINE};
 use sebs_wire::Language;
 use serde_json::json;
 
-use crate::{with_harness, Harness};
+use crate::{with_harness, Harness, AGENT};
+
+/// The tests of this module, each with what it needs from the machine.
+pub fn trials() -> Vec<Trial> {
+    vec![
+        trial!(
+            published_ports_are_on_127_0_0_1_only_disjoint_across_platforms_and_freed_at_stop,
+            ENGINE,
+            AGENT
+        ),
+        trial!(
+            a_range_that_runs_out_is_a_clear_error_and_leaves_nothing_behind,
+            ENGINE,
+            AGENT
+        ),
+    ]
+}
 
 /// A platform like the harness's, publishing on ports of `range` leased in `lock_dir`.
 fn publishing(h: &Harness, range: PortRange, lock_dir: &std::path::Path) -> Platform {
@@ -30,7 +47,6 @@ fn host_address_towards(container_ip: IpAddr) -> IpAddr {
     socket.local_addr().unwrap().ip()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn published_ports_are_on_127_0_0_1_only_disjoint_across_platforms_and_freed_at_stop() {
     with_harness(|h| async move {
         let locks = tempfile::tempdir().unwrap();
@@ -137,7 +153,6 @@ async fn published_ports_are_on_127_0_0_1_only_disjoint_across_platforms_and_fre
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_range_that_runs_out_is_a_clear_error_and_leaves_nothing_behind() {
     with_harness(|h| async move {
         let locks = tempfile::tempdir().unwrap();

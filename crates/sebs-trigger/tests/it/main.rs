@@ -9,7 +9,21 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
+use sebs_testkit::{trial, Trial};
 use sebs_trigger::{InvokeError, Trigger, TriggerConfig};
+
+sebs_testkit::main!(trials());
+
+/// The tests of this binary, each with what it needs from the machine.
+fn trials() -> Vec<Trial> {
+    vec![
+        trial!(keeps_connections_alive_and_times_phases),
+        trial!(without_keep_alive_each_call_connects),
+        trial!(a_server_that_closes_connections_is_reconnected),
+        trial!(function_errors_and_timeouts_are_values),
+        trial!(an_answer_from_another_instance_is_refused),
+    ]
+}
 
 /// Serves agent-like answers; counts accepted connections. `close_after_each` makes the
 /// server drop every connection after one answer without saying so, as a restarting agent
@@ -63,7 +77,6 @@ async fn server_named(
     (format!("{addr}"), connections)
 }
 
-#[tokio::test]
 async fn keeps_connections_alive_and_times_phases() {
     let (url, connections) = server(Duration::from_millis(5), 200, false).await;
     let trigger = Trigger::new(&url, TriggerConfig::default()).unwrap();
@@ -87,7 +100,6 @@ async fn keeps_connections_alive_and_times_phases() {
     );
 }
 
-#[tokio::test]
 async fn without_keep_alive_each_call_connects() {
     let (url, connections) = server(Duration::ZERO, 200, false).await;
     let config = TriggerConfig {
@@ -101,7 +113,6 @@ async fn without_keep_alive_each_call_connects() {
     assert_eq!(connections.load(Ordering::SeqCst), 3);
 }
 
-#[tokio::test]
 async fn a_server_that_closes_connections_is_reconnected() {
     let (url, connections) = server(Duration::ZERO, 200, true).await;
     let trigger = Trigger::new(&url, TriggerConfig::default()).unwrap();
@@ -113,7 +124,6 @@ async fn a_server_that_closes_connections_is_reconnected() {
     assert_eq!(connections.load(Ordering::SeqCst), 3);
 }
 
-#[tokio::test]
 async fn function_errors_and_timeouts_are_values() {
     let (url, _) = server(Duration::ZERO, 500, false).await;
     let trigger = Trigger::new(&url, TriggerConfig::default()).unwrap();
@@ -144,7 +154,6 @@ async fn function_errors_and_timeouts_are_values() {
     assert!(matches!(err, InvokeError::Connect { .. }), "{err}");
 }
 
-#[tokio::test]
 async fn an_answer_from_another_instance_is_refused() {
     let expecting = |name: &str| TriggerConfig {
         expect_instance: Some(name.into()),
