@@ -30,6 +30,8 @@ pub use cgroup::{
 pub use clock::{thread_cpu_time, CpuTimeError};
 pub use files::{FileError, PeakTracker};
 pub use measurements::{End, Measurements, Recorder, Sample, Source};
-pub use output::{ContainerReport, MemoryReport, OutputError, SebsContainerStats, SebsMemoryStats};
+pub use output::{
+    ContainerReport, InvocationSpan, MemoryReport, OutputError, SebsContainerStats, SebsMemoryStats,
+};
 pub use precision::{measure_precision, PrecisionReport};
 pub use sampler::{SampleHandle, Sampler, SamplerError};

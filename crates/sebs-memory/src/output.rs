@@ -278,6 +278,22 @@ pub struct ContainerReport {
     pub offsets_us: Vec<u64>,
     /// Each sample's value, in the order of `offsets_us`.
     pub samples_bytes: Vec<u64>,
+    /// The invocations the container served while it was measured, where they are known
+    /// (absent in files written before they were recorded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub invocations: Vec<InvocationSpan>,
+}
+
+/// One invocation in a [`ContainerReport`]: when its handler ran, in microseconds after
+/// `started_at` (negative when it began before the measurement did).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InvocationSpan {
+    pub begin_us: i64,
+    pub end_us: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    #[serde(default)]
+    pub is_cold: bool,
 }
 
 impl MemoryReport {
@@ -331,6 +347,7 @@ impl ContainerReport {
             lateness_us: Summary::of(m.samples.iter().map(|s| u64::from(s.late_us))),
             offsets_us: m.samples.iter().map(|s| s.offset_us).collect(),
             samples_bytes: m.samples.iter().map(|s| s.bytes).collect(),
+            invocations: Vec::new(),
         }
     }
 }
