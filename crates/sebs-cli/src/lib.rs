@@ -12,6 +12,7 @@ mod invoke;
 mod logs;
 mod measure;
 mod package;
+mod report;
 mod setup;
 mod start;
 mod stop;
@@ -49,6 +50,8 @@ enum Command {
     Start(start::Args),
     /// Stop the containers an out.json lists (SeBS's `local stop`).
     Stop(stop::Args),
+    /// Write report.html (plots and tables, self-contained) for a results directory.
+    Report(report::Args),
     /// Remove every container sebs-local started (all of them, found by label).
     Cleanup(cleanup::Args),
     /// Print the output of each container an out.json lists.
@@ -80,6 +83,7 @@ pub fn main() -> ExitCode {
             Command::Start(args) => start::run(args).await,
             Command::Stop(args) => stop::run(args).await,
             Command::Cleanup(args) => cleanup::run(args).await,
+            Command::Report(args) => report::run(args).await,
             Command::Logs(args) => logs::run(args).await,
             Command::Measure(args) => measure::run(args).await,
             Command::Experiment(cmd) => experiment::run(cmd).await,

@@ -67,9 +67,19 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
             .iter()
             .map(|i| i.instance_id.clone())
             .collect();
-        if let Err(e) = finish_memory(section, &ids, &stats, &report).await {
-            tracing::error!("failed to write the memory measurements: {e:#}");
-            exit = Exit::Environment;
+        match finish_memory(section, &ids, &stats, &report).await {
+            Ok(()) => {
+                // The page goes beside the memory files and shows every result there.
+                let dir = report.parent().filter(|d| !d.as_os_str().is_empty());
+                if let Err(failure) = crate::report::write(dir.unwrap_or(Path::new("."))) {
+                    tracing::error!("{:#}", failure.error);
+                    exit = failure.exit;
+                }
+            }
+            Err(e) => {
+                tracing::error!("failed to write the memory measurements: {e:#}");
+                exit = Exit::Environment;
+            }
         }
     }
     let docker = setup::docker().await?;

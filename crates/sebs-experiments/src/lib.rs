@@ -9,7 +9,6 @@
 
 pub mod config;
 pub mod perf_cost;
-pub mod plot;
 pub mod pool;
 pub mod results;
 pub mod run;

@@ -12,7 +12,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use sebs_platform::PlatformError;
+use sebs_platform::{FunctionConfig, PlatformError};
 use sebs_stats::Summary;
 use sebs_trigger::{ExecutionResult, InvokeError};
 
@@ -88,6 +88,9 @@ pub struct ConfigurationResult {
     /// The memory limit the function ran with (the benchmark's own when no size was
     /// asked for); 0 when unknown.
     pub function_memory_mb: u64,
+    /// The settings the function ran with (its limits), recorded in the results file so
+    /// that a figure can be traced to them; `None` when the loop ran without the platform.
+    pub function: Option<FunctionConfig>,
     pub function_name: String,
     /// Valid samples, in the order they arrived.
     pub valid: Vec<ExecutionResult>,
@@ -157,6 +160,7 @@ pub async fn run_configuration<T: Target>(
         run_type,
         memory_mb,
         function_memory_mb: memory_mb.unwrap_or(0),
+        function: None,
         function_name: target.function_name(),
         valid: Vec::new(),
         incorrect: Vec::new(),

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
+use sebs_platform::FunctionConfig;
+
 use crate::perf_cost::ConfigurationResult;
 
 /// A results file that could not be written.
@@ -63,7 +65,20 @@ pub fn document(result: &ConfigurationResult, experiment_config: &Value) -> Valu
         "sebs_local": {
             "stopped_early": result.stopped_early,
             "batch_times_us": result.batch_times.iter().map(|d| d.as_micros() as u64).collect::<Vec<_>>(),
+            "function": result.function.as_ref().map(function),
         },
+    })
+}
+
+/// The limits a configuration's function ran with (`cpus` null: unlimited).
+fn function(config: &FunctionConfig) -> Value {
+    json!({
+        "language": config.language.as_str(),
+        "language_version": config.language_version,
+        "memory_mb": config.memory_mb,
+        "timeout_s": config.timeout_s,
+        "cpus": config.cpus,
+        "workers": config.workers,
     })
 }
 
@@ -163,6 +178,14 @@ mod tests {
             run_type: RunType::Cold,
             memory_mb: Some(256),
             function_memory_mb: 256,
+            function: Some(FunctionConfig {
+                language: sebs_wire::Language::Python,
+                language_version: "3.11".into(),
+                memory_mb: 256,
+                timeout_s: 10,
+                cpus: Some(1.5),
+                workers: 1,
+            }),
             function_name: "010.sleep-python-256".into(),
             valid: vec![sample("a", true, 1500), sample("b", true, 1700)],
             incorrect: vec![sample("c", false, 900)],
@@ -191,6 +214,11 @@ mod tests {
         assert_eq!(s["incorrect"][0]["request_id"], "c");
         assert_eq!(s["cold_count"], 2);
         assert_eq!(doc["config"]["experiments"]["benchmark"], "010.sleep");
+        let f = &doc["sebs_local"]["function"];
+        assert_eq!(
+            (&f["memory_mb"], &f["timeout_s"], &f["cpus"], &f["language"]),
+            (&json!(256), &json!(10), &json!(1.5), &json!("python"))
+        );
     }
 
     #[test]

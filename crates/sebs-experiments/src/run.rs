@@ -9,7 +9,6 @@ use sebs_stats::Confidence;
 
 use crate::config::PerfCostSettings;
 use crate::perf_cost::{run_configuration, ConfigurationResult, PoolTarget, Progress, RunSettings};
-use crate::plot;
 use crate::pool::FunctionPool;
 use crate::results::{self, WriteError};
 
@@ -93,6 +92,7 @@ pub async fn run_perf_cost(
                 )
                 .await;
                 result.function_memory_mb = config.memory_mb;
+                result.function = Some(config.clone());
                 for line in statistics_lines(&result) {
                     tracing::info!("{line}");
                 }
@@ -114,15 +114,6 @@ pub async fn run_perf_cost(
     outcome?;
     if let Some(csv) = csv {
         report.files.push(csv);
-        let svg_path = dir.join("client_time.svg");
-        let title = format!("{}: client time per configuration", experiment.bench.name);
-        std::fs::write(&svg_path, plot::svg(&title, &report.configurations)).map_err(|source| {
-            WriteError {
-                path: svg_path.clone(),
-                source,
-            }
-        })?;
-        report.files.push(svg_path);
     }
     Ok(report)
 }

@@ -151,7 +151,6 @@ async fn all_four_modes_on_real_containers() {
         "burst_results_192.json",
         "sequential_results_192.json",
         "result.csv",
-        "client_time.svg",
     ] {
         assert!(dir.join(name).is_file(), "{name} was not written");
     }
@@ -168,4 +167,22 @@ async fn all_four_modes_on_real_containers() {
     );
     let csv = std::fs::read_to_string(dir.join("result.csv")).unwrap();
     assert!(csv.lines().count() > 32, "{csv}");
+
+    // The report reads what a real run wrote, limits included.
+    let written = sebs_report::write_report(out.path()).unwrap();
+    assert_eq!(written.dir, dir);
+    assert!(written.notes.is_empty(), "{:?}", written.notes);
+    let model = sebs_report::read::load(&dir).unwrap();
+    assert_eq!(model.configurations.len(), 4);
+    for c in &model.configurations {
+        assert_eq!(
+            (c.limits.memory_mb, c.limits.timeout_s, c.limits.cpus_known),
+            (Some(192), Some(10), true),
+            "{}",
+            c.file
+        );
+        assert!(c.stats.as_ref().is_some_and(|s| s.n >= 8), "{}", c.file);
+    }
+    let html = std::fs::read_to_string(&written.html).unwrap();
+    assert!(html.contains("cold · 192 MB"), "{html}");
 }
