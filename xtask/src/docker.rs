@@ -1,9 +1,10 @@
 //! Makes sure the host has what the project runs on: a Docker engine, `python3` for
-//! benchmarks' `input.py`, and (for the tests of the agent's Node.js worker) `node`.
+//! benchmarks' `input.py`, and for the tests `node` (the agent's Node.js worker) and Chromium,
+//! in which the report test renders `report.html`.
 //!
 //! When none answers and we may (root, a Debian-like system, no `DOCKER_HOST` pointing
 //! elsewhere), install Debian's `docker.io` and start `dockerd` in the background;
-//! otherwise stop with the exact command the user must run.
+//! otherwise stop with the exact command the user must run. Likewise for the others.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -51,6 +52,23 @@ fn ensure_program(program: &str, package: &str, why: &str) -> Result<()> {
         Command::new("apt-get")
             .args(["install", "-y", "-qq", package])
             .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
+
+/// Names under which a Chromium binary is found on the PATH (the report test looks for the
+/// same names, or `SEBS_CHROMIUM`).
+const CHROMIUM: [&str; 3] = ["chromium", "chromium-browser", "google-chrome"];
+
+/// The report test renders `report.html` in headless Chromium; it takes any of
+/// [`CHROMIUM`] (or `SEBS_CHROMIUM`), and Debian's `chromium` is installed where none is.
+pub fn ensure_chromium() -> Result<()> {
+    if std::env::var_os("SEBS_CHROMIUM").is_some() || CHROMIUM.iter().any(|c| which(c).is_some()) {
+        return Ok(());
+    }
+    ensure_program(
+        "chromium",
+        "chromium",
+        "the report test renders report.html in it",
     )
 }
 

@@ -1,7 +1,8 @@
 //! Project automation, run as `cargo xtask <task>`: the two commands of the README.
 //!
-//! - `cargo xtask test`: makes sure a Docker engine answers, builds the static agent and the
-//!   offline base image, then runs the whole test suite with Docker tests for real.
+//! - `cargo xtask test`: makes sure a Docker engine answers (and Chromium, for the report
+//!   test, is installed), builds the static agent and the offline base image, then runs the
+//!   whole test suite with Docker tests for real.
 //! - `cargo xtask bench`: the same preparation, then the project's benchmark.
 //! - `cargo xtask agent`: builds the static in-container agent and prints its path.
 
@@ -47,6 +48,7 @@ fn main() -> Result<()> {
 fn test(extra: &[String]) -> Result<()> {
     let prepared = prepare()?;
     docker::ensure_node()?;
+    docker::ensure_chromium()?;
     let mut cmd = root::cargo();
     cmd.args(["test", "--workspace"]).args(extra);
     cmd.env("SEBS_AGENT_BIN", &prepared.agent);
