@@ -1,8 +1,9 @@
-//! The HTTP side: SeBS's local protocol (`GET /alive`, `POST /`) served with hyper over HTTP/1.1 keep-alive.
+//! The HTTP side: SeBS's local protocol (`GET /alive`, `POST /`) served with hyper over HTTP/1.1 keep-alive, and `GET /invocations`, when each call's handler ran.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -11,7 +12,8 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use sebs_wire::{
-    ErrorAnswer, ErrorKind, HandlerResult, InvocationAnswer, ALIVE_PATH, INSTANCE_HEADER,
+    EpochMicros, ErrorAnswer, ErrorKind, HandlerResult, InvocationAnswer, InvocationLog,
+    InvocationRecord, ALIVE_PATH, INSTANCE_HEADER, INVOCATIONS_PATH, INVOCATION_LOG_CAPACITY,
 };
 
 use crate::memory::Meter;
@@ -31,6 +33,15 @@ pub struct State {
     cold: AtomicBool,
     /// Sent as [`INSTANCE_HEADER`] with every answer.
     instance: Option<HeaderValue>,
+    /// When each call's handler ran, for `GET` [`INVOCATIONS_PATH`].
+    log: Mutex<Log>,
+}
+
+/// The invocation log: the latest [`INVOCATION_LOG_CAPACITY`] calls.
+#[derive(Default)]
+struct Log {
+    records: VecDeque<InvocationRecord>,
+    dropped: u64,
 }
 
 impl State {
@@ -40,6 +51,30 @@ impl State {
             meter,
             cold: AtomicBool::new(true),
             instance: None,
+            log: Mutex::new(Log::default()),
+        }
+    }
+
+    /// Remembers a call whose handler ran from `begin` to `end`.
+    fn record(&self, (begin, end): (EpochMicros, EpochMicros), is_cold: bool, ok: bool) {
+        let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        if log.records.len() == INVOCATION_LOG_CAPACITY {
+            log.records.pop_front();
+            log.dropped += 1;
+        }
+        log.records.push_back(InvocationRecord {
+            begin_us: begin.0,
+            end_us: end.0,
+            is_cold,
+            ok,
+        });
+    }
+
+    fn invocation_log(&self) -> InvocationLog {
+        let log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        InvocationLog {
+            invocations: log.records.iter().copied().collect(),
+            dropped: log.dropped,
         }
     }
 
@@ -71,8 +106,13 @@ async fn route(state: Arc<State>, req: Request<Incoming>) -> Response<Full<Bytes
     if route == (&Method::POST, "/") {
         return invoke(state, req).await;
     }
+    if route == (&Method::GET, INVOCATIONS_PATH) {
+        // A log of integers and flags always encodes.
+        let body = serde_json::to_vec(&state.invocation_log()).unwrap_or_default();
+        return json(StatusCode::OK, body.into());
+    }
     let message = format!(
-        "no route for {} {}: use POST / or GET {ALIVE_PATH}",
+        "no route for {} {}: use POST /, GET {ALIVE_PATH} or GET {INVOCATIONS_PATH}",
         route.0, route.1
     );
     error(
@@ -138,6 +178,7 @@ async fn invoke(state: Arc<State>, req: Request<Incoming>) -> Response<Full<Byte
     let agent_time_us = received.elapsed().as_micros() as u64;
     match outcome {
         Ok(Ok(inv)) => {
+            state.record((inv.begin, inv.end), is_cold, true);
             let answer = InvocationAnswer {
                 begin: inv.begin.to_string(),
                 end: inv.end.to_string(),
@@ -164,6 +205,9 @@ async fn invoke(state: Arc<State>, req: Request<Incoming>) -> Response<Full<Byte
             }
         }
         Ok(Err(failure)) => {
+            if let Some(span) = failure.span {
+                state.record(span, is_cold, false);
+            }
             let mut answer = failure.into_answer();
             answer.request_id = Some(request_id);
             answer.is_cold = is_cold;

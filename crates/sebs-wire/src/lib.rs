@@ -27,6 +27,12 @@ pub const ALIVE_PATH: &str = "/alive";
 /// the first 12 digits of its id) that served a request, so that a caller can tell when an
 /// address it kept now belongs to another container.
 pub const INSTANCE_HEADER: &str = "x-sebs-instance";
+/// `GET` answers the invocations the agent has served, as an [`InvocationLog`], so that a
+/// memory profile can show where each call ran.
+pub const INVOCATIONS_PATH: &str = "/invocations";
+/// Invocations an agent remembers; older ones are dropped (and counted) first, so the log
+/// stays a few hundred KiB, charged to the function's memory.
+pub const INVOCATION_LOG_CAPACITY: usize = 10_000;
 /// Where the code package is mounted (read-only) in a function container.
 pub const CODE_DIR: &str = "/function";
 /// Where the agent binary is mounted (read-only) in a function container.
@@ -107,6 +113,26 @@ impl FromStr for EpochMicros {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HandlerResult {
     pub output: serde_json::Value,
+}
+
+/// The answer to `GET` [`INVOCATIONS_PATH`]: when each invocation's handler ran.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct InvocationLog {
+    /// Oldest first; at most [`INVOCATION_LOG_CAPACITY`].
+    pub invocations: Vec<InvocationRecord>,
+    /// Invocations served but no longer in the log.
+    pub dropped: u64,
+}
+
+/// One invocation in an [`InvocationLog`]: its handler's `begin` and `end` (microseconds
+/// since the epoch, the answer's clock), and how it went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvocationRecord {
+    pub begin_us: i64,
+    pub end_us: i64,
+    pub is_cold: bool,
+    /// Whether the handler returned (rather than raised, timed out or died).
+    pub ok: bool,
 }
 
 /// The 200 answer to `POST /`.

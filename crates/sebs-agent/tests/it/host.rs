@@ -14,6 +14,10 @@ pub fn trials() -> Vec<Trial> {
         trial!(cold_then_warm, PYTHON3),
         trial!(begin_and_end_are_taken_around_the_handler, PYTHON3),
         trial!(failures_are_answered_and_the_next_call_succeeds, PYTHON3),
+        trial!(
+            the_invocation_log_lists_every_call_with_its_handler_span,
+            PYTHON3
+        ),
         trial!(import_errors_are_init_errors_every_time, PYTHON3),
         trial!(two_workers_serve_in_parallel, PYTHON3),
         trial!(per_call_peak_of_a_worker_in_a_pool_of_two, PYTHON3),
@@ -123,6 +127,50 @@ async fn failures_are_answered_and_the_next_call_succeeds() {
             next.ok()["result"]["output"]["echo"],
             json!({"after": 1}),
             "after {event}"
+        );
+    }
+}
+
+async fn the_invocation_log_lists_every_call_with_its_handler_span() {
+    let code = code_dir(STEERED);
+    let agent = Agent::start(code.path(), &[]);
+    assert_eq!(
+        agent.get("/invocations").await.ok(),
+        &json!({"invocations": [], "dropped": 0})
+    );
+    let first = agent.post(r#"{"n": 1}"#).await;
+    let failed = agent.post(r#"{"raise": "boom"}"#).await;
+    let second = agent.post(r#"{"n": 2}"#).await;
+    let log = agent.get("/invocations").await;
+    let calls = log.ok()["invocations"].as_array().unwrap();
+    assert_eq!(calls.len(), 3, "{:#}", log.body);
+    // A handler that raised still ran from its begin to its end.
+    let t = |k: &str| {
+        failed.body[k]
+            .as_str()
+            .unwrap()
+            .parse::<sebs_wire::EpochMicros>()
+            .unwrap()
+            .0
+    };
+    let spans = [first.span(), (t("begin"), t("end")), second.span()];
+    for ((call, span), (cold, ok)) in
+        calls
+            .iter()
+            .zip(spans)
+            .zip([(true, true), (false, false), (false, true)])
+    {
+        assert_eq!(
+            (
+                call["begin_us"].as_i64().unwrap(),
+                call["end_us"].as_i64().unwrap()
+            ),
+            span,
+            "{call}"
+        );
+        assert_eq!(
+            (call["is_cold"].as_bool(), call["ok"].as_bool()),
+            (Some(cold), Some(ok))
         );
     }
 }
