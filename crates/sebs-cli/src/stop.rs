@@ -1,11 +1,13 @@
 //! `sebs-local stop`: end the memory measurement and write its files, stop (or remove) the containers an `out.json` lists and free their ports.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sebs_memory::{End, MemoryReport, SebsMemoryStats, Source};
 use sebs_platform::memory::{MeasureDir, MeasurerStop};
 use sebs_platform::{DeploymentFile, MemorySection, Platform, PlatformConfig, StopOutcome};
+use sebs_wire::InvocationRecord;
 
 use crate::exit::{Exit, ExitContext, Failure};
 use crate::setup;
@@ -67,7 +69,9 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
             .iter()
             .map(|i| i.instance_id.clone())
             .collect();
-        match finish_memory(section, &ids, &stats, &report).await {
+        // Asked while the containers still run: when each call ran, for the profiles.
+        let logs = invocation_logs(&file).await;
+        match finish_memory(section, &ids, &logs, &stats, &report).await {
             Ok(()) => {
                 // The page goes beside the memory files and shows every result there.
                 let dir = report.parent().filter(|d| !d.as_os_str().is_empty());
@@ -137,11 +141,46 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
     Ok(exit)
 }
 
+/// How long one agent may take to hand over its invocation log.
+const LOG_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Each running function's invocation log, by container id; a container that cannot say
+/// (gone, or an agent from before the log) simply has no invocations marked.
+async fn invocation_logs(file: &DeploymentFile) -> HashMap<String, Vec<InvocationRecord>> {
+    let asks = file.functions.iter().map(|f| async move {
+        let log = sebs_trigger::invocation_log(&f.url, LOG_TIMEOUT).await;
+        (f.instance_id.clone(), log)
+    });
+    let mut logs = HashMap::new();
+    for (id, log) in futures_util::future::join_all(asks).await {
+        match log {
+            Ok(log) => {
+                if log.dropped > 0 {
+                    tracing::warn!(
+                        container = %id,
+                        "container {id} forgot its {} oldest invocations; its memory profile \
+                         marks only the latest {}",
+                        log.dropped,
+                        log.invocations.len()
+                    );
+                }
+                logs.insert(id, log.invocations);
+            }
+            Err(e) => tracing::warn!(
+                container = %id,
+                "the memory profile of container {id} marks no invocations: failed to {e}"
+            ),
+        }
+    }
+    logs
+}
+
 /// Ends the measuring process, then writes SeBS's memory file and our report from its
 /// journals (also those of containers that died), and removes the journals.
 async fn finish_memory(
     section: &MemorySection,
     ids: &[String],
+    logs: &HashMap<String, Vec<InvocationRecord>>,
     stats: &Path,
     report: &Path,
 ) -> anyhow::Result<()> {
@@ -188,7 +227,13 @@ async fn finish_memory(
         all.push(m);
     }
     SebsMemoryStats::from_measurements(&all).write(stats)?;
-    MemoryReport::from_measurements(&all).write(report)?;
+    let mut memory_report = MemoryReport::from_measurements(&all);
+    for container in &mut memory_report.containers {
+        if let Some(log) = logs.get(&container.container) {
+            container.add_invocations(log);
+        }
+    }
+    memory_report.write(report)?;
     let samples: usize = all.iter().map(|m| m.samples.len()).sum();
     tracing::info!(
         containers = all.len(),

@@ -290,10 +290,15 @@ pub struct ContainerReport {
 pub struct InvocationSpan {
     pub begin_us: i64,
     pub end_us: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request_id: Option<String>,
     #[serde(default)]
     pub is_cold: bool,
+    /// Whether the handler returned (rather than raised, timed out or died).
+    #[serde(default = "returned")]
+    pub ok: bool,
+}
+
+fn returned() -> bool {
+    true
 }
 
 impl MemoryReport {
@@ -321,6 +326,21 @@ impl MemoryReport {
 }
 
 impl ContainerReport {
+    /// Puts an agent's invocation log (handler spans in microseconds since the epoch) on
+    /// this container's time axis. Calls outside the measurement are kept: they tell a
+    /// reader what the profile missed.
+    pub fn add_invocations(&mut self, log: &[sebs_wire::InvocationRecord]) {
+        let Ok(start) = self.started_at.parse::<sebs_wire::EpochMicros>() else {
+            return;
+        };
+        self.invocations.extend(log.iter().map(|r| InvocationSpan {
+            begin_us: r.begin_us - start.0,
+            end_us: r.end_us - start.0,
+            is_cold: r.is_cold,
+            ok: r.ok,
+        }));
+    }
+
     pub fn from_measurements(m: &Measurements) -> ContainerReport {
         let (end, error) = match &m.end {
             End::Stopped => (EndName::Stopped, None),
@@ -529,5 +549,27 @@ mod tests {
         assert_eq!(value["containers"][1]["end"], "failed");
         let back: MemoryReport = serde_json::from_str(&text).unwrap();
         assert_eq!(back, report);
+        assert!(!text.contains("invocations"), "an empty list is left out");
+
+        // An agent's log lands on the container's own time axis.
+        let mut with_calls = report.clone();
+        with_calls.containers[0].add_invocations(&[sebs_wire::InvocationRecord {
+            begin_us: 1_700_000_000_250_000,
+            end_us: 1_700_000_000_400_000,
+            is_cold: true,
+            ok: false,
+        }]);
+        assert_eq!(
+            with_calls.containers[0].invocations,
+            [InvocationSpan {
+                begin_us: 250_000,
+                end_us: 400_000,
+                is_cold: true,
+                ok: false
+            }]
+        );
+        let text = with_calls.to_json(&path).unwrap();
+        let back: MemoryReport = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, with_calls);
     }
 }

@@ -134,8 +134,8 @@ pub struct UrlError {
 /// each get their own connection.
 #[derive(Debug)]
 pub struct Trigger {
-    host: String,
-    port: u16,
+    pub(crate) host: String,
+    pub(crate) port: u16,
     path: String,
     url: String,
     config: TriggerConfig,

@@ -318,6 +318,35 @@ fn a_200_mib_allocation_is_measured_and_a_killed_container_keeps_its_data() {
     assert_eq!(report["containers"][0]["end"], "stopped");
     // Container 1: killed mid-way, its samples are kept.
     assert_eq!(report["containers"][1]["end"], "container_gone");
+
+    // The agent's log marks container 0's two calls on its profile, at their handlers' times;
+    // the killed container's agent could not say.
+    let calls = report["containers"][0]["invocations"].as_array().unwrap();
+    let started: sebs_wire::EpochMicros = str_of(&report["containers"][0], "started_at")
+        .parse()
+        .unwrap();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    for (call, result) in calls.iter().zip([&idle, &busy]) {
+        let at = |k: &str| {
+            str_of(&result.output, k)
+                .parse::<sebs_wire::EpochMicros>()
+                .unwrap()
+                .0
+                - started.0
+        };
+        assert_eq!(call["begin_us"].as_i64(), Some(at("begin")), "{call}");
+        assert_eq!(call["end_us"].as_i64(), Some(at("end")), "{call}");
+    }
+    assert_eq!(report["containers"][1].get("invocations"), None);
+    assert!(log.contains("marks no invocations"), "{log}");
+    // And the page beside them shows both containers.
+    let page = std::fs::read_to_string(cli.path("report.html")).unwrap();
+    for id in &ids {
+        assert!(
+            page.contains(&format!("memory_{}.svg", &id[..12])),
+            "{page}"
+        );
+    }
 }
 
 fn without_visible_cgroups_memory_comes_from_the_engine_stats() {

@@ -280,8 +280,8 @@ fn the_page_loads_and_every_plot_is_drawn() {
     check_figures(
         &figures,
         &[
-            "memory_fd77cb419f7c.svg",
-            "memory_371735025f1b.svg",
+            "memory_065c12901f04.svg",
+            "memory_e0c2c9fcb958.svg",
             "synthetic_fd77cb419f7c.svg",
             "synthetic_371735025f1b.svg",
         ],

@@ -183,8 +183,8 @@ pub fn memory_report() -> Value {
              "samples_asked": 302, "samples_taken": 300, "precision_errors": 3, "end": "stopped",
              "kernel_peak_bytes": 46_500_000, "offsets_us": o1, "samples_bytes": b1,
              "invocations": [
-                {"begin_us": 1_000_000, "end_us": 1_600_000, "request_id": "a", "is_cold": true},
-                {"begin_us": 2_200_000, "end_us": 2_300_000, "request_id": "b", "is_cold": false}
+                {"begin_us": 1_000_000, "end_us": 1_600_000, "is_cold": true, "ok": true},
+                {"begin_us": 2_200_000, "end_us": 2_300_000, "is_cold": false, "ok": false}
              ]},
             {"container": "371735025f1be84a0c55057d149e61050183f6dc6411b8273bda0001e4e748c7",
              "source": "engine-stats", "interval_us": 10000, "started_at": "1795944300.500000",

@@ -1,0 +1,90 @@
+//! An agent's invocation log (`GET /invocations`): when each call's handler ran, which
+//! `stop` puts beside a container's memory profile.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1;
+use hyper::{header, Request};
+use hyper_util::rt::TokioIo;
+use sebs_wire::{InvocationLog, INVOCATIONS_PATH};
+
+use crate::http::{Trigger, TriggerConfig, UrlError};
+
+/// Why an agent's invocation log could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error(transparent)]
+    Url(#[from] UrlError),
+    #[error("connect to function at {url}")]
+    Connect {
+        url: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("exchange HTTP with function at {url}")]
+    Http {
+        url: String,
+        #[source]
+        source: hyper::Error,
+    },
+    #[error("read the invocation log of function at {url} within {}s", timeout.as_secs_f64())]
+    Timeout { url: String, timeout: Duration },
+    /// An agent from before the log, or something else at that address.
+    #[error("read the invocation log of function at {url}: HTTP {status}")]
+    Status { url: String, status: u16 },
+    #[error("read the invocation log of function at {url}")]
+    Parse {
+        url: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// The invocations the agent at `url` (as a [`Trigger`] takes it) has served.
+pub async fn invocation_log(url: &str, timeout: Duration) -> Result<InvocationLog, LogError> {
+    let trigger = Trigger::new(url, TriggerConfig::default())?;
+    let url = format!("{}:{}", trigger.host, trigger.port);
+    let exchange = async {
+        let stream = tokio::net::TcpStream::connect((trigger.host.as_str(), trigger.port))
+            .await
+            .map_err(|source| LogError::Connect {
+                url: url.clone(),
+                source,
+            })?;
+        let http = |source| LogError::Http {
+            url: url.clone(),
+            source,
+        };
+        let (mut sender, connection) =
+            http1::handshake(TokioIo::new(stream)).await.map_err(http)?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        let request = Request::get(INVOCATIONS_PATH)
+            .header(header::HOST, url.as_str())
+            .header(header::CONNECTION, "close")
+            .body(Full::new(Bytes::new()))
+            .unwrap_or_else(|_| Request::new(Full::new(Bytes::new())));
+        let response = sender.send_request(request).await.map_err(http)?;
+        let status = response.status().as_u16();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(http)?
+            .to_bytes();
+        Ok::<_, LogError>((status, body))
+    };
+    let (status, body) = tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| LogError::Timeout {
+            url: url.clone(),
+            timeout,
+        })??;
+    if status != 200 {
+        return Err(LogError::Status { url, status });
+    }
+    serde_json::from_slice(&body).map_err(|source| LogError::Parse { url, source })
+}
