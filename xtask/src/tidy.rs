@@ -20,6 +20,7 @@ mod tests {
         "sebs-ports",
         "sebs-stats",
         "sebs-floor",
+        "sebs-report",
     ];
 
     /// Package name -> names of its normal (non-dev, non-build) dependencies, from
