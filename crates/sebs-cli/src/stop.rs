@@ -145,10 +145,11 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
 const LOG_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Each running function's invocation log, by container id; a container that cannot say
-/// (gone, or an agent from before the log) simply has no invocations marked.
+/// (gone, its address taken by another, or an agent from before the log) simply has no
+/// invocations marked.
 async fn invocation_logs(file: &DeploymentFile) -> HashMap<String, Vec<InvocationRecord>> {
     let asks = file.functions.iter().map(|f| async move {
-        let log = sebs_trigger::invocation_log(&f.url, LOG_TIMEOUT).await;
+        let log = sebs_trigger::invocation_log(&f.url, &f.instance_id, LOG_TIMEOUT).await;
         (f.instance_id.clone(), log)
     });
     let mut logs = HashMap::new();

@@ -8,7 +8,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;
 use hyper::{header, Request};
 use hyper_util::rt::TokioIo;
-use sebs_wire::{InvocationLog, INVOCATIONS_PATH};
+use sebs_wire::{InvocationLog, INSTANCE_HEADER, INVOCATIONS_PATH};
 
 use crate::http::{Trigger, TriggerConfig, UrlError};
 
@@ -34,6 +34,18 @@ pub enum LogError {
     /// An agent from before the log, or something else at that address.
     #[error("read the invocation log of function at {url}: HTTP {status}")]
     Status { url: String, status: u16 },
+    /// Another container answered: the function's is gone and its address reused, so the
+    /// log is someone else's.
+    #[error(
+        "read the invocation log of function at {url}: instance {} answered, not {expected}; \
+         the function's container is gone",
+        found.as_deref().unwrap_or("(unnamed)")
+    )]
+    WrongInstance {
+        url: String,
+        expected: String,
+        found: Option<String>,
+    },
     #[error("read the invocation log of function at {url}")]
     Parse {
         url: String,
@@ -42,8 +54,16 @@ pub enum LogError {
     },
 }
 
-/// The invocations the agent at `url` (as a [`Trigger`] takes it) has served.
-pub async fn invocation_log(url: &str, timeout: Duration) -> Result<InvocationLog, LogError> {
+/// The invocations the agent of container `container` (its id), at `url` (as a
+/// [`Trigger`] takes it), has served. Only that container's agent is believed: an address
+/// may have passed to another container since.
+pub async fn invocation_log(
+    url: &str,
+    container: &str,
+    timeout: Duration,
+) -> Result<InvocationLog, LogError> {
+    // Docker names a container's host after the first 12 digits of its id.
+    let expected: String = container.chars().take(12).collect();
     let trigger = Trigger::new(url, TriggerConfig::default())?;
     let url = format!("{}:{}", trigger.host, trigger.port);
     let exchange = async {
@@ -69,20 +89,33 @@ pub async fn invocation_log(url: &str, timeout: Duration) -> Result<InvocationLo
             .unwrap_or_else(|_| Request::new(Full::new(Bytes::new())));
         let response = sender.send_request(request).await.map_err(http)?;
         let status = response.status().as_u16();
+        let instance = response
+            .headers()
+            .get(INSTANCE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let body = response
             .into_body()
             .collect()
             .await
             .map_err(http)?
             .to_bytes();
-        Ok::<_, LogError>((status, body))
+        Ok::<_, LogError>((status, instance, body))
     };
-    let (status, body) = tokio::time::timeout(timeout, exchange)
-        .await
-        .map_err(|_| LogError::Timeout {
-            url: url.clone(),
-            timeout,
-        })??;
+    let (status, instance, body) =
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| LogError::Timeout {
+                url: url.clone(),
+                timeout,
+            })??;
+    if instance.as_deref() != Some(expected.as_str()) {
+        return Err(LogError::WrongInstance {
+            url,
+            expected,
+            found: instance,
+        });
+    }
     if status != 200 {
         return Err(LogError::Status { url, status });
     }

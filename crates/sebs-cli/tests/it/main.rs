@@ -449,3 +449,47 @@ fn ctrl_c_during_start_leaves_no_container() {
     );
     assert!(!out.exists(), "no out.json for an interrupted start");
 }
+
+/// `report DIR`: the page of a results directory (found in DIR/perf-cost), its path on
+/// stdout; a directory without results, or none at all, is bad input. Needs no engine.
+#[test]
+fn report_writes_the_page_of_a_results_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let data =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../sebs-report/tests/data/010.sleep/perf-cost");
+    let results = dir.path().join("perf-cost");
+    std::fs::create_dir(&results).unwrap();
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), results.join(entry.file_name())).unwrap();
+    }
+    let out = Command::new(BIN)
+        .arg("report")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let page = results.join("report.html");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        page.display().to_string()
+    );
+    for file in ["report.html", "client_time.svg", "time_breakdown.svg"] {
+        assert!(results.join(file).is_file(), "{file}: {err}");
+    }
+
+    let empty = tempfile::tempdir().unwrap();
+    for (path, needle) in [
+        (empty.path().to_path_buf(), "no perf-cost results"),
+        (empty.path().join("nope"), "nope"),
+    ] {
+        let out = Command::new(BIN).arg("report").arg(&path).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{}: {err}", path.display());
+        assert!(
+            err.contains("failed to write the report") && err.contains(needle),
+            "{err}"
+        );
+    }
+}

@@ -183,3 +183,27 @@ async fn an_answer_from_another_instance_is_refused() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn an_invocation_log_is_believed_only_from_its_own_container() {
+    let (url, _) = server_named(Duration::ZERO, 200, false, Some("abc123def456")).await;
+    let timeout = Duration::from_secs(5);
+    let err = sebs_trigger::invocation_log(&url, "0123456789ab0000", timeout)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, sebs_trigger::LogError::WrongInstance { found: Some(f), .. } if f == "abc123def456"),
+        "{err}"
+    );
+    // Its own container's answer is read; this one is no log.
+    let err = sebs_trigger::invocation_log(&url, "abc123def4567777", timeout)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, sebs_trigger::LogError::Parse { .. }), "{err}");
+    // An agent that names no instance cannot vouch for its log.
+    let (unnamed, _) = server(Duration::ZERO, 200, false).await;
+    let err = sebs_trigger::invocation_log(&unnamed, "abc123def456", timeout)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("(unnamed) answered"), "{err}");
+}
