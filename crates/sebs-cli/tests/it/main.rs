@@ -46,6 +46,7 @@ fn trials() -> Vec<Trial> {
         ),
         trial!(cleanup_removes_every_labelled_container, ENGINE, AGENT),
         trial!(ctrl_c_during_start_leaves_no_container, ENGINE, AGENT),
+        trial!(report_writes_the_page_of_a_results_directory),
     ]
 }
 
@@ -452,7 +453,6 @@ fn ctrl_c_during_start_leaves_no_container() {
 
 /// `report DIR`: the page of a results directory (found in DIR/perf-cost), its path on
 /// stdout; a directory without results, or none at all, is bad input. Needs no engine.
-#[test]
 fn report_writes_the_page_of_a_results_directory() {
     let dir = tempfile::tempdir().unwrap();
     let data =

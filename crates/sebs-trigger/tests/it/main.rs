@@ -22,6 +22,7 @@ fn trials() -> Vec<Trial> {
         trial!(a_server_that_closes_connections_is_reconnected),
         trial!(function_errors_and_timeouts_are_values),
         trial!(an_answer_from_another_instance_is_refused),
+        trial!(an_invocation_log_is_believed_only_from_its_own_container),
     ]
 }
 
@@ -184,7 +185,6 @@ async fn an_answer_from_another_instance_is_refused() {
         .unwrap();
 }
 
-#[tokio::test]
 async fn an_invocation_log_is_believed_only_from_its_own_container() {
     let (url, _) = server_named(Duration::ZERO, 200, false, Some("abc123def456")).await;
     let timeout = Duration::from_secs(5);
