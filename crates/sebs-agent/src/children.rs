@@ -9,11 +9,16 @@
 //! The registry lock is held from before `fork` until the pid is registered, and while
 //! reaping, so a child that exits at once is still routed to its owner, and a failed `exec`
 //! (which std reaps itself) is not stolen.
+//!
+//! The agent forks from one thread of its own ([`Spawner`]), started before it serves: in a
+//! container with a pids limit, a function that holds every task left would keep the agent
+//! from starting a thread to fork from (Tokio's blocking pool panics then), whereas the fork
+//! itself fails cleanly with `EAGAIN`, which the call that needed a worker reports.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::process::{Child, Command};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 
 use nix::errno::Errno;
 use nix::sys::signal::{killpg, Signal};
@@ -66,10 +71,7 @@ impl Children {
     /// Spawns `command` and registers it; the receiver gets its exit status once reaped.
     ///
     /// Blocks while the process is forked; call it from a blocking context.
-    pub fn spawn(
-        &self,
-        command: &mut Command,
-    ) -> std::io::Result<(Child, oneshot::Receiver<ExitStatus>)> {
+    pub fn spawn(&self, command: &mut Command) -> std::io::Result<Spawned> {
         let mut waiters = self.lock();
         let child = command.spawn()?;
         let (tx, rx) = oneshot::channel();
@@ -125,6 +127,49 @@ impl Children {
     }
 }
 
+/// A spawned child and the receiver of its exit status.
+pub type Spawned = (Child, oneshot::Receiver<ExitStatus>);
+
+type SpawnJob = (Command, oneshot::Sender<std::io::Result<Spawned>>);
+
+/// Spawns children through [`Children::spawn`] on a thread of its own. Cheap to clone; the
+/// thread ends with the last clone.
+#[derive(Debug, Clone)]
+pub struct Spawner {
+    children: Children,
+    jobs: mpsc::Sender<SpawnJob>,
+}
+
+impl Spawner {
+    /// Starts the spawning thread for `children`.
+    pub fn start(children: Children) -> std::io::Result<Spawner> {
+        let (jobs, queue) = mpsc::channel::<SpawnJob>();
+        let registry = children.clone();
+        std::thread::Builder::new()
+            .name("sebs-spawner".into())
+            .spawn(move || {
+                for (mut command, reply) in queue {
+                    // The caller may have given up waiting; the child is registered either way.
+                    let _ = reply.send(registry.spawn(&mut command));
+                }
+            })?;
+        Ok(Spawner { children, jobs })
+    }
+
+    /// The registry the children are spawned into.
+    pub fn children(&self) -> &Children {
+        &self.children
+    }
+
+    /// Spawns `command` (see [`Children::spawn`]) without blocking the caller's thread.
+    pub async fn spawn(&self, command: Command) -> std::io::Result<Spawned> {
+        let gone = || std::io::Error::other("the agent's spawning thread is gone");
+        let (reply, answer) = oneshot::channel();
+        self.jobs.send((command, reply)).map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+}
+
 /// Reaps children whenever SIGCHLD arrives, until the runtime stops.
 ///
 /// The SIGCHLD handler must be installed before the first child is spawned; this function
@@ -169,5 +214,22 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(status, ExitStatus::Exited(7));
+
+        // The same through the spawning thread. (One test: a second reaper in this process
+        // would reap the other's children.)
+        let spawner = Spawner::start(children).unwrap();
+        let mut command = Command::new("sh");
+        command.args(["-c", "exit 4"]);
+        let (_child, rx) = spawner.spawn(command).await.unwrap();
+        let status = tokio::time::timeout(std::time::Duration::from_secs(10), rx)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(status, ExitStatus::Exited(4));
+        let missing = spawner
+            .spawn(Command::new("/nonexistent/sebs-test-program"))
+            .await
+            .unwrap_err();
+        assert_eq!(missing.kind(), std::io::ErrorKind::NotFound);
     }
 }

@@ -14,6 +14,9 @@
 //! - [`http`]: the hyper service; [`cgroup::MemoryCgroup`]: tells OOM kills from crashes.
 //! - [`memory::Meter`]: each call's peak memory, from the container's cgroup when the call
 //!   ran alone, else from the worker's own peak resident set.
+//! - [`tmp::empty_dir`]: what the agent's binary does when started as
+//!   `sebs-agent --empty-dir DIR`, which the pool runs as the workers' user to empty `/tmp`
+//!   (a tmpfs, counted against the memory limit) after an OOM kill.
 //!
 //! Invariant: nothing answers an invocation before the worker serving it has imported the
 //! function, and nothing but [`children::Children::reap`] waits for a child process.
@@ -23,6 +26,7 @@ pub mod children;
 pub mod http;
 pub mod memory;
 pub mod pool;
+pub mod tmp;
 pub mod worker;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -38,7 +42,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::cgroup::MemoryCgroup;
-use crate::children::Children;
+use crate::children::{Children, Spawner};
 use crate::memory::{CgroupPeak, Meter};
 use crate::pool::{Pool, PoolConfig};
 use crate::worker::WorkerCommand;
@@ -73,6 +77,8 @@ pub enum AgentError {
         #[source]
         source: std::io::Error,
     },
+    #[error("start the thread that spawns workers: {0}")]
+    Spawner(#[source] std::io::Error),
     #[error("listen on port {port}: {source}")]
     Listen {
         port: u16,
@@ -92,6 +98,7 @@ pub async fn run(config: Config) -> Result<&'static str, AgentError> {
     // The reaper's SIGCHLD handler must exist before the first worker is spawned.
     let children = Children::new();
     tokio::spawn(children::reaper(children.clone()).map_err(signal_err("SIGCHLD"))?);
+    let spawner = Spawner::start(children.clone()).map_err(AgentError::Spawner)?;
 
     let settings = &config.settings;
     let listener = listen(settings.port).map_err(|source| AgentError::Listen {
@@ -118,8 +125,9 @@ pub async fn run(config: Config) -> Result<&'static str, AgentError> {
             timeout: Duration::from_millis(settings.timeout_ms),
             cgroup: MemoryCgroup::new(&config.cgroup_root),
             meter: meter.clone(),
+            tmp_dir: in_container().then(|| PathBuf::from(sebs_wire::TMP_DIR)),
         },
-        children.clone(),
+        spawner,
     );
     let mut state = http::State::new(pool, meter);
     // The kernel's host name needs no NSS lookup; in a container it is Docker's short id.
@@ -143,7 +151,7 @@ pub async fn run(config: Config) -> Result<&'static str, AgentError> {
 /// runs one worker, and the kernel and the mount let it reset the peak. Says why not on
 /// stderr when it is in a container and cannot.
 fn cgroup_peak(config: &Config) -> Option<CgroupPeak> {
-    if std::process::id() != 1 {
+    if !in_container() {
         return None;
     }
     let why_not = if config.settings.workers != 1 {
@@ -162,6 +170,11 @@ fn cgroup_peak(config: &Config) -> Option<CgroupPeak> {
     };
     eprintln!("sebs-agent: each call's peak memory from the worker's resident set: {why_not}");
     None
+}
+
+/// Whether the agent is a container's PID 1 (else it runs on a host, in tests).
+fn in_container() -> bool {
+    std::process::id() == 1
 }
 
 /// Binds `0.0.0.0:port` with a large backlog.

@@ -1,8 +1,30 @@
-//! `sebs-agent`: the container's PID 1; reads its settings from the environment and runs the agent.
+//! `sebs-agent`: the container's PID 1; reads its settings from the environment and runs the
+//! agent, or, as `sebs-agent --empty-dir DIR`, the helper that empties the function's `/tmp`.
 
 use std::process::ExitCode;
 
+/// The most runtime threads the agent starts, and the most blocking ones.
+const MAX_THREADS: usize = 4;
+
 fn main() -> ExitCode {
+    let mut args = std::env::args_os().skip(1);
+    if args.next().as_deref() == Some(std::ffi::OsStr::new(sebs_agent::tmp::EMPTY_DIR_ARG)) {
+        // The helper the agent runs as the function's user; see `sebs_agent::tmp`.
+        let Some(dir) = args.next() else {
+            eprintln!(
+                "sebs-agent: {} needs a directory",
+                sebs_agent::tmp::EMPTY_DIR_ARG
+            );
+            return ExitCode::from(2);
+        };
+        return match sebs_agent::tmp::empty_dir(std::path::Path::new(&dir)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("sebs-agent: failed to {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let settings = match sebs_wire::AgentSettings::from_env(|k| std::env::var(k).ok()) {
         Ok(s) => s,
         Err(e) => {
@@ -10,7 +32,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // The agent waits on sockets and pipes; a few threads serve any number of workers. Each
+    // thread is a task of the container's pids limit, which is the function's to use.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .max_blocking_threads(MAX_THREADS)
         .enable_all()
         .build()
     {

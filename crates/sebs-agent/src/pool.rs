@@ -7,6 +7,8 @@
 //! empty: the next call that needs it starts a new one, and reports that start's import as
 //! its own `init_time_us`, since it is the call that waited for it.
 
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,9 +18,14 @@ use sebs_wire::{EpochMicros, ErrorAnswer, ErrorKind};
 use tokio::sync::Semaphore;
 
 use crate::cgroup::MemoryCgroup;
-use crate::children::Children;
+use crate::children::{ExitStatus, Spawner};
 use crate::memory::{MemoryPeak, Meter, WorkerPeak};
-use crate::worker::{describe_death, Worker, WorkerCommand, WorkerError};
+use crate::worker::{
+    describe_death, tmp_note, tmpfs_used_bytes, Worker, WorkerCommand, WorkerError,
+};
+
+/// How long emptying `/tmp` after an OOM kill may take before the helper is killed.
+const EMPTY_TMP_LIMIT: Duration = Duration::from_secs(30);
 
 /// How the pool runs its workers.
 #[derive(Debug, Clone)]
@@ -31,6 +38,9 @@ pub struct PoolConfig {
     pub cgroup: MemoryCgroup,
     /// Measures each call's peak memory.
     pub meter: Arc<Meter>,
+    /// The function's `/tmp`, named in the answer to an OOM kill when it is a tmpfs (whose
+    /// files count against the memory limit); `None` outside a container.
+    pub tmp_dir: Option<PathBuf>,
 }
 
 /// A successful call.
@@ -106,7 +116,7 @@ impl Slot {
 
 struct Inner {
     config: PoolConfig,
-    children: Children,
+    spawner: Spawner,
     permits: Arc<Semaphore>,
     slots: Mutex<Vec<Slot>>,
     /// The cgroup's OOM-kill count when we last looked.
@@ -122,8 +132,8 @@ pub struct Pool {
 impl Pool {
     /// Creates the pool; each worker starts on the first request that needs it.
     ///
-    /// Must run inside a Tokio runtime whose SIGCHLD reaper serves `children`.
-    pub fn start(config: PoolConfig, children: Children) -> Pool {
+    /// Must run inside a Tokio runtime whose SIGCHLD reaper serves the spawner's children.
+    pub fn start(config: PoolConfig, spawner: Spawner) -> Pool {
         let workers = config.workers.max(1);
         let oom_kills_seen = config.cgroup.oom_kills().unwrap_or(0);
         let inner = Arc::new(Inner {
@@ -131,7 +141,7 @@ impl Pool {
             slots: Mutex::new(Vec::with_capacity(workers)),
             oom_kills_seen: AtomicU64::new(oom_kills_seen),
             config,
-            children,
+            spawner,
         });
         let pool = Pool { inner };
         // Workers start on their first request, not here: a cold invocation then always
@@ -194,8 +204,7 @@ impl Pool {
             Slot::Empty => {
                 let inner = &self.inner;
                 let started =
-                    Worker::start(&inner.config.command, &inner.children, self.import_limit())
-                        .await;
+                    Worker::start(&inner.config.command, &inner.spawner, self.import_limit()).await;
                 if let Err(e) = &started {
                     eprintln!("sebs-agent: worker failed to {e}");
                 }
@@ -205,9 +214,10 @@ impl Pool {
         let mut worker = match started {
             Ok(worker) => worker,
             Err(e) => {
+                let failure = self.start_failure(e).await;
                 // The next call tries a fresh worker.
                 self.put_slot(Slot::Empty);
-                return Err(init_failure(e));
+                return Err(failure);
             }
         };
 
@@ -249,10 +259,14 @@ impl Pool {
             }
             Ok(Err(WorkerError::Died { status })) => {
                 let init_time_us = worker.take_init_time_us();
-                self.put_slot(Slot::Empty);
                 let oom_killed = self.oom_kills_increased();
-                let (kind, message) =
+                let (kind, mut message) =
                     describe_death(status, self.inner.config.cgroup.limited(), oom_killed);
+                if kind == ErrorKind::OutOfMemory {
+                    message.push_str(&self.empty_tmp_after_oom().await);
+                }
+                // After /tmp is emptied, so that the next worker finds the memory it gave back.
+                self.put_slot(Slot::Empty);
                 eprintln!("sebs-agent: worker {} died: {message}", worker.pid());
                 Err(CallFailure::new(kind, message).after_import(init_time_us))
             }
@@ -284,6 +298,70 @@ impl Pool {
                     ),
                 )
                 .after_import(init_time_us))
+            }
+        }
+    }
+
+    /// What to answer when no worker could be started; a worker OOM-killed during its start
+    /// (e.g. because `/tmp` holds the memory) is reported as such, and `/tmp` emptied.
+    async fn start_failure(&self, e: WorkerError) -> CallFailure {
+        const SIGKILL: i32 = 9;
+        let killed = matches!(
+            e,
+            WorkerError::Died {
+                status: Some(ExitStatus::Signaled(SIGKILL))
+            }
+        );
+        if killed && self.oom_kills_increased() {
+            let note = self.empty_tmp_after_oom().await;
+            let message = format!(
+                "the worker was killed for exceeding the container's memory limit (signal 9) \
+                 before it imported the function{note}"
+            );
+            eprintln!("sebs-agent: {message}");
+            return CallFailure::new(ErrorKind::OutOfMemory, message);
+        }
+        init_failure(e)
+    }
+
+    /// After an OOM kill, empties the function's `/tmp` when it is a tmpfs holding anything,
+    /// and says what it held (see [`crate::tmp`]); an empty string otherwise.
+    async fn empty_tmp_after_oom(&self) -> String {
+        let Some(dir) = self.inner.config.tmp_dir.as_deref() else {
+            return String::new();
+        };
+        let Some(bytes) = tmpfs_used_bytes(dir).filter(|&b| b > 0) else {
+            return String::new();
+        };
+        let emptied = self.empty_dir(dir).await;
+        tmp_note(bytes, &emptied)
+    }
+
+    /// Runs the agent's binary as the workers' user to empty `dir`.
+    async fn empty_dir(&self, dir: &Path) -> Result<(), String> {
+        let exe = std::env::current_exe()
+            .map_err(|e| format!("failed to find the agent's binary: {e}"))?;
+        let args = [OsStr::new(crate::tmp::EMPTY_DIR_ARG), dir.as_os_str()];
+        let command = self.inner.config.command.helper(&exe, &args);
+        let (child, exit) = self.inner.spawner.spawn(command).await.map_err(|e| {
+            format!(
+                "failed to start `{} {} {}`: {e}",
+                exe.display(),
+                crate::tmp::EMPTY_DIR_ARG,
+                dir.display()
+            )
+        })?;
+        match tokio::time::timeout(EMPTY_TMP_LIMIT, exit).await {
+            Ok(Ok(ExitStatus::Exited(0))) => Ok(()),
+            Ok(Ok(status)) => Err(format!(
+                "its helper {status} (the container's log says why)"
+            )),
+            Ok(Err(_)) => Err("its helper's exit status was lost".into()),
+            Err(_) => {
+                self.inner.spawner.children().kill_group(child.id() as i32);
+                Err(format!(
+                    "its helper ran past {EMPTY_TMP_LIMIT:?} and was killed"
+                ))
             }
         }
     }

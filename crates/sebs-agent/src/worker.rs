@@ -17,10 +17,16 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::unix::pipe;
 use tokio::sync::oneshot;
 
-use crate::children::{Children, ExitStatus};
+use crate::children::{Children, ExitStatus, Spawner};
 
 /// How long a worker that closed its output gets to be reaped before we stop waiting.
 const EXIT_GRACE: Duration = Duration::from_secs(2);
+
+/// The OOM score adjustment of workers and what they start: when the container runs out of
+/// memory, the kernel kills a worker (whose death the agent reports and recovers from)
+/// rather than the agent, whose death would end the container. Half the scale is enough to
+/// outweigh any difference in size between the agent and a worker.
+const WORKER_OOM_SCORE_ADJ: &[u8] = b"500";
 
 /// How to start a worker process.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,21 +38,30 @@ pub struct WorkerCommand {
     pub dir: PathBuf,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
+    /// Set in the worker's environment besides `HOME`.
+    pub env: Vec<(String, String)>,
 }
 
 impl WorkerCommand {
     /// The worker command for a function configured by `settings`.
     pub fn from_settings(settings: &AgentSettings) -> WorkerCommand {
         let dir = settings.code_dir.clone();
+        let mut env = Vec::new();
         let (default_runtime, args): (&str, Vec<OsString>) = match settings.language {
             // -u: unbuffered, so a handler's prints reach the log even if it is killed.
-            Language::Python => (
-                "python3",
-                vec![
-                    "-u".into(),
-                    dir.join(sebs_wire::worker::PYTHON_WRAPPER_FILE).into(),
-                ],
-            ),
+            Language::Python => {
+                // The package and the root are read-only: Python would try (and fail) to
+                // write bytecode beside every module it compiles. The variable, unlike -B,
+                // also reaches the Python processes a handler starts.
+                env.push(("PYTHONDONTWRITEBYTECODE".to_string(), "1".to_string()));
+                (
+                    "python3",
+                    vec![
+                        "-u".into(),
+                        dir.join(sebs_wire::worker::PYTHON_WRAPPER_FILE).into(),
+                    ],
+                )
+            }
             Language::Nodejs => (
                 "node",
                 vec![dir.join(sebs_wire::worker::NODEJS_WRAPPER_FILE).into()],
@@ -61,6 +76,7 @@ impl WorkerCommand {
             dir,
             uid: settings.uid,
             gid: settings.gid,
+            env,
         }
     }
 
@@ -74,34 +90,75 @@ impl WorkerCommand {
         s
     }
 
+    /// `program` with `args`, run as the workers' user (as [`WorkerCommand::command`] runs
+    /// the worker), e.g. to empty the workers' `/tmp`, which the agent cannot do itself: it
+    /// has no capability to remove other users' files.
+    pub fn helper(&self, program: &std::path::Path, args: &[&std::ffi::OsStr]) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .process_group(0);
+        let (uid, gid) = (self.uid, self.gid);
+        // SAFETY: as in `command`.
+        unsafe {
+            cmd.pre_exec(move || become_worker(uid, gid));
+        }
+        cmd
+    }
+
     fn command(&self) -> Command {
         let mut cmd = Command::new(&self.program);
         cmd.args(&self.args)
             .current_dir(&self.dir)
-            .env("HOME", "/tmp")
+            // The only writable place of a function container; libraries that keep files
+            // under `~` need a home they can write.
+            .env("HOME", sebs_wire::TMP_DIR)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             // stdin and stdout are the pipes of `worker_pipes`, set by `Worker::start`.
             .stderr(Stdio::inherit())
             // Its own process group, so a timeout kills what the handler started too, and
             // a Ctrl-C meant for the agent does not reach the worker.
             .process_group(0);
-        if let Some(gid) = self.gid {
-            cmd.gid(gid);
-        }
-        if let Some(uid) = self.uid {
-            // std drops the supplementary groups (setgroups to none) when it changes the uid.
-            cmd.uid(uid);
-        } else if self.gid.is_some() {
-            // SAFETY: the closure runs between fork and exec and only makes one system call,
-            // which is async-signal-safe.
-            unsafe {
-                cmd.pre_exec(|| {
-                    let _ = nix::unistd::setgroups(&[]);
-                    Ok(())
-                });
-            }
+        let (uid, gid) = (self.uid, self.gid);
+        // SAFETY: the closure runs between fork and exec; `become_worker` makes only
+        // async-signal-safe system calls and allocates nothing.
+        unsafe {
+            cmd.pre_exec(move || become_worker(uid, gid));
         }
         cmd
     }
+}
+
+/// In the forked child, before `exec`: raises the child's OOM score, then switches to the
+/// function's user (no supplementary groups).
+///
+/// The score comes first: raising one's own needs no privilege, but once the uid changes the
+/// process is no longer dumpable and `/proc/self/oom_score_adj` belongs to root. (std's
+/// `Command::uid` switches before any `pre_exec` closure runs, hence the switch here.)
+fn become_worker(uid: Option<u32>, gid: Option<u32>) -> std::io::Result<()> {
+    use nix::fcntl::{open, OFlag};
+    use nix::sys::stat::Mode;
+    use nix::unistd::{getuid, setgid, setgroups, setuid, Gid, Uid};
+    // Best effort: a kernel without the file still runs the worker.
+    if let Ok(fd) = open(
+        c"/proc/self/oom_score_adj",
+        OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    ) {
+        let _ = nix::unistd::write(&fd, WORKER_OOM_SCORE_ADJ);
+    }
+    if (uid.is_some() || gid.is_some()) && getuid().is_root() {
+        setgroups(&[])?;
+    }
+    if let Some(gid) = gid {
+        setgid(Gid::from_raw(gid))?;
+    }
+    if let Some(uid) = uid {
+        setuid(Uid::from_raw(uid))?;
+    }
+    Ok(())
 }
 
 /// One pipe between the agent and a worker.
@@ -146,6 +203,11 @@ pub enum WorkerError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "start worker `{command}`: the container's pids limit is reached (the function's \
+         processes and threads hold every task left)"
+    )]
+    TaskLimit { command: String },
     #[error("import the function: {}: {}", .0.exception_type, .0.error)]
     Import(Exception),
     #[error("import the function within {limit_ms} ms")]
@@ -183,7 +245,7 @@ impl Worker {
     /// Starts a worker and waits until it has imported the function, at most `import_limit`.
     pub async fn start(
         command: &WorkerCommand,
-        children: &Children,
+        spawner: &Spawner,
         import_limit: Duration,
     ) -> Result<Worker, WorkerError> {
         let spawn_err = |source| WorkerError::Spawn {
@@ -194,11 +256,17 @@ impl Worker {
         let (stdin, stdout) = worker_pipes(command.uid, command.gid).map_err(spawn_err)?;
         cmd.stdin(Stdio::from(stdin.theirs))
             .stdout(Stdio::from(stdout.theirs));
-        let spawner = children.clone();
-        let spawned = tokio::task::spawn_blocking(move || spawner.spawn(&mut cmd))
-            .await
-            .map_err(|e| spawn_err(std::io::Error::other(e.to_string())))?;
-        let (child, exit) = spawned.map_err(spawn_err)?;
+        let (child, exit) = spawner.spawn(cmd).await.map_err(|source| {
+            // fork fails with EAGAIN when the pids limit leaves no task for the worker.
+            if source.raw_os_error() == Some(nix::errno::Errno::EAGAIN as i32) {
+                WorkerError::TaskLimit {
+                    command: command.display(),
+                }
+            } else {
+                spawn_err(source)
+            }
+        })?;
+        let children = spawner.children();
         let pid = child.id() as i32;
         let pipes = pipe::Sender::from_owned_fd(stdin.ours)
             .and_then(|stdin| Ok((stdin, pipe::Receiver::from_owned_fd(stdout.ours)?)))
@@ -348,6 +416,35 @@ pub fn describe_death(
     }
 }
 
+/// What to add to the answer to an OOM kill about the function's `/tmp`, a tmpfs whose
+/// files count against the memory limit: it held `bytes`, and emptying it worked or not.
+pub fn tmp_note(bytes: u64, emptied: &Result<(), String>) -> String {
+    if bytes == 0 {
+        return String::new();
+    }
+    let held = format!(
+        "{} held {:.1} MiB of it (a tmpfs, whose files count against the memory limit)",
+        sebs_wire::TMP_DIR,
+        bytes as f64 / f64::from(1 << 20)
+    );
+    match emptied {
+        Ok(()) => format!("; {held} and was emptied, so that the next worker can start"),
+        Err(e) => format!("; {held} and could not be emptied: {e}"),
+    }
+}
+
+/// Bytes in use on the file system at `dir` when it is a tmpfs (held in memory, and
+/// charged to the container's memory cgroup); `None` for any other file system.
+pub fn tmpfs_used_bytes(dir: &std::path::Path) -> Option<u64> {
+    use nix::sys::statfs::{statfs, TMPFS_MAGIC};
+    if statfs(dir).ok()?.filesystem_type() != TMPFS_MAGIC {
+        return None;
+    }
+    let vfs = nix::sys::statvfs::statvfs(dir).ok()?;
+    let used_blocks = u64::from(vfs.blocks()).saturating_sub(u64::from(vfs.blocks_free()));
+    Some(used_blocks.saturating_mul(u64::from(vfs.fragment_size())))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -408,6 +505,36 @@ mod tests {
     }
 
     #[test]
+    fn notes_about_tmp() {
+        let check = |bytes: u64, emptied: Result<(), &str>, expect: &str| {
+            let emptied = emptied.map_err(str::to_string);
+            assert_eq!(tmp_note(bytes, &emptied), expect, "{bytes} {emptied:?}");
+        };
+        check(0, Ok(()), "");
+        check(
+            120 << 20,
+            Ok(()),
+            "; /tmp held 120.0 MiB of it (a tmpfs, whose files count against the memory \
+             limit) and was emptied, so that the next worker can start",
+        );
+        check(
+            1 << 19,
+            Err("failed to remove /tmp/x: Permission denied (os error 13)"),
+            "; /tmp held 0.5 MiB of it (a tmpfs, whose files count against the memory limit) \
+             and could not be emptied: failed to remove /tmp/x: Permission denied (os error 13)",
+        );
+    }
+
+    #[test]
+    fn tmpfs_usage_only_for_a_tmpfs() {
+        // /proc is no tmpfs; /dev/shm is one wherever it exists.
+        assert_eq!(tmpfs_used_bytes(std::path::Path::new("/proc")), None);
+        if std::path::Path::new("/dev/shm").is_dir() {
+            assert!(tmpfs_used_bytes(std::path::Path::new("/dev/shm")).is_some());
+        }
+    }
+
+    #[test]
     fn commands_per_language() {
         let check = |language, runtime: Option<&str>, expect: &str| {
             let mut s = AgentSettings::new(language);
@@ -422,5 +549,15 @@ mod tests {
             "python3.11 -u /function/handler.py",
         );
         check(Language::Nodejs, None, "node /function/handler.js");
+        let python = WorkerCommand::from_settings(&AgentSettings::new(Language::Python));
+        assert_eq!(
+            python.env,
+            [("PYTHONDONTWRITEBYTECODE".to_string(), "1".to_string())]
+        );
+        assert!(
+            WorkerCommand::from_settings(&AgentSettings::new(Language::Nodejs))
+                .env
+                .is_empty()
+        );
     }
 }

@@ -37,6 +37,9 @@ pub const INVOCATION_LOG_CAPACITY: usize = 10_000;
 pub const CODE_DIR: &str = "/function";
 /// Where the agent binary is mounted (read-only) in a function container.
 pub const AGENT_PATH: &str = "/sebs/agent";
+/// The only place a function may write in its container: a tmpfs of a set size, which is
+/// also the workers' `HOME`.
+pub const TMP_DIR: &str = "/tmp";
 
 /// A point in time as SeBS writes it: seconds since the Unix epoch with six decimals.
 ///
@@ -427,6 +430,24 @@ impl AgentSettings {
         }
     }
 
+    /// Whether the agent starts its workers as another user than its own (root).
+    pub fn switches_user(&self) -> bool {
+        self.uid.is_some() || self.gid.is_some()
+    }
+
+    /// The capabilities (as the engine names them) the agent needs with these settings, and
+    /// the only ones its container should grant: to start workers as another user (`SETUID`,
+    /// `SETGID`), to give them their protocol pipes (`CHOWN`) and to stop them (`KILL`). An
+    /// agent that runs its workers as itself needs none. Workers never keep any: the kernel
+    /// clears the capabilities of a program a non-root user executes.
+    pub fn capabilities(&self) -> &'static [&'static str] {
+        if self.switches_user() {
+            &["CAP_CHOWN", "CAP_KILL", "CAP_SETGID", "CAP_SETUID"]
+        } else {
+            &[]
+        }
+    }
+
     /// The `NAME=value` pairs to put in the container's environment.
     pub fn to_env(&self) -> Vec<(String, String)> {
         let mut out = vec![
@@ -588,6 +609,14 @@ mod tests {
             AgentSettings::from_env(|k| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))
                 .unwrap();
         assert_eq!(back, s);
+
+        assert_eq!(
+            s.capabilities(),
+            ["CAP_CHOWN", "CAP_KILL", "CAP_SETGID", "CAP_SETUID"]
+        );
+        assert!(AgentSettings::new(Language::Python)
+            .capabilities()
+            .is_empty());
 
         let err =
             AgentSettings::from_env(|k| (k == env::WORKERS).then(|| "0".to_string())).unwrap_err();
