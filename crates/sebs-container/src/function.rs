@@ -158,7 +158,9 @@ pub(crate) fn image_is_missing(e: &bollard::errors::Error) -> bool {
 /// One function container to run.
 ///
 /// Fields are public because any combination is valid; [`ContainerSpec::new`] fills in the
-/// defaults: no limits, nothing published, the default bridge network, unprivileged.
+/// defaults: no limits, nothing published, the default bridge network, unprivileged, and a
+/// sandbox: a read-only root file system with a tmpfs at [`sebs_wire::TMP_DIR`], and only
+/// the capabilities the agent needs for its settings ([`AgentSettings::capabilities`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ContainerSpec {
     pub name: String,
@@ -182,8 +184,18 @@ pub struct ContainerSpec {
     /// `None` leaves it reachable only on the container network.
     pub publish: Option<SocketAddr>,
     pub network: String,
-    /// Off by default; SeBS runs its containers privileged, we do not need to.
+    /// Off by default; SeBS runs its containers privileged, we do not need to. A privileged
+    /// container has every capability, whatever the agent needs.
     pub privileged: bool,
+    /// Mount the image's root file system read-only (on by default): the function can write
+    /// only to the tmpfs at [`sebs_wire::TMP_DIR`].
+    pub read_only_root: bool,
+    /// Size of the tmpfs at [`sebs_wire::TMP_DIR`] (mounted always, writable by every user,
+    /// programs in it may run); `None` leaves it unlimited but for the memory limit its
+    /// pages count against.
+    pub tmp_size_bytes: Option<u64>,
+    /// The most tasks (processes and threads, the agent's included) the container may hold.
+    pub pids_limit: Option<u64>,
 }
 
 impl ContainerSpec {
@@ -207,6 +219,9 @@ impl ContainerSpec {
             publish: None,
             network: DEFAULT_NETWORK.to_string(),
             privileged: false,
+            read_only_root: true,
+            tmp_size_bytes: None,
+            pids_limit: None,
         }
     }
 
@@ -262,6 +277,12 @@ impl ContainerSpec {
         let memory = self
             .memory_bytes
             .map(|m| i64::try_from(m).unwrap_or(i64::MAX));
+        // The engine's own tmpfs defaults are noexec,nosuid,nodev; "exec" lets a function run
+        // a program it unpacked there, as on a cloud function. Size 0 is no limit.
+        let tmp_options = format!(
+            "rw,exec,nosuid,nodev,mode=1777,size={}",
+            self.tmp_size_bytes.unwrap_or(0)
+        );
         ContainerCreateBody {
             image: Some(self.image.clone()),
             entrypoint: Some(vec![sebs_wire::AGENT_PATH.to_string()]),
@@ -280,6 +301,22 @@ impl ContainerSpec {
                 port_bindings,
                 network_mode: Some(self.network.clone()),
                 privileged: Some(self.privileged),
+                readonly_rootfs: Some(self.read_only_root),
+                tmpfs: Some(HashMap::from([(
+                    sebs_wire::TMP_DIR.to_string(),
+                    tmp_options,
+                )])),
+                pids_limit: self
+                    .pids_limit
+                    .map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
+                cap_drop: Some(vec!["ALL".to_string()]),
+                cap_add: Some(
+                    self.agent
+                        .capabilities()
+                        .iter()
+                        .map(|c| c.to_string())
+                        .collect(),
+                ),
                 security_opt: Some(vec!["no-new-privileges".to_string()]),
                 // Our agent is PID 1 and reaps its own children.
                 init: Some(false),
@@ -794,11 +831,15 @@ mod tests {
     fn a_spec_becomes_a_locked_down_container() {
         let mut agent = AgentSettings::new(sebs_wire::Language::Python);
         agent.port = 9100;
+        agent.uid = Some(65534);
+        agent.gid = Some(65534);
         let mut spec = ContainerSpec::new("f", "img:1", "/pkg", "/bin/agent", agent)
             .publish_local(0)
             .label("sebs-local.function", "f");
         spec.memory_bytes = Some(256 << 20);
         spec.nano_cpus = Some(500_000_000);
+        spec.tmp_size_bytes = Some(512 << 20);
+        spec.pids_limit = Some(1024);
         spec.env
             .push(("MINIO_ADDRESS".into(), "172.17.0.1:9000".into()));
         let body = spec.to_create_body();
@@ -825,7 +866,25 @@ mod tests {
         assert_eq!(host.nano_cpus, Some(500_000_000));
         assert_eq!(host.privileged, Some(false));
         assert_eq!(host.init, Some(false));
-        assert_eq!(host.cap_add, None);
+        // Only what the agent needs to run its workers as another user.
+        assert_eq!(host.cap_drop, Some(vec!["ALL".to_string()]));
+        assert_eq!(
+            host.cap_add,
+            Some(
+                ["CAP_CHOWN", "CAP_KILL", "CAP_SETGID", "CAP_SETUID"]
+                    .map(String::from)
+                    .to_vec()
+            )
+        );
+        assert_eq!(host.readonly_rootfs, Some(true));
+        assert_eq!(
+            host.tmpfs,
+            Some(HashMap::from([(
+                "/tmp".to_string(),
+                "rw,exec,nosuid,nodev,mode=1777,size=536870912".to_string()
+            )]))
+        );
+        assert_eq!(host.pids_limit, Some(1024));
         assert_eq!(
             host.security_opt,
             Some(vec!["no-new-privileges".to_string()])
@@ -845,6 +904,26 @@ mod tests {
                 ("/pkg".to_string(), "/function".to_string(), true),
                 ("/bin/agent".to_string(), "/sebs/agent".to_string(), true),
             ]
+        );
+    }
+
+    #[test]
+    fn the_sandbox_loosened() {
+        // An agent that runs its workers as itself (root) needs no capability; no limits.
+        let spec = ContainerSpec::new(
+            "f",
+            "img:1",
+            "/pkg",
+            "/bin/agent",
+            AgentSettings::new(sebs_wire::Language::Nodejs),
+        );
+        let host = spec.to_create_body().host_config.unwrap();
+        assert_eq!(host.cap_drop, Some(vec!["ALL".to_string()]));
+        assert_eq!(host.cap_add, Some(vec![]));
+        assert_eq!(host.pids_limit, None);
+        assert_eq!(
+            host.tmpfs.unwrap()["/tmp"],
+            "rw,exec,nosuid,nodev,mode=1777,size=0"
         );
     }
 }

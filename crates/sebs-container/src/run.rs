@@ -46,6 +46,11 @@ pub struct RunSpec {
     pub network: String,
     /// The container is killed and [`RunError::TimedOut`] returned after this long.
     pub timeout: Option<Duration>,
+    /// The most tasks (processes and threads) the container may hold.
+    pub pids_limit: Option<u64>,
+    /// Capabilities the command may have; `None` keeps the engine's default set, an empty
+    /// list grants none.
+    pub capabilities: Option<Vec<String>>,
 }
 
 impl RunSpec {
@@ -61,6 +66,8 @@ impl RunSpec {
             labels: BTreeMap::new(),
             network: DEFAULT_NETWORK.to_string(),
             timeout: None,
+            pids_limit: None,
+            capabilities: None,
         }
     }
 
@@ -94,6 +101,11 @@ impl RunSpec {
             host_config: Some(HostConfig {
                 mounts: Some(mounts),
                 network_mode: Some(self.network.clone()),
+                pids_limit: self
+                    .pids_limit
+                    .map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
+                cap_drop: self.capabilities.as_ref().map(|_| vec!["ALL".to_string()]),
+                cap_add: self.capabilities.clone(),
                 security_opt: Some(vec!["no-new-privileges".to_string()]),
                 // A tiny init reaps whatever the command leaves behind.
                 init: Some(true),
@@ -294,5 +306,17 @@ mod tests {
         assert_eq!(mount.source.as_deref(), Some("/host/pkg"));
         assert_eq!(mount.read_only, Some(false));
         assert_eq!(host.network_mode.as_deref(), Some("bridge"));
+        // The engine's defaults unless asked.
+        assert_eq!(
+            (host.pids_limit, host.cap_drop, host.cap_add),
+            (None, None, None)
+        );
+
+        spec.pids_limit = Some(4096);
+        spec.capabilities = Some(vec![]);
+        let host = spec.to_create_body().host_config.unwrap();
+        assert_eq!(host.pids_limit, Some(4096));
+        assert_eq!(host.cap_drop, Some(vec!["ALL".to_string()]));
+        assert_eq!(host.cap_add, Some(vec![]));
     }
 }
