@@ -6,6 +6,11 @@
 //! read-write, runs as the invoking user (the files it writes are theirs), reaches the
 //! registry through the default bridge with the host's CA bundle mounted read-only, and is
 //! removed afterwards whatever happened.
+//!
+//! Its limits are its own, not the function's sandbox: a writable root file system (the
+//! tools may write where they like in their throw-away container), no capabilities (pip and
+//! npm need none, also as root: the package directory is the invoking user's), at most
+//! [`BUILD_PIDS_LIMIT`] tasks, and [`DEFAULT_BUILD_TIMEOUT`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -56,6 +61,10 @@ const PASSED_THROUGH: &[&str] = &[
 
 /// Lines of the install's output kept in [`BuildError::Install`].
 const OUTPUT_LINES_IN_ERRORS: usize = 100;
+
+/// The most tasks (processes and threads) a build container may hold: room for npm's and
+/// pip's helpers and compilers, and a stop to a runaway install script.
+pub const BUILD_PIDS_LIMIT: u64 = 4096;
 
 /// How long an install may run before its container is killed.
 pub const DEFAULT_BUILD_TIMEOUT: Duration = Duration::from_secs(15 * 60);
@@ -165,6 +174,8 @@ impl DockerBuildEnv {
         spec.labels
             .insert(BUILD_LABEL.0.to_string(), BUILD_LABEL.1.to_string());
         spec.timeout = Some(self.timeout);
+        spec.pids_limit = Some(BUILD_PIDS_LIMIT);
+        spec.capabilities = Some(Vec::new());
         // The user may not exist in the image: give the tools a writable home and no caches
         // that would outlive the container anyway.
         let mut env: Vec<(String, String)> = vec![
@@ -379,6 +390,8 @@ mod tests {
         assert_eq!(spec.user.as_deref(), Some("1000:100"));
         assert_eq!(spec.working_dir.as_deref(), Some(BUILD_DIR));
         assert_eq!(spec.network, "bridge");
+        assert_eq!(spec.pids_limit, Some(BUILD_PIDS_LIMIT));
+        assert_eq!(spec.capabilities, Some(vec![]));
         assert_eq!(
             spec.mounts[0],
             BindMount {

@@ -4,14 +4,15 @@
 //! indent of 2; each function has `benchmark`, `config`, `hash`, `instance_id` (the container
 //! id), `name`, `port`, `triggers` and `url`. We write the same, and add `sebs_local`, which
 //! SeBS ignores, with what `stop`, `logs` and `cleanup` need: whether to remove containers
-//! and which host ports to free. A file without that section was not written by us and is
-//! refused rather than guessed at.
+//! and which host ports to free, and the sandbox the functions run in. A file without that
+//! section was not written by us and is refused rather than guessed at.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::function::{Function, FunctionState, Platform, PlatformError};
+use crate::sandbox::SandboxRecord;
 
 /// The version of our `sebs_local` section; bumped when its meaning changes.
 pub const FORMAT_VERSION: u32 = 1;
@@ -71,6 +72,10 @@ pub struct LocalSection {
     /// The memory measurement `start --measure-interval` runs; absent without one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<MemorySection>,
+    /// The sandbox the functions run in (all of a deployment share one); absent in files of
+    /// versions that did not record it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<SandboxRecord>,
 }
 
 /// The measuring process of a deployment (see [`crate::memory`]), for `stop` to end it.
@@ -191,6 +196,7 @@ impl DeploymentFile {
                 port_lock_dir: port_lock_dir.filter(|_| any_published),
                 instances,
                 memory: None,
+                sandbox: functions.first().map(|f| f.sandbox.clone()),
             },
             storage: serde_json::Value::Null,
         }
@@ -380,7 +386,10 @@ mod tests {
   "inputs": [{}],
   "sebs_local": {"format": 1, "remove_containers": true,
                  "instances": [{"container_name": "sebs-x", "function": "000.noop-python-128",
-                                "instance_id": "c1"}]},
+                                "instance_id": "c1"}],
+                 "sandbox": {"uid": 65534, "gid": 65534, "tmp_size_mb": 512, "pids_limit": null,
+                             "read_only_root": true, "privileged": false,
+                             "agent_capabilities": ["CAP_KILL"]}},
   "storage": null
 }"#;
 
@@ -421,6 +430,21 @@ mod tests {
             &OURS.replacen("\"instance_id\": \"c1\",", "\"instance_id\": \"c2\",", 1),
             Err("container c2"),
         );
+    }
+
+    #[test]
+    fn the_sandbox_is_recorded_and_optional() {
+        let file = DeploymentFile::parse(Path::new("out.json"), OURS).unwrap();
+        let sandbox = file.sebs_local.sandbox.as_ref().unwrap();
+        assert_eq!((sandbox.uid, sandbox.tmp_size_mb), (65534, Some(512)));
+        assert_eq!(sandbox.pids_limit, None, "null is no limit");
+        // A file of a version that did not record it still reads.
+        let start = OURS.find(",\n                 \"sandbox\"").unwrap();
+        let end = OURS[start..].find("]}},").unwrap() + start + 2;
+        let older = format!("{}{}", &OURS[..start], &OURS[end..]);
+        let file = DeploymentFile::parse(Path::new("out.json"), &older).unwrap();
+        assert_eq!(file.sebs_local.sandbox, None);
+        assert!(!file.to_text().contains("sandbox"));
     }
 
     #[test]

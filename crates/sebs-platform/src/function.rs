@@ -14,6 +14,7 @@ use sebs_trigger::{ExecutionResult, InvokeError, Trigger, TriggerConfig};
 use sebs_wire::{AgentSettings, Language};
 
 use crate::addressing::{environment_needs_publish, reachable, Addressing, HostFacts};
+use crate::sandbox::{Sandbox, SandboxRecord};
 
 /// Label naming the function a container serves.
 pub const FUNCTION_LABEL: &str = "sebs-local.function";
@@ -58,10 +59,12 @@ pub struct PlatformConfig {
     pub ports: AllocatorConfig,
     /// How long a new container may take to answer `/alive`.
     pub alive_deadline: Duration,
-    /// Run containers privileged (for hardware counters); off by default.
+    /// Run containers privileged (for hardware counters); off by default. A privileged
+    /// container has every capability: a function that runs as root has them too.
     pub privileged: bool,
-    /// The user functions run as; by default the invoking user, as SeBS does.
-    pub user: Option<(u32, u32)>,
+    /// The invoking user's uid and gid, whom [`crate::FunctionUser::Auto`] runs functions as
+    /// (unless root).
+    pub host_user: (u32, u32),
     /// Labels put on every container, e.g. to find a test's containers again.
     pub labels: BTreeMap<String, String>,
 }
@@ -75,10 +78,10 @@ impl PlatformConfig {
             ports: AllocatorConfig::from_env(),
             alive_deadline: Duration::from_secs(30),
             privileged: false,
-            user: Some((
+            host_user: (
                 nix::unistd::getuid().as_raw(),
                 nix::unistd::getgid().as_raw(),
-            )),
+            ),
             labels: BTreeMap::new(),
         }
     }
@@ -97,6 +100,8 @@ pub struct FunctionConfig {
     pub cpus: Option<f64>,
     /// Invocations one container serves at once.
     pub workers: usize,
+    /// What the function may write, how many tasks it may hold, whom it runs as.
+    pub sandbox: Sandbox,
 }
 
 impl FunctionConfig {
@@ -108,6 +113,7 @@ impl FunctionConfig {
             timeout_s: config.timeout_s,
             cpus: None,
             workers: 1,
+            sandbox: Sandbox::default(),
         }
     }
 }
@@ -127,6 +133,8 @@ pub struct Function {
     pub published_port: Option<u16>,
     /// From the create call to the first 200 of `/alive`.
     pub startup: Duration,
+    /// The sandbox its container runs in.
+    pub sandbox: SandboxRecord,
     pub trigger: Arc<Trigger>,
 }
 
@@ -535,6 +543,7 @@ impl Platform {
             container,
             published_port: placed.published_port,
             startup,
+            sandbox: self.sandbox_of(l.config),
             trigger: Arc::new(trigger),
         })
     }
@@ -601,14 +610,41 @@ impl Platform {
         }
     }
 
-    fn spec(&self, l: &Launch<'_>) -> ContainerSpec {
-        let mut settings = AgentSettings::new(l.config.language);
-        settings.workers = l.config.workers.max(1);
-        settings.timeout_ms = l.config.timeout_s.saturating_mul(1000);
-        if let Some((uid, gid)) = self.config.user {
+    /// The agent's settings for a container of a function configured by `config`.
+    fn agent_settings(&self, config: &FunctionConfig) -> AgentSettings {
+        let mut settings = AgentSettings::new(config.language);
+        settings.workers = config.workers.max(1);
+        settings.timeout_ms = config.timeout_s.saturating_mul(1000);
+        // The agent is root; a function that runs as root runs as the agent, which then
+        // needs no capability at all.
+        let (uid, gid) = config.sandbox.user.resolve(self.config.host_user);
+        if (uid, gid) != (0, 0) {
             settings.uid = Some(uid);
             settings.gid = Some(gid);
         }
+        settings
+    }
+
+    /// The sandbox a container of a function configured by `config` runs in.
+    pub fn sandbox_of(&self, config: &FunctionConfig) -> SandboxRecord {
+        let settings = self.agent_settings(config);
+        SandboxRecord {
+            uid: settings.uid.unwrap_or(0),
+            gid: settings.gid.unwrap_or(0),
+            tmp_size_mb: config.sandbox.tmp_size_mb,
+            pids_limit: config.sandbox.pids_limit,
+            read_only_root: true,
+            privileged: self.config.privileged,
+            agent_capabilities: settings
+                .capabilities()
+                .iter()
+                .map(|c| c.to_string())
+                .collect(),
+        }
+    }
+
+    fn spec(&self, l: &Launch<'_>) -> ContainerSpec {
+        let settings = self.agent_settings(l.config);
         let suffix = uuid::Uuid::new_v4().simple().to_string();
         let container_name = format!("sebs-{}-{}", sanitize(l.name), &suffix[..8]);
         let mut spec = ContainerSpec::new(
@@ -622,6 +658,10 @@ impl Platform {
         spec.privileged = self.config.privileged;
         spec.memory_bytes = Some(l.config.memory_mb.saturating_mul(1024 * 1024));
         spec.nano_cpus = l.config.cpus.map(nano_cpus);
+        let sandbox = &l.config.sandbox;
+        spec.read_only_root = true;
+        spec.tmp_size_bytes = sandbox.tmp_size_mb.map(|mb| mb.saturating_mul(1024 * 1024));
+        spec.pids_limit = sandbox.pids_limit;
         spec.labels = self.config.labels.clone();
         spec = spec
             .label(FUNCTION_LABEL, l.name)

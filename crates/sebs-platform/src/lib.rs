@@ -9,9 +9,11 @@
 //!   it live ([`Platform::update_function_configuration`], [`Platform::update_function_code`],
 //!   [`Platform::enforce_cold_start`]) and stops it. It remembers every container it started,
 //!   so that [`Platform::shutdown`] (e.g. on Ctrl-C) leaves none behind.
-//! - [`FunctionConfig`]: language, version, memory, timeout, CPUs and workers of a function,
-//!   from the benchmark's `config.json` unless overridden; the engine enforces memory (OOM
-//!   kill) and CPU (CFS quota), the agent the timeout.
+//! - [`FunctionConfig`]: language, version, memory, timeout, CPUs, workers and [`Sandbox`] of
+//!   a function, from the benchmark's `config.json` unless overridden; the engine enforces
+//!   memory (OOM kill), CPU (CFS quota) and the sandbox (read-only root, a sized `/tmp`, a
+//!   pids limit, no capabilities), the agent the timeout and the function's user.
+//!   [`SandboxRecord`] is what `out.json` and experiment results say the sandbox was.
 //! - [`Addressing`]: a function is reached on its bridge IP, or on a port of 127.0.0.1 leased
 //!   from `sebs-ports` where the bridge is out of reach or the user asks.
 //! - [`DeploymentFile`]: `out.json` of `start`/`stop`, in SeBS's format plus a section of ours;
@@ -33,6 +35,7 @@ mod build;
 mod deployment;
 mod function;
 pub mod memory;
+mod sandbox;
 mod update;
 
 pub use addressing::{environment_needs_publish, reachable, Addressing, HostFacts};
@@ -45,5 +48,9 @@ pub use deployment::{
 pub use function::{
     Function, FunctionConfig, FunctionState, Platform, PlatformConfig, PlatformError,
     BENCHMARK_LABEL, DEPLOY_CONCURRENCY, FUNCTION_LABEL, HASH_LABEL, RUN_LABEL,
+};
+pub use sandbox::{
+    FunctionUser, Sandbox, SandboxRecord, UserError, DEFAULT_PIDS_LIMIT, DEFAULT_TMP_SIZE_MB,
+    MAX_TMP_SIZE_MB, UNPRIVILEGED_USER,
 };
 pub use update::{config_change, ConfigChange};

@@ -25,7 +25,9 @@ pub fn config_change(old: &FunctionConfig, new: &FunctionConfig) -> ConfigChange
     let agent_side = old.language != new.language
         || old.language_version != new.language_version
         || old.timeout_s != new.timeout_s
-        || old.workers != new.workers;
+        || old.workers != new.workers
+        // The engine changes none of the sandbox on a running container.
+        || old.sandbox != new.sandbox;
     // The engine treats a CPU limit of 0 in an update as "unchanged", so dropping one needs
     // a new container.
     let cpu_limit_removed = old.cpus.is_some() && new.cpus.is_none();
@@ -152,6 +154,7 @@ mod tests {
             timeout_s: 10,
             cpus: Some(1.0),
             workers: 1,
+            sandbox: crate::Sandbox::default(),
         };
         let check = |change: &dyn Fn(&mut FunctionConfig), expect: ConfigChange| {
             let mut new = base.clone();
@@ -165,6 +168,11 @@ mod tests {
         check(&|c| c.cpus = None, ConfigChange::Replace);
         check(&|c| c.timeout_s = 20, ConfigChange::Replace);
         check(&|c| c.workers = 2, ConfigChange::Replace);
+        check(&|c| c.sandbox.pids_limit = None, ConfigChange::Replace);
+        check(
+            &|c| c.sandbox.user = crate::FunctionUser::Root,
+            ConfigChange::Replace,
+        );
         check(
             &|c| c.language_version = "3.12".into(),
             ConfigChange::Replace,

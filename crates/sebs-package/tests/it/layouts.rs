@@ -64,6 +64,7 @@ fn every_fixture_layout() {
             "020.raise",
             "030.timeout",
             "040.data-file",
+            "060.sandbox-probe",
             "110.template"
         ]
     );

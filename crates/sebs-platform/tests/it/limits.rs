@@ -47,11 +47,6 @@ const MEMORY_LIMIT_FILES: [&str; 2] = [
 ];
 
 impl Harness {
-    async fn programmable_with(&self, change: impl FnOnce(&mut FunctionConfig)) -> Function {
-        let root = self.benchmarks.path().to_path_buf();
-        self.deploy_with(&root, "900.programmable", change).await
-    }
-
     /// The first of `paths` that exists in the function's container, and its content.
     async fn read_file(&self, f: &Function, paths: &[&str]) -> (String, String) {
         let r = self

@@ -17,12 +17,14 @@ use serde_json::json;
 mod limits;
 mod nodejs;
 mod ports;
+mod sandbox;
 
 sebs_testkit::main!(
     trials(),
     limits::trials(),
     nodejs::trials(),
-    ports::trials()
+    ports::trials(),
+    sandbox::trials()
 );
 
 /// The static agent our containers run, found as `sebs-local` finds it.
@@ -70,6 +72,18 @@ fn trials() -> Vec<Trial> {
 const PROGRAMMABLE: &str = r#"
 import os, time
 
+HOG_TASKS = """
+import sys, threading, time
+threading.stack_size(64 * 1024)
+deadline = time.monotonic() + float(sys.argv[1])
+while time.monotonic() < deadline:
+    try:
+        threading.Thread(target=time.sleep, args=(3600,), daemon=True).start()
+    except RuntimeError:
+        # Every task is taken; take the next one that is freed.
+        time.sleep(0.01)
+"""
+
 def handler(event):
     mode = event.get("mode", "noop")
     if mode == "sleep":
@@ -83,6 +97,15 @@ def handler(event):
     elif mode == "read":
         paths = [p for p in event["paths"] if os.path.exists(p)]
         return {"path": paths[0], "text": open(paths[0]).read().strip()} if paths else {"path": None}
+    elif mode == "hog_tasks":
+        # A process of its own session (out of the worker's group, which dies with it) holds
+        # every task left for a while; then the worker dies, so that the next call needs a
+        # new one.
+        import subprocess, sys
+        subprocess.Popen([sys.executable, "-c", HOG_TASKS, str(event["seconds"])],
+                         start_new_session=True)
+        time.sleep(1)
+        os._exit(3)
     elif mode == "allocate":
         block = bytearray(event["mb"] * 1024 * 1024)
         for i in range(0, len(block), 4096):
@@ -161,6 +184,11 @@ impl Harness {
     async fn programmable(&self, workers: usize) -> Function {
         let root = self.benchmarks.path().to_path_buf();
         self.deploy(&root, "900.programmable", workers).await
+    }
+
+    async fn programmable_with(&self, change: impl FnOnce(&mut FunctionConfig)) -> Function {
+        let root = self.benchmarks.path().to_path_buf();
+        self.deploy_with(&root, "900.programmable", change).await
     }
 }
 
@@ -343,21 +371,19 @@ async fn a_pool_of_two_serves_two_requests_at_once() {
 
 async fn the_function_runs_as_the_configured_user_with_data_files() {
     with_harness(|h| async move {
-        let mut platform_user = h.platform.config().clone();
-        platform_user.user = Some((65534, 65534));
-        let platform = Platform::new(h.platform.docker().clone(), platform_user);
-        let root = h.benchmarks.path().to_path_buf();
-        let (bench, package, config) = h.package(&root, "900.programmable");
-        let config = FunctionConfig::from_benchmark(&config, Language::Python, "3.11");
-        let f = platform
-            .create_function("test-user", &bench, &package, &h.image, &config)
-            .await
-            .unwrap();
-        let r = platform.invoke(&f, &json!({"mode": "whoami"})).await;
-        platform.stop(&f).await.unwrap();
+        let f = h
+            .programmable_with(|c| {
+                c.sandbox.user = sebs_platform::FunctionUser::Id {
+                    uid: 1234,
+                    gid: 5678,
+                }
+            })
+            .await;
+        let r = h.platform.invoke(&f, &json!({"mode": "whoami"})).await;
+        h.platform.stop(&f).await.unwrap();
         assert_eq!(
             r.unwrap().handler_output(),
-            Some(&json!({"uid": 65534, "gid": 65534}))
+            Some(&json!({"uid": 1234, "gid": 5678}))
         );
 
         let data = h.deploy(&fixtures(), "040.data-file", 1).await;

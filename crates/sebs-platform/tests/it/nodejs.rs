@@ -52,7 +52,7 @@ exports.handler = async function (event) {
 
 impl Harness {
     /// The Node.js image, built once from Debian's nodejs when no official one is present.
-    async fn nodejs_image(&self) -> String {
+    pub(crate) async fn nodejs_image(&self) -> String {
         let choice = ImageChoice::for_language(Language::Nodejs, VERSION);
         ensure_image(self.platform.docker(), &choice, &BaseImageBuilder::new())
             .await
@@ -172,9 +172,7 @@ async fn nodejs_errors_and_timeouts_are_clear_and_the_function_goes_on() {
         h.platform.stop(&f).await.unwrap();
 
         // As another user than the agent, what the handler prints stays out of the protocol.
-        let mut as_nobody = h.platform.config().clone();
-        as_nobody.user = Some((65534, 65534));
-        let platform = sebs_platform::Platform::new(h.platform.docker().clone(), as_nobody);
+        let platform = &h.platform;
         let bench = find_benchmark(&root, "910.programmable-js").unwrap();
         let package = PackageCache::new(h.cache.path())
             .get_or_build(
@@ -185,7 +183,11 @@ async fn nodejs_errors_and_timeouts_are_clear_and_the_function_goes_on() {
                 false,
             )
             .unwrap();
-        let config = FunctionConfig::from_benchmark(&bench.config, Language::Nodejs, VERSION);
+        let mut config = FunctionConfig::from_benchmark(&bench.config, Language::Nodejs, VERSION);
+        config.sandbox.user = sebs_platform::FunctionUser::Id {
+            uid: 65534,
+            gid: 65534,
+        };
         let f = platform
             .create_function("test-nodejs-nobody", &bench.name, &package, &image, &config)
             .await

@@ -72,6 +72,7 @@ pub fn configuration(
             timeout_s: 30,
             cpus: None,
             workers: 1,
+            sandbox: Default::default(),
         }),
         function_name: format!("010.sleep-python-{memory}"),
         valid: (0..n)
