@@ -28,6 +28,10 @@ pub enum Command {
         /// Rebuild the code package even when its hash is unchanged.
         #[arg(long)]
         update_code: bool,
+        /// Loosen the functions' sandbox; these flags win over the config's `tmp-size`,
+        /// `pids-limit` and `user`.
+        #[command(flatten)]
+        sandbox: setup::SandboxArgs,
     },
 }
 
@@ -38,9 +42,11 @@ pub async fn run(command: Command) -> Result<Exit, Failure> {
         benchmarks_dir,
         cache,
         update_code,
+        sandbox,
     } = command;
-    let settings =
+    let mut settings =
         PerfCostSettings::load(&config).exit(Exit::BadInput, "invalid experiment config")?;
+    sandbox.apply(&mut settings.sandbox);
     let bench = setup::find_benchmark(
         benchmarks_dir.as_deref(),
         &settings.benchmark,

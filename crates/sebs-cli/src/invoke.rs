@@ -26,6 +26,8 @@ pub struct Args {
     /// wrong.
     #[arg(long)]
     pub validate: bool,
+    #[command(flatten)]
+    pub sandbox: setup::SandboxArgs,
 }
 
 pub async fn run(args: Args) -> Result<Exit, Failure> {
@@ -36,11 +38,12 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
     let docker = setup::docker().await?;
     let platform = setup::platform(docker, |_| {}).await?;
 
-    let config = FunctionConfig::from_benchmark(
+    let mut config = FunctionConfig::from_benchmark(
         &bench.config,
         args.bench.language,
         &args.bench.language_version,
     );
+    args.sandbox.apply(&mut config.sandbox);
     let name = format!(
         "{}-{}-{}",
         bench.name, args.bench.language, bench.config.memory_mb

@@ -6,7 +6,7 @@ use sebs_package::{BenchmarkDir, BuildError, PackageCache, PackageError};
 use sebs_wire::Language;
 
 use sebs_container::Docker;
-use sebs_platform::{DockerBuildEnv, Platform, PlatformConfig};
+use sebs_platform::{DockerBuildEnv, FunctionUser, Platform, PlatformConfig, Sandbox};
 
 use crate::exit::{Exit, ExitContext, Failure};
 
@@ -123,6 +123,41 @@ pub fn cache_root(cli: Option<&Path>) -> Result<PathBuf, Failure> {
     sebs_package::default_cache_root(xdg.as_deref(), home.as_deref())
         .ok_or_else(|| anyhow::anyhow!("neither XDG_CACHE_HOME nor HOME is set; pass --cache DIR"))
         .exit(Exit::Environment, "no cache directory")
+}
+
+/// The options that loosen a function's sandbox, of every command that starts functions.
+/// Each one given replaces that part of the sandbox; the others keep their defaults (or, in
+/// perf-cost, the experiment config's values).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SandboxArgs {
+    /// Size of the function's /tmp in MiB, a tmpfs whose files count against the memory
+    /// limit; 0: no size limit [default: 512]
+    #[arg(long, value_name = "MB",
+          value_parser = clap::value_parser!(u64).range(0..=sebs_platform::MAX_TMP_SIZE_MB))]
+    pub tmp_size: Option<u64>,
+    /// The most processes and threads in the function's container, the agent's few
+    /// included; 0: no limit [default: 1024]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(0..=i64::MAX as u64))]
+    pub pids_limit: Option<u64>,
+    /// Whom the function runs as: `root`, `UID[:GID]`, or `auto`: the invoking user, or
+    /// nobody (65534) when that is root [default: auto]
+    #[arg(long, value_name = "USER")]
+    pub user: Option<FunctionUser>,
+}
+
+impl SandboxArgs {
+    /// `sandbox` with what these options set.
+    pub fn apply(&self, sandbox: &mut Sandbox) {
+        if let Some(mb) = self.tmp_size {
+            sandbox.tmp_size_mb = Sandbox::limit(mb);
+        }
+        if let Some(n) = self.pids_limit {
+            sandbox.pids_limit = Sandbox::limit(n);
+        }
+        if let Some(user) = self.user {
+            sandbox.user = user;
+        }
+    }
 }
 
 /// The options of every command that packages a benchmark.

@@ -40,7 +40,10 @@ pub struct Args {
     /// Host ports published functions may use.
     #[arg(long, default_value_t = PortRange::DEFAULT)]
     pub port_range: PortRange,
-    /// Run the containers privileged (e.g. for hardware performance counters).
+    #[command(flatten)]
+    pub sandbox: setup::SandboxArgs,
+    /// Run the containers privileged (e.g. for hardware performance counters); a function
+    /// that runs as root (`--user root`) then has every capability.
     #[arg(long)]
     pub privileged: bool,
     /// Extra label KEY=VALUE on every container (repeatable).
@@ -107,6 +110,7 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
     fconfig.memory_mb = args.memory.unwrap_or(fconfig.memory_mb);
     fconfig.timeout_s = args.timeout.unwrap_or(fconfig.timeout_s);
     fconfig.cpus = args.cpus;
+    args.sandbox.apply(&mut fconfig.sandbox);
     let name = format!(
         "{}-{}-{}",
         bench.name, args.bench.language, fconfig.memory_mb

@@ -10,6 +10,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sebs_package::Size;
+use sebs_platform::{FunctionUser, Sandbox, MAX_TMP_SIZE_MB};
 use sebs_wire::Language;
 use serde::Deserialize;
 
@@ -74,6 +75,8 @@ pub struct PerfCostSettings {
     pub pause_between_batches: Duration,
     pub language: Language,
     pub language_version: String,
+    /// The functions' sandbox: the default, loosened by `tmp-size`, `pids-limit` and `user`.
+    pub sandbox: Sandbox,
     /// The block as it was read, written back into result files as SeBS does.
     pub raw: serde_json::Value,
 }
@@ -110,6 +113,15 @@ struct PerfCostBlock {
     /// Ours: milliseconds to wait between batches.
     #[serde(default)]
     pause_between_batches_ms: u64,
+    /// Ours: size of the functions' /tmp in MiB; 0 is no limit.
+    #[serde(default)]
+    tmp_size: Option<u64>,
+    /// Ours: the most tasks in a function's container; 0 is no limit.
+    #[serde(default)]
+    pids_limit: Option<u64>,
+    /// Ours: whom functions run as (`auto`, `root`, `UID[:GID]`).
+    #[serde(default)]
+    user: Option<String>,
 }
 
 impl PerfCostSettings {
@@ -172,6 +184,29 @@ impl PerfCostSettings {
                 "must be at least 1".into(),
             ));
         }
+        let mut sandbox = Sandbox::default();
+        if let Some(mb) = parsed.tmp_size {
+            if mb > MAX_TMP_SIZE_MB {
+                return Err(field_err(
+                    "tmp-size",
+                    format!(
+                        "{mb} MiB is more than the engine can be asked for ({MAX_TMP_SIZE_MB})"
+                    ),
+                ));
+            }
+            sandbox.tmp_size_mb = Sandbox::limit(mb);
+        }
+        if let Some(n) = parsed.pids_limit {
+            if n > i64::MAX as u64 {
+                return Err(field_err("pids-limit", format!("{n} is too large")));
+            }
+            sandbox.pids_limit = Sandbox::limit(n);
+        }
+        if let Some(user) = &parsed.user {
+            sandbox.user = user
+                .parse::<FunctionUser>()
+                .map_err(|e| field_err("user", e.to_string()))?;
+        }
         let runtime = experiments.get("runtime");
         let language = match runtime
             .and_then(|r| r.get("language"))
@@ -197,6 +232,7 @@ impl PerfCostSettings {
             pause_between_batches: Duration::from_millis(parsed.pause_between_batches_ms),
             language,
             language_version,
+            sandbox,
             raw: block.clone(),
         })
     }
@@ -248,6 +284,38 @@ mod tests {
             "perf-cost:\n  benchmark: 000.noop\n  experiments: [burst]\n  input-size: small\n  \
                     repetitions: 3\n  concurrent-invocations: 8\n  memory-sizes: [256]\n";
         check(yaml, true, Ok(("000.noop", vec![Burst], 8, vec![256])));
+    }
+
+    #[test]
+    fn the_sandbox_is_strict_unless_loosened() {
+        let parse = |extra: &str| {
+            let text = format!(
+                r#"{{"benchmark": "b", "experiments": ["cold"], "input-size": "test",
+                    "repetitions": 5, "concurrent-invocations": 2{extra}}}"#
+            );
+            PerfCostSettings::parse(&text, false, Path::new("exp.json"))
+        };
+        assert_eq!(parse("").unwrap().sandbox, Sandbox::default());
+        let loose = parse(r#", "tmp-size": 0, "pids-limit": 4096, "user": "root""#).unwrap();
+        assert_eq!(
+            loose.sandbox,
+            Sandbox {
+                tmp_size_mb: None,
+                pids_limit: Some(4096),
+                user: FunctionUser::Root
+            }
+        );
+        let err = parse(r#", "user": "alice""#).unwrap_err().to_string();
+        assert!(
+            err.contains("perf-cost.user") && err.contains("alice"),
+            "{err}"
+        );
+        let err = parse(r#", "tmp-size": 18446744073709551615"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("perf-cost.tmp-size"), "{err}");
+        let err = parse(r#", "pids-limit": -1"#).unwrap_err().to_string();
+        assert!(err.contains("invalid value"), "{err}");
     }
 
     #[test]

@@ -106,6 +106,8 @@ pub struct ConfigurationResult {
     pub batch_times: Vec<Duration>,
     /// Why the configuration ended before `repetitions` valid samples, if it did.
     pub stopped_early: Option<String>,
+    /// The sandbox the function's containers ran in, when the target knows it.
+    pub sandbox: Option<sebs_platform::SandboxRecord>,
 }
 
 impl ConfigurationResult {
@@ -170,6 +172,7 @@ pub async fn run_configuration<T: Target>(
         end_time: 0.0,
         batch_times: Vec::new(),
         stopped_early: None,
+        sandbox: None,
     };
     let forces_cold = matches!(run_type, RunType::Cold | RunType::Burst);
     if run_type == RunType::Sequential {

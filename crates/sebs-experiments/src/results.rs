@@ -3,7 +3,9 @@
 //!
 //! The JSON mirrors what SeBS's `Result` serialises to (`config`, `_invocations` keyed by
 //! function name and request id, `_metrics`, `begin_time`, `end_time`) plus the
-//! `statistics` block its perf-cost adds, so SeBS's processing scripts read ours.
+//! `statistics` block its perf-cost adds, so SeBS's processing scripts read ours; our own
+//! `sebs_local` block adds the function's limits and the sandbox it ran in
+//! ([`sebs_platform::SandboxRecord`]).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -63,6 +65,7 @@ pub fn document(result: &ConfigurationResult, experiment_config: &Value) -> Valu
             "cold_count": result.cold_count,
         },
         "sebs_local": {
+            "sandbox": result.sandbox.as_ref().map(to_value),
             "stopped_early": result.stopped_early,
             "batch_times_us": result.batch_times.iter().map(|d| d.as_micros() as u64).collect::<Vec<_>>(),
             "function": result.function.as_ref().map(function),
@@ -196,6 +199,15 @@ mod tests {
             end_time: 2.0,
             batch_times: vec![Duration::from_millis(3)],
             stopped_early: None,
+            sandbox: Some(sebs_platform::SandboxRecord {
+                uid: 65534,
+                gid: 65534,
+                tmp_size_mb: Some(512),
+                pids_limit: None,
+                read_only_root: true,
+                privileged: false,
+                agent_capabilities: vec!["CAP_KILL".into()],
+            }),
         }
     }
 
@@ -220,6 +232,11 @@ mod tests {
             (&f["memory_mb"], &f["timeout_s"], &f["cpus"], &f["language"]),
             (&json!(256), &json!(10), &json!(1.5), &json!("python"))
         );
+        // The sandbox the figures come from, with null for a limit not set.
+        let sandbox = &doc["sebs_local"]["sandbox"];
+        assert_eq!(sandbox["uid"], 65534);
+        assert_eq!(sandbox["tmp_size_mb"], 512);
+        assert_eq!(sandbox["pids_limit"], Value::Null);
     }
 
     #[test]

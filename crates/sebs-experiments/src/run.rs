@@ -46,11 +46,12 @@ pub async fn run_perf_cost(
         settings.memory_sizes.iter().copied().map(Some).collect()
     };
     let mut report = Report::default();
-    let base = FunctionConfig::from_benchmark(
+    let mut base = FunctionConfig::from_benchmark(
         &experiment.bench.config,
         settings.language,
         &settings.language_version,
     );
+    base.sandbox = settings.sandbox;
     let name_for =
         |memory: u64| format!("{}-{}-{memory}", experiment.bench.name, settings.language);
     let mut pool = FunctionPool::new(
@@ -93,6 +94,7 @@ pub async fn run_perf_cost(
                 .await;
                 result.function_memory_mb = config.memory_mb;
                 result.function = Some(config.clone());
+                result.sandbox = Some(experiment.platform.sandbox_of(&config));
                 for line in statistics_lines(&result) {
                     tracing::info!("{line}");
                 }

@@ -47,6 +47,11 @@ fn trials() -> Vec<Trial> {
         trial!(cleanup_removes_every_labelled_container, ENGINE, AGENT),
         trial!(ctrl_c_during_start_leaves_no_container, ENGINE, AGENT),
         trial!(report_writes_the_page_of_a_results_directory),
+        trial!(
+            the_sandbox_is_strict_by_default_and_loosened_by_flags,
+            ENGINE,
+            AGENT
+        ),
     ]
 }
 
@@ -491,5 +496,81 @@ fn report_writes_the_page_of_a_results_directory() {
             err.contains("failed to write the report") && err.contains(needle),
             "{err}"
         );
+    }
+}
+
+/// The sandbox as a user meets it: the probe under `invoke` with the defaults (as root on a
+/// CI machine: an unprivileged user, no capabilities, EROFS outside /tmp, ENOSPC at 512 MiB,
+/// fewer than 1024 tasks), and `start` with every limit loosened, recorded in out.json.
+fn the_sandbox_is_strict_by_default_and_loosened_by_flags() {
+    let cli = Cli::new();
+    let cache = cli.path("cache");
+    let invoke = cli.run(&[
+        "invoke",
+        "060.sandbox-probe",
+        "test",
+        "--validate",
+        "--cache",
+        cache.to_str().unwrap(),
+    ]);
+    assert_eq!(invoke.status.code(), Some(0));
+    let record: Value = serde_json::from_slice(&invoke.stdout).unwrap();
+    let probe = &record["output"]["result"]["output"];
+    let host_user = (
+        nix::unistd::getuid().as_raw(),
+        nix::unistd::getgid().as_raw(),
+    );
+    let (uid, _) = sebs_platform::FunctionUser::Auto.resolve(host_user);
+    assert_eq!(probe["uid"], uid, "{probe:#}");
+    assert_ne!(probe["uid"], 0, "{probe:#}");
+    assert_eq!(probe["cap_eff"], "0000000000000000", "{probe:#}");
+    assert_eq!(
+        probe["writes"],
+        serde_json::json!({"/": "EROFS", "/function": "EROFS", "/tmp": "ok"})
+    );
+    assert_eq!(
+        (&probe["tmp_fill_error"], &probe["tmp_filled_bytes"]),
+        (&serde_json::json!("ENOSPC"), &serde_json::json!(512 << 20)),
+        "{probe:#}"
+    );
+    assert!(probe["tasks_started"].as_u64().unwrap() < 1024, "{probe:#}");
+
+    let out = cli.path("out.json");
+    let out = out.to_str().unwrap();
+    #[rustfmt::skip]
+    let file = cli.start(&[
+        "start", "060.sandbox-probe", "test", out, "--remove-containers",
+        "--tmp-size", "32", "--pids-limit", "0", "--user", "1234:4321",
+    ]);
+    assert_eq!(
+        file["sebs_local"]["sandbox"],
+        serde_json::json!({
+            "uid": 1234, "gid": 4321, "tmp_size_mb": 32, "pids_limit": null,
+            "read_only_root": true, "privileged": false,
+            "agent_capabilities": ["CAP_CHOWN", "CAP_KILL", "CAP_SETGID", "CAP_SETUID"],
+        })
+    );
+    let url = str_of(&file["functions"][0], "url");
+    let (status, body) = curl_post(url, r#"{"fill_tmp_mb": 64, "tasks": 1100}"#);
+    assert_eq!(status, 200, "{body}");
+    let probe = &serde_json::from_str::<Value>(&body).unwrap()["result"]["output"];
+    assert_eq!(
+        (&probe["uid"], &probe["gid"]),
+        (&serde_json::json!(1234), &serde_json::json!(4321))
+    );
+    assert_eq!(probe["tmp_filled_bytes"], 32 << 20, "{probe:#}");
+    assert_eq!(probe["tasks_started"], 1100, "{probe:#}");
+    assert_eq!(cli.run(&["stop", out]).status.code(), Some(0));
+
+    // Values the sandbox cannot take are bad input, refused before anything starts.
+    for bad in [
+        ["--user", "0:5"],
+        ["--user", "alice"],
+        ["--tmp-size", "-1"],
+        ["--pids-limit", "x"],
+    ] {
+        let args = ["invoke", "060.sandbox-probe", "test", bad[0], bad[1]];
+        let refused = cli.run(&args);
+        assert_eq!(refused.status.code(), Some(2), "{args:?}");
     }
 }

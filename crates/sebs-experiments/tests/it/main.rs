@@ -91,7 +91,8 @@ async fn all_four_modes_on_real_containers() {
 
     let settings = PerfCostSettings::parse(
         r#"{"benchmark": "901.nap", "experiments": ["cold", "warm", "burst", "sequential"],
-            "input-size": "test", "repetitions": 8, "concurrent-invocations": 8, "memory-sizes": [192]}"#,
+            "input-size": "test", "repetitions": 8, "concurrent-invocations": 8, "memory-sizes": [192],
+            "tmp-size": 128, "pids-limit": 512}"#,
         false,
         Path::new("inline.json"),
     )
@@ -164,6 +165,24 @@ async fn all_four_modes_on_real_containers() {
     assert_eq!(
         doc["statistics"]["cold_count"].as_u64(),
         Some(invocations.len() as u64)
+    );
+    // The figures name the sandbox they were measured in: the config's limits, and the user
+    // the functions ran as.
+    let sandbox = &doc["sebs_local"]["sandbox"];
+    let (uid, gid) = sebs_platform::FunctionUser::Auto.resolve(platform.config().host_user);
+    assert_eq!(
+        (&sandbox["tmp_size_mb"], &sandbox["pids_limit"]),
+        (&serde_json::json!(128), &serde_json::json!(512)),
+        "{sandbox}"
+    );
+    assert_eq!(
+        (&sandbox["uid"], &sandbox["gid"], &sandbox["read_only_root"]),
+        (
+            &serde_json::json!(uid),
+            &serde_json::json!(gid),
+            &serde_json::json!(true)
+        ),
+        "{sandbox}"
     );
     let csv = std::fs::read_to_string(dir.join("result.csv")).unwrap();
     assert!(csv.lines().count() > 32, "{csv}");

@@ -94,6 +94,7 @@ pub fn configuration(
         end_time: 1_795_944_083.0,
         batch_times: vec![Duration::from_millis(400)],
         stopped_early: None,
+        sandbox: None,
     }
 }
 
