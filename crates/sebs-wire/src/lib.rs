@@ -10,6 +10,8 @@
 //!   language), as environment variables, so the container runtime and the agent agree.
 //! - [`MemorySource`]: what an answer's `memory_peak_bytes` measures.
 //! - [`EpochMicros`]: SeBS's `"seconds.micros"` timestamps, parsed and printed exactly.
+//! - [`storage`]: the environment that names a function's stores, and our `storage` and
+//!   `nosql` modules (SeBS's API) with the client libraries they need.
 
 use std::fmt;
 use std::str::FromStr;
@@ -18,6 +20,9 @@ use serde::{Deserialize, Serialize};
 
 /// The protocol between the agent and its language workers (JSON lines), and the workers.
 pub mod worker;
+
+/// What functions that use object storage or NoSQL get: environment and modules.
+pub mod storage;
 
 /// The port the agent listens on inside a container, as in SeBS.
 pub const DEFAULT_PORT: u16 = 9000;
