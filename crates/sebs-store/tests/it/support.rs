@@ -1,0 +1,423 @@
+//! Test support: the `sebs-store` binary running on the host, and the real client
+//! libraries (a Python venv and an npm prefix under the workspace's `target/`, made once and
+//! reused) that scripts drive it with.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The keys every test's S3 server is started with.
+pub const ACCESS_KEY: &str = "test-access-key";
+pub const SECRET_KEY: &str = "test-secret-key-0123456789";
+
+/// The binary under test: `SEBS_STORE_BIN` (the static build `cargo xtask test` ships),
+/// else the one cargo just built.
+pub fn binary() -> PathBuf {
+    std::env::var_os("SEBS_STORE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_sebs-store")))
+}
+
+/// Which server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    S3,
+    DynamoDb,
+}
+
+impl Kind {
+    fn command(self) -> &'static str {
+        match self {
+            Kind::S3 => "s3",
+            Kind::DynamoDb => "dynamodb",
+        }
+    }
+}
+
+/// A running `sebs-store`; killed on drop.
+pub struct Server {
+    child: Child,
+    /// `127.0.0.1:PORT`.
+    pub address: String,
+    pub kind: Kind,
+}
+
+impl Server {
+    /// Starts a server on a free port of 127.0.0.1 with its data in `data`.
+    pub fn start(kind: Kind, data: &Path) -> Server {
+        let mut cmd = Command::new(binary());
+        cmd.args([kind.command(), "--listen", "127.0.0.1:0", "--data"])
+            .arg(data);
+        Server::spawn(kind, cmd)
+    }
+
+    /// Starts a server from `cmd` (which must run the binary with `--listen 127.0.0.1:0`),
+    /// with the test keys, and waits for the line that says where it listens.
+    pub fn spawn(kind: Kind, mut cmd: Command) -> Server {
+        cmd.env("SEBS_STORE_ACCESS_KEY", ACCESS_KEY)
+            .env("SEBS_STORE_SECRET_KEY", SECRET_KEY)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("failed to start {cmd:?}: {e}"));
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut address = None;
+        let mut seen = String::new();
+        for line in (&mut stderr).lines().map_while(Result::ok) {
+            eprintln!("{line}");
+            seen.push_str(&line);
+            seen.push('\n');
+            if let Some(rest) = line.split(" listening on ").nth(1) {
+                address = rest.split_whitespace().next().map(str::to_string);
+                break;
+            }
+        }
+        let Some(address) = address else {
+            let status = child.wait().unwrap();
+            panic!("{cmd:?} exited with {status} before listening; it said:\n{seen}");
+        };
+        // Keep forwarding the server's log to the test's output.
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                eprintln!("{line}");
+            }
+        });
+        Server {
+            child,
+            address,
+            kind,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Sends SIGTERM and waits (at most 15 s) for the exit.
+    pub fn stop(self) -> ExitStatus {
+        signal(self.pid(), "TERM");
+        self.wait()
+    }
+
+    /// Waits (at most 15 s) for the exit.
+    pub fn wait(mut self) -> ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{:?} server did not exit within 15 s",
+                self.kind
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends `SIG<name>` to `pid` with kill(1), to keep the tests free of libc bindings.
+pub fn signal(pid: i32, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("kill(1) runs");
+    assert!(status.success(), "kill -{name} {pid} failed");
+}
+
+/// What a finished command printed.
+#[derive(Debug)]
+pub struct Output {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    /// The last stdout line as JSON, after checking that the command succeeded.
+    pub fn json(&self) -> Value {
+        assert!(
+            self.status.success(),
+            "the client script failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
+            self.status,
+            self.stdout,
+            self.stderr
+        );
+        let last = self.stdout.lines().last().unwrap_or_default();
+        serde_json::from_str(last).unwrap_or_else(|e| {
+            panic!(
+                "the client script's last line is not JSON ({e}):\n{}\n--- stderr\n{}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+}
+
+/// Runs `cmd` to its end.
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("failed to run {cmd:?}: {e}"));
+    Output {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// The workspace's `target/`, where the clients are installed once.
+fn target_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target")
+        .canonicalize()
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"))
+}
+
+/// The real client libraries, installed once per machine (per version set): exactly the
+/// ones the wrappers ship with, which are also the clients SeBS's code uses.
+pub struct Clients {
+    /// The venv's `python`, with minio-py and boto3.
+    pub python: PathBuf,
+    /// `node_modules` with `minio` and the AWS SDK v3's DynamoDB clients.
+    pub node_modules: PathBuf,
+}
+
+/// The clients at the versions the wrappers pin (`sebs_wire::storage`), installed into
+/// `target/sebs-store-clients/` on first use. A machine without `python3` (with `venv`),
+/// `node` or `npm`, or without access to PyPI and npm, fails here with what to install.
+pub fn clients() -> &'static Clients {
+    static CLIENTS: OnceLock<Clients> = OnceLock::new();
+    CLIENTS.get_or_init(|| {
+        let base = target_dir().join("sebs-store-clients");
+        std::fs::create_dir_all(&base).unwrap();
+        // One installer at a time, also across test processes.
+        let lock = std::fs::File::create(base.join(".lock")).unwrap();
+        lock.lock().unwrap();
+        let python = python_clients(&base);
+        let node_modules = node_clients(&base);
+        Clients {
+            python,
+            node_modules,
+        }
+    })
+}
+
+/// A directory name that changes when the pinned versions do, so a new pin gets a fresh
+/// install and an old one is never reused by mistake.
+fn versioned(base: &Path, kind: &str, specs: &[String]) -> PathBuf {
+    let joined = specs.join(" ");
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in joined.bytes() {
+        hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    base.join(format!("{kind}-{hash:016x}"))
+}
+
+fn python_clients(base: &Path) -> PathBuf {
+    let specs: Vec<String> = sebs_wire::storage::PYTHON_STORAGE_WRAPPERS
+        .iter()
+        .flat_map(|w| w.packages)
+        .map(|p| p.pip_requirement())
+        .collect();
+    let dir = versioned(base, "python", &specs);
+    let python = dir.join("bin").join("python");
+    if dir.join(".complete").exists() {
+        return python;
+    }
+    let began = Instant::now();
+    let _ = std::fs::remove_dir_all(&dir);
+    let venv = run(Command::new("python3").arg("-m").arg("venv").arg(&dir));
+    assert!(
+        venv.status.success(),
+        "cannot run the S3/DynamoDB client tests: `python3 -m venv` failed ({}); they need \
+         python3 with venv (Debian: apt-get install python3-venv)\n{}{}",
+        venv.status,
+        venv.stdout,
+        venv.stderr
+    );
+    let pip = run(Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
+        .args(&specs));
+    assert!(
+        pip.status.success(),
+        "cannot run the S3/DynamoDB client tests: pip could not install {specs:?} from PyPI \
+         ({}):\n{}{}",
+        pip.status,
+        pip.stdout,
+        pip.stderr
+    );
+    std::fs::write(dir.join(".complete"), specs.join("\n")).unwrap();
+    eprintln!(
+        "installed the Python clients {specs:?} into {} in {:.1} s",
+        dir.display(),
+        began.elapsed().as_secs_f64()
+    );
+    python
+}
+
+fn node_clients(base: &Path) -> PathBuf {
+    let specs: Vec<String> = sebs_wire::storage::NODEJS_STORAGE_WRAPPERS
+        .iter()
+        .flat_map(|w| w.packages)
+        .map(|p| p.npm_spec())
+        .collect();
+    let dir = versioned(base, "node", &specs);
+    let modules = dir.join("node_modules");
+    if dir.join(".complete").exists() {
+        return modules;
+    }
+    let began = Instant::now();
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("package.json"), "{\"private\": true}\n").unwrap();
+    let node = run(Command::new("node").arg("--version"));
+    assert!(
+        node.status.success(),
+        "cannot run the S3/DynamoDB client tests: `node --version` failed; they need Node.js \
+         18 or later and npm (Debian: apt-get install nodejs npm)"
+    );
+    let npm = run(Command::new("npm")
+        .args([
+            "install",
+            "--no-audit",
+            "--no-fund",
+            "--save-exact",
+            "--loglevel=error",
+        ])
+        .args(&specs)
+        .current_dir(&dir));
+    assert!(
+        npm.status.success(),
+        "cannot run the S3/DynamoDB client tests: npm could not install {specs:?} ({}); they \
+         need npm and access to the npm registry:\n{}{}",
+        npm.status,
+        npm.stdout,
+        npm.stderr
+    );
+    std::fs::write(dir.join(".complete"), specs.join("\n")).unwrap();
+    eprintln!(
+        "installed the Node.js clients {specs:?} into {} in {:.1} s (node {})",
+        dir.display(),
+        began.elapsed().as_secs_f64(),
+        node.stdout.trim()
+    );
+    modules
+}
+
+/// A client script, written to a temp dir, run with `args` and `env`; its output.
+pub fn python(script: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("client.py");
+    std::fs::write(&path, script).unwrap();
+    let mut cmd = Command::new(&clients().python);
+    cmd.arg(&path).args(args).current_dir(dir.path());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    run(&mut cmd)
+}
+
+/// As [`python`], for a Node.js script.
+pub fn node(script: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("client.js");
+    std::fs::write(&path, script).unwrap();
+    let mut cmd = Command::new("node");
+    cmd.arg(&path)
+        .args(args)
+        .current_dir(dir.path())
+        .env("NODE_PATH", &clients().node_modules);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    run(&mut cmd)
+}
+
+/// A running client script whose stdout is read line by line.
+pub struct Running {
+    pub child: Child,
+    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Running {
+    /// Starts a Python client script.
+    pub fn python(script: &str, args: &[&str], env: &[(&str, &str)]) -> Running {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("client.py");
+        std::fs::write(&path, script).unwrap();
+        let mut child = Command::new(&clients().python)
+            .arg(&path)
+            .args(args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        Running {
+            child,
+            lines,
+            _dir: dir,
+        }
+    }
+
+    /// Waits for the next line of stdout.
+    pub fn next_line(&mut self) -> String {
+        match self.lines.next() {
+            Some(Ok(line)) => line,
+            _ => panic!("the client script ended early: {}", self.stderr()),
+        }
+    }
+
+    /// Waits for the end; its last stdout line as JSON.
+    pub fn finish(mut self) -> Value {
+        let rest: Vec<String> = self.lines.by_ref().map_while(Result::ok).collect();
+        let status = self.child.wait().unwrap();
+        let stderr = self.stderr();
+        Output {
+            status,
+            stdout: rest.join("\n"),
+            stderr,
+        }
+        .json()
+    }
+
+    fn stderr(&mut self) -> String {
+        let mut text = String::new();
+        if let Some(mut err) = self.child.stderr.take() {
+            let _ = err.read_to_string(&mut text);
+        }
+        text
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
