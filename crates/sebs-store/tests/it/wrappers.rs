@@ -104,7 +104,7 @@ fn expect_common(what: &str, out: &Value, bucket: &str, cart: &str) {
             ],
             "archive_stored_size": out["archive_size"],
             "downloaded": ">seq\nACGT\n",
-            "missing_left_a_file": false,
+            "missing_kept_old_file": true,
             "get": item("game-gothic", "Gothic Game", 42.0, 2.0),
             "updated": updated,
             "query": [cheap, updated, item("game-gothic-2", "Gothic 2", 142.0, 3.0)],

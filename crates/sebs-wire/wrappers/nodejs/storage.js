@@ -72,14 +72,19 @@ class storage {
   // Writes the object `file` to `filepath`, creating its directories: a promise.
   download(bucket, file, filepath) {
     return (async () => {
+      let opened = false;
       try {
         await fs.promises.mkdir(path.dirname(filepath), { recursive: true });
         // One GET streamed to the file (fGetObject asks for the object's metadata first,
         // a second round trip).
         const body = await this.client.getObject(bucket, file);
+        opened = true;
         await stream.promises.pipeline(body, fs.createWriteStream(filepath));
       } catch (e) {
-        await fs.promises.rm(filepath, { force: true }).catch(() => {});
+        if (opened) {
+          // Not half a file where the benchmark expects the object.
+          await fs.promises.rm(filepath, { force: true }).catch(() => {});
+        }
         throw failure(`failed to download ${bucket}/${file} to ${filepath}`, e);
       }
     })();

@@ -77,18 +77,22 @@ class storage:
         if directory:
             os.makedirs(directory, exist_ok=True)
         response = None
+        opened = False
         try:
             # One GET streamed to the file (minio's fget_object asks for the object's
             # metadata first, a second round trip).
             response = self.client.get_object(bucket, file)
             with open(filepath, "wb") as out:
+                opened = True
                 for data in response.stream(_CHUNK):
                     out.write(data)
         except Exception as e:
-            try:
-                os.remove(filepath)
-            except OSError:
-                pass
+            if opened:
+                # Not half a file where the benchmark expects the object.
+                try:
+                    os.remove(filepath)
+                except OSError:
+                    pass
             raise StorageError(
                 "failed to download {}/{} to {}: {}".format(bucket, file, filepath, e)
             ) from e

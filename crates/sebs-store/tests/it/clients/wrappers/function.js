@@ -59,15 +59,17 @@ exports.handler = async function (event) {
   await storage_handler.download(bucket, path.join(input, 'dna.fasta'), target);
   r.downloaded = fs.readFileSync(target, 'utf8');
 
-  // A download that fails names the bucket and the key.
+  // A download that fails names the bucket and the key, and leaves what was at the path
+  // alone.
   const missing = path.join(scratch, 'missing.jpg');
+  fs.writeFileSync(missing, 'old');
   try {
     await storage_handler.download(bucket, path.join(input, 'missing.jpg'), missing);
     r.missing = null;
   } catch (e) {
     r.missing = `${e.name}: ${e.message}`;
   }
-  r.missing_left_a_file = fs.existsSync(missing);
+  r.missing_kept_old_file = fs.readFileSync(missing, 'utf8') === 'old';
 
   // 130.crud-api.
   const table = 'shopping_cart';

@@ -48,14 +48,18 @@ def handler(event):
     with open(target) as f:
         r["downloaded"] = f.read()
 
-    # A download that fails names the bucket and the key.
+    # A download that fails names the bucket and the key, and leaves what was at the
+    # path alone.
     missing = os.path.join(scratch, "missing.jpg")
+    with open(missing, "w") as f:
+        f.write("old")
     try:
         client.download(bucket, os.path.join(inp, "missing.jpg"), missing)
         r["missing"] = None
     except Exception as e:
         r["missing"] = "{}: {}".format(type(e).__name__, e)
-    r["missing_left_a_file"] = os.path.exists(missing)
+    with open(missing) as f:
+        r["missing_kept_old_file"] = f.read() == "old"
 
     # 130.crud-api.
     cart = event["cart"]
