@@ -1,5 +1,5 @@
-//! Builds our static binaries (the in-container agent, the bench's floor) so that they run
-//! in any Linux image, even an empty one.
+//! Builds our static binaries (the in-container agent, the embedded stores, the bench's
+//! floor) so that they run in any Linux image, even an empty one.
 
 use std::path::PathBuf;
 
@@ -10,6 +10,12 @@ use crate::root;
 /// Builds `sebs-agent` statically linked for the host's target and returns its path.
 pub fn build() -> Result<PathBuf> {
     build_static("sebs-agent")
+}
+
+/// Builds `sebs-store` (the embedded S3 and DynamoDB servers, PID 1 of a FROM-scratch
+/// image) statically linked and returns its path.
+pub fn build_store() -> Result<PathBuf> {
+    build_static("sebs-store")
 }
 
 /// Builds the binary of the same name as `package` statically linked for the host's target

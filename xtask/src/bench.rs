@@ -104,6 +104,7 @@ pub fn run(args: &[String]) -> Result<()> {
         cmd.arg("--quick");
     }
     cmd.env(sebs_platform::AGENT_BIN_ENV, &prepared.agent);
+    cmd.env("SEBS_STORE_BIN", &prepared.store);
     root::run(&mut cmd)
 }
 

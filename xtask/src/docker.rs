@@ -1,6 +1,7 @@
 //! Makes sure the host has what the project runs on: a Docker engine, `python3` for
-//! benchmarks' `input.py`, and for the tests `node` (the agent's Node.js worker) and Chromium,
-//! in which the report test renders `report.html`.
+//! benchmarks' `input.py`, and for the tests `node` (the agent's Node.js worker), Chromium,
+//! in which the report test renders `report.html`, and Python's venv and npm, with which the
+//! store's tests install the real S3 and DynamoDB clients.
 //!
 //! When none answers and we may (root, a Debian-like system, no `DOCKER_HOST` pointing
 //! elsewhere), install Debian's `docker.io` and start `dockerd` in the background;
@@ -31,6 +32,35 @@ pub fn ensure_node() -> Result<()> {
         "node",
         "nodejs",
         "the agent's Node.js worker is tested on the host",
+    )
+}
+
+/// sebs-store's tests install boto3 and minio into a venv and the `minio` and AWS SDK npm
+/// packages with npm; install Debian's `python3-venv` and `npm` where we may.
+pub fn ensure_store_test_tools() -> Result<()> {
+    let why = "the store's tests install the S3 and DynamoDB client libraries";
+    ensure_program("npm", "npm", why)?;
+    let venv = Command::new("python3")
+        .args(["-m", "venv", "--help"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if venv {
+        return Ok(());
+    }
+    if !(is_root() && Path::new("/etc/debian_version").exists()) {
+        bail!(
+            "python3 has no venv module ({why}); install it, e.g.\n    \
+             sudo apt-get install -y python3-venv"
+        );
+    }
+    eprintln!("xtask: python3 has no venv module ({why}); installing Debian's python3-venv");
+    root::run(Command::new("apt-get").arg("update").arg("-qq"))?;
+    root::run(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", "python3-venv"])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
     )
 }
 

@@ -1,8 +1,8 @@
 //! Project automation, run as `cargo xtask <task>`: the two commands of the README.
 //!
 //! - `cargo xtask test`: makes sure a Docker engine answers (and Chromium, for the report
-//!   test, is installed), builds the static agent and the offline base image, then runs the
-//!   whole test suite with Docker tests for real.
+//!   test, is installed), builds the static agent, the static stores and the offline base
+//!   image, then runs the whole test suite with Docker tests for real.
 //! - `cargo xtask bench`: the same preparation, then the project's benchmark.
 //! - `cargo xtask agent`: builds the static in-container agent and prints its path.
 
@@ -49,22 +49,28 @@ fn test(extra: &[String]) -> Result<()> {
     let prepared = prepare()?;
     docker::ensure_node()?;
     docker::ensure_chromium()?;
+    docker::ensure_store_test_tools()?;
     let mut cmd = root::cargo();
     cmd.args(["test", "--workspace"]).args(extra);
     cmd.env("SEBS_AGENT_BIN", &prepared.agent);
+    cmd.env("SEBS_STORE_BIN", &prepared.store);
     cmd.env("SEBS_TESTS_REQUIRE_ALL", "1");
     root::run(&mut cmd)
 }
 
-/// What a run needs from the machine: an engine, the agent binary and a Python image.
+/// What a run needs from the machine: an engine, the agent and store binaries and a
+/// Python image.
 pub struct Prepared {
     pub agent: std::path::PathBuf,
+    /// The static `sebs-store` (embedded S3 and DynamoDB servers).
+    pub store: std::path::PathBuf,
 }
 
 pub fn prepare() -> Result<Prepared> {
     docker::ensure_engine()?;
     docker::ensure_python3()?;
     let agent = agent::build()?;
+    let store = agent::build_store()?;
     // The CLI owns image resolution (official image, else the offline base it builds);
     // running it here builds the base once, before tests run in parallel.
     let mut cmd = root::cargo();
@@ -79,5 +85,5 @@ pub fn prepare() -> Result<Prepared> {
     ]);
     cmd.env("SEBS_AGENT_BIN", &agent);
     root::run(&mut cmd)?;
-    Ok(Prepared { agent })
+    Ok(Prepared { agent, store })
 }

@@ -21,6 +21,7 @@ mod tests {
         "sebs-stats",
         "sebs-floor",
         "sebs-report",
+        "sebs-store",
     ];
 
     /// Package name -> names of its normal (non-dev, non-build) dependencies, from
