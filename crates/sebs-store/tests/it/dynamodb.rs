@@ -4,9 +4,16 @@
 use serde_json::json;
 
 use crate::expect_fields;
-use crate::support::{self, Kind, Server};
+use crate::support::{self, Kind, Server, NODE_CLIENTS, PYTHON_CLIENTS};
+use sebs_testkit::{trial, Trial};
 
-#[test]
+/// The tests of this module, each with what it needs from the machine.
+pub fn trials() -> Vec<Trial> {
+    vec![
+        trial!(boto3_speaks_dynamodb, PYTHON_CLIENTS),
+        trial!(aws_sdk_v3_speaks_dynamodb, NODE_CLIENTS),
+    ]
+}
 fn boto3_speaks_dynamodb() {
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(Kind::DynamoDb, data.path());
@@ -48,7 +55,6 @@ fn boto3_speaks_dynamodb() {
     );
 }
 
-#[test]
 fn aws_sdk_v3_speaks_dynamodb() {
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(Kind::DynamoDb, data.path());

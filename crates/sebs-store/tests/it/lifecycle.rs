@@ -8,11 +8,40 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::expect_fields;
-use crate::support::{self, Kind, Running, Server, ACCESS_KEY, SECRET_KEY};
+use crate::support::{self, Kind, Running, Server, ACCESS_KEY, PYTHON_CLIENTS, SECRET_KEY};
+use sebs_testkit::{trial, Need, Trial, ROOT};
 
+/// The tests of this module, each with what it needs from the machine.
+pub fn trials() -> Vec<Trial> {
+    vec![
+        trial!(data_survives_a_restart, PYTHON_CLIENTS),
+        trial!(sigterm_lets_requests_in_flight_finish, PYTHON_CLIENTS),
+        trial!(bad_starts_are_refused_with_a_reason_and_an_exit_code),
+        trial!(
+            a_full_disk_is_an_s3_error_naming_bucket_and_key,
+            PYTHON_CLIENTS,
+            ROOT,
+            MOUNT_NAMESPACE
+        ),
+    ]
+}
+
+/// A mount namespace of the test's own (`unshare --mount`), to mount a small tmpfs that only
+/// the server under test sees.
+static MOUNT_NAMESPACE: Need = Need::new("a mount namespace (unshare(1) --mount, as root)", || {
+    let probe = support::run(Command::new("unshare").args(["--mount", "true"]));
+    if probe.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "`unshare --mount true` failed ({}): {}",
+            probe.status,
+            probe.stderr.trim()
+        ))
+    }
+});
 const KEYS: [(&str, &str); 2] = [("ACCESS_KEY", ACCESS_KEY), ("SECRET_KEY", SECRET_KEY)];
 
-#[test]
 fn data_survives_a_restart() {
     let data = tempfile::tempdir().unwrap();
     let s3 = Server::start(Kind::S3, data.path());
@@ -104,7 +133,6 @@ fn files_in(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-#[test]
 fn sigterm_lets_requests_in_flight_finish() {
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(Kind::S3, data.path());
@@ -142,7 +170,6 @@ struct Refusal {
     says: String,
 }
 
-#[test]
 fn bad_starts_are_refused_with_a_reason_and_an_exit_code() {
     let data = tempfile::tempdir().unwrap();
     let d = data.path().to_str().unwrap().to_string();
@@ -242,14 +269,6 @@ fn bad_starts_are_refused_with_a_reason_and_an_exit_code() {
 /// The binary serving `kind` with its data directory `dir` on a tmpfs of `size` mounted
 /// (with `options`) in a mount namespace of its own, so that the test can fill a real disk.
 fn on_small_tmpfs(kind: &str, dir: &Path, size: &str, options: &str) -> Command {
-    let probe = support::run(Command::new("unshare").args(["--mount", "true"]));
-    assert!(
-        probe.status.success(),
-        "cannot run: this test mounts a small tmpfs in a mount namespace of its own and needs \
-         root and unshare(1) from util-linux: `unshare --mount true` failed ({}): {}",
-        probe.status,
-        probe.stderr
-    );
     let mut cmd = Command::new("unshare");
     cmd.args([
         "--mount",
@@ -266,7 +285,6 @@ fn on_small_tmpfs(kind: &str, dir: &Path, size: &str, options: &str) -> Command 
     cmd
 }
 
-#[test]
 fn a_full_disk_is_an_s3_error_naming_bucket_and_key() {
     let data = tempfile::tempdir().unwrap();
     let server = Server::spawn(Kind::S3, on_small_tmpfs("s3", data.path(), "4m", ""));

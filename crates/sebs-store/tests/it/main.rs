@@ -1,14 +1,22 @@
 //! Integration tests of the `sebs-store` binary on 127.0.0.1, driven by the real client
 //! libraries: boto3 and minio-py in a venv, the `minio` npm package and the AWS SDK v3,
 //! installed once under the workspace's `target/` at the versions the function-side
-//! wrappers pin. They need `python3` (with venv), `node` and `npm`, and PyPI and npm the
-//! first time; without them they fail and say what is missing.
+//! wrappers pin. Those need `python3` (with venv), `node` and `npm`, and PyPI and npm the
+//! first time ([`support::PYTHON_CLIENTS`], [`support::NODE_CLIENTS`]); the full-disk test
+//! needs root and a mount namespace of its own.
 
 mod dynamodb;
 mod lifecycle;
 mod s3;
 mod support;
 mod wrappers;
+
+sebs_testkit::main!(
+    s3::trials(),
+    dynamodb::trials(),
+    wrappers::trials(),
+    lifecycle::trials(),
+);
 
 use serde_json::Value;
 

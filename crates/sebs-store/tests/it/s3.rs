@@ -3,9 +3,17 @@
 
 use serde_json::json;
 
-use crate::support::{self, Kind, Server, ACCESS_KEY, SECRET_KEY};
+use crate::support::{self, Kind, Server, ACCESS_KEY, NODE_CLIENTS, PYTHON_CLIENTS, SECRET_KEY};
 use crate::{expect_fields, is_multipart_etag, md5_hex};
+use sebs_testkit::{trial, Trial};
 
+/// The tests of this module, each with what it needs from the machine.
+pub fn trials() -> Vec<Trial> {
+    vec![
+        trial!(python_clients_speak_s3, PYTHON_CLIENTS),
+        trial!(nodejs_minio_speaks_s3, NODE_CLIENTS),
+    ]
+}
 /// The objects both scripts lay under `tree/` and beside it.
 fn tree_listing(quoted: bool) -> serde_json::Value {
     let etag = |b: &[u8]| {
@@ -22,7 +30,6 @@ fn tree_listing(quoted: bool) -> serde_json::Value {
     ])
 }
 
-#[test]
 fn python_clients_speak_s3() {
     let data = tempfile::tempdir().unwrap();
     let scratch = tempfile::tempdir().unwrap();
@@ -117,7 +124,6 @@ fn python_clients_speak_s3() {
     );
 }
 
-#[test]
 fn nodejs_minio_speaks_s3() {
     let data = tempfile::tempdir().unwrap();
     let scratch = tempfile::tempdir().unwrap();

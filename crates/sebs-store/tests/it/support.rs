@@ -1,6 +1,6 @@
 //! Test support: the `sebs-store` binary running on the host, and the real client
 //! libraries (a Python venv and an npm prefix under the workspace's `target/`, made once and
-//! reused) that scripts drive it with.
+//! reused, as the needs [`PYTHON_CLIENTS`] and [`NODE_CLIENTS`]) that scripts drive it with.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -8,6 +8,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use sebs_testkit::Need;
 use serde_json::Value;
 
 /// The keys every test's S3 server is started with.
@@ -170,15 +171,7 @@ impl Output {
 
 /// Runs `cmd` to its end.
 pub fn run(cmd: &mut Command) -> Output {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("failed to run {cmd:?}: {e}"));
-    Output {
-        status: out.status,
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    try_run(cmd).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The workspace's `target/`, where the clients are installed once.
@@ -189,33 +182,53 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"))
 }
 
-/// The real client libraries, installed once per machine (per version set): exactly the
-/// ones the wrappers ship with, which are also the clients SeBS's code uses.
-pub struct Clients {
-    /// The venv's `python`, with minio-py and boto3.
-    pub python: PathBuf,
-    /// `node_modules` with `minio` and the AWS SDK v3's DynamoDB clients.
-    pub node_modules: PathBuf,
+/// boto3 and minio-py, at the versions the Python wrappers pin, in a venv under `target/`.
+pub static PYTHON_CLIENTS: Need = Need::new(
+    "boto3 and minio-py in a venv (python3 with venv, and PyPI the first time)",
+    || python_install().as_ref().map(drop).map_err(Clone::clone),
+);
+
+/// The `minio` npm package and the AWS SDK v3's DynamoDB clients, at the versions the
+/// Node.js wrappers pin, under `target/`.
+pub static NODE_CLIENTS: Need = Need::new(
+    "the minio and AWS SDK v3 npm packages (node and npm, and the npm registry the first time)",
+    || node_install().as_ref().map(drop).map_err(Clone::clone),
+);
+
+/// The venv's `python` (a trial that needs [`PYTHON_CLIENTS`] has it).
+pub fn python_bin() -> &'static Path {
+    python_install()
+        .as_deref()
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// The clients at the versions the wrappers pin (`sebs_wire::storage`), installed into
-/// `target/sebs-store-clients/` on first use. A machine without `python3` (with `venv`),
-/// `node` or `npm`, or without access to PyPI and npm, fails here with what to install.
-pub fn clients() -> &'static Clients {
-    static CLIENTS: OnceLock<Clients> = OnceLock::new();
-    CLIENTS.get_or_init(|| {
-        let base = target_dir().join("sebs-store-clients");
-        std::fs::create_dir_all(&base).unwrap();
-        // One installer at a time, also across test processes.
-        let lock = std::fs::File::create(base.join(".lock")).unwrap();
-        lock.lock().unwrap();
-        let python = python_clients(&base);
-        let node_modules = node_clients(&base);
-        Clients {
-            python,
-            node_modules,
-        }
-    })
+/// The `node_modules` with the Node.js clients (a trial that needs [`NODE_CLIENTS`] has it).
+pub fn node_modules() -> &'static Path {
+    node_install().as_deref().unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn python_install() -> &'static Result<PathBuf, String> {
+    static PYTHON: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    PYTHON.get_or_init(|| installing(python_clients))
+}
+
+fn node_install() -> &'static Result<PathBuf, String> {
+    static NODE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    NODE.get_or_init(|| installing(node_clients))
+}
+
+/// Runs `install` on `target/sebs-store-clients/`, one installer at a time, also across
+/// test processes.
+fn installing(install: fn(&Path) -> Result<PathBuf, String>) -> Result<PathBuf, String> {
+    let base = target_dir().join("sebs-store-clients");
+    std::fs::create_dir_all(&base)
+        .map_err(|e| format!("failed to create {}: {e}", base.display()))?;
+    let lock_path = base.join(".lock");
+    let lock = std::fs::File::create(&lock_path)
+        .map_err(|e| format!("failed to create {}: {e}", lock_path.display()))?;
+    lock.lock()
+        .map_err(|e| format!("failed to lock {}: {e}", lock_path.display()))?;
+    install(&base)
 }
 
 /// A directory name that changes when the pinned versions do, so a new pin gets a fresh
@@ -229,7 +242,7 @@ fn versioned(base: &Path, kind: &str, specs: &[String]) -> PathBuf {
     base.join(format!("{kind}-{hash:016x}"))
 }
 
-fn python_clients(base: &Path) -> PathBuf {
+fn python_clients(base: &Path) -> Result<PathBuf, String> {
     let specs: Vec<String> = sebs_wire::storage::PYTHON_STORAGE_WRAPPERS
         .iter()
         .flat_map(|w| w.packages)
@@ -238,46 +251,46 @@ fn python_clients(base: &Path) -> PathBuf {
     let dir = versioned(base, "python", &specs);
     let python = dir.join("bin").join("python");
     if dir.join(".complete").exists() {
-        return python;
+        return Ok(python);
     }
     let began = Instant::now();
     let _ = std::fs::remove_dir_all(&dir);
-    let venv = run(Command::new("python3").arg("-m").arg("venv").arg(&dir));
-    assert!(
-        venv.status.success(),
-        "cannot run the S3/DynamoDB client tests: `python3 -m venv` failed ({}); they need \
-         python3 with venv (Debian: apt-get install python3-venv)\n{}{}",
-        venv.status,
-        venv.stdout,
-        venv.stderr
-    );
-    let pip = run(Command::new(&python)
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-        ])
-        .args(&specs));
-    assert!(
-        pip.status.success(),
-        "cannot run the S3/DynamoDB client tests: pip could not install {specs:?} from PyPI \
-         ({}):\n{}{}",
-        pip.status,
-        pip.stdout,
-        pip.stderr
-    );
-    std::fs::write(dir.join(".complete"), specs.join("\n")).unwrap();
+    let venv = try_run(Command::new("python3").arg("-m").arg("venv").arg(&dir))?;
+    if !venv.status.success() {
+        return Err(format!(
+            "`python3 -m venv` failed ({}; Debian: apt-get install python3-venv): {}",
+            venv.status,
+            venv.stderr.trim()
+        ));
+    }
+    let pip = try_run(
+        Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(&specs),
+    )?;
+    if !pip.status.success() {
+        return Err(format!(
+            "pip could not install {specs:?} ({}): {}",
+            pip.status,
+            pip.stderr.trim()
+        ));
+    }
+    complete(&dir, &specs)?;
     eprintln!(
         "installed the Python clients {specs:?} into {} in {:.1} s",
         dir.display(),
         began.elapsed().as_secs_f64()
     );
-    python
+    Ok(python)
 }
 
-fn node_clients(base: &Path) -> PathBuf {
+fn node_clients(base: &Path) -> Result<PathBuf, String> {
     let specs: Vec<String> = sebs_wire::storage::NODEJS_STORAGE_WRAPPERS
         .iter()
         .flat_map(|w| w.packages)
@@ -286,44 +299,64 @@ fn node_clients(base: &Path) -> PathBuf {
     let dir = versioned(base, "node", &specs);
     let modules = dir.join("node_modules");
     if dir.join(".complete").exists() {
-        return modules;
+        return Ok(modules);
     }
     let began = Instant::now();
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("package.json"), "{\"private\": true}\n").unwrap();
-    let node = run(Command::new("node").arg("--version"));
-    assert!(
-        node.status.success(),
-        "cannot run the S3/DynamoDB client tests: `node --version` failed; they need Node.js \
-         18 or later and npm (Debian: apt-get install nodejs npm)"
-    );
-    let npm = run(Command::new("npm")
-        .args([
-            "install",
-            "--no-audit",
-            "--no-fund",
-            "--save-exact",
-            "--loglevel=error",
-        ])
-        .args(&specs)
-        .current_dir(&dir));
-    assert!(
-        npm.status.success(),
-        "cannot run the S3/DynamoDB client tests: npm could not install {specs:?} ({}); they \
-         need npm and access to the npm registry:\n{}{}",
-        npm.status,
-        npm.stdout,
-        npm.stderr
-    );
-    std::fs::write(dir.join(".complete"), specs.join("\n")).unwrap();
+    std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::write(dir.join("package.json"), "{\"private\": true}\n"))
+        .map_err(|e| format!("failed to prepare {}: {e}", dir.display()))?;
+    let node = try_run(Command::new("node").arg("--version"))?;
+    if !node.status.success() {
+        return Err(format!("`node --version` failed ({})", node.status));
+    }
+    let npm = try_run(
+        Command::new("npm")
+            .args([
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--save-exact",
+                "--loglevel=error",
+            ])
+            .args(&specs)
+            .current_dir(&dir),
+    )?;
+    if !npm.status.success() {
+        return Err(format!(
+            "npm could not install {specs:?} ({}): {}",
+            npm.status,
+            npm.stderr.trim()
+        ));
+    }
+    complete(&dir, &specs)?;
     eprintln!(
         "installed the Node.js clients {specs:?} into {} in {:.1} s (node {})",
         dir.display(),
         began.elapsed().as_secs_f64(),
         node.stdout.trim()
     );
-    modules
+    Ok(modules)
+}
+
+/// Marks an install as complete, so that later runs reuse it.
+fn complete(dir: &Path, specs: &[String]) -> Result<(), String> {
+    let path = dir.join(".complete");
+    std::fs::write(&path, specs.join("\n"))
+        .map_err(|e| format!("failed to write {}: {e}", path.display()))
+}
+
+/// Runs `cmd` to its end; an error when it cannot be started.
+fn try_run(cmd: &mut Command) -> Result<Output, String> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    Ok(Output {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
 }
 
 /// A client script, written to a temp dir, run with `args` and `env`; its output.
@@ -331,7 +364,7 @@ pub fn python(script: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("client.py");
     std::fs::write(&path, script).unwrap();
-    let mut cmd = Command::new(&clients().python);
+    let mut cmd = Command::new(python_bin());
     cmd.arg(&path).args(args).current_dir(dir.path());
     for (k, v) in env {
         cmd.env(k, v);
@@ -348,7 +381,7 @@ pub fn node(script: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
     cmd.arg(&path)
         .args(args)
         .current_dir(dir.path())
-        .env("NODE_PATH", &clients().node_modules);
+        .env("NODE_PATH", node_modules());
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -368,7 +401,7 @@ impl Running {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("client.py");
         std::fs::write(&path, script).unwrap();
-        let mut child = Command::new(&clients().python)
+        let mut child = Command::new(python_bin())
             .arg(&path)
             .args(args)
             .envs(env.iter().copied())

@@ -7,9 +7,22 @@ use std::path::Path;
 use sebs_wire::storage::{self as wire, Wrapper};
 use serde_json::{json, Value};
 
-use crate::support::{self, Kind, Server, ACCESS_KEY, SECRET_KEY};
+use crate::support::{self, Kind, Server, ACCESS_KEY, NODE_CLIENTS, PYTHON_CLIENTS, SECRET_KEY};
 use crate::{expect_fields, is_unique_name};
+use sebs_testkit::{trial, Trial};
 
+/// The tests of this module, each with what it needs from the machine (the table is
+/// created with boto3 in both).
+pub fn trials() -> Vec<Trial> {
+    vec![
+        trial!(python_wrappers_as_benchmarks_call_them, PYTHON_CLIENTS),
+        trial!(
+            nodejs_wrappers_as_benchmarks_call_them,
+            PYTHON_CLIENTS,
+            NODE_CLIENTS
+        ),
+    ]
+}
 /// Both stores, with the cart table created as the host side creates it.
 struct Stores {
     s3: Server,
@@ -146,7 +159,6 @@ fn expect_common(what: &str, out: &Value, bucket: &str, cart: &str) {
     assert_eq!(out["outputs"], json!([archive, stream]), "{what}");
 }
 
-#[test]
 fn python_wrappers_as_benchmarks_call_them() {
     let stores = Stores::start();
     let dir = tempfile::tempdir().unwrap();
@@ -159,7 +171,7 @@ fn python_wrappers_as_benchmarks_call_them() {
     );
     let run = dir.path().join("run.py");
     std::fs::write(&run, include_str!("clients/wrappers/run.py")).unwrap();
-    let mut cmd = std::process::Command::new(&support::clients().python);
+    let mut cmd = std::process::Command::new(support::python_bin());
     cmd.arg(&run)
         .args([
             "sebs-wrapped-py",
@@ -186,7 +198,6 @@ fn python_wrappers_as_benchmarks_call_them() {
     );
 }
 
-#[test]
 fn nodejs_wrappers_as_benchmarks_call_them() {
     let stores = Stores::start();
     let dir = tempfile::tempdir().unwrap();
@@ -206,7 +217,7 @@ fn nodejs_wrappers_as_benchmarks_call_them() {
             "cart-js",
             scratch.path().to_str().unwrap(),
         ])
-        .env("NODE_PATH", &support::clients().node_modules)
+        .env("NODE_PATH", support::node_modules())
         .envs(stores.env());
     let out = support::run(&mut cmd).json();
     expect_common("Node.js wrappers", &out, "sebs-wrapped-js", "cart-js");
