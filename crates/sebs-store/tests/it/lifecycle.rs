@@ -17,6 +17,7 @@ pub fn trials() -> Vec<Trial> {
         trial!(data_survives_a_restart, PYTHON_CLIENTS),
         trial!(sigterm_lets_requests_in_flight_finish, PYTHON_CLIENTS),
         trial!(bad_starts_are_refused_with_a_reason_and_an_exit_code),
+        trial!(health_checks_answer_without_a_signature),
         trial!(
             a_full_disk_is_an_s3_error_naming_bucket_and_key,
             PYTHON_CLIENTS,
@@ -157,6 +158,29 @@ fn sigterm_lets_requests_in_flight_finish() {
     );
     let status = server.wait();
     assert!(status.success(), "exit after SIGTERM: {status}");
+}
+
+fn health_checks_answer_without_a_signature() {
+    let data = tempfile::tempdir().unwrap();
+    let s3 = Server::start(Kind::S3, data.path());
+    let dynamodb = Server::start(Kind::DynamoDb, data.path());
+    let checks = [
+        // What whoever started the store polls.
+        (&s3, "/minio/health/live", 200, "ok"),
+        (&dynamodb, "/", 200, "healthy"),
+        // Anything else on S3 must be signed.
+        (&s3, "/", 403, "AccessDenied"),
+        (&s3, "/some-bucket/some-key", 403, "AccessDenied"),
+    ];
+    for (server, path, status, says) in checks {
+        let (got, body) = support::unsigned_get(&server.address, path);
+        assert_eq!(got, status, "GET {path} on {:?}: {body}", server.kind);
+        assert!(
+            body.contains(says),
+            "GET {path} on {:?}: {body}",
+            server.kind
+        );
+    }
 }
 
 /// One way to start the binary that must be refused.

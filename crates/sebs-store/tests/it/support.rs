@@ -131,6 +131,30 @@ impl Drop for Server {
     }
 }
 
+/// The status code and body of a plain, unsigned `GET path` (HTTP/1.1, one connection).
+pub fn unsigned_get(address: &str, path: &str) -> (u16, String) {
+    use std::io::Write as _;
+    let mut conn = std::net::TcpStream::connect(address)
+        .unwrap_or_else(|e| panic!("failed to connect to {address}: {e}"));
+    write!(
+        conn,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {answer:?}"));
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
 /// Sends `SIG<name>` to `pid` with kill(1), to keep the tests free of libc bindings.
 pub fn signal(pid: i32, name: &str) {
     let status = Command::new("kill")
