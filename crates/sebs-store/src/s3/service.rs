@@ -667,3 +667,125 @@ impl S3 for Backend {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    /// `e` as a client sees it: code, HTTP status, message.
+    fn check(e: StoreError, code: &str, status: u16, message: &str) {
+        let err = s3_error(e);
+        assert_eq!(err.code().as_str(), code);
+        assert_eq!(
+            err.status_code().map(|s| s.as_u16()),
+            Some(status),
+            "{code}"
+        );
+        assert_eq!(err.message(), Some(message), "{code}");
+    }
+
+    fn io(kind: std::io::ErrorKind) -> std::io::Error {
+        std::io::Error::new(kind, "disk says no")
+    }
+
+    #[test]
+    fn store_errors_as_s3_errors() {
+        let b = || "sebs-b".to_string();
+        check(
+            StoreError::NoSuchKey {
+                bucket: b(),
+                key: "in/a.jpg".into(),
+            },
+            "NoSuchKey",
+            404,
+            "failed to find in/a.jpg in bucket sebs-b: no such key",
+        );
+        check(
+            StoreError::BucketExists { bucket: b() },
+            "BucketAlreadyOwnedByYou",
+            409,
+            "failed to create bucket sebs-b: it exists already and is yours",
+        );
+        check(
+            StoreError::Full {
+                bucket: b(),
+                key: "out/x".into(),
+                path: PathBuf::from("/data/s3/tmp/1"),
+            },
+            "XMinioStorageFull",
+            507,
+            "failed to store out/x in bucket sebs-b: no space left on the device of /data/s3/tmp/1",
+        );
+        check(
+            StoreError::Completion {
+                bucket: b(),
+                key: "big".into(),
+                source: CompletionError::TooSmall {
+                    number: 1,
+                    size: 10,
+                },
+            },
+            "EntityTooSmall",
+            400,
+            "failed to complete the upload of big in bucket sebs-b: assemble part 1 of 10 bytes: \
+             every part but the last needs at least 5242880",
+        );
+        check(
+            StoreError::InvalidKey {
+                bucket: b(),
+                source: KeyError::TooLong { len: 2000 },
+            },
+            "KeyTooLongError",
+            400,
+            "failed to store an object in bucket sebs-b: accept an object key of 2000 bytes: the \
+             limit is 1024",
+        );
+        // The cause is said once, after the context.
+        check(
+            StoreError::Io {
+                op: "open",
+                bucket: b(),
+                key: "k".into(),
+                path: PathBuf::from("/data/s3/objects/1"),
+                source: io(std::io::ErrorKind::PermissionDenied),
+            },
+            "InternalError",
+            500,
+            "failed to open k of bucket sebs-b at /data/s3/objects/1: disk says no",
+        );
+        // A body s3s refused keeps s3s's answer.
+        let refused = s3s::s3_error!(SignatureDoesNotMatch, "the chunk is not what was signed");
+        check(
+            StoreError::Body {
+                bucket: b(),
+                key: "k".into(),
+                source: Box::new(refused),
+            },
+            "SignatureDoesNotMatch",
+            403,
+            "the chunk is not what was signed",
+        );
+        // A client that went away mid-body.
+        check(
+            StoreError::Body {
+                bucket: b(),
+                key: "k".into(),
+                source: Box::new(io(std::io::ErrorKind::ConnectionReset)),
+            },
+            "IncompleteBody",
+            400,
+            "failed to receive k for bucket sebs-b: disk says no",
+        );
+    }
+
+    #[test]
+    fn continuation_tokens_round_trip_and_strangers_are_refused() {
+        for name in ["", "a", "tree/sub/", "ünï cödé+%"] {
+            assert_eq!(resume_after(&continuation_token(name)).unwrap(), name);
+        }
+        let e = resume_after("not-hex").unwrap_err();
+        assert_eq!(e.code().as_str(), "InvalidArgument");
+    }
+}
