@@ -1,11 +1,13 @@
 //! The state file of `start`/`stop` (`out.json`): SeBS's format, plus a section of ours.
 //!
 //! SeBS writes `{"functions": [...], "inputs": [...], "storage": ...}` with sorted keys and an
-//! indent of 2; each function has `benchmark`, `config`, `hash`, `instance_id` (the container
-//! id), `name`, `port`, `triggers` and `url`. We write the same, and add `sebs_local`, which
-//! SeBS ignores, with what `stop`, `logs` and `cleanup` need: whether to remove containers
-//! and which host ports to free, and the sandbox the functions run in. A file without that
-//! section was not written by us and is refused rather than guessed at.
+//! indent of 2, and `memory_measurements` (`pids`, `file`) when memory is measured; each
+//! function has `benchmark`, `config`, `hash`, `instance_id` (the container id), `name`,
+//! `port`, `triggers` and `url`. We write the same, so that SeBS's `local stop` reads our
+//! files, and add `sebs_local`, which SeBS ignores, with what `stop`, `logs` and `cleanup`
+//! need: whether to remove containers and which host ports to free, and the sandbox the
+//! functions run in. A file without that section was not written by us and is refused rather
+//! than guessed at.
 
 use std::path::{Path, PathBuf};
 
@@ -23,6 +25,9 @@ pub struct DeploymentFile {
     pub functions: Vec<FunctionEntry>,
     /// The benchmark inputs, one per input size asked for (SeBS writes one).
     pub inputs: Vec<serde_json::Value>,
+    /// SeBS's record of the memory measurement, for SeBS's `local stop`; absent without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_measurements: Option<SebsMemoryMeasurements>,
     pub sebs_local: LocalSection,
     /// SeBS's object-storage configuration; `null` while we run no storage.
     pub storage: serde_json::Value,
@@ -52,10 +57,27 @@ pub struct SebsFunctionConfig {
     pub timeout: u64,
 }
 
+/// SeBS's `Runtime`; fields in the order SeBS's sorted keys put them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SebsRuntime {
     pub language: String,
+    /// SeBS's `language-variant`: `default` is the language's own runtime (not PyPy, Bun...).
+    #[serde(rename = "language-variant", default = "default_variant")]
+    pub variant: String,
     pub version: String,
+}
+
+fn default_variant() -> String {
+    "default".to_string()
+}
+
+/// SeBS's `memory_measurements`: the measuring processes, which SeBS's `local stop` kills,
+/// and the file they append `<container id> <bytes>` lines to, which it then summarises into
+/// `memory_stats.json` and removes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SebsMemoryMeasurements {
+    pub file: PathBuf,
+    pub pids: Vec<u32>,
 }
 
 /// Our section of `out.json`.
@@ -161,10 +183,11 @@ impl DeploymentFile {
             .map(|f| FunctionEntry {
                 benchmark: f.benchmark.clone(),
                 config: SebsFunctionConfig {
-                    architecture: architecture().to_string(),
+                    architecture: host_architecture().to_string(),
                     memory: f.config.memory_mb,
                     runtime: SebsRuntime {
                         language: f.config.language.to_string(),
+                        variant: default_variant(),
                         version: f.config.language_version.clone(),
                     },
                     timeout: f.config.timeout_s,
@@ -190,6 +213,7 @@ impl DeploymentFile {
         DeploymentFile {
             functions: entries,
             inputs: vec![input],
+            memory_measurements: None,
             sebs_local: LocalSection {
                 format: FORMAT_VERSION,
                 remove_containers,
@@ -200,6 +224,16 @@ impl DeploymentFile {
             },
             storage: serde_json::Value::Null,
         }
+    }
+
+    /// Records the memory measurement `start` runs: our section for our `stop`, SeBS's
+    /// `memory_measurements` for SeBS's.
+    pub fn set_memory(&mut self, memory: Option<MemorySection>) {
+        self.memory_measurements = memory.as_ref().map(|m| SebsMemoryMeasurements {
+            file: crate::memory::MeasureDir::new(m.dir.clone()).sebs_measurements(),
+            pids: vec![m.pid],
+        });
+        self.sebs_local.memory = memory;
     }
 
     /// Parses `text` read from `path` (only used in messages).
@@ -279,13 +313,48 @@ impl DeploymentFile {
     }
 }
 
-/// SeBS's name of this machine's architecture.
-fn architecture() -> &'static str {
+/// SeBS's name of this machine's architecture (`x64` or `arm64`), which functions run on.
+pub fn host_architecture() -> &'static str {
     if cfg!(target_arch = "aarch64") {
         "arm64"
     } else {
         "x64"
     }
+}
+
+/// A container a deployment file lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedContainer {
+    pub instance_id: String,
+    /// The function it serves, when the file says.
+    pub function: String,
+}
+
+/// The containers a deployment file lists, whoever wrote it: SeBS's `functions[].instance_id`
+/// and the instances of our section, each once, in the file's order.
+pub fn listed_containers(file: &serde_json::Value) -> Vec<ListedContainer> {
+    let functions = file["functions"].as_array().into_iter().flatten();
+    let ours = file["sebs_local"]["instances"]
+        .as_array()
+        .into_iter()
+        .flatten();
+    let mut listed: Vec<ListedContainer> = Vec::new();
+    for (entry, name_key) in functions
+        .map(|f| (f, "name"))
+        .chain(ours.map(|i| (i, "function")))
+    {
+        let Some(id) = entry["instance_id"].as_str().filter(|id| !id.is_empty()) else {
+            continue;
+        };
+        if listed.iter().any(|l| l.instance_id == id) {
+            continue;
+        }
+        listed.push(ListedContainer {
+            instance_id: id.to_string(),
+            function: entry[name_key].as_str().unwrap_or_default().to_string(),
+        });
+    }
+    listed
 }
 
 /// What `stop` found and did for one container.
@@ -307,6 +376,27 @@ impl StopOutcome {
 }
 
 impl Platform {
+    /// The state of each listed container, e.g. to tell a deployment that still runs from one
+    /// that was stopped, removed or died.
+    pub async fn listed_states(
+        &self,
+        listed: &[ListedContainer],
+    ) -> Result<Vec<FunctionState>, PlatformError> {
+        let mut states = Vec::with_capacity(listed.len());
+        for l in listed {
+            let state = self
+                .container_state(&l.instance_id)
+                .await
+                .map_err(|source| PlatformError::Inspect {
+                    function: l.function.clone(),
+                    container: l.instance_id.clone(),
+                    source,
+                })?;
+            states.push(state);
+        }
+        Ok(states)
+    }
+
     /// Stops (and, when `remove`, removes) one container of a deployment and frees its host
     /// port; a container that exited or vanished behind our back is reported, not an error.
     pub async fn stop_instance(

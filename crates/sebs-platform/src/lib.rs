@@ -42,8 +42,9 @@ pub use addressing::{environment_needs_publish, reachable, Addressing, HostFacts
 pub use agent::{find_agent_binary, AGENT_BIN_ENV};
 pub use build::{DockerBuildEnv, HostSettings};
 pub use deployment::{
-    DeploymentError, DeploymentFile, FunctionEntry, Instance, LocalSection, MemorySection,
-    SebsFunctionConfig, SebsRuntime, StopOutcome, FORMAT_VERSION,
+    host_architecture, listed_containers, DeploymentError, DeploymentFile, FunctionEntry, Instance,
+    ListedContainer, LocalSection, MemorySection, SebsFunctionConfig, SebsMemoryMeasurements,
+    SebsRuntime, StopOutcome, FORMAT_VERSION,
 };
 pub use function::{
     Function, FunctionConfig, FunctionState, Platform, PlatformConfig, PlatformError,

@@ -5,7 +5,8 @@
 //! [`stop_measurer`] and summarises the journals with [`read_journals`]. The journal is the
 //! contract between the two: one JSON-lines file per container in a [`MeasureDir`], appended to
 //! about once a second, so that a container that dies, or a measurer that is killed, loses at
-//! most the last second.
+//! most the last second. The same samples go to SeBS's measurement file ([`SebsLines`]), which
+//! `out.json` names for SeBS's own `local stop`.
 //!
 //! Why segments: a [`SampleHandle`] hands its samples over only when stopped. Every second the
 //! measurer adds the container again and then stops the old handle; both sit on the sampler's
@@ -17,6 +18,7 @@ use std::fs::{File, OpenOptions};
 use std::future::Future;
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -117,6 +119,12 @@ impl MeasureDir {
         self.path.join("measure.log")
     }
 
+    /// SeBS's measurement file, which out.json names for SeBS's `local stop` (see
+    /// [`SebsLines`]).
+    pub fn sebs_measurements(&self) -> PathBuf {
+        self.path.join("sebs_measurements.txt")
+    }
+
     /// Exists once every container's journal has its first line: sampling has begun.
     pub fn ready_marker(&self) -> PathBuf {
         self.path.join("ready")
@@ -178,11 +186,66 @@ fn end_line(end: &End, at: EpochMicros) -> JournalLine {
     }
 }
 
-/// An open journal, appended to one whole line per write.
+/// SeBS's measurement file, shared by every container of a measurement: each sample is a line
+/// `<container id> <bytes>` and each missed deadline a line `precision not met`, as SeBS's
+/// measuring processes write it, so that SeBS's `local stop` (which kills the measurer, reads
+/// this file into `memory_stats.json` and removes it) works on our deployments too. Written
+/// with the journals, one whole batch of lines per write to a file opened for appending.
+#[derive(Debug, Clone)]
+pub struct SebsLines {
+    path: PathBuf,
+    file: Arc<File>,
+}
+
+impl SebsLines {
+    pub fn open(path: PathBuf) -> Result<SebsLines, MemoryError> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|source| MemoryError::Write {
+                path: path.clone(),
+                source,
+            })?;
+        Ok(SebsLines {
+            path,
+            file: Arc::new(file),
+        })
+    }
+
+    /// Appends the lines of one stretch of `container`'s samples.
+    pub fn append(
+        &self,
+        container: &str,
+        bytes: impl IntoIterator<Item = u64>,
+        precision_errors: u64,
+    ) -> Result<(), MemoryError> {
+        let mut text = String::new();
+        for b in bytes {
+            text.push_str(&format!("{container} {b}\n"));
+        }
+        for _ in 0..precision_errors {
+            text.push_str("precision not met\n");
+        }
+        if text.is_empty() {
+            return Ok(());
+        }
+        (&*self.file)
+            .write_all(text.as_bytes())
+            .map_err(|source| MemoryError::Write {
+                path: self.path.clone(),
+                source,
+            })
+    }
+}
+
+/// An open journal, appended to one whole line per write; its samples also go to SeBS's
+/// measurement file when it has one.
 #[derive(Debug)]
 struct Journal {
     path: PathBuf,
     file: File,
+    sebs: Option<(String, SebsLines)>,
 }
 
 impl Journal {
@@ -196,7 +259,17 @@ impl Journal {
                 path: path.clone(),
                 source,
             })?;
-        Ok(Journal { path, file })
+        Ok(Journal {
+            path,
+            file,
+            sebs: None,
+        })
+    }
+
+    /// Also writes `container`'s samples to SeBS's measurement file.
+    fn with_sebs_lines(mut self, container: &str, lines: SebsLines) -> Journal {
+        self.sebs = Some((container.to_string(), lines));
+        self
     }
 
     fn append(&mut self, line: &JournalLine) -> Result<(), MemoryError> {
@@ -208,7 +281,22 @@ impl Journal {
             .map_err(|source| MemoryError::Write {
                 path: self.path.clone(),
                 source,
-            })
+            })?;
+        match (line, &self.sebs) {
+            (
+                JournalLine::Samples {
+                    samples,
+                    precision_errors,
+                    ..
+                },
+                Some((container, lines)),
+            ) => lines.append(
+                container,
+                samples.iter().map(|&(_, bytes, _)| bytes),
+                *precision_errors,
+            ),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -516,13 +604,14 @@ pub async fn measure(
     until: impl Future<Output = ()>,
 ) -> Result<(), MemoryError> {
     dir.create()?;
+    let sebs_lines = SebsLines::open(dir.sebs_measurements())?;
     let interval_us = config.interval.as_micros() as u64;
     let mut sampler: Option<Sampler> = None;
     let mut sampled = Vec::new();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut followers = tokio::task::JoinSet::new();
     for id in containers {
-        let mut journal = Journal::create(dir.journal(id))?;
+        let mut journal = Journal::create(dir.journal(id))?.with_sebs_lines(id, sebs_lines.clone());
         match locate(docker, config, id).await {
             Probe::Cgroup(cgroup) => {
                 let sampler = match &sampler {
@@ -873,13 +962,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let measure_dir = MeasureDir::new(dir.path().join("m"));
         measure_dir.create().unwrap();
-        let mut journal = Journal::create(measure_dir.journal("abc")).unwrap();
+        let lines = SebsLines::open(measure_dir.sebs_measurements()).unwrap();
+        let mut journal = Journal::create(measure_dir.journal("abc"))
+            .unwrap()
+            .with_sebs_lines("abc", lines.clone());
         journal.append(&start(SourceName::CgroupV1, 1_000)).unwrap();
         journal
             .append(&samples(&[(0, 10), (1_000, 20)], 0))
             .unwrap();
+        let mut other = Journal::create(measure_dir.journal("def"))
+            .unwrap()
+            .with_sebs_lines("def", lines);
+        other.append(&samples(&[(0, 7)], 2)).unwrap();
+        journal.append(&samples(&[(2_000, 30)], 0)).unwrap();
+        // SeBS's file: a line per sample, one per missed deadline, in the order written.
+        assert_eq!(
+            std::fs::read_to_string(measure_dir.sebs_measurements()).unwrap(),
+            "abc 10\nabc 20\ndef 7\nprecision not met\nprecision not met\nabc 30\n"
+        );
         let all = read_journals(&measure_dir, &["abc".to_string(), "missing".to_string()]).unwrap();
-        assert_eq!(all[0].as_ref().map(|m| m.max_bytes()), Some(Some(20)));
+        assert_eq!(all[0].as_ref().map(|m| m.max_bytes()), Some(Some(30)));
         assert_eq!(all[1], None);
         let err = read_journal(&measure_dir.journal("missing"))
             .unwrap_err()
