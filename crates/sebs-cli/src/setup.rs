@@ -10,15 +10,28 @@ use sebs_platform::{DockerBuildEnv, FunctionUser, Platform, PlatformConfig, Sand
 
 use crate::exit::{Exit, ExitContext, Failure};
 
-/// Logs to stderr; `RUST_LOG` picks the level (info by default).
+/// Logs to stderr; `RUST_LOG` picks the level (info by default). Coloured only on a terminal
+/// and without `NO_COLOR`, so that logs in files and pipes carry no escape codes.
 pub fn logging() {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let colour = colour(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .with_target(false)
         .try_init();
+}
+
+/// Whether logs are coloured: on a terminal, unless `NO_COLOR` is set to anything but the
+/// empty string (no-color.org).
+fn colour(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 pub async fn docker() -> Result<Docker, Failure> {
@@ -288,4 +301,26 @@ pub async fn prepare(
         "code package ready"
     );
     Ok((image, package))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        let check = |terminal: bool, no_color: Option<&str>, expect: bool| {
+            assert_eq!(
+                colour(terminal, no_color.map(OsStr::new)),
+                expect,
+                "terminal {terminal}, NO_COLOR {no_color:?}"
+            );
+        };
+        check(true, None, true);
+        check(true, Some(""), true);
+        check(true, Some("1"), false);
+        check(false, None, false);
+        check(false, Some(""), false);
+    }
 }

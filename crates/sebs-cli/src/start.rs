@@ -1,10 +1,10 @@
 //! `sebs-local start`: package a benchmark, start N containers of it, write `out.json`.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use sebs_package::Size;
-use sebs_platform::{Addressing, DeploymentFile, FunctionConfig};
+use sebs_platform::{Addressing, DeploymentFile, FunctionConfig, FunctionState, Platform};
 use sebs_ports::PortRange;
 
 use crate::exit::{Exit, ExitContext, Failure};
@@ -21,9 +21,17 @@ pub struct Args {
     /// How many containers of the function to start (in parallel).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub deployments: u32,
-    /// Make `stop` remove the containers rather than only stop them.
-    #[arg(long)]
+    /// Make `stop` remove the containers (the default, as SeBS).
+    #[arg(long, overrides_with = "no_remove_containers")]
     pub remove_containers: bool,
+    /// Make `stop` only stop the containers, keeping them for `logs` and inspection
+    /// (`sebs-local cleanup` removes them later).
+    #[arg(
+        long,
+        visible_alias = "keep-containers",
+        overrides_with = "remove_containers"
+    )]
+    pub no_remove_containers: bool,
     /// Memory limit in MB (default: the benchmark's config.json).
     #[arg(long)]
     pub memory: Option<u64>,
@@ -62,6 +70,13 @@ pub struct Args {
     pub cgroup_root: PathBuf,
 }
 
+impl Args {
+    /// Whether `stop` removes the containers: unless `--no-remove-containers` came last.
+    fn removes_containers(&self) -> bool {
+        self.remove_containers || !self.no_remove_containers
+    }
+}
+
 /// `KEY=VALUE`, as Docker writes labels.
 pub fn parse_label(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
@@ -70,18 +85,69 @@ pub fn parse_label(text: &str) -> Result<(String, String), String> {
     }
 }
 
-pub async fn run(args: Args) -> Result<Exit, Failure> {
-    // Writing over a deployment that is still listed would orphan its containers.
-    if DeploymentFile::read(&args.output).is_ok() {
+/// Refuses to write over a deployment file whose containers still run, which would orphan
+/// them; a file whose deployment is gone (stopped, removed or dead) is replaced, as SeBS users
+/// re-run start and stop on one file.
+async fn check_replaceable(platform: &Platform, output: &Path) -> Result<(), Failure> {
+    // A file that is missing, unreadable or not JSON lists nothing (writing it may still fail).
+    let Some(file) = std::fs::read_to_string(output)
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+    else {
+        return Ok(());
+    };
+    let listed = sebs_platform::listed_containers(&file);
+    let states = platform.listed_states(&listed).await.exit(
+        Exit::Environment,
+        format!(
+            "failed to check whether the deployment in {} still runs",
+            output.display()
+        ),
+    )?;
+    let with_state = || listed.iter().zip(&states);
+    let running: Vec<String> = with_state()
+        .filter(|(_, s)| matches!(s, FunctionState::Running))
+        .map(|(l, _)| format!("{} (function {})", l.instance_id, l.function))
+        .collect();
+    if !running.is_empty() {
+        let stop = if file.get("sebs_local").is_some() {
+            "sebs-local stop"
+        } else {
+            "sebs local stop"
+        };
         return Err(Failure {
             exit: Exit::BadInput,
             error: anyhow::anyhow!(
-                "{} lists a deployment of ours; run `sebs-local stop {}` first, or choose another file",
-                args.output.display(),
-                args.output.display()
+                "{} lists a deployment that still runs, in containers {}; stop it first \
+                 (`{stop} {}`) or choose another file",
+                output.display(),
+                running.join(", "),
+                output.display()
             ),
         });
     }
+    if !listed.is_empty() {
+        let exited: Vec<&str> = with_state()
+            .filter(|(_, s)| matches!(s, FunctionState::Exited { .. }))
+            .map(|(l, _)| l.instance_id.as_str())
+            .collect();
+        let left = if exited.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; its stopped containers {} remain (`sebs-local cleanup` removes them)",
+                exited.join(", ")
+            )
+        };
+        tracing::info!(
+            "replacing {}: its deployment no longer runs{left}",
+            output.display()
+        );
+    }
+    Ok(())
+}
+
+pub async fn run(args: Args) -> Result<Exit, Failure> {
     let bench = args.bench.find()?;
     if args.cpus.is_some_and(|c| !(c > 0.0 && c.is_finite())) {
         return Err(Failure {
@@ -102,6 +168,7 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
         config.labels = args.labels.iter().cloned().collect::<BTreeMap<_, _>>();
     })
     .await?;
+    check_replaceable(&platform, &args.output).await?;
     let mut fconfig = FunctionConfig::from_benchmark(
         &bench.config,
         args.bench.language,
@@ -147,10 +214,10 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
     let mut file = DeploymentFile::new(
         &functions,
         input,
-        args.remove_containers,
+        args.removes_containers(),
         Some(platform.config().ports.lock_dir.clone()),
     );
-    file.sebs_local.memory = memory;
+    file.set_memory(memory);
     if let Err(e) = file.write(&args.output) {
         // Nobody could stop containers the file does not list: take them down again.
         if let Some(section) = &file.sebs_local.memory {

@@ -37,6 +37,10 @@ pub struct Args {
     /// `x.json` → `x_report.json`.
     #[arg(long, value_name = "FILE")]
     pub memory_report: Option<PathBuf>,
+    /// Only stop the containers, also when `start` asked for their removal (the default);
+    /// `sebs-local logs` still reads them and `sebs-local cleanup` removes them later.
+    #[arg(long)]
+    pub keep_containers: bool,
 }
 
 /// The report's default path beside SeBS's memory file.
@@ -90,16 +94,13 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
     // Stopping needs no agent binary: the path is never used.
     let platform = Platform::new(docker, PlatformConfig::new(PathBuf::new()));
     let section = &file.sebs_local;
+    let remove = section.remove_containers && !args.keep_containers;
     let gate = tokio::sync::Semaphore::new(CONCURRENCY);
     let (gate, platform) = (&gate, &platform);
     let stops = section.instances.iter().map(|instance| async move {
         let _permit = gate.acquire().await;
         let outcome = platform
-            .stop_instance(
-                instance,
-                section.remove_containers,
-                section.port_lock_dir.as_deref(),
-            )
+            .stop_instance(instance, remove, section.port_lock_dir.as_deref())
             .await;
         (instance, outcome)
     });
@@ -107,11 +108,7 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
         let (id, function) = (&instance.instance_id, &instance.function);
         match outcome {
             Ok(StopOutcome::Stopped) => {
-                let done = if section.remove_containers {
-                    "removed"
-                } else {
-                    "stopped"
-                };
+                let done = if remove { "removed" } else { "stopped" };
                 tracing::info!(container = %id, "{done} function {function}");
             }
             Ok(StopOutcome::AlreadyExited { code, oom_killed }) => {

@@ -6,6 +6,7 @@
 
 mod memory;
 mod packages;
+mod sebs_readers;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -16,7 +17,12 @@ use std::time::{Duration, Instant};
 use sebs_testkit::{trial, Need, Trial, ENGINE};
 use serde_json::Value;
 
-sebs_testkit::main!(trials(), memory::trials(), packages::trials());
+sebs_testkit::main!(
+    trials(),
+    memory::trials(),
+    packages::trials(),
+    sebs_readers::trials()
+);
 
 /// The static agent `sebs-local` mounts into its containers, found as it finds it.
 static AGENT: Need = Need::new("the static agent (`cargo xtask agent`)", || {
@@ -234,10 +240,12 @@ fn start_20_deployments_curl_each_and_stop() {
     let text = String::from_utf8_lossy(&logs.stdout);
     assert_eq!(text.matches("sebs-agent: listening").count(), 20, "{text}");
 
-    // A second start over the same file would orphan these 20: it is refused.
+    // A second start over the same file would orphan these 20: it is refused, naming them.
     let again = cli.run(&["start", "000.noop", "test", out]);
     assert_eq!(again.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&again.stderr).contains("sebs-local stop"));
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(err.contains("sebs-local stop"), "{err}");
+    assert!(ids.iter().all(|id| err.contains(id.as_str())), "{err}");
     assert_eq!(cli.containers().len(), 20);
 
     let stop = cli.run(&["stop", out]);
@@ -253,6 +261,12 @@ fn two_parallel_publishing_starts_get_disjoint_ports_on_127_0_0_1() {
     let cli = Cli::new();
     let (a, b) = (cli.path("a.json"), cli.path("b.json"));
     let spawn = |out: &Path| {
+        // a's containers are kept at stop, b's removed (the default).
+        let keep = if out == a.as_path() {
+            "--no-remove-containers"
+        } else {
+            "--remove-containers"
+        };
         cli.command(&[
             "start",
             "000.noop",
@@ -263,6 +277,7 @@ fn two_parallel_publishing_starts_get_disjoint_ports_on_127_0_0_1() {
             "--publish",
             "--port-range",
             "19700-19799",
+            keep,
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -303,8 +318,8 @@ fn two_parallel_publishing_starts_get_disjoint_ports_on_127_0_0_1() {
             Some(0)
         );
     }
-    // Stopped without --remove-containers: kept, but their ports are free again.
-    assert_eq!(cli.containers().len(), 8);
+    // a's kept, b's removed; the ports of both are free again.
+    assert_eq!(cli.containers().len(), 4);
     let locks = cli.path("runtime/sebs-local/ports");
     let left: Vec<_> = std::fs::read_dir(&locks)
         .map(|d| d.flatten().map(|e| e.file_name()).collect())
