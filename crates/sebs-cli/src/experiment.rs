@@ -47,6 +47,8 @@ pub async fn run(command: Command) -> Result<Exit, Failure> {
     let mut settings =
         PerfCostSettings::load(&config).exit(Exit::BadInput, "invalid experiment config")?;
     sandbox.apply(&mut settings.sandbox);
+    // As SeBS's `--update-code`, the flag decides, whatever the file says.
+    settings.sebs.update_code = update_code;
     let bench = setup::find_benchmark(
         benchmarks_dir.as_deref(),
         &settings.benchmark,

@@ -79,6 +79,54 @@ pub struct PerfCostSettings {
     pub sandbox: Sandbox,
     /// The block as it was read, written back into result files as SeBS does.
     pub raw: serde_json::Value,
+    /// What SeBS's experiment config holds besides the block, for the result files.
+    pub sebs: SebsExperimentConfig,
+}
+
+/// SeBS's experiment config (its `ExperimentConfig`) as result files carry it under
+/// `config.experiments`, where SeBS's `experiment process` reads it back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SebsExperimentConfig {
+    /// Whether the code package was rebuilt (SeBS's `--update-code`, which overrides the file).
+    pub update_code: bool,
+    /// SeBS's `--update-storage`, which overrides the file; storage inputs are always fresh here.
+    pub update_storage: bool,
+    pub download_results: bool,
+    pub flags: serde_json::Map<String, serde_json::Value>,
+    /// The experiments' blocks SeBS knows (`perf-cost`, `network-ping-pong`,
+    /// `invocation-overhead`, `eviction-model`) that the config held.
+    pub experiments: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The experiments whose blocks SeBS's experiment config keeps.
+const SEBS_EXPERIMENTS: [&str; 4] = [
+    "perf-cost",
+    "network-ping-pong",
+    "invocation-overhead",
+    "eviction-model",
+];
+
+impl PerfCostSettings {
+    /// `config.experiments` of a result file: SeBS's `ExperimentConfig.serialize()` for this
+    /// run (`architecture`: the machine's, which functions ran on), and the perf-cost block
+    /// also at the top, where SeBS's `ExperimentConfig.deserialize` looks for it.
+    pub fn sebs_experiment_config(&self, architecture: &str) -> serde_json::Value {
+        serde_json::json!({
+            "update_code": self.sebs.update_code,
+            "update_storage": self.sebs.update_storage,
+            "download_results": self.sebs.download_results,
+            "runtime": {
+                "language": self.language.as_str(),
+                "version": self.language_version,
+                "language-variant": "default",
+            },
+            "flags": self.sebs.flags,
+            "experiments": self.sebs.experiments,
+            "architecture": architecture,
+            "system_variant": "package",
+            "perf-cost": self.raw,
+        })
+    }
 }
 
 /// Settings that cannot be read.
@@ -222,6 +270,24 @@ impl PerfCostSettings {
             .and_then(|v| v.as_str())
             .unwrap_or(language.default_version())
             .to_string();
+        let mut known = serde_json::Map::new();
+        known.insert("perf-cost".into(), block.clone());
+        for name in &SEBS_EXPERIMENTS[1..] {
+            if let Some(other) = experiments.get(*name) {
+                known.insert((*name).to_string(), other.clone());
+            }
+        }
+        let flag = |name: &str| experiments[name].as_bool().unwrap_or(false);
+        let sebs = SebsExperimentConfig {
+            update_code: false,
+            update_storage: false,
+            download_results: flag("download_results"),
+            flags: experiments["flags"]
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+            experiments: known,
+        };
         Ok(PerfCostSettings {
             benchmark: parsed.benchmark,
             experiments: run_types,
@@ -234,6 +300,7 @@ impl PerfCostSettings {
             language_version,
             sandbox,
             raw: block.clone(),
+            sebs,
         })
     }
 }
@@ -316,6 +383,43 @@ mod tests {
         assert!(err.contains("perf-cost.tmp-size"), "{err}");
         let err = parse(r#", "pids-limit": -1"#).unwrap_err().to_string();
         assert!(err.contains("invalid value"), "{err}");
+    }
+
+    #[test]
+    fn sebs_experiment_config_around_the_block() {
+        // SeBS's own config/example.json, abridged: what it holds besides perf-cost is kept.
+        let whole = r#"{"experiments": {"deployment": "local", "update_code": true, "update_storage": false,
+            "download_results": true, "architecture": "arm64", "flags": {"docker_volumes": false},
+            "runtime": {"language": "nodejs", "version": "18"},
+            "perf-cost": {"benchmark": "010.sleep", "experiments": ["warm"], "input-size": "test",
+              "repetitions": 5, "concurrent-invocations": 2, "memory-sizes": []},
+            "network-ping-pong": {"invocations": 50}, "unknown": {"x": 1}}}"#;
+        let mut settings = PerfCostSettings::parse(whole, false, Path::new("exp.json")).unwrap();
+        settings.sebs.update_code = false;
+        let block = serde_json::json!({"benchmark": "010.sleep", "experiments": ["warm"],
+            "input-size": "test", "repetitions": 5, "concurrent-invocations": 2, "memory-sizes": []});
+        assert_eq!(
+            settings.sebs_experiment_config("x64"),
+            serde_json::json!({
+                "update_code": false, "update_storage": false, "download_results": true,
+                "runtime": {"language": "nodejs", "version": "18", "language-variant": "default"},
+                "flags": {"docker_volumes": false},
+                "experiments": {"perf-cost": block, "network-ping-pong": {"invocations": 50}},
+                "architecture": "x64", "system_variant": "package", "perf-cost": block,
+            })
+        );
+        // The block alone: SeBS's defaults around it.
+        let alone = block.to_string();
+        let settings = PerfCostSettings::parse(&alone, false, Path::new("exp.json")).unwrap();
+        let config = settings.sebs_experiment_config("x64");
+        assert_eq!(config["download_results"], false);
+        assert_eq!(config["flags"], serde_json::json!({}));
+        assert_eq!(config["runtime"]["language"], "python");
+        assert_eq!(config["runtime"]["version"], "3.11");
+        assert_eq!(
+            config["experiments"],
+            serde_json::json!({"perf-cost": block})
+        );
     }
 
     #[test]

@@ -1,15 +1,19 @@
 //! perf-cost's result files, in SeBS's shapes: `<type>_results[_<memory>].json` and
 //! `result.csv`.
 //!
-//! The JSON mirrors what SeBS's `Result` serialises to (`config`, `_invocations` keyed by
-//! function name and request id, `_metrics`, `begin_time`, `end_time`) plus the
-//! `statistics` block its perf-cost adds, so SeBS's processing scripts read ours; our own
+//! The JSON mirrors what SeBS's `Result` serialises to (`config` with SeBS's experiment and
+//! deployment configs, `_invocations` keyed by function name and request id, `_metrics`,
+//! `result_bucket`, `begin_time`, `end_time`) plus the `statistics` block its perf-cost adds,
+//! so that SeBS's `experiment process` and `experiment statistics` read ours; our own
 //! `sebs_local` block adds the function's limits and the sandbox it ran in
-//! ([`sebs_platform::SandboxRecord`]).
+//! ([`sebs_platform::SandboxRecord`]). `result.csv` has the rows SeBS's `process` writes from
+//! these files.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use sebs_trigger::ExecutionResult;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
@@ -34,21 +38,40 @@ pub fn file_name(result: &ConfigurationResult) -> String {
     }
 }
 
-/// The JSON document SeBS writes for one configuration.
-pub fn document(result: &ConfigurationResult, experiment_config: &Value) -> Value {
-    let mut invocations = Map::new();
-    for (i, r) in result.valid.iter().enumerate() {
+/// SeBS's deployment config of the local platform, as its `LocalConfig.serialize()` writes
+/// it: no region, and no ports allocated by SeBS's own port search (which it runs only off
+/// Linux).
+pub fn deployment_config() -> Value {
+    json!({"name": "local", "region": "", "resources": {"allocated_ports": []}})
+}
+
+/// The valid invocations keyed as SeBS's `Result.add_invocation` keys them (the request id, or
+/// `failed-<n>` without one), in the order of the file's sorted keys, which is the order
+/// SeBS's `process` reads them back in.
+fn keyed(result: &ConfigurationResult) -> BTreeMap<String, &ExecutionResult> {
+    let mut invocations = BTreeMap::new();
+    for r in &result.valid {
         let id = if r.request_id.is_empty() {
-            format!("failed-{i}")
+            format!("failed-{}", invocations.len())
         } else {
             r.request_id.clone()
         };
-        invocations.insert(id, to_value(r));
+        invocations.insert(id, r);
     }
+    invocations
+}
+
+/// The JSON document SeBS writes for one configuration; `experiment_config` is SeBS's
+/// experiment config ([`crate::PerfCostSettings::sebs_experiment_config`]).
+pub fn document(result: &ConfigurationResult, experiment_config: &Value) -> Value {
+    let invocations: Map<String, Value> = keyed(result)
+        .into_iter()
+        .map(|(id, r)| (id, to_value(r)))
+        .collect();
     json!({
         "config": {
             "experiments": experiment_config,
-            "deployment": {"name": "local"},
+            "deployment": deployment_config(),
         },
         "_invocations": { result.function_name.clone(): invocations },
         "_metrics": {},
@@ -107,8 +130,11 @@ pub fn write_json(
     Ok(path)
 }
 
-/// Writes `result.csv` with one row per valid invocation, SeBS's columns and formatting
-/// (Python's `True`/`False`, an empty cell for a missing memory figure).
+/// Writes `result.csv` as SeBS's `experiment process` writes it from the result files: one
+/// row per invocation of each file, in the file's order, files in the order they were written;
+/// `memory` is the size in the file's name (0 without one), numbers and booleans as Python
+/// prints them (`True`, `2.1e-05`, an empty cell for no memory figure), lines ending in CRLF
+/// as Python's csv writer ends them.
 pub fn write_csv(dir: &Path, results: &[ConfigurationResult]) -> Result<PathBuf, WriteError> {
     let path = dir.join("result.csv");
     let err = |source| WriteError {
@@ -117,31 +143,55 @@ pub fn write_csv(dir: &Path, results: &[ConfigurationResult]) -> Result<PathBuf,
     };
     std::fs::create_dir_all(dir).map_err(err)?;
     let mut out = Vec::new();
-    let _ = writeln!(
+    let _ = write!(
         out,
-        "memory,type,is_cold,exec_time,connection_time,client_time,provider_time,mem_used"
+        "memory,type,is_cold,exec_time,connection_time,client_time,provider_time,mem_used\r\n"
     );
     for result in results {
-        for r in &result.valid {
-            let _ = writeln!(
+        for r in keyed(result).values() {
+            let _ = write!(
                 out,
-                "{},{},{},{},{},{},{},{}",
-                result.function_memory_mb,
+                "{},{},{},{},{},{},{},{}\r\n",
+                result.memory_mb.unwrap_or(0),
                 result.run_type,
                 if r.stats.cold_start { "True" } else { "False" },
                 r.times.benchmark,
-                r.times.http_startup,
+                python_float(r.times.http_startup),
                 r.times.client,
                 r.provider_times.execution,
-                r.stats
-                    .memory_used
-                    .map(|m| m.to_string())
-                    .unwrap_or_default(),
+                r.stats.memory_used.map(python_float).unwrap_or_default(),
             );
         }
     }
     std::fs::write(&path, out).map_err(err)?;
     Ok(path)
+}
+
+/// A float as Python's `repr` (and so its csv writer) prints it: the shortest digits that
+/// read back the same, fixed-point from 1e-4 up to 1e16 with at least one decimal,
+/// scientific with a signed two-digit exponent outside.
+pub fn python_float(x: f64) -> String {
+    if x.is_nan() {
+        return "nan".into();
+    }
+    if x.is_infinite() {
+        return if x > 0.0 { "inf" } else { "-inf" }.into();
+    }
+    // Rust's `{:e}` gives the same shortest digits, e.g. `2.1e-5`.
+    let scientific = format!("{x:e}");
+    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
+    let exponent: i32 = exponent.parse().unwrap_or(0);
+    if x == 0.0 || (-4..16).contains(&exponent) {
+        let fixed = format!("{x}");
+        if fixed.contains('.') {
+            fixed
+        } else {
+            fixed + ".0"
+        }
+    } else {
+        let sign = if exponent < 0 { '-' } else { '+' };
+        format!("{mantissa}e{sign}{:02}", exponent.abs())
+    }
 }
 
 #[cfg(test)]
@@ -251,5 +301,50 @@ mod tests {
         );
         assert_eq!(lines[1], "256,cold,True,100,0.0002,1500,0,12.5");
         assert_eq!(lines.len(), 3);
+        assert!(text.ends_with("12.5\r\n") && text.matches("\r\n").count() == 3);
+
+        // Without memory sizes SeBS's file names carry none, and its rows say 0; rows follow
+        // the file's sorted request ids, not their arrival.
+        let mut r = config_result();
+        r.memory_mb = None;
+        r.function_memory_mb = 128;
+        r.valid = vec![sample("z", true, 1), sample("m", true, 2)];
+        r.valid[0].stats.memory_used = None;
+        r.valid[1].times.http_startup = 2.1e-5;
+        let text = std::fs::read_to_string(write_csv(dir.path(), &[r]).unwrap()).unwrap();
+        let rows: Vec<&str> = text.lines().skip(1).collect();
+        assert_eq!(
+            rows,
+            [
+                "0,cold,True,100,2.1e-05,2,0,12.5",
+                "0,cold,True,100,0.0002,1,0,"
+            ]
+        );
+    }
+
+    #[test]
+    fn floats_print_as_python_prints_them() {
+        // Pairs checked against Python 3.11's repr.
+        for (x, python) in [
+            (0.0, "0.0"),
+            (-0.0, "-0.0"),
+            (1.0, "1.0"),
+            (100.0, "100.0"),
+            (0.0002, "0.0002"),
+            (0.0001, "0.0001"),
+            (2.1e-05, "2.1e-05"),
+            (1e-05, "1e-05"),
+            (-3.25e-07, "-3.25e-07"),
+            (123456.789, "123456.789"),
+            (1e15, "1000000000000000.0"),
+            (1e16, "1e+16"),
+            (1.5e16, "1.5e+16"),
+            (0.1 + 0.2, "0.30000000000000004"),
+            (1e-300, "1e-300"),
+            (5e-324, "5e-324"),
+            (f64::MAX, "1.7976931348623157e+308"),
+        ] {
+            assert_eq!(python_float(x), python, "{x:e}");
+        }
     }
 }

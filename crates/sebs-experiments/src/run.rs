@@ -62,6 +62,7 @@ pub async fn run_perf_cost(
         experiment.image.clone(),
         base.clone(),
     );
+    let experiment_config = settings.sebs_experiment_config(sebs_platform::host_architecture());
     let mut csv = None;
     let outcome = async {
         for memory in memories {
@@ -103,7 +104,7 @@ pub async fn run_perf_cost(
                 }
                 report
                     .files
-                    .push(results::write_json(&dir, &result, &settings.raw)?);
+                    .push(results::write_json(&dir, &result, &experiment_config)?);
                 report.configurations.push(result);
                 // Rewritten after every configuration, so an interruption keeps the rows.
                 csv = Some(results::write_csv(&dir, &report.configurations)?);

@@ -247,10 +247,16 @@ pub fn configuration(
         file: name.to_string(),
         run_type,
         memory_mb,
-        benchmark: doc
-            .pointer("/config/experiments/benchmark")
-            .and_then(Value::as_str)
-            .map(str::to_string),
+        // SeBS's experiment config holds the block under `experiments`; files of ours before
+        // it did held the perf-cost block alone.
+        benchmark: [
+            "/config/experiments/experiments/perf-cost/benchmark",
+            "/config/experiments/perf-cost/benchmark",
+            "/config/experiments/benchmark",
+        ]
+        .iter()
+        .find_map(|p| doc.pointer(p).and_then(Value::as_str))
+        .map(str::to_string),
         function_name,
         failures,
         incorrect: count("incorrect_count", "incorrect"),

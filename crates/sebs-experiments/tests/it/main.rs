@@ -1,6 +1,8 @@
 //! perf-cost on real containers: every mode gives the temperature it promises, burst runs
 //! invocations at once across containers, and the result files are SeBS's.
 
+mod sebs_readers;
+
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
@@ -13,7 +15,7 @@ use sebs_testkit::{trial, Need, Trial, ENGINE};
 use sebs_wire::{EpochMicros, Language};
 use serde_json::json;
 
-sebs_testkit::main!(trials());
+sebs_testkit::main!(trials(), sebs_readers::trials());
 
 /// The static agent our containers run, found as `sebs-local` finds it.
 static AGENT: Need = Need::new("the static agent (`cargo xtask agent`)", || {
@@ -204,4 +206,5 @@ async fn all_four_modes_on_real_containers() {
     }
     let html = std::fs::read_to_string(&written.html).unwrap();
     assert!(html.contains("cold · 192 MB"), "{html}");
+    sebs_readers::check_results_dir(&report.files);
 }

@@ -102,8 +102,15 @@ pub fn configuration(
 pub fn write(dir: &Path, configurations: &[ConfigurationResult]) {
     let raw = json!({"benchmark": "010.sleep", "experiments": ["cold", "warm", "burst", "sequential"],
         "input-size": "test", "repetitions": 25, "concurrent-invocations": 5});
+    let settings = sebs_experiments::PerfCostSettings::parse(
+        &raw.to_string(),
+        false,
+        Path::new("perf-cost.json"),
+    )
+    .unwrap();
+    let config = settings.sebs_experiment_config("x64");
     for c in configurations {
-        results::write_json(dir, c, &raw).unwrap();
+        results::write_json(dir, c, &config).unwrap();
     }
 }
 
