@@ -63,6 +63,13 @@ pub enum ContainerError {
         action: &'static str,
         source: bollard::errors::Error,
     },
+    #[error("{action} volume {volume}")]
+    Volume {
+        volume: String,
+        action: &'static str,
+        #[source]
+        source: bollard::errors::Error,
+    },
     #[error("update the resources of container {container}: the engine refused: {message}")]
     UpdateRefused { container: String, message: String },
     #[error("find the address of container {container}: {reason}")]
@@ -93,7 +100,11 @@ pub enum ContainerError {
 
 impl ContainerError {
     /// Sorts a bollard error into the variants callers act on.
-    fn from_engine(container: &str, action: &'static str, e: bollard::errors::Error) -> Self {
+    pub(crate) fn from_engine(
+        container: &str,
+        action: &'static str,
+        e: bollard::errors::Error,
+    ) -> Self {
         if let bollard::errors::Error::DockerResponseServerError {
             status_code,
             message,

@@ -58,6 +58,12 @@ pub enum ImageError {
     NotServed { image: String, served: Vec<String> },
     #[error("import the root filesystem as image {image}: the engine gave no image id")]
     NoImageId { image: String },
+    #[error("make the archive of image {image}")]
+    Archive {
+        image: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> ImageError + '_ {

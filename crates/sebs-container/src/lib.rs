@@ -14,23 +14,34 @@
 //!   [`function::StartedContainer`] with the agent's address, and [`function::wait_alive`]
 //!   polls `/alive` until the agent answers or the container dies.
 //! - [`function::ContainerGuard`] removes its container when dropped.
+//! - [`service::ServiceSpec`] describes a long-lived service container of ours (the embedded
+//!   stores): a data volume, a port published on one host address, no capabilities;
+//!   [`service::import_image`] makes a `FROM scratch` image of a few files.
 //! - [`testing`] names and labels test containers, for this and other crates' tests.
 //!
 //! Invariant: every container this crate creates carries the label `sebs-local=1`, so that
 //! [`function::remove_labelled`] can always clean up after us.
 
+pub mod binaries;
 pub mod engine;
 pub mod function;
 pub mod image;
 pub mod run;
+pub mod service;
 pub mod testing;
 
+pub use binaries::{find_static_binary, host_triple, BinaryError};
 pub use bollard::Docker;
 pub use engine::{connect, ConnectError};
 pub use function::{
     create_and_start, inspect_state, list_labelled, logs, remove, remove_labelled, stop,
     update_resources, wait_alive, ContainerError, ContainerGuard, ContainerSpec, ContainerState,
     StartedContainer,
+};
+
+pub use service::{
+    create_service, ensure_volume, image_label, import_image, inspect_service, remove_volume,
+    start_service, DataSource, ImageFile, ServiceInfo, ServiceSpec,
 };
 
 pub use image::{

@@ -1,0 +1,117 @@
+//! Finding our static binaries (the in-container agent, the embedded store) that containers
+//! run: named explicitly, by an environment variable, next to the running executable, or
+//! where `cargo xtask agent` builds them in this workspace.
+
+use std::path::{Path, PathBuf};
+
+/// Where [`find_static_binary`] looked, for a message when it found nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BinaryError {
+    #[error("find {name}: {path} (named by you or by ${env}) is not a file")]
+    Named {
+        name: String,
+        env: String,
+        path: PathBuf,
+    },
+    #[error(
+        "find {name}: it is neither next to this executable nor built in this workspace; \
+         build it with `cargo xtask agent` or set ${env}"
+    )]
+    NotFound { name: String, env: String },
+}
+
+/// The static binary `name`: `explicit` if given, else `$env`, else `name` next to the
+/// running executable, else the one `cargo xtask agent` builds in this workspace
+/// (`target/agent/<host triple>/release/<name>`).
+pub fn find_static_binary(
+    name: &str,
+    env: &str,
+    explicit: Option<&Path>,
+) -> Result<PathBuf, BinaryError> {
+    let from_env = std::env::var_os(env).map(PathBuf::from);
+    let beside_exe = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join(name)));
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .map(|root| {
+            root.join("target/agent")
+                .join(host_triple())
+                .join("release")
+                .join(name)
+        });
+    pick(
+        name,
+        env,
+        explicit.map(Path::to_path_buf),
+        from_env,
+        beside_exe,
+        workspace,
+    )
+}
+
+/// The policy of [`find_static_binary`], over candidate paths.
+fn pick(
+    name: &str,
+    env: &str,
+    explicit: Option<PathBuf>,
+    from_env: Option<PathBuf>,
+    beside_exe: Option<PathBuf>,
+    workspace: Option<PathBuf>,
+) -> Result<PathBuf, BinaryError> {
+    // A path the user named must exist; guessed ones are just skipped.
+    if let Some(p) = explicit.or(from_env) {
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(BinaryError::Named {
+                name: name.to_string(),
+                env: env.to_string(),
+                path: p,
+            })
+        };
+    }
+    [beside_exe, workspace]
+        .into_iter()
+        .flatten()
+        .find(|p| p.is_file())
+        .ok_or_else(|| BinaryError::NotFound {
+            name: name.to_string(),
+            env: env.to_string(),
+        })
+}
+
+/// The target triple `cargo xtask agent` builds for on this host.
+pub fn host_triple() -> &'static str {
+    if cfg!(target_arch = "aarch64") {
+        "aarch64-unknown-linux-gnu"
+    } else {
+        "x86_64-unknown-linux-gnu"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy() {
+        let dir = tempfile::tempdir().unwrap();
+        let present = dir.path().join("bin");
+        std::fs::write(&present, b"").unwrap();
+        let absent = dir.path().join("nope");
+        let p = |explicit, env, beside, ws| pick("x", "X_BIN", explicit, env, beside, ws);
+
+        assert_eq!(
+            p(None, None, Some(absent.clone()), Some(present.clone())),
+            Ok(present.clone())
+        );
+        let err = p(Some(absent.clone()), None, None, Some(present.clone())).unwrap_err();
+        assert!(err.to_string().contains("nope"), "{err}");
+        let err = p(None, Some(absent.clone()), None, Some(present.clone())).unwrap_err();
+        assert!(err.to_string().contains("$X_BIN"), "{err}");
+        let err = p(None, None, Some(absent), None).unwrap_err();
+        assert!(err.to_string().contains("cargo xtask agent"), "{err}");
+    }
+}
