@@ -184,8 +184,14 @@ async fn measure(settings: &Settings, out_dir: &Path, entries: &mut Vec<Entry>) 
     let fixtures = root::dir().join("fixtures");
     let bench = sebs_package::find_benchmark(&fixtures, NOOP)
         .with_context(|| format!("failed to find {NOOP} in {}", fixtures.display()))?;
-    let input = sebs_package::generate_input(&bench, Size::Test, &bench.path)
-        .with_context(|| format!("failed to generate the input of {NOOP}"))?;
+    let input = sebs_package::generate_input(
+        &bench,
+        Size::Test,
+        &Default::default(),
+        &sebs_package::NoStorage,
+    )
+    .await
+    .with_context(|| format!("failed to generate the input of {NOOP}"))?;
     let cache = PackageCache::new(out_dir.join("packages"));
     let package = {
         let bench = bench.clone();
@@ -826,6 +832,7 @@ async fn perf_cost(cx: &Ctx, out: &mut Vec<Entry>) -> Result<()> {
         package: cx.package.clone(),
         image: cx.image.clone(),
         input: cx.input.clone(),
+        env: Default::default(),
     };
     let stop = AtomicBool::new(false);
     let report =

@@ -9,7 +9,7 @@ use sebs_experiments::run::{run_perf_cost, statistics_lines, Experiment};
 use sebs_experiments::{PerfCostSettings, Progress};
 
 use crate::exit::{Exit, ExitContext, Failure};
-use crate::setup;
+use crate::{inputs, setup};
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -32,6 +32,8 @@ pub enum Command {
         /// `pids-limit` and `user`.
         #[command(flatten)]
         sandbox: setup::SandboxArgs,
+        #[command(flatten)]
+        inputs: inputs::InputArgs,
     },
 }
 
@@ -43,6 +45,7 @@ pub async fn run(command: Command) -> Result<Exit, Failure> {
         cache,
         update_code,
         sandbox,
+        inputs,
     } = command;
     let mut settings =
         PerfCostSettings::load(&config).exit(Exit::BadInput, "invalid experiment config")?;
@@ -54,7 +57,7 @@ pub async fn run(command: Command) -> Result<Exit, Failure> {
         &settings.benchmark,
         settings.language,
     )?;
-    let input = setup::generate_input(&bench, settings.input_size, &bench.path)?;
+    let prepared = inputs::prepare(&bench, settings.input_size, &inputs).await?;
     let docker = setup::docker().await?;
     let platform = setup::platform(docker, |_| {}).await?;
     let prepare = setup::prepare(
@@ -71,7 +74,8 @@ pub async fn run(command: Command) -> Result<Exit, Failure> {
         bench,
         package,
         image,
-        input,
+        input: prepared.input,
+        env: prepared.env,
     };
 
     // Ctrl-C stops after the current batch; the run then writes what it has and cleans up.

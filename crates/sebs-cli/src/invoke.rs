@@ -1,14 +1,13 @@
 //! `sebs-local invoke`: package, start, invoke N times, print results, remove.
 
-use std::path::PathBuf;
-
-use sebs_package::{validate_output, BenchmarkDir, Size, Validation};
+use sebs_package::{validate_output, BenchmarkDir, NoStorage, Size, ValidateContext, Validation};
 use sebs_platform::{Function, FunctionConfig, Platform};
+use sebs_storage::InputCalls;
 use sebs_trigger::ExecutionResult;
 use sebs_wire::Language;
 
 use crate::exit::{Exit, ExitContext, Failure};
-use crate::setup;
+use crate::{inputs, setup};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -19,9 +18,8 @@ pub struct Args {
     /// How many invocations, one after the other.
     #[arg(long, default_value_t = 1)]
     pub repetitions: usize,
-    /// The data directory handed to `input.py` (SeBS's benchmarks-data/<benchmark>).
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub inputs: inputs::InputArgs,
     /// Check every output with the benchmark's `validate_output`; exit code 4 when one is
     /// wrong.
     #[arg(long)]
@@ -32,8 +30,8 @@ pub struct Args {
 
 pub async fn run(args: Args) -> Result<Exit, Failure> {
     let bench = args.bench.find()?;
-    let data_dir = args.data_dir.clone().unwrap_or_else(|| bench.path.clone());
-    let input = setup::generate_input(&bench, args.size, &data_dir)?;
+    let prepared = inputs::prepare(&bench, args.size, &args.inputs).await?;
+    let input = prepared.input;
 
     let docker = setup::docker().await?;
     let platform = setup::platform(docker, |_| {}).await?;
@@ -44,6 +42,7 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
         &args.bench.language_version,
     );
     args.sandbox.apply(&mut config.sandbox);
+    config.env = prepared.env;
     let name = format!(
         "{}-{}-{}",
         bench.name, args.bench.language, bench.config.memory_mb
@@ -57,8 +56,9 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
             .exit(Exit::Environment, format!("failed to start {name}"))?;
         let validate = args.validate.then_some(Validate {
             bench: &bench,
-            data_dir: &data_dir,
+            context: &prepared.validate,
             language: args.bench.language,
+            storage: prepared.storage.as_ref().map(|s| s.calls.as_ref()),
         });
         let outcome = invoke_all(&platform, &function, &input, args.repetitions, validate).await;
         platform
@@ -76,8 +76,10 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
 #[derive(Clone, Copy)]
 struct Validate<'a> {
     bench: &'a BenchmarkDir,
-    data_dir: &'a std::path::Path,
+    context: &'a ValidateContext,
     language: Language,
+    /// Downloads of validators that check what the function stored.
+    storage: Option<&'a InputCalls>,
 }
 
 /// Counts of validation outcomes, summarised at the end.
@@ -96,27 +98,22 @@ async fn validate_one(
     output: &serde_json::Value,
     tally: &mut Tally,
 ) {
-    let (bench, data_dir, input, output) = (
-        v.bench.clone(),
-        v.data_dir.to_path_buf(),
-        input.clone(),
-        output.clone(),
-    );
-    let language = v.language;
-    let verdict = tokio::task::spawn_blocking(move || {
-        validate_output(&bench, &data_dir, &input, &output, language)
-    })
-    .await;
+    let verdict = match v.storage {
+        Some(storage) => {
+            validate_output(v.bench, v.context, input, output, v.language, storage).await
+        }
+        None => validate_output(v.bench, v.context, input, output, v.language, &NoStorage).await,
+    };
     match verdict {
-        Ok(Ok(Validation::Passed)) => {
+        Ok(Validation::Passed) => {
             tally.passed += 1;
             tracing::info!(invocation = n, "validation passed");
         }
-        Ok(Ok(Validation::Failed(message))) => {
+        Ok(Validation::Failed(message)) => {
             tally.failed += 1;
             tracing::error!(invocation = n, "validation failed: {message}");
         }
-        Ok(Ok(Validation::NoValidator)) => {
+        Ok(Validation::NoValidator) => {
             tally.unchecked += 1;
             if tally.unchecked == 1 {
                 tracing::warn!(
@@ -125,18 +122,12 @@ async fn validate_one(
                 );
             }
         }
-        Ok(Err(e)) => {
-            tally.failed += 1;
-            tracing::error!(
-                invocation = n,
-                "validation failed: the validator itself failed: {e}"
-            );
-        }
         Err(e) => {
             tally.failed += 1;
             tracing::error!(
                 invocation = n,
-                "validation failed: the validation task failed: {e}"
+                "validation failed: the validator itself failed: {}",
+                sebs_storage::session::error_chain(&e)
             );
         }
     }

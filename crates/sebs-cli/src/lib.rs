@@ -8,6 +8,7 @@ mod cleanup;
 mod exit;
 mod experiment;
 mod images;
+mod inputs;
 mod invoke;
 mod logs;
 mod measure;
@@ -16,6 +17,7 @@ mod report;
 mod setup;
 mod start;
 mod stop;
+mod storage;
 
 use std::process::ExitCode;
 
@@ -56,6 +58,9 @@ enum Command {
     Cleanup(cleanup::Args),
     /// Print the output of each container an out.json lists.
     Logs(logs::Args),
+    /// Object storage and NoSQL: SeBS's `storage start` and `storage stop`.
+    #[command(subcommand)]
+    Storage(storage::Command),
     /// The memory measuring process `start --measure-interval` leaves running (internal).
     #[command(hide = true)]
     Measure(measure::Args),
@@ -87,6 +92,7 @@ pub fn main() -> ExitCode {
             Command::Logs(args) => logs::run(args).await,
             Command::Measure(args) => measure::run(args).await,
             Command::Experiment(cmd) => experiment::run(cmd).await,
+            Command::Storage(cmd) => storage::run(cmd).await,
         }
     });
     match result {

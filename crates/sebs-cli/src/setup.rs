@@ -94,21 +94,17 @@ pub fn find_benchmark(
     Ok(bench)
 }
 
-/// The benchmark's input for `size`; a host without `python3` is the environment's fault,
-/// a failing `input.py` the benchmark's.
-pub fn generate_input(
-    bench: &BenchmarkDir,
-    size: sebs_package::Size,
-    data_dir: &Path,
-) -> Result<serde_json::Value, Failure> {
-    sebs_package::generate_input(bench, size, data_dir).map_err(|e| Failure {
-        exit: match e {
-            sebs_package::InputError::Spawn { .. } => Exit::Environment,
-            _ => Exit::BadInput,
-        },
-        error: anyhow::Error::new(e)
-            .context(format!("failed to generate the input of {}", bench.name)),
-    })
+/// The embedded stores' image, made from the `sebs-store` binary (found as the agent is).
+pub async fn store_image(docker: &Docker) -> Result<String, Failure> {
+    let binary = sebs_container::find_static_binary(
+        sebs_storage::embedded::STORE_BINARY,
+        sebs_storage::embedded::STORE_BIN_ENV,
+        None,
+    )
+    .exit(Exit::Environment, "no store binary")?;
+    sebs_storage::embedded::ensure_image(docker, &binary)
+        .await
+        .exit(Exit::Environment, "failed to make the store image")
 }
 
 /// The benchmarks root: `--benchmarks-dir`, `SEBS_BENCHMARKS_DIR`, `./benchmarks`, or the

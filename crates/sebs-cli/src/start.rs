@@ -8,7 +8,7 @@ use sebs_platform::{Addressing, DeploymentFile, FunctionConfig, FunctionState, P
 use sebs_ports::PortRange;
 
 use crate::exit::{Exit, ExitContext, Failure};
-use crate::{measure, setup};
+use crate::{inputs, measure, setup};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -57,9 +57,8 @@ pub struct Args {
     /// Extra label KEY=VALUE on every container (repeatable).
     #[arg(long = "label", value_parser = parse_label)]
     pub labels: Vec<(String, String)>,
-    /// The data directory handed to `input.py` (SeBS's benchmarks-data/<benchmark>).
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub inputs: inputs::InputArgs,
     /// Sample every container's memory every MS milliseconds until `stop`, which writes
     /// SeBS's memory_stats.json (and our memory_report.json).
     #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
@@ -155,8 +154,8 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
             error: anyhow::anyhow!("--cpus must be a positive number"),
         });
     }
-    let data_dir = args.data_dir.clone().unwrap_or_else(|| bench.path.clone());
-    let input = setup::generate_input(&bench, args.size, &data_dir)?;
+    let prepared = inputs::prepare(&bench, args.size, &args.inputs).await?;
+    let input = prepared.input;
 
     let docker = setup::docker().await?;
     let platform = setup::platform(docker, |config| {
@@ -178,6 +177,7 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
     fconfig.timeout_s = args.timeout.unwrap_or(fconfig.timeout_s);
     fconfig.cpus = args.cpus;
     args.sandbox.apply(&mut fconfig.sandbox);
+    fconfig.env = prepared.env;
     let name = format!(
         "{}-{}-{}",
         bench.name, args.bench.language, fconfig.memory_mb
@@ -218,6 +218,10 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
         Some(platform.config().ports.lock_dir.clone()),
     );
     file.set_memory(memory);
+    if let Some(storage) = &prepared.storage {
+        file.storage = storage.sebs_block();
+        file.sebs_local.storage = Some(storage.storage.to_file().to_json());
+    }
     if let Err(e) = file.write(&args.output) {
         // Nobody could stop containers the file does not list: take them down again.
         if let Some(section) = &file.sebs_local.memory {

@@ -239,6 +239,7 @@ mod tests {
                 cpus: Some(1.5),
                 workers: 1,
                 sandbox: Default::default(),
+                env: Default::default(),
             }),
             function_name: "010.sleep-python-256".into(),
             valid: vec![sample("a", true, 1500), sample("b", true, 1700)],

@@ -19,6 +19,8 @@ pub struct Experiment {
     pub package: Package,
     pub image: String,
     pub input: serde_json::Value,
+    /// More environment of the functions: SeBS's storage variables.
+    pub env: std::collections::BTreeMap<String, String>,
 }
 
 /// What a perf-cost run produced.
@@ -52,6 +54,7 @@ pub async fn run_perf_cost(
         &settings.language_version,
     );
     base.sandbox = settings.sandbox;
+    base.env = experiment.env.clone();
     let name_for =
         |memory: u64| format!("{}-{}-{memory}", experiment.bench.name, settings.language);
     let mut pool = FunctionPool::new(

@@ -1,11 +1,21 @@
 //! Benchmark inputs and output validation, by running the benchmark's `input.py` with the
 //! host's `python3`.
+//!
+//! `input.py` talks to storage through the functions SeBS hands it (`upload_func`,
+//! `nosql_func`, and the `storage` object of `validate_output`). Here those are stubs in a
+//! small Python driver that send each call as one JSON line to this process, which answers
+//! it through a [`StorageCalls`] the caller provides, so that this crate stays free of any
+//! storage client and the calls are made by the same code that starts the stores.
 
+use std::collections::BTreeMap;
 use std::fmt;
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::Stdio;
 use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 use sebs_wire::Language;
 
@@ -67,11 +77,144 @@ pub enum Validation {
     NoValidator,
 }
 
+/// The keys of one NoSQL table a benchmark allocates: string HASH and RANGE attributes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableKeys {
+    pub primary_key: String,
+    pub secondary_key: String,
+}
+
+/// What a benchmark needs at run time, as its `input.py` says: SeBS decides from
+/// `buckets_count()` and `allocate_nosql()`, not from `config.json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Needs {
+    /// `buckets_count()`: how many input and output prefixes; `None` without the function.
+    pub buckets: Option<(usize, usize)>,
+    /// `allocate_nosql()`: logical table name → keys; empty without the function.
+    pub tables: BTreeMap<String, TableKeys>,
+}
+
+impl Needs {
+    /// Whether the function needs object storage: some prefix to read or write.
+    /// `buckets_count()` of `(0, 0)` (SeBS's microbenchmarks have it) asks for nothing.
+    pub fn object_storage(&self) -> bool {
+        matches!(self.buckets, Some((i, o)) if i + o > 0)
+    }
+
+    /// Whether the function needs NoSQL tables.
+    pub fn nosql(&self) -> bool {
+        !self.tables.is_empty()
+    }
+}
+
+/// Where a benchmark's objects go: SeBS's one bucket per deployment and the benchmark's
+/// prefixes in it, `<benchmark>-<i>-input` and `<benchmark>-<i>-output`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BucketLayout {
+    pub bucket: String,
+    pub input_prefixes: Vec<String>,
+    pub output_prefixes: Vec<String>,
+}
+
+impl BucketLayout {
+    /// The prefixes of `benchmark` for `buckets_count()` = `(inputs, outputs)` in `bucket`.
+    pub fn new(bucket: &str, benchmark: &str, (inputs, outputs): (usize, usize)) -> Self {
+        BucketLayout {
+            bucket: bucket.to_string(),
+            input_prefixes: (0..inputs)
+                .map(|i| format!("{benchmark}-{i}-input"))
+                .collect(),
+            output_prefixes: (0..outputs)
+                .map(|i| format!("{benchmark}-{i}-output"))
+                .collect(),
+        }
+    }
+}
+
+/// One storage call that `input.py` made.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "call", rename_all = "snake_case")]
+pub enum StorageCall {
+    /// `upload_func(index, key, path)`: the file goes to `<input_prefixes[index]>/<key>`.
+    Upload {
+        index: usize,
+        key: String,
+        path: PathBuf,
+    },
+    /// `nosql_func(benchmark, table, item, (pk, v), (sk, v))`: one item, keys included.
+    NosqlPut {
+        benchmark: String,
+        table: String,
+        item: serde_json::Map<String, serde_json::Value>,
+    },
+    /// `storage.download(bucket, key, path)` in `validate_output`.
+    Download {
+        bucket: String,
+        key: String,
+        path: PathBuf,
+    },
+}
+
+/// Answers the storage calls of `input.py`. An `Err` becomes a Python exception in the
+/// script, carrying the message; a call may also be taken on and finished later (uploads
+/// run concurrently), as long as [`StorageCalls::finish`] waits for it.
+pub trait StorageCalls: Sync {
+    fn call(&self, call: StorageCall) -> impl Future<Output = Result<(), String>> + Send;
+    /// Waits for every call taken on; an `Err` fails the input.
+    fn finish(&self) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+/// No storage: every call is refused with a message saying so.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoStorage;
+
+impl StorageCalls for NoStorage {
+    async fn call(&self, call: StorageCall) -> Result<(), String> {
+        Err(match call {
+            StorageCall::Upload { .. } | StorageCall::Download { .. } => {
+                "no object storage is configured for this benchmark".to_string()
+            }
+            StorageCall::NosqlPut { .. } => {
+                "no NoSQL storage is configured for this benchmark".to_string()
+            }
+        })
+    }
+
+    async fn finish(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// What `input.py`'s `generate_input` is called with, besides the size.
+#[derive(Debug, Clone, Default)]
+pub struct InputContext {
+    /// `<benchmarks-data>/<group>/<benchmark>`, or `None` (SeBS passes None when the data
+    /// repository has no folder for the benchmark).
+    pub data_dir: Option<PathBuf>,
+    /// The bucket and prefixes; `None` for a benchmark without object storage.
+    pub buckets: Option<BucketLayout>,
+}
+
+/// What `validate_output` is called with, besides input and output.
+#[derive(Debug, Clone, Default)]
+pub struct ValidateContext {
+    pub data_dir: Option<PathBuf>,
+    /// The root of SeBS's data repository: validators that import
+    /// `sebs.utils.get_project_root()` find it as `<root>/benchmarks-data`.
+    pub data_root: Option<PathBuf>,
+}
+
 /// An input that could not be made, or an output that could not be checked.
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
-    #[error("start python3 for {benchmark}'s input.py: {source}")]
+    #[error("start python3 for {benchmark}'s input.py")]
     Spawn {
+        benchmark: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("talk to python3 running {benchmark}'s input.py")]
+    Pipe {
         benchmark: String,
         #[source]
         source: std::io::Error,
@@ -83,32 +226,27 @@ pub enum InputError {
         status: String,
         stderr: String,
     },
-    #[error(
-        "{stage} of {benchmark}: the benchmark uses {service}, which is not supported for \
-         this benchmark yet"
-    )]
-    Unsupported {
+    #[error("{stage} of {benchmark}: a storage call of input.py failed: {message}")]
+    Storage {
         benchmark: String,
         stage: &'static str,
-        service: String,
+        message: String,
     },
-    #[error(
-        "{stage} of {benchmark}: input.py printed something that is not JSON: {source}\n{stdout}"
-    )]
+    #[error("{stage} of {benchmark}: input.py printed something that is not JSON: {line}")]
     BadJson {
         benchmark: String,
         stage: &'static str,
-        stdout: String,
+        line: String,
         #[source]
         source: serde_json::Error,
     },
-    #[error("read {path}: {source}")]
+    #[error("read {path}")]
     Read {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("parse {path}: {source}")]
+    #[error("parse {path}")]
     Parse {
         path: PathBuf,
         #[source]
@@ -116,73 +254,66 @@ pub enum InputError {
     },
     #[error("generate input of {benchmark}: it has neither input.py nor input.json")]
     NoInput { benchmark: String },
+    #[error("{stage} of {benchmark}: {what}")]
+    Shape {
+        benchmark: String,
+        stage: &'static str,
+        what: String,
+    },
 }
 
-/// Runs in the host's `python3`: imports `input.py` from its path and prints one JSON
-/// value on the real stdout (the benchmark's own prints go to stderr).
-const DRIVER: &str = r#"
-import importlib.util, json, os, sys
+/// The Python side: imports `input.py`, then speaks JSON lines with us. The first line on
+/// stdin holds the call's arguments; each storage call goes out as one line on stdout and
+/// waits for its answer on stdin; the last line out is `{"result": ...}`. The benchmark's
+/// own prints go to stderr.
+const DRIVER: &str = include_str!("input_driver.py");
 
-real_stdout = sys.stdout
-sys.stdout = sys.stderr
-
-class Unsupported(Exception):
-    pass
-
-def upload_func(*args, **kwargs):
-    raise Unsupported("object storage (upload_func)")
-
-def nosql_func(*args, **kwargs):
-    raise Unsupported("a NoSQL table (nosql_func)")
-
-mode, path, name, data_dir = sys.argv[1:5]
-sys.path.insert(0, os.path.dirname(path))
-spec = importlib.util.spec_from_file_location("sebs_benchmark_input", path)
-module = importlib.util.module_from_spec(spec)
-try:
-    spec.loader.exec_module(module)
-    if mode == "generate":
-        size = sys.argv[5]
-        if hasattr(module, "buckets_count"):
-            n_in, n_out = module.buckets_count()
-            bucket = "sebs-benchmarks"
-        else:
-            n_in, n_out, bucket = 0, 0, None
-        inputs = ["{}-{}-input".format(name, i) for i in range(n_in)]
-        outputs = ["{}-{}-output".format(name, i) for i in range(n_out)]
-        result = module.generate_input(
-            data_dir, size, bucket, inputs, outputs, upload_func, nosql_func)
-    else:
-        request = json.load(sys.stdin)
-        if not hasattr(module, "validate_output"):
-            result = {"status": "none"}
-        else:
-            message = module.validate_output(
-                data_dir, request["input"], request["output"], request["language"])
-            if message is None:
-                result = {"status": "passed"}
-            else:
-                result = {"status": "failed", "message": str(message)}
-    text = json.dumps(result)
-except Unsupported as e:
-    sys.stderr.write("SEBS-UNSUPPORTED:{}\n".format(e))
-    sys.exit(3)
-real_stdout.write(text)
-real_stdout.flush()
-"#;
-
-/// Exit status of the driver when the benchmark called a storage function.
-const UNSUPPORTED_EXIT: i32 = 3;
+/// What a benchmark needs at run time: its `input.py`'s `buckets_count()` and
+/// `allocate_nosql()`, without calling anything else. A benchmark without `input.py` needs
+/// nothing.
+pub async fn inspect_needs(bench: &BenchmarkDir) -> Result<Needs, InputError> {
+    let input_py = bench.path.join("input.py");
+    if !input_py.is_file() {
+        return Ok(Needs::default());
+    }
+    let answer = run_driver(
+        bench,
+        "inspect input.py",
+        "inspect",
+        serde_json::json!({}),
+        &NoStorage,
+    )
+    .await?;
+    #[derive(Deserialize)]
+    struct Inspected {
+        buckets: Option<(usize, usize)>,
+        #[serde(default)]
+        tables: Option<BTreeMap<String, TableKeys>>,
+    }
+    let inspected: Inspected = serde_json::from_value(answer).map_err(|e| InputError::Shape {
+        benchmark: bench.name.clone(),
+        stage: "inspect input.py",
+        what: format!(
+            "buckets_count() must return two integers and allocate_nosql() a dict of \
+                 {{table: {{\"primary_key\": name, \"secondary_key\": name}}}}: {e}"
+        ),
+    })?;
+    Ok(Needs {
+        buckets: inspected.buckets,
+        tables: inspected.tables.unwrap_or_default(),
+    })
+}
 
 /// The input for `bench` at `size`: what `input.py`'s `generate_input` returns, or, for a
 /// benchmark without `input.py`, the contents of its `input.json` (one input for all sizes).
 ///
-/// `data_dir` is the benchmark's folder in SeBS's `benchmarks-data`, passed through as is.
-/// Storage and NoSQL benchmarks fail with [`InputError::Unsupported`] when they upload.
-pub fn generate_input(
+/// Uploads and NoSQL items the script makes go through `storage`; its work is waited for
+/// ([`StorageCalls::finish`]) before the input is returned.
+pub async fn generate_input(
     bench: &BenchmarkDir,
     size: Size,
-    data_dir: &Path,
+    context: &InputContext,
+    storage: &impl StorageCalls,
 ) -> Result<serde_json::Value, InputError> {
     let input_py = bench.path.join("input.py");
     if !input_py.is_file() {
@@ -198,39 +329,76 @@ pub fn generate_input(
         })?;
         return serde_json::from_str(&text).map_err(|source| InputError::Parse { path, source });
     }
-    run_driver(
-        bench,
-        "generate input",
-        &input_py,
-        data_dir,
-        &[size.as_str()],
-        None,
-    )
+    let (bucket, inputs, outputs) = match &context.buckets {
+        Some(b) => (
+            Some(b.bucket.clone()),
+            b.input_prefixes.clone(),
+            b.output_prefixes.clone(),
+        ),
+        None => (None, Vec::new(), Vec::new()),
+    };
+    let args = serde_json::json!({
+        "size": size.as_str(),
+        "data_dir": context.data_dir,
+        "bucket": bucket,
+        "input_prefixes": inputs,
+        "output_prefixes": outputs,
+    });
+    let stage = "generate input";
+    let value = run_driver(bench, stage, "generate", args, storage).await?;
+    storage
+        .finish()
+        .await
+        .map_err(|message| InputError::Storage {
+            benchmark: bench.name.clone(),
+            stage,
+            message,
+        })?;
+    Ok(value)
 }
 
 /// Checks `output` (the handler's return value) for `input` with the benchmark's
-/// `validate_output(data_dir, input, output, language)`.
-pub fn validate_output(
+/// `validate_output(data_dir, input, output, language[, storage])`; validators that take a
+/// `storage` argument get one whose `download` goes through `storage`.
+pub async fn validate_output(
     bench: &BenchmarkDir,
-    data_dir: &Path,
+    context: &ValidateContext,
     input: &serde_json::Value,
     output: &serde_json::Value,
     language: Language,
+    storage: &impl StorageCalls,
 ) -> Result<Validation, InputError> {
     let input_py = bench.path.join("input.py");
     if !input_py.is_file() {
         return Ok(Validation::NoValidator);
     }
-    let request =
-        serde_json::json!({"input": input, "output": output, "language": language.as_str()});
-    let answer = run_driver(
-        bench,
-        "validate output",
-        &input_py,
-        data_dir,
-        &[],
-        Some(request.to_string()),
-    )?;
+    // `get_project_root() / "benchmarks-data"` must be the data root in use: a folder of
+    // our own whose `benchmarks-data` points there.
+    let project_root = match &context.data_root {
+        Some(root) => {
+            let dir = tempfile::Builder::new()
+                .prefix("sebs-local-project-")
+                .tempdir()
+                .map_err(|source| InputError::Read {
+                    path: std::env::temp_dir(),
+                    source,
+                })?;
+            let link = dir.path().join("benchmarks-data");
+            let target = std::path::absolute(root).unwrap_or_else(|_| root.clone());
+            std::os::unix::fs::symlink(&target, &link)
+                .map_err(|source| InputError::Read { path: link, source })?;
+            Some(dir)
+        }
+        None => None,
+    };
+    let args = serde_json::json!({
+        "data_dir": context.data_dir,
+        "input": input,
+        "output": output,
+        "language": language.as_str(),
+        "project_root": project_root.as_ref().map(|d| d.path()),
+    });
+    let answer = run_driver(bench, "validate output", "validate", args, storage).await?;
     let status = answer.get("status").and_then(|s| s.as_str()).unwrap_or("");
     Ok(match status {
         "passed" => Validation::Passed,
@@ -245,74 +413,105 @@ pub fn validate_output(
     })
 }
 
-fn run_driver(
+/// One line the driver writes on stdout.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum DriverLine {
+    Result {
+        result: serde_json::Value,
+    },
+    /// The storage call that the script's failure came from (the script may have caught and
+    /// re-raised it as something else, so this is sent before it exits).
+    StorageFailed {
+        storage_failed: String,
+    },
+    Call(StorageCall),
+}
+
+async fn run_driver(
     bench: &BenchmarkDir,
     stage: &'static str,
-    input_py: &Path,
-    data_dir: &Path,
-    extra: &[&str],
-    stdin: Option<String>,
+    mode: &str,
+    args: serde_json::Value,
+    storage: &impl StorageCalls,
 ) -> Result<serde_json::Value, InputError> {
-    let mut child = Command::new("python3")
+    let pipe_err = |source| InputError::Pipe {
+        benchmark: bench.name.clone(),
+        source,
+    };
+    let mut child = tokio::process::Command::new("python3")
         .arg("-B")
         .arg("-c")
         .arg(DRIVER)
-        .arg(if stdin.is_some() {
-            "validate"
-        } else {
-            "generate"
-        })
-        .arg(input_py)
+        .arg(mode)
+        .arg(bench.path.join("input.py"))
         .arg(&bench.name)
-        .arg(data_dir)
-        .args(extra)
         .current_dir(&bench.path)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .kill_on_drop(true)
         .spawn()
         .map_err(|source| InputError::Spawn {
             benchmark: bench.name.clone(),
             source,
         })?;
-    let mut child_stdin = child.stdin.take();
-    let writer = std::thread::spawn(move || {
-        if let (Some(pipe), Some(text)) = (child_stdin.as_mut(), stdin) {
-            // A script that exits without reading its input is reported by its status.
-            let _ = pipe.write_all(text.as_bytes());
-        }
-    });
-    let mut child_stderr = child.stderr.take();
-    let err_reader = std::thread::spawn(move || {
+    let mut stdin = child.stdin.take();
+    let stdout = child.stdout.take();
+    let mut stderr_pipe = child.stderr.take();
+    // stderr is read concurrently, so that a chatty script never blocks on a full pipe.
+    let stderr_task = tokio::spawn(async move {
         let mut s = Vec::new();
-        if let Some(e) = child_stderr.as_mut() {
-            let _ = e.read_to_end(&mut s);
+        if let Some(e) = stderr_pipe.as_mut() {
+            let _ = e.read_to_end(&mut s).await;
         }
         s
     });
-    let mut out = Vec::new();
-    if let Some(o) = child.stdout.as_mut() {
-        let _ = o.read_to_end(&mut out);
-    }
-    let status = child.wait().map_err(|source| InputError::Spawn {
-        benchmark: bench.name.clone(),
-        source,
-    })?;
-    let _ = writer.join();
-    let stderr = String::from_utf8_lossy(&err_reader.join().unwrap_or_default()).into_owned();
-    if !status.success() {
-        if status.code() == Some(UNSUPPORTED_EXIT) {
-            if let Some(service) = stderr
-                .lines()
-                .find_map(|l| l.strip_prefix("SEBS-UNSUPPORTED:"))
-            {
-                return Err(InputError::Unsupported {
-                    benchmark: bench.name.clone(),
-                    stage,
-                    service: service.to_string(),
-                });
+
+    let mut result = None;
+    let mut storage_failure = None;
+    let mut bad_line = None;
+    if let (Some(input), Some(output)) = (stdin.as_mut(), stdout) {
+        let mut line = args.to_string();
+        line.push('\n');
+        // A script that dies while importing never reads its arguments; its exit status
+        // tells why, so a broken pipe here is not the error to report.
+        let mut alive = input.write_all(line.as_bytes()).await.is_ok();
+        let mut lines = BufReader::new(output).lines();
+        while let Some(text) = lines.next_line().await.map_err(pipe_err)? {
+            match serde_json::from_str::<DriverLine>(&text) {
+                Ok(DriverLine::Result { result: r }) => result = Some(r),
+                Ok(DriverLine::StorageFailed { storage_failed }) => {
+                    storage_failure = Some(storage_failed)
+                }
+                Ok(DriverLine::Call(call)) => {
+                    let answer = match storage.call(call).await {
+                        Ok(()) => serde_json::json!({"ok": true}),
+                        Err(message) => serde_json::json!({"error": message}),
+                    };
+                    let mut reply = answer.to_string();
+                    reply.push('\n');
+                    if alive {
+                        alive = input.write_all(reply.as_bytes()).await.is_ok();
+                    }
+                }
+                Err(source) => {
+                    bad_line.get_or_insert((text, source));
+                }
             }
         }
+    }
+    drop(stdin);
+    let status = child.wait().await.map_err(pipe_err)?;
+    let stderr = String::from_utf8_lossy(&stderr_task.await.unwrap_or_default()).into_owned();
+    if let Some(message) = storage_failure {
+        return Err(InputError::Storage {
+            benchmark: bench.name.clone(),
+            stage,
+            message,
+        });
+    }
+    if !status.success() {
         let status = match status.code() {
             Some(c) => format!("status {c}"),
             None => status.to_string(),
@@ -324,12 +523,18 @@ fn run_driver(
             stderr,
         });
     }
-    let stdout = String::from_utf8_lossy(&out).into_owned();
-    serde_json::from_str(&stdout).map_err(|source| InputError::BadJson {
+    if let Some((line, source)) = bad_line {
+        return Err(InputError::BadJson {
+            benchmark: bench.name.clone(),
+            stage,
+            line,
+            source,
+        });
+    }
+    result.ok_or_else(|| InputError::Shape {
         benchmark: bench.name.clone(),
         stage,
-        stdout,
-        source,
+        what: format!("input.py ended without an answer; its stderr:\n{stderr}"),
     })
 }
 
@@ -346,5 +551,54 @@ mod tests {
             "medium".parse::<Size>().unwrap_err().to_string(),
             "unknown input size \"medium\": expected \"test\", \"small\" or \"large\""
         );
+    }
+
+    #[test]
+    fn bucket_layouts() {
+        let check = |counts, inputs: &[&str], outputs: &[&str]| {
+            let got = BucketLayout::new("b", "311.compression", counts);
+            assert_eq!(got.bucket, "b");
+            assert_eq!(got.input_prefixes, inputs);
+            assert_eq!(got.output_prefixes, outputs);
+        };
+        check((0, 0), &[], &[]);
+        check(
+            (1, 1),
+            &["311.compression-0-input"],
+            &["311.compression-0-output"],
+        );
+        check(
+            (2, 0),
+            &["311.compression-0-input", "311.compression-1-input"],
+            &[],
+        );
+    }
+
+    #[test]
+    fn needs() {
+        let check = |buckets, tables: &[&str], object: bool, nosql: bool| {
+            let needs = Needs {
+                buckets,
+                tables: tables
+                    .iter()
+                    .map(|t| {
+                        (
+                            t.to_string(),
+                            TableKeys {
+                                primary_key: "a".into(),
+                                secondary_key: "b".into(),
+                            },
+                        )
+                    })
+                    .collect(),
+            };
+            assert_eq!(needs.object_storage(), object, "{needs:?}");
+            assert_eq!(needs.nosql(), nosql, "{needs:?}");
+        };
+        check(None, &[], false, false);
+        check(Some((0, 0)), &[], false, false);
+        check(Some((1, 0)), &[], true, false);
+        check(Some((0, 1)), &["cart"], true, true);
+        check(None, &["cart"], false, true);
     }
 }

@@ -11,7 +11,9 @@
 //!   SeBS's local platform does ([`layout`]), named by a content hash, built once per hash.
 //! - [`BuildEnv`] installs dependencies ([`InstallRequest`]); [`NoDeps`] refuses to.
 //! - [`generate_input`] and [`validate_output`] run the benchmark's `input.py` for a
-//!   [`Size`] and report a [`Validation`].
+//!   [`Size`] and report a [`Validation`]; [`inspect_needs`] says what [`Needs`] it has
+//!   (object storage, NoSQL tables). Its storage calls are answered by a [`StorageCalls`]
+//!   the caller provides.
 
 pub mod benchmark;
 pub mod cache;
@@ -27,6 +29,9 @@ pub use benchmark::{
 pub use cache::{default_cache_root, Package, PackageCache, PackageError};
 pub use config::{BenchmarkConfig, ConfigError, Module};
 pub use deps::{BuildEnv, BuildError, Install, InstallRequest, NoDeps};
-pub use input::{generate_input, validate_output, InputError, Size, Validation};
+pub use input::{
+    generate_input, inspect_needs, validate_output, BucketLayout, InputContext, InputError, Needs,
+    NoStorage, Size, StorageCall, StorageCalls, TableKeys, ValidateContext, Validation,
+};
 pub use layout::{wrapper_files, LayoutError};
 pub use sebs_wire::Language;

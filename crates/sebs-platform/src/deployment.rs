@@ -98,6 +98,10 @@ pub struct LocalSection {
     /// versions that did not record it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<SandboxRecord>,
+    /// The whole storage file the functions use (SeBS's nesting, object and NoSQL), where
+    /// SeBS's `storage` above holds only the object storage block.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<serde_json::Value>,
 }
 
 /// The measuring process of a deployment (see [`crate::memory`]), for `stop` to end it.
@@ -221,6 +225,7 @@ impl DeploymentFile {
                 instances,
                 memory: None,
                 sandbox: functions.first().map(|f| f.sandbox.clone()),
+                storage: None,
             },
             storage: serde_json::Value::Null,
         }

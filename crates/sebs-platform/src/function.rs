@@ -102,6 +102,9 @@ pub struct FunctionConfig {
     pub workers: usize,
     /// What the function may write, how many tasks it may hold, whom it runs as.
     pub sandbox: Sandbox,
+    /// More environment variables of the function, e.g. SeBS's storage variables
+    /// (`MINIO_ADDRESS`, `NOSQL_STORAGE_TABLE_<name>`, ...).
+    pub env: BTreeMap<String, String>,
 }
 
 impl FunctionConfig {
@@ -114,6 +117,7 @@ impl FunctionConfig {
             cpus: None,
             workers: 1,
             sandbox: Sandbox::default(),
+            env: BTreeMap::new(),
         }
     }
 }
@@ -671,6 +675,8 @@ impl Platform {
         if let Ok(user) = std::env::var("USER") {
             spec.env.push((sebs_wire::env::USER.to_string(), user));
         }
+        spec.env
+            .extend(l.config.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         spec
     }
 

@@ -27,7 +27,8 @@ pub fn config_change(old: &FunctionConfig, new: &FunctionConfig) -> ConfigChange
         || old.timeout_s != new.timeout_s
         || old.workers != new.workers
         // The engine changes none of the sandbox on a running container.
-        || old.sandbox != new.sandbox;
+        || old.sandbox != new.sandbox
+        || old.env != new.env;
     // The engine treats a CPU limit of 0 in an update as "unchanged", so dropping one needs
     // a new container.
     let cpu_limit_removed = old.cpus.is_some() && new.cpus.is_none();
@@ -155,6 +156,7 @@ mod tests {
             cpus: Some(1.0),
             workers: 1,
             sandbox: crate::Sandbox::default(),
+            env: Default::default(),
         };
         let check = |change: &dyn Fn(&mut FunctionConfig), expect: ConfigChange| {
             let mut new = base.clone();
@@ -171,6 +173,13 @@ mod tests {
         check(&|c| c.sandbox.pids_limit = None, ConfigChange::Replace);
         check(
             &|c| c.sandbox.user = crate::FunctionUser::Root,
+            ConfigChange::Replace,
+        );
+        check(
+            &|c| {
+                c.env
+                    .insert("MINIO_ADDRESS".into(), "172.17.0.2:9000".into());
+            },
             ConfigChange::Replace,
         );
         check(

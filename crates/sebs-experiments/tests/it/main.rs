@@ -81,14 +81,21 @@ async fn all_four_modes_on_real_containers() {
     let package = PackageCache::new(cache.path())
         .get_or_build(&bench, Language::Python, "3.11", &NoDeps, false)
         .unwrap();
-    let input =
-        sebs_package::generate_input(&bench, sebs_package::Size::Test, &bench.path).unwrap();
+    let input = sebs_package::generate_input(
+        &bench,
+        sebs_package::Size::Test,
+        &Default::default(),
+        &sebs_package::NoStorage,
+    )
+    .await
+    .unwrap();
     let experiment = Experiment {
         platform: platform.clone(),
         bench,
         package,
         image,
         input,
+        env: Default::default(),
     };
 
     let settings = PerfCostSettings::parse(

@@ -73,6 +73,7 @@ pub fn configuration(
             cpus: None,
             workers: 1,
             sandbox: Default::default(),
+            env: Default::default(),
         }),
         function_name: format!("010.sleep-python-{memory}"),
         valid: (0..n)

@@ -1,0 +1,296 @@
+//! A benchmark's input, made as SeBS makes it: its data folder, its storage (the embedded
+//! stores, or `--storage FILE`), its bucket and tables, and `input.py`'s uploads.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sebs_package::{
+    BenchmarkDir, InputContext, InputError, Needs, NoStorage, Size, ValidateContext,
+};
+use sebs_storage::embedded::{self, Kind, StoreOptions};
+use sebs_storage::{InputCalls, Storage, StorageError, StorageFile};
+
+use crate::exit::{Exit, ExitContext, Failure};
+use crate::setup;
+
+/// Where SeBS's benchmark data is looked up without `--data-dir`.
+pub const DATA_DIR_ENV: &str = "SEBS_DATA_DIR";
+/// SeBS's data repository, for messages.
+const DATA_REPOSITORY: &str = "https://github.com/spcl/serverless-benchmarks-data";
+
+/// The options of every command that makes a benchmark's input.
+#[derive(Debug, Clone, clap::Args)]
+pub struct InputArgs {
+    /// SeBS's benchmark data (a clone of serverless-benchmarks-data): else SEBS_DATA_DIR,
+    /// else ./benchmarks-data. input.py gets <DIR>/<group>/<benchmark>.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Object storage and NoSQL to use: a storage file of `sebs-local storage start`, of
+    /// SeBS's `sebs storage start`, or one naming any S3/DynamoDB endpoint. Without it, a
+    /// benchmark that needs storage uses the embedded stores (started on first use).
+    #[arg(long, value_name = "FILE")]
+    pub storage: Option<PathBuf>,
+}
+
+/// The storage a deployment uses.
+pub struct InUse {
+    pub storage: Storage,
+    /// Answers the validators' downloads too.
+    pub calls: Arc<InputCalls>,
+}
+
+impl InUse {
+    /// SeBS's object storage block for `out.json`, or null.
+    pub fn sebs_block(&self) -> serde_json::Value {
+        self.storage
+            .object
+            .as_ref()
+            .and_then(|o| serde_json::to_value(&o.config).ok())
+            .unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// A benchmark's input and what its functions need to find their storage.
+pub struct PreparedInput {
+    pub input: serde_json::Value,
+    /// SeBS's storage variables for the function containers.
+    pub env: BTreeMap<String, String>,
+    pub storage: Option<InUse>,
+    pub validate: ValidateContext,
+}
+
+/// The data root: `--data-dir`, `SEBS_DATA_DIR`, or `./benchmarks-data` if it exists.
+/// Made absolute: `input.py` runs in its benchmark's folder.
+pub fn data_root(cli: Option<&Path>) -> Option<PathBuf> {
+    let chosen = if let Some(dir) = cli {
+        dir.to_path_buf()
+    } else if let Some(dir) = std::env::var_os(DATA_DIR_ENV).filter(|d| !d.is_empty()) {
+        PathBuf::from(dir)
+    } else {
+        let local = PathBuf::from("benchmarks-data");
+        if !local.is_dir() {
+            return None;
+        }
+        local
+    };
+    Some(std::path::absolute(&chosen).unwrap_or(chosen))
+}
+
+/// Makes `bench`'s input at `size`: starts or finds its storage, makes its bucket and
+/// tables, and runs `generate_input` with uploads going there.
+pub async fn prepare(
+    bench: &BenchmarkDir,
+    size: Size,
+    args: &InputArgs,
+) -> Result<PreparedInput, Failure> {
+    let needs = sebs_package::inspect_needs(bench)
+        .await
+        .map_err(|e| input_failure(e, bench))?;
+    let root = data_root(args.data_dir.as_deref());
+    let data_dir = root
+        .as_ref()
+        .map(|r| r.join(&bench.group).join(&bench.name))
+        .filter(|d| d.is_dir());
+    // A benchmark with input prefixes uploads its data folder: without it, stop before any
+    // container starts.
+    if matches!(needs.buckets, Some((inputs, _)) if inputs > 0) && data_dir.is_none() {
+        let expected = root
+            .as_ref()
+            .map(|r| r.join(&bench.group).join(&bench.name).display().to_string())
+            .unwrap_or_else(|| format!("./benchmarks-data/{}/{}", bench.group, bench.name));
+        return Err(Failure {
+            exit: Exit::BadInput,
+            error: anyhow::anyhow!(
+                "{} uploads its input data from {expected}, which does not exist; SeBS's data \
+                 lives in {DATA_REPOSITORY}: clone it and pass --data-dir (or set {DATA_DIR_ENV})",
+                bench.name
+            ),
+        });
+    }
+    let validate = ValidateContext {
+        data_dir: data_dir.clone(),
+        data_root: root.clone(),
+    };
+    if !needs.object_storage() && !needs.nosql() {
+        let context = InputContext {
+            data_dir,
+            buckets: None,
+        };
+        let input = sebs_package::generate_input(bench, size, &context, &NoStorage)
+            .await
+            .map_err(|e| input_failure(e, bench))?;
+        return Ok(PreparedInput {
+            input,
+            env: BTreeMap::new(),
+            storage: None,
+            validate,
+        });
+    }
+
+    let storage = match &args.storage {
+        Some(path) => {
+            let file = StorageFile::read(path).exit(Exit::BadInput, "invalid --storage file")?;
+            let name = path.display().to_string();
+            let storage = Storage::from_file(&file, &name)
+                .await
+                .map_err(|e| storage_failure(e, "failed to use the storage file"))?;
+            storage
+                .check(&bench.name, &needs, &name)
+                .map_err(|e| storage_failure(e, "wrong storage for this benchmark"))?;
+            storage
+        }
+        None => embedded_storage(&needs).await?,
+    };
+    let resources = sebs_storage::prepare_resources(&storage, &bench.name, &needs)
+        .await
+        .map_err(|e| {
+            storage_failure(
+                e,
+                format!("failed to prepare the storage of {}", bench.name),
+            )
+        })?;
+    let calls = Arc::new(with_progress_bar(InputCalls::new(
+        storage.clone(),
+        resources.clone(),
+    )));
+    let context = InputContext {
+        data_dir,
+        buckets: resources.buckets.clone(),
+    };
+    let generated = sebs_package::generate_input(bench, size, &context, calls.as_ref()).await;
+    let input = match generated {
+        Ok(input) => input,
+        Err(e) => {
+            // The typed cause of a storage call's failure decides the exit code.
+            if let Some(cause) = calls.take_failure() {
+                return Err(storage_failure(
+                    cause,
+                    format!("failed to generate the input of {}", bench.name),
+                ));
+            }
+            return Err(input_failure(e, bench));
+        }
+    };
+    let progress = calls.progress();
+    if progress.files_total > 0 {
+        tracing::info!(
+            "inputs of {} in bucket {}: {} uploaded, {} already there ({:.1} MB)",
+            bench.name,
+            resources
+                .buckets
+                .as_ref()
+                .map(|b| b.bucket.as_str())
+                .unwrap_or("-"),
+            progress.files_total - progress.files_skipped,
+            progress.files_skipped,
+            progress.bytes_total as f64 / 1e6
+        );
+    }
+    let env = sebs_storage::function_env(&storage, &resources);
+    Ok(PreparedInput {
+        input,
+        env,
+        storage: Some(InUse { storage, calls }),
+        validate,
+    })
+}
+
+/// The embedded stores `needs` asks for, found running or started, each announced in one
+/// line that says where it is and how to stop it.
+async fn embedded_storage(needs: &Needs) -> Result<Storage, Failure> {
+    let docker = setup::docker().await?;
+    let mut file = StorageFile::default();
+    let mut image = None;
+    for (kind, wanted) in [
+        (Kind::Object, needs.object_storage()),
+        (Kind::Nosql, needs.nosql()),
+    ] {
+        if !wanted {
+            continue;
+        }
+        let name = embedded::default_name(kind);
+        let found = embedded::find(&docker, kind, &name)
+            .await
+            .map_err(|e| crate::storage::store_failure(e, kind))?;
+        let (store, what) = match found {
+            Some(store) => (store, "in use"),
+            None => {
+                let tag = match &image {
+                    Some(tag) => tag,
+                    None => image.insert(setup::store_image(&docker).await?),
+                };
+                let store = embedded::start(&docker, tag, &StoreOptions::embedded(kind))
+                    .await
+                    .map_err(|e| crate::storage::store_failure(e, kind))?;
+                (store, "started")
+            }
+        };
+        tracing::info!(
+            "embedded {} {what} at {} (container {}, data in {}); stop it with \
+             `sebs-local storage stop --embedded`",
+            kind.describe(),
+            store.address,
+            store.container.name,
+            store.data,
+        );
+        match kind {
+            Kind::Object => file.object = Some(store.minio_config()),
+            Kind::Nosql => file.nosql = Some(store.scylladb_config()),
+        }
+    }
+    Storage::from_file(&file, "the embedded stores")
+        .await
+        .map_err(|e| storage_failure(e, "failed to use the embedded stores"))
+}
+
+/// On a terminal, a progress bar over the bytes `input.py` uploads.
+fn with_progress_bar(calls: InputCalls) -> InputCalls {
+    if !std::io::stderr().is_terminal() {
+        return calls;
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "uploading inputs [{bar:30}] {bytes}/{total_bytes} {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    calls.with_progress(move |p| {
+        bar.set_length(p.bytes_total);
+        bar.set_position(p.bytes_done);
+        bar.set_message(format!("{}/{} files", p.files_done, p.files_total));
+        if p.files_done == p.files_total {
+            bar.finish_and_clear();
+        }
+    })
+}
+
+/// A storage failure with the exit code of its cause.
+pub fn storage_failure(
+    e: StorageError,
+    context: impl std::fmt::Display + Send + Sync + 'static,
+) -> Failure {
+    let exit = if e.is_bad_input() {
+        Exit::BadInput
+    } else {
+        Exit::Environment
+    };
+    Failure {
+        exit,
+        error: anyhow::Error::new(e).context(context),
+    }
+}
+
+/// A failure of `input.py`: a host without `python3` is the environment's fault, anything
+/// else the benchmark's.
+pub fn input_failure(e: InputError, bench: &BenchmarkDir) -> Failure {
+    Failure {
+        exit: match e {
+            InputError::Spawn { .. } | InputError::Pipe { .. } => Exit::Environment,
+            _ => Exit::BadInput,
+        },
+        error: anyhow::Error::new(e).context(format!("failed to make the input of {}", bench.name)),
+    }
+}
