@@ -52,12 +52,12 @@ pub async fn run(command: Command) -> Result<Exit, Failure> {
     sandbox.apply(&mut settings.sandbox);
     // As SeBS's `--update-code`, the flag decides, whatever the file says.
     settings.sebs.update_code = update_code;
-    let bench = setup::find_benchmark(
+    let mut bench = setup::find_benchmark(
         benchmarks_dir.as_deref(),
         &settings.benchmark,
         settings.language,
     )?;
-    let prepared = inputs::prepare(&bench, settings.input_size, &inputs).await?;
+    let prepared = inputs::prepare(&mut bench, settings.input_size, &inputs).await?;
     let docker = setup::docker().await?;
     let platform = setup::platform(docker, |_| {}).await?;
     let prepare = setup::prepare(

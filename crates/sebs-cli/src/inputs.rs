@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use sebs_package::{
-    BenchmarkDir, InputContext, InputError, Needs, NoStorage, Size, ValidateContext,
+    BenchmarkDir, InputContext, InputError, Module, NoStorage, Size, ValidateContext,
 };
 use sebs_storage::embedded::{self, Kind, StoreOptions};
 use sebs_storage::{InputCalls, Storage, StorageError, StorageFile};
@@ -24,7 +24,8 @@ const DATA_REPOSITORY: &str = "https://github.com/spcl/serverless-benchmarks-dat
 #[derive(Debug, Clone, clap::Args)]
 pub struct InputArgs {
     /// SeBS's benchmark data (a clone of serverless-benchmarks-data): else SEBS_DATA_DIR,
-    /// else ./benchmarks-data. input.py gets <DIR>/<group>/<benchmark>.
+    /// ./benchmarks-data, or benchmarks-data beside or inside the benchmarks directory.
+    /// input.py gets <DIR>/<group>/<benchmark>.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// Object storage and NoSQL to use: a storage file of `sebs-local storage start`, of
@@ -41,17 +42,6 @@ pub struct InUse {
     pub calls: Arc<InputCalls>,
 }
 
-impl InUse {
-    /// SeBS's object storage block for `out.json`, or null.
-    pub fn sebs_block(&self) -> serde_json::Value {
-        self.storage
-            .object
-            .as_ref()
-            .and_then(|o| serde_json::to_value(&o.config).ok())
-            .unwrap_or(serde_json::Value::Null)
-    }
-}
-
 /// A benchmark's input and what its functions need to find their storage.
 pub struct PreparedInput {
     pub input: serde_json::Value,
@@ -61,34 +51,52 @@ pub struct PreparedInput {
     pub validate: ValidateContext,
 }
 
-/// The data root: `--data-dir`, `SEBS_DATA_DIR`, or `./benchmarks-data` if it exists.
-/// Made absolute: `input.py` runs in its benchmark's folder.
-pub fn data_root(cli: Option<&Path>) -> Option<PathBuf> {
-    let chosen = if let Some(dir) = cli {
-        dir.to_path_buf()
-    } else if let Some(dir) = std::env::var_os(DATA_DIR_ENV).filter(|d| !d.is_empty()) {
-        PathBuf::from(dir)
-    } else {
-        let local = PathBuf::from("benchmarks-data");
-        if !local.is_dir() {
-            return None;
+/// The data root: `--data-dir`, `SEBS_DATA_DIR`, `./benchmarks-data`, then
+/// `benchmarks-data` beside the benchmarks root (a SeBS checkout has `benchmarks/` and
+/// `benchmarks-data/` side by side) or inside it (this repository's fixtures). Made
+/// absolute: `input.py` runs in its benchmark's folder.
+pub fn data_root(cli: Option<&Path>, bench: &BenchmarkDir) -> Option<PathBuf> {
+    let env = std::env::var_os(DATA_DIR_ENV)
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from);
+    let chosen = match cli.map(Path::to_path_buf).or(env) {
+        Some(dir) => dir,
+        None => {
+            let benchmarks_root = bench.path.parent().and_then(Path::parent);
+            let candidates = [
+                Some(PathBuf::from("benchmarks-data")),
+                benchmarks_root
+                    .and_then(Path::parent)
+                    .map(|p| p.join("benchmarks-data")),
+                benchmarks_root.map(|p| p.join("benchmarks-data")),
+            ];
+            candidates.into_iter().flatten().find(|p| p.is_dir())?
         }
-        local
     };
     Some(std::path::absolute(&chosen).unwrap_or(chosen))
 }
 
 /// Makes `bench`'s input at `size`: starts or finds its storage, makes its bucket and
-/// tables, and runs `generate_input` with uploads going there.
+/// tables, and runs `generate_input` with uploads going there. What storage the benchmark
+/// uses (its `input.py` and its `config.json`'s `modules`) joins its `modules`, so that its
+/// package ships our modules for them.
 pub async fn prepare(
-    bench: &BenchmarkDir,
+    bench: &mut BenchmarkDir,
     size: Size,
     args: &InputArgs,
 ) -> Result<PreparedInput, Failure> {
     let needs = sebs_package::inspect_needs(bench)
         .await
         .map_err(|e| input_failure(e, bench))?;
-    let root = data_root(args.data_dir.as_deref());
+    let want_object = needs.object_storage() || bench.config.modules.contains(&Module::Storage);
+    let want_nosql = needs.nosql() || bench.config.modules.contains(&Module::Nosql);
+    for (wanted, module) in [(want_object, Module::Storage), (want_nosql, Module::Nosql)] {
+        if wanted && !bench.config.modules.contains(&module) {
+            bench.config.modules.push(module);
+        }
+    }
+    let bench: &BenchmarkDir = bench;
+    let root = data_root(args.data_dir.as_deref(), bench);
     let data_dir = root
         .as_ref()
         .map(|r| r.join(&bench.group).join(&bench.name))
@@ -113,7 +121,7 @@ pub async fn prepare(
         data_dir: data_dir.clone(),
         data_root: root.clone(),
     };
-    if !needs.object_storage() && !needs.nosql() {
+    if !want_object && !want_nosql {
         let context = InputContext {
             data_dir,
             buckets: None,
@@ -133,15 +141,15 @@ pub async fn prepare(
         Some(path) => {
             let file = StorageFile::read(path).exit(Exit::BadInput, "invalid --storage file")?;
             let name = path.display().to_string();
-            let storage = Storage::from_file(&file, &name)
+            let mut storage = Storage::from_file(&file, &name)
                 .await
                 .map_err(|e| storage_failure(e, "failed to use the storage file"))?;
             storage
-                .check(&bench.name, &needs, &name)
+                .keep_only(&bench.name, want_object, want_nosql, &name)
                 .map_err(|e| storage_failure(e, "wrong storage for this benchmark"))?;
             storage
         }
-        None => embedded_storage(&needs).await?,
+        None => embedded_storage(want_object, want_nosql).await?,
     };
     let resources = sebs_storage::prepare_resources(&storage, &bench.name, &needs)
         .await
@@ -197,16 +205,47 @@ pub async fn prepare(
     })
 }
 
+/// SeBS's object storage block for `out.json`: SeBS's local platform always has one (its
+/// `local stop` refuses a file without it), so a deployment that uses none gets the
+/// `--storage` file's, else the embedded store's (started if need be).
+pub async fn object_block(
+    args: &InputArgs,
+    prepared: &PreparedInput,
+) -> Result<serde_json::Value, Failure> {
+    if let Some(object) = prepared
+        .storage
+        .as_ref()
+        .and_then(|s| s.storage.object.as_ref())
+    {
+        return Ok(serde_json::to_value(&object.config).unwrap_or_default());
+    }
+    let config = match &args.storage {
+        Some(path) => {
+            let file = StorageFile::read(path).exit(Exit::BadInput, "invalid --storage file")?;
+            file.object
+        }
+        None => None,
+    };
+    let config = match config {
+        Some(config) => config,
+        None => {
+            let storage = embedded_storage(true, false).await?;
+            match storage.object {
+                Some(o) => o.config,
+                None => return Ok(serde_json::Value::Null),
+            }
+        }
+    };
+    Ok(serde_json::to_value(&config).unwrap_or_default())
+}
+
 /// The embedded stores `needs` asks for, found running or started, each announced in one
 /// line that says where it is and how to stop it.
-async fn embedded_storage(needs: &Needs) -> Result<Storage, Failure> {
+async fn embedded_storage(object: bool, nosql: bool) -> Result<Storage, Failure> {
     let docker = setup::docker().await?;
     let mut file = StorageFile::default();
     let mut image = None;
-    for (kind, wanted) in [
-        (Kind::Object, needs.object_storage()),
-        (Kind::Nosql, needs.nosql()),
-    ] {
+    for (kind, wanted) in [(Kind::Object, object), (Kind::Nosql, nosql)] {
         if !wanted {
             continue;
         }

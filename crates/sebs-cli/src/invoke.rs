@@ -29,8 +29,8 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> Result<Exit, Failure> {
-    let bench = args.bench.find()?;
-    let prepared = inputs::prepare(&bench, args.size, &args.inputs).await?;
+    let mut bench = args.bench.find()?;
+    let prepared = inputs::prepare(&mut bench, args.size, &args.inputs).await?;
     let input = prepared.input;
 
     let docker = setup::docker().await?;

@@ -147,15 +147,17 @@ async fn check_replaceable(platform: &Platform, output: &Path) -> Result<(), Fai
 }
 
 pub async fn run(args: Args) -> Result<Exit, Failure> {
-    let bench = args.bench.find()?;
+    let mut bench = args.bench.find()?;
     if args.cpus.is_some_and(|c| !(c > 0.0 && c.is_finite())) {
         return Err(Failure {
             exit: Exit::BadInput,
             error: anyhow::anyhow!("--cpus must be a positive number"),
         });
     }
-    let prepared = inputs::prepare(&bench, args.size, &args.inputs).await?;
-    let input = prepared.input;
+    let prepared = inputs::prepare(&mut bench, args.size, &args.inputs).await?;
+    // Before any function starts, so that a store that cannot start leaves nothing behind.
+    let storage_block = inputs::object_block(&args.inputs, &prepared).await?;
+    let input = prepared.input.clone();
 
     let docker = setup::docker().await?;
     let platform = setup::platform(docker, |config| {
@@ -177,7 +179,7 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
     fconfig.timeout_s = args.timeout.unwrap_or(fconfig.timeout_s);
     fconfig.cpus = args.cpus;
     args.sandbox.apply(&mut fconfig.sandbox);
-    fconfig.env = prepared.env;
+    fconfig.env = prepared.env.clone();
     let name = format!(
         "{}-{}-{}",
         bench.name, args.bench.language, fconfig.memory_mb
@@ -218,8 +220,8 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
         Some(platform.config().ports.lock_dir.clone()),
     );
     file.set_memory(memory);
+    file.storage = storage_block;
     if let Some(storage) = &prepared.storage {
-        file.storage = storage.sebs_block();
         file.sebs_local.storage = Some(storage.storage.to_file().to_json());
     }
     if let Err(e) = file.write(&args.output) {

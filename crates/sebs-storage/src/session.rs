@@ -165,14 +165,16 @@ impl Storage {
         }
     }
 
-    /// Checks that what `bench` needs is here.
-    pub fn check(
-        &self,
+    /// Checks that what a benchmark needs is here, and drops what it does not use (its
+    /// functions get no variables for it).
+    pub fn keep_only(
+        &mut self,
         benchmark: &str,
-        needs: &Needs,
+        object: bool,
+        nosql: bool,
         source_name: &str,
     ) -> Result<(), StorageError> {
-        if needs.object_storage() && self.object.is_none() {
+        if object && self.object.is_none() {
             return Err(StorageError::Missing {
                 benchmark: benchmark.to_string(),
                 kind: Kind::Object,
@@ -181,7 +183,7 @@ impl Storage {
                 hint: "; `sebs-local storage start object` makes one",
             });
         }
-        if needs.nosql() && self.nosql.is_none() {
+        if nosql && self.nosql.is_none() {
             return Err(StorageError::Missing {
                 benchmark: benchmark.to_string(),
                 kind: Kind::Nosql,
@@ -189,6 +191,12 @@ impl Storage {
                 section: "nosql",
                 hint: "; `sebs-local storage start nosql` makes one",
             });
+        }
+        if !object {
+            self.object = None;
+        }
+        if !nosql {
+            self.nosql = None;
         }
         Ok(())
     }
@@ -317,15 +325,16 @@ pub async fn prepare_resources(
     })
 }
 
-/// The environment of a function container: SeBS's variables for what it uses.
+/// The environment of a function container: SeBS's variables for the stores in `storage`
+/// (see [`Storage::keep_only`]) and the benchmark's tables.
 pub fn function_env(storage: &Storage, resources: &Resources) -> BTreeMap<String, String> {
     let mut env = BTreeMap::new();
-    if let (Some(object), Some(_)) = (&storage.object, &resources.buckets) {
+    if let Some(object) = &storage.object {
         env.insert("MINIO_ADDRESS".into(), object.config.address.clone());
         env.insert("MINIO_ACCESS_KEY".into(), object.config.access_key.clone());
         env.insert("MINIO_SECRET_KEY".into(), object.config.secret_key.clone());
     }
-    if let (Some(nosql), false) = (&storage.nosql, resources.tables.is_empty()) {
+    if let Some(nosql) = &storage.nosql {
         env.insert("NOSQL_STORAGE_TYPE".into(), NOSQL_TYPE.into());
         env.insert(
             "NOSQL_STORAGE_ENDPOINT".into(),
@@ -696,7 +705,10 @@ mod tests {
             env["NOSQL_STORAGE_TABLE_shopping_cart"],
             "sebs-benchmarks-local-1a2b3c4d-130.crud-api-shopping_cart"
         );
-        assert!(!env.contains_key("MINIO_ADDRESS"));
+        assert_eq!(env["MINIO_ADDRESS"], "172.17.0.2:9000");
+        // What a benchmark does not use is dropped before its functions start.
+        let mut storage = storage;
+        storage.nosql = None;
         resources.tables.clear();
         resources.buckets = Some(BucketLayout::new("b", "210.thumbnailer", (1, 1)));
         let env = function_env(&storage, &resources);
@@ -708,12 +720,8 @@ mod tests {
 
     #[test]
     fn missing_sections_are_named() {
-        let needs = Needs {
-            buckets: Some((1, 1)),
-            tables: BTreeMap::new(),
-        };
         let err = Storage::default()
-            .check("210.thumbnailer", &needs, "storage.json")
+            .keep_only("210.thumbnailer", true, false, "storage.json")
             .unwrap_err();
         assert_eq!(
             err.to_string(),
