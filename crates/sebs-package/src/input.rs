@@ -226,6 +226,17 @@ pub enum InputError {
         status: String,
         stderr: String,
     },
+    #[error(
+        "{stage} of {benchmark}: input.py imports `{module}`, which the host's python3 does \
+         not have; install it with `python3 -m pip install {package}` (SeBS installs it with \
+         its requirements.txt)"
+    )]
+    MissingModule {
+        benchmark: String,
+        stage: &'static str,
+        module: String,
+        package: String,
+    },
     #[error("{stage} of {benchmark}: a storage call of input.py failed: {message}")]
     Storage {
         benchmark: String,
@@ -512,6 +523,14 @@ async fn run_driver(
         });
     }
     if !status.success() {
+        if let Some(module) = missing_module(&stderr) {
+            return Err(InputError::MissingModule {
+                benchmark: bench.name.clone(),
+                stage,
+                package: pip_package(&module).to_string(),
+                module,
+            });
+        }
         let status = match status.code() {
             Some(c) => format!("status {c}"),
             None => status.to_string(),
@@ -538,9 +557,46 @@ async fn run_driver(
     })
 }
 
+/// The top-level module of the last `ModuleNotFoundError` in a traceback.
+fn missing_module(stderr: &str) -> Option<String> {
+    let line = stderr
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("ModuleNotFoundError: No module named "))?;
+    let quoted = line.trim_start_matches("ModuleNotFoundError: No module named ");
+    let name = quoted.trim().trim_matches(|c| c == '\'' || c == '"');
+    let top = name.split('.').next().unwrap_or(name);
+    (!top.is_empty()).then(|| top.to_string())
+}
+
+/// The PyPI package that provides `module`, where the names differ.
+fn pip_package(module: &str) -> &str {
+    match module {
+        "PIL" => "pillow",
+        "cv2" => "opencv-python",
+        "yaml" => "pyyaml",
+        "sklearn" => "scikit-learn",
+        "skimage" => "scikit-image",
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn missing_modules_are_named_with_their_package() {
+        let trace = "Traceback (most recent call last):\n  File \"input.py\", line 6\n    \
+                     from PIL import Image\nModuleNotFoundError: No module named 'PIL'\n";
+        assert_eq!(missing_module(trace).as_deref(), Some("PIL"));
+        assert_eq!(pip_package("PIL"), "pillow");
+        assert_eq!(
+            missing_module("ModuleNotFoundError: No module named 'numpy.linalg'").as_deref(),
+            Some("numpy")
+        );
+        assert_eq!(missing_module("KeyError: 'x'"), None);
+    }
 
     #[test]
     fn sizes() {

@@ -262,6 +262,10 @@ pub async fn ensure_image(docker: &Docker, binary: &Path) -> Result<String, Embe
         })?;
     let hash = hex::encode(Md5::digest(&bytes));
     let tag = format!("{STORE_IMAGE}:{}", &hash[..12]);
+    // One import at a time in this process: two at once would leave the loser's image
+    // behind, untagged.
+    static IMPORT: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _one_at_a_time = IMPORT.lock().await;
     if sebs_container::image_label(docker, &tag, BINARY_HASH_LABEL)
         .await
         .as_deref()

@@ -21,7 +21,10 @@ pub fn trials() -> Vec<Trial> {
         trial!(fixture_validations, PYTHON3),
         trial!(input_py_arguments_prints_and_failures, PYTHON3),
         trial!(storage_calls_reach_the_host_in_order, PYTHON3),
-        trial!(a_refused_call_fails_the_input_even_when_the_script_hides_it, PYTHON3),
+        trial!(
+            a_refused_call_fails_the_input_even_when_the_script_hides_it,
+            PYTHON3
+        ),
         trial!(validators_get_storage_and_the_project_root, PYTHON3),
     ]
 }

@@ -167,26 +167,26 @@ async fn the_dynamodb_client_speaks_to_the_store() {
         .await
         .unwrap();
     let client = &storage.nosql.as_ref().unwrap().client;
-    client.ensure_table("t1", "pk", "sk").await.unwrap();
+    client.ensure_table("table-1", "pk", "sk").await.unwrap();
     // Making a table that exists is fine.
-    client.ensure_table("t1", "pk", "sk").await.unwrap();
+    client.ensure_table("table-1", "pk", "sk").await.unwrap();
     let item = serde_json::json!({"pk": "a", "sk": "b", "n": 42, "nested": {"x": [1, "y"]}});
     client
-        .put_item("t1", item.as_object().unwrap())
+        .put_item("table-1", item.as_object().unwrap())
         .await
         .unwrap();
     assert!(client
         .list_tables()
         .await
         .unwrap()
-        .contains(&"t1".to_string()));
+        .contains(&"table-1".to_string()));
     let err = client
         .put_item("no-such-table", item.as_object().unwrap())
         .await
         .unwrap_err();
     assert_eq!(err.kind(), Some("ResourceNotFoundException"), "{err}");
-    client.delete_table("t1").await.unwrap();
-    client.delete_table("t1").await.unwrap();
+    client.delete_table("table-1").await.unwrap();
+    client.delete_table("table-1").await.unwrap();
     store.remove().await;
 }
 
