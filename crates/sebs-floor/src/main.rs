@@ -1,5 +1,7 @@
 //! The physical floor of `cargo xtask bench`: a static HTTP/1.1 responder that answers every
-//! request with 200 and a fixed JSON body, as fast as a thread per connection allows.
+//! request with 200 and a fixed JSON body, as fast as a thread per connection allows; and, for
+//! the storage figures, `GET /bytes/<n>` with `n` zero bytes (the reference for moving bytes),
+//! while any request body (a PUT of the same bytes) is read and dropped as it arrives.
 //!
 //! It runs as the only file of a FROM-scratch image, so its cold start is what the engine
 //! alone costs, and its keep-alive round trip is what the network path alone costs. The body
@@ -23,6 +25,12 @@ const DEFAULT_PORT: u16 = 8080;
 
 /// Requests whose head is larger than this are refused by closing the connection.
 const MAX_HEAD: usize = 64 * 1024;
+
+/// The largest `GET /bytes/<n>` answered.
+const MAX_BYTES: usize = 1 << 30;
+
+/// Zeros that `GET /bytes/<n>` answers with, written as often as needed.
+static ZEROS: [u8; 256 * 1024] = [0; 256 * 1024];
 
 fn main() -> ExitCode {
     let port = match port(std::env::args().nth(1), std::env::var("FLOOR_PORT").ok()) {
@@ -90,21 +98,29 @@ fn connection(mut stream: TcpStream) {
         BODY.len()
     );
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
-    let mut chunk = [0u8; 4096];
+    let mut chunk = vec![0u8; 256 * 1024];
+    // The request whose body is still arriving, and how much of it is left to drop.
+    let mut pending: Option<(Request, usize)> = None;
     loop {
-        // Answer every complete request in the buffer (pipelining), then read more.
-        while let Some(request) = parse(&buf) {
-            let Some(total) = request.head_len.checked_add(request.body_len) else {
-                return;
-            };
-            if buf.len() < total {
-                break;
+        // Drop body bytes as they come, then answer every complete request in the buffer
+        // (pipelining), then read more.
+        loop {
+            if let Some((request, left)) = pending.take() {
+                let dropped = left.min(buf.len());
+                buf.drain(..dropped);
+                if dropped < left {
+                    pending = Some((request, left - dropped));
+                    break;
+                }
+                if answer_request(&mut stream, &request, &answer, &closing).is_err()
+                    || request.close
+                {
+                    return;
+                }
             }
-            buf.drain(..total);
-            let reply = if request.close { &closing } else { &answer };
-            if stream.write_all(reply.as_bytes()).is_err() || request.close {
-                return;
-            }
+            let Some(request) = parse(&buf) else { break };
+            buf.drain(..request.head_len);
+            pending = Some((request, request.body_len));
         }
         if buf.len() > MAX_HEAD {
             return;
@@ -116,6 +132,30 @@ fn connection(mut stream: TcpStream) {
     }
 }
 
+/// Writes the answer to `request`: `n` zero bytes for `GET /bytes/<n>`, else the body.
+fn answer_request(
+    stream: &mut TcpStream,
+    request: &Request,
+    answer: &str,
+    closing: &str,
+) -> std::io::Result<()> {
+    let Some(n) = request.bytes else {
+        return stream.write_all(if request.close { closing } else { answer }.as_bytes());
+    };
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {n}\r\n{}\r\n",
+        if request.close { "Connection: close\r\n" } else { "" }
+    );
+    stream.write_all(head.as_bytes())?;
+    let mut left = n;
+    while left > 0 {
+        let part = left.min(ZEROS.len());
+        stream.write_all(&ZEROS[..part])?;
+        left -= part;
+    }
+    Ok(())
+}
+
 /// What the floor needs to know of one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Request {
@@ -125,6 +165,8 @@ struct Request {
     body_len: usize,
     /// Whether the connection ends after the answer.
     close: bool,
+    /// `GET /bytes/<n>`: answer `n` zero bytes.
+    bytes: Option<usize>,
 }
 
 /// The request whose head is complete at the start of `buf`, or `None` when more is needed.
@@ -135,6 +177,11 @@ fn parse(buf: &[u8]) -> Option<Request> {
     let request_line = lines.next().unwrap_or("");
     // HTTP/1.0 closes unless asked to keep alive; 1.1 keeps alive unless asked to close.
     let mut close = request_line.ends_with("HTTP/1.0");
+    let bytes = request_line
+        .strip_prefix("GET /bytes/")
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse::<usize>().ok())
+        .filter(|n| *n <= MAX_BYTES);
     let mut body_len = 0;
     for line in lines {
         let Some((name, value)) = line.split_once(':') else {
@@ -155,6 +202,7 @@ fn parse(buf: &[u8]) -> Option<Request> {
         head_len: end + 4,
         body_len,
         close,
+        bytes,
     })
 }
 
@@ -185,6 +233,41 @@ mod tests {
         );
         check("GET / HTTP/1.1\r\nHost: x\r\n", None);
         check("", None);
+        let bytes = |head: &str| parse(head.as_bytes()).and_then(|r| r.bytes);
+        assert_eq!(bytes("GET /bytes/65536 HTTP/1.1\r\n\r\n"), Some(65536));
+        assert_eq!(bytes("GET /bytes/x HTTP/1.1\r\n\r\n"), None);
+        assert_eq!(bytes("GET / HTTP/1.1\r\n\r\n"), None);
+        assert_eq!(bytes("GET /bytes/99999999999 HTTP/1.1\r\n\r\n"), None);
+    }
+
+    #[test]
+    fn moves_large_bodies_both_ways() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || serve(&listener));
+        let mut s = TcpStream::connect(addr).unwrap();
+        // A 3 MiB PUT (far beyond a head's size) is read and dropped, then answered...
+        let body = vec![7u8; 3 << 20];
+        s.write_all(
+            format!("PUT /x HTTP/1.1\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes(),
+        )
+        .unwrap();
+        s.write_all(&body).unwrap();
+        // ...and a GET of 1 MiB on the same connection answers exactly that many zeros.
+        s.write_all(b"GET /bytes/1048576 HTTP/1.1\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut all = Vec::new();
+        s.read_to_end(&mut all).unwrap();
+        let text = String::from_utf8_lossy(&all[..200.min(all.len())]).into_owned();
+        assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+        let second = all
+            .windows(15)
+            .rposition(|w| w == b"HTTP/1.1 200 OK")
+            .unwrap();
+        let rest = &all[second..];
+        let body_at = rest.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        assert_eq!(rest.len() - body_at, 1 << 20);
+        assert!(rest[body_at..].iter().all(|b| *b == 0));
     }
 
     #[test]
