@@ -11,9 +11,11 @@ use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use md5::{Digest, Md5};
+use sebs_wire::storage::{Wrapper, NODEJS_STORAGE_WRAPPERS, PYTHON_STORAGE_WRAPPERS};
 use sebs_wire::{worker, Language};
 
 use crate::benchmark::BenchmarkDir;
+use crate::config::Module;
 
 /// The sub-folder holding the benchmark's own code, so that it is importable as a module.
 pub const FUNCTION_DIR: &str = "function";
@@ -26,6 +28,90 @@ pub fn wrapper_files(language: Language) -> Vec<(&'static str, &'static str)> {
         Language::Python => vec![(worker::PYTHON_WRAPPER_FILE, worker::PYTHON_WRAPPER)],
         Language::Nodejs => vec![(worker::NODEJS_WRAPPER_FILE, worker::NODEJS_WRAPPER)],
     }
+}
+
+/// Our `storage` and `nosql` modules for `modules`, in that order: copied into the
+/// package's `function/` folder, with the client libraries they import added to its
+/// dependencies.
+pub fn module_wrappers(language: Language, modules: &[Module]) -> Vec<Wrapper> {
+    let [storage, nosql] = match language {
+        Language::Python => PYTHON_STORAGE_WRAPPERS,
+        Language::Nodejs => NODEJS_STORAGE_WRAPPERS,
+    };
+    let mut out = Vec::new();
+    if modules.contains(&Module::Storage) {
+        out.push(storage);
+    }
+    if modules.contains(&Module::Nosql) {
+        out.push(nosql);
+    }
+    out
+}
+
+/// The name a requirement line installs, normalised as pip compares names
+/// (`Pillow>=10; python_version>"3"` → `pillow`).
+fn requirement_name(line: &str) -> Option<String> {
+    let line = line
+        .split_once('#')
+        .map_or(line, |(before, _)| before)
+        .trim();
+    if line.is_empty() || line.starts_with('-') {
+        return None;
+    }
+    let end = line
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.'))
+        .unwrap_or(line.len());
+    let name = line[..end].to_ascii_lowercase().replace(['_', '.'], "-");
+    (!name.is_empty()).then_some(name)
+}
+
+/// `requirements.txt` with our modules' libraries added, each unless the benchmark names
+/// that library itself (its pin wins).
+pub fn merge_requirements(text: Option<&str>, wrappers: &[Wrapper]) -> String {
+    let mut out = text.unwrap_or_default().to_string();
+    let named: Vec<String> = out.lines().filter_map(requirement_name).collect();
+    for p in wrappers.iter().flat_map(|w| w.packages) {
+        let name = p.name.to_ascii_lowercase().replace(['_', '.'], "-");
+        if named.contains(&name) || out.contains(&p.pip_requirement()) {
+            continue;
+        }
+        if !out.is_empty() && !out.ends_with('\n') {
+            out.push('\n');
+        }
+        out.push_str(&p.pip_requirement());
+        out.push('\n');
+    }
+    out
+}
+
+/// `package.json` with our modules' libraries added to `dependencies`, each unless the
+/// benchmark declares it itself.
+pub fn merge_package_json(
+    text: Option<&str>,
+    wrappers: &[Wrapper],
+) -> Result<String, serde_json::Error> {
+    let mut json: serde_json::Value = match text {
+        Some(t) => serde_json::from_str(t)?,
+        None => serde_json::json!({"name": "function", "version": "1.0.0"}),
+    };
+    let Some(top) = json.as_object_mut() else {
+        return Err(serde::de::Error::custom(
+            "package.json is not a JSON object",
+        ));
+    };
+    let deps = top
+        .entry("dependencies")
+        .or_insert_with(|| serde_json::json!({}));
+    if !deps.is_object() {
+        *deps = serde_json::json!({});
+    }
+    if let Some(deps) = deps.as_object_mut() {
+        for p in wrappers.iter().flat_map(|w| w.packages) {
+            deps.entry(p.name)
+                .or_insert_with(|| serde_json::Value::from(p.version));
+        }
+    }
+    serde_json::to_string_pretty(&json)
 }
 
 /// The file names at a package's root that are not the benchmark's code (SeBS's
@@ -94,6 +180,12 @@ pub enum LayoutError {
         #[source]
         source: std::io::Error,
     },
+    #[error("add our modules' libraries to {path}")]
+    Dependencies {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("run {script}: it exited with {status}; its output:\n{output}")]
     InitFailed {
         script: PathBuf,
@@ -121,6 +213,9 @@ pub struct Sources {
     pub files: Vec<SourceFile>,
     /// `init.sh` of the benchmark and of its `<language>/` folder, in the order SeBS runs them.
     pub init_scripts: Vec<PathBuf>,
+    /// Services the function uses (its `config.json`'s `modules`, and what its `input.py`
+    /// asks for): our module for each is shipped in `function/`.
+    pub modules: Vec<Module>,
 }
 
 /// Finds the files a package of `bench` in `language` is made from.
@@ -168,11 +263,15 @@ pub fn collect_sources(bench: &BenchmarkDir, language: Language) -> Result<Sourc
         .into_iter()
         .filter(|p| p.is_file())
         .collect();
+    let mut modules = bench.config.modules.clone();
+    modules.sort();
+    modules.dedup();
     Ok(Sources {
         benchmark: bench.name.clone(),
         language,
         files,
         init_scripts,
+        modules,
     })
 }
 
@@ -312,6 +411,18 @@ pub fn content_hash(sources: &Sources) -> Result<String, LayoutError> {
     for (name, text) in wrapper_files(sources.language) {
         parts.insert(format!("wrapper/{name}"), text.as_bytes().to_vec());
     }
+    for module in module_wrappers(sources.language, &sources.modules) {
+        parts.insert(
+            format!("module/{}", module.file),
+            module.source.as_bytes().to_vec(),
+        );
+        for p in module.packages {
+            parts.insert(
+                format!("module-package/{}", p.name),
+                p.version.as_bytes().to_vec(),
+            );
+        }
+    }
     Ok(hash_parts(&parts))
 }
 
@@ -402,8 +513,40 @@ pub fn lay_out(sources: &Sources, version: &str, dest: &Path) -> Result<Layout, 
         let path = dest.join(name);
         std::fs::write(&path, text).map_err(|source| LayoutError::Write { path, source })?;
     }
+    let modules = module_wrappers(sources.language, &sources.modules);
+    let mut deps_file = plan.deps_file;
+    if !modules.is_empty() {
+        for module in &modules {
+            let path = function_dir.join(module.file);
+            std::fs::write(&path, module.source)
+                .map_err(|source| LayoutError::Write { path, source })?;
+        }
+        let name = PathBuf::from(deps_file_name(sources.language));
+        let path = dest.join(&name);
+        let existing = match std::fs::read_to_string(&path) {
+            Ok(text) => Some(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(source) => return Err(LayoutError::Read { path, source }),
+        };
+        let merged = match sources.language {
+            Language::Python => merge_requirements(existing.as_deref(), &modules),
+            Language::Nodejs => {
+                merge_package_json(existing.as_deref(), &modules).map_err(|source| {
+                    LayoutError::Dependencies {
+                        path: path.clone(),
+                        source,
+                    }
+                })?
+            }
+        };
+        std::fs::write(&path, merged).map_err(|source| LayoutError::Write {
+            path: path.clone(),
+            source,
+        })?;
+        deps_file = Some(name);
+    }
     Ok(Layout {
-        deps_file: plan.deps_file,
+        deps_file,
         init_output,
     })
 }
@@ -464,6 +607,51 @@ fn run_init(script: &Path, function_dir: &Path) -> Result<String, LayoutError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn module_libraries_join_the_benchmarks_dependencies() {
+        let wrappers = module_wrappers(Language::Python, &[Module::Storage, Module::Nosql]);
+        assert_eq!(
+            wrappers.iter().map(|w| w.file).collect::<Vec<_>>(),
+            ["storage.py", "nosql.py"]
+        );
+        let check = |text: Option<&str>, expect: &[&str]| {
+            let merged = merge_requirements(text, &wrappers);
+            let lines: Vec<&str> = merged.lines().collect();
+            assert_eq!(lines, expect, "{text:?}");
+        };
+        let minio = wrappers[0].packages[0].pip_requirement();
+        let boto3 = wrappers[1].packages[0].pip_requirement();
+        check(None, &[&minio, &boto3]);
+        check(Some("pillow==10.3.0"), &["pillow==10.3.0", &minio, &boto3]);
+        // The benchmark's own pin wins, whatever its spelling.
+        check(
+            Some("# c\nMinio>=7  # mine\nBoto3\n"),
+            &["# c", "Minio>=7  # mine", "Boto3"],
+        );
+        assert_eq!(
+            requirement_name("pillow_simd[x]==1 ; python_version>'3'"),
+            Some("pillow-simd".into())
+        );
+        assert_eq!(requirement_name("-r other.txt"), None);
+
+        let node = module_wrappers(Language::Nodejs, &[Module::Nosql]);
+        let merged = merge_package_json(
+            Some(r#"{"name": "x", "dependencies": {"uuid": "^10"}}"#),
+            &node,
+        )
+        .unwrap();
+        let json: serde_json::Value = serde_json::from_str(&merged).unwrap();
+        assert_eq!(json["dependencies"]["uuid"], "^10");
+        for p in node[0].packages {
+            assert_eq!(json["dependencies"][p.name], p.version);
+        }
+        let made: serde_json::Value =
+            serde_json::from_str(&merge_package_json(None, &node).unwrap()).unwrap();
+        assert!(made["dependencies"].as_object().unwrap().len() >= 1);
+        assert!(merge_package_json(Some("not json"), &node).is_err());
+        assert!(module_wrappers(Language::Nodejs, &[]).is_empty());
+    }
 
     fn check(files: &[&str], language: Language, version: &str, expect: &[&str]) {
         let files: Vec<PathBuf> = files.iter().map(PathBuf::from).collect();

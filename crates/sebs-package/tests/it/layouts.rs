@@ -65,7 +65,10 @@ fn every_fixture_layout() {
             "030.timeout",
             "040.data-file",
             "060.sandbox-probe",
-            "110.template"
+            "110.template",
+            "210.transform",
+            "220.prefix",
+            "230.cart"
         ]
     );
 }
