@@ -7,6 +7,7 @@
 mod memory;
 mod packages;
 mod sebs_readers;
+mod storage;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -21,7 +22,8 @@ sebs_testkit::main!(
     trials(),
     memory::trials(),
     packages::trials(),
-    sebs_readers::trials()
+    sebs_readers::trials(),
+    storage::trials()
 );
 
 /// The static agent `sebs-local` mounts into its containers, found as it finds it.
