@@ -12,6 +12,7 @@
 
 mod floor;
 mod load;
+mod storage;
 mod summary;
 
 use std::path::{Path, PathBuf};
@@ -273,6 +274,17 @@ async fn figures(cx: &Ctx, out: &mut Vec<Entry>) {
     eprintln!("xtask: bench: perf-cost");
     if let Err(e) = perf_cost(cx, out).await {
         out.push(failed("perf-cost", &e));
+    }
+    eprintln!("xtask: bench: storage");
+    let scx = storage::StorageCx {
+        docker: &cx.docker,
+        platform: &cx.platform,
+        image: &cx.image,
+        out_dir: &cx.out_dir,
+        repetitions: if cx.settings.quick { 5 } else { 20 },
+    };
+    if let Err(e) = storage::figures(&scx, out).await {
+        out.push(failed("storage", &e));
     }
 }
 

@@ -19,7 +19,8 @@ const USAGE: &str = "usage: cargo xtask <test|bench|agent> [args...]
   test [cargo test args]   prepare Docker, the agent and images, then run every test
   bench [--quick]          prepare, then run the benchmark and print its figures
                            (written to target/bench/summary.json)
-  agent                    build the static in-container agent and print its path";
+  agent                    build the static in-container agent and the static store
+                           (embedded S3/DynamoDB), and print their paths";
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
@@ -31,8 +32,8 @@ fn main() -> Result<()> {
         // What `bench` runs in a release build once everything is prepared.
         Some("bench-run") => bench::measure_main(&rest),
         Some("agent") => {
-            let path = agent::build()?;
-            println!("{}", path.display());
+            println!("{}", agent::build()?.display());
+            println!("{}", agent::build_store()?.display());
             Ok(())
         }
         Some("-h" | "--help" | "help") | None => {

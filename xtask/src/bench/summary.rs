@@ -74,6 +74,16 @@ impl Entry {
         self
     }
 
+    /// A figure compared with `reference` as `value / reference`, without a target.
+    pub fn relative_to(mut self, reference: f64) -> Entry {
+        self.ratio = Some(if reference > 0.0 {
+            self.value / reference
+        } else {
+            f64::NAN
+        });
+        self
+    }
+
     /// A figure whose value itself `target` bounds.
     pub fn bounded(mut self, target: Target) -> Entry {
         self.target = Some(target.text());
