@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
-use sebs_storage::embedded::{self, Kind, StoreOptions};
+use sebs_storage::embedded::{self, Kind, Removed, StoreOptions};
 use sebs_storage::{RunningStore, StorageFile};
 
 use crate::exit::{Exit, ExitContext, Failure};
@@ -215,21 +215,21 @@ async fn stop(args: &[String], embedded: bool, remove_data: bool) -> Result<Exit
             .await
             .map_err(|e| store_failure(e, kind))?
         {
-            Some(data) => {
+            Removed::DataKept(data) => {
                 stopped += 1;
                 tracing::info!(
                     "stopped the {} store {name}; its data stays in {data}",
                     kind.describe()
                 );
             }
-            None if remove_data => {
+            Removed::DataRemoved => {
                 stopped += 1;
                 tracing::info!(
                     "stopped the {} store {name} and removed its data",
                     kind.describe()
                 );
             }
-            None => tracing::info!("no {} store {name} runs", kind.describe()),
+            Removed::Absent => tracing::info!("no {} store {name} runs", kind.describe()),
         }
     }
     if stopped == 0 {

@@ -39,6 +39,8 @@ const STORE_USER: (u64, u64) = (65534, 65534);
 pub const S3_PORT: u16 = 9000;
 /// How long a store may take to answer after its start.
 const READY_DEADLINE: Duration = Duration::from_secs(30);
+/// How long a store another command is creating may take to run before we start it ourselves.
+const RACE_GRACE: Duration = Duration::from_secs(10);
 /// How long the host waits for the container network before publishing is used instead.
 const REACH_TIMEOUT: Duration = Duration::from_millis(1000);
 /// Prefix of the embedded default stores' names; `SEBS_STORE_PREFIX` changes it (tests use
@@ -364,23 +366,50 @@ pub async fn start(
     match sebs_container::create_service(docker, &spec).await {
         Ok(info) => ready(docker, kind, info).await,
         Err(sebs_container::ContainerError::NameInUse { .. }) => {
-            match find(docker, kind, &options.name).await? {
-                Some(store) => Ok(store),
-                None => Err(EmbeddedError::Container {
-                    kind,
-                    container: options.name.clone(),
-                    action: "find",
-                    source: sebs_container::ContainerError::NotFound {
-                        container: options.name.clone(),
-                    },
-                }),
-            }
+            started_by_another(docker, kind, &options.name).await
         }
         Err(source) => Err(EmbeddedError::Container {
             kind,
             container: options.name.clone(),
             action: "start",
             source,
+        }),
+    }
+}
+
+/// The store another command is starting under `name` at this moment, once it answers. The
+/// engine reserves a name before the container can be inspected and creates it before it
+/// starts, so both states are waited out for a while before `find` (which would start a
+/// stopped store itself) decides.
+async fn started_by_another(
+    docker: &Docker,
+    kind: Kind,
+    name: &str,
+) -> Result<RunningStore, EmbeddedError> {
+    let begin = Instant::now();
+    while begin.elapsed() < RACE_GRACE {
+        match sebs_container::inspect_service(docker, name).await {
+            Ok(Some(info)) if info.running => break,
+            Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(source) => {
+                return Err(EmbeddedError::Container {
+                    kind,
+                    container: name.to_string(),
+                    action: "inspect",
+                    source,
+                })
+            }
+        }
+    }
+    match find(docker, kind, name).await? {
+        Some(store) => Ok(store),
+        None => Err(EmbeddedError::Container {
+            kind,
+            container: name.to_string(),
+            action: "find",
+            source: sebs_container::ContainerError::NotFound {
+                container: name.to_string(),
+            },
         }),
     }
 }
@@ -425,14 +454,25 @@ pub async fn find(
     ready(docker, kind, info).await.map(Some)
 }
 
+/// What [`remove`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Removed {
+    /// No container of that name.
+    Absent,
+    /// Removed; its data stays where this says (a volume or a host directory).
+    DataKept(String),
+    /// Removed with its data volume (or it had none).
+    DataRemoved,
+}
+
 /// Stops and removes the store; with `remove_data`, its named volume too (a host
-/// directory is left alone). Returns what holds its data afterwards, if anything.
+/// directory is left alone).
 pub async fn remove(
     docker: &Docker,
     kind: Kind,
     name: &str,
     remove_data: bool,
-) -> Result<Option<String>, EmbeddedError> {
+) -> Result<Removed, EmbeddedError> {
     let container_err = |action, source| EmbeddedError::Container {
         kind,
         container: name.to_string(),
@@ -443,7 +483,7 @@ pub async fn remove(
         .await
         .map_err(|e| container_err("inspect", e))?;
     let Some(info) = info else {
-        return Ok(None);
+        return Ok(Removed::Absent);
     };
     match sebs_container::remove(docker, &info.id, true).await {
         Ok(()) | Err(sebs_container::ContainerError::NotFound { .. }) => {}
@@ -454,11 +494,11 @@ pub async fn remove(
             sebs_container::remove_volume(docker, &volume)
                 .await
                 .map_err(|e| container_err("remove the data of", e))?;
-            Ok(None)
+            Ok(Removed::DataRemoved)
         }
-        Some(DataSource::Volume(volume)) => Ok(Some(format!("volume {volume}"))),
-        Some(DataSource::HostDir(dir)) => Ok(Some(dir.display().to_string())),
-        None => Ok(None),
+        Some(DataSource::Volume(volume)) => Ok(Removed::DataKept(format!("volume {volume}"))),
+        Some(DataSource::HostDir(dir)) => Ok(Removed::DataKept(dir.display().to_string())),
+        None => Ok(Removed::DataRemoved),
     }
 }
 

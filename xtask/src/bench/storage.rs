@@ -32,12 +32,9 @@ pub struct StorageCx<'a> {
 
 /// A store of the bench, removed with its data by [`remove`].
 async fn start_store(docker: &Docker, name: &str) -> Result<sebs_storage::RunningStore> {
-    let binary = sebs_container::find_static_binary(
-        embedded::STORE_BINARY,
-        embedded::STORE_BIN_ENV,
-        None,
-    )
-    .context("failed to find the store binary")?;
+    let binary =
+        sebs_container::find_static_binary(embedded::STORE_BINARY, embedded::STORE_BIN_ENV, None)
+            .context("failed to find the store binary")?;
     let image = embedded::ensure_image(docker, &binary)
         .await
         .context("failed to make the store image")?;
@@ -61,12 +58,9 @@ async fn remove(docker: &Docker, name: &str) {
 pub async fn figures(cx: &StorageCx<'_>, out: &mut Vec<Entry>) -> Result<()> {
     let name = format!("sebs-bench-store-{}", std::process::id());
     // From nothing: no image, no container, no volume; then the same store found running.
-    let binary = sebs_container::find_static_binary(
-        embedded::STORE_BINARY,
-        embedded::STORE_BIN_ENV,
-        None,
-    )
-    .context("failed to find the store binary")?;
+    let binary =
+        sebs_container::find_static_binary(embedded::STORE_BINARY, embedded::STORE_BIN_ENV, None)
+            .context("failed to find the store binary")?;
     let image = embedded::ensure_image(cx.docker, &binary).await?;
     // Untag only: containers of a store already running keep their image.
     let _ = cx
@@ -126,7 +120,11 @@ async fn transfers(
     let calls = InputCalls::new(storage.clone(), resources.clone());
     let mut input =
         sebs_package::generate_input(&bench, Size::Small, &Default::default(), &calls).await?;
-    if !bench.config.modules.contains(&sebs_package::Module::Storage) {
+    if !bench
+        .config
+        .modules
+        .contains(&sebs_package::Module::Storage)
+    {
         bench.config.modules.push(sebs_package::Module::Storage);
     }
     // Its client library is installed in a build container, as for any benchmark.
@@ -170,7 +168,12 @@ async fn transfers(
             let get = |op: &str| -> Vec<f64> {
                 times[op]
                     .as_array()
-                    .map(|a| a.iter().filter_map(|t| t.as_f64()).map(|us| us / 1e3).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|t| t.as_f64())
+                            .map(|us| us / 1e3)
+                            .collect()
+                    })
                     .unwrap_or_default()
             };
             let label = if size >= 1 << 20 {
@@ -186,12 +189,15 @@ async fn transfers(
                 }
                 let (m, r) = (median(&ours), median(&floor_times));
                 let mb_per_s = |ms: f64| size as f64 / 1e6 / (ms / 1e3);
-                out.push(Entry::plain(
-                    &format!("floor HTTP {} {label} from a function", op.to_uppercase()),
-                    "ms",
-                    r,
-                    floor_times.len(),
-                ).note(format!("{:.0} MB/s", mb_per_s(r))));
+                out.push(
+                    Entry::plain(
+                        &format!("floor HTTP {} {label} from a function", op.to_uppercase()),
+                        "ms",
+                        r,
+                        floor_times.len(),
+                    )
+                    .note(format!("{:.0} MB/s", mb_per_s(r))),
+                );
                 let mut entry = Entry::plain(
                     &format!("store {} {label} from a function", op.to_uppercase()),
                     "ms",
