@@ -67,10 +67,13 @@ const BIN: &str = env!("CARGO_BIN_EXE_sebs-local");
 /// A label only this test's containers carry.
 const RUN_KEY: &str = "sebs-local.testrun";
 
-/// One test's world: temp cache and runtime dir (port locks), a unique label, cleanup on drop.
+/// One test's world: temp cache and runtime dir (port locks), a unique label, its own
+/// embedded stores (`start` of any benchmark writes SeBS's object storage block, starting the
+/// embedded object store when there is none), cleanup on drop.
 struct Cli {
     dir: tempfile::TempDir,
     run: String,
+    store_prefix: String,
     runtime: &'static tokio::runtime::Runtime,
     docker: sebs_container::Docker,
 }
@@ -82,6 +85,7 @@ impl Cli {
         let run = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
         Cli {
             dir: tempfile::tempdir().unwrap(),
+            store_prefix: format!("sebs-test-{run}"),
             run,
             runtime,
             docker,
@@ -108,6 +112,7 @@ impl Cli {
         }
         cmd.env("XDG_RUNTIME_DIR", self.path("runtime"));
         cmd.env("RUST_LOG", "info");
+        cmd.env("SEBS_STORE_PREFIX", &self.store_prefix);
         cmd
     }
 
@@ -150,6 +155,14 @@ impl Drop for Cli {
         ));
         if let Err(e) = removed {
             eprintln!("could not remove this test's containers: {e}");
+        }
+        let stores = Command::new(BIN)
+            .args(["storage", "stop", "--embedded", "--remove-data"])
+            .env("SEBS_STORE_PREFIX", &self.store_prefix)
+            .output();
+        match stores {
+            Ok(o) if o.status.success() => {}
+            other => eprintln!("could not remove this test's stores: {other:?}"),
         }
     }
 }

@@ -210,12 +210,14 @@ fn start_stop_start_on_one_file_which_sebs_reads() {
         "20",
     ];
     let file = cli.start(&start);
-    let mut file_for_sebs = file.clone();
-    if file["storage"].is_null() {
-        // The storage block is issue 9's; SeBS refuses null, as read_storage says.
-        assert!(read_storage(&file["storage"]).is_err());
-        file_for_sebs["storage"] = json!({"address": "127.0.0.1:9011", "type": "minio"});
-    }
+    // A benchmark without storage still gets the object storage block SeBS's stop reads
+    // (the embedded store's); its address must answer as a MinIO would.
+    let file_for_sebs = file.clone();
+    let address = str_of(&file["storage"], "address");
+    assert!(
+        minio_health_answers(address),
+        "{address} does not answer as a MinIO: {file}"
+    );
     let ids = sebs_reads_deployment(&file_for_sebs).unwrap_or_else(|e| panic!("{e}: {file}"));
     assert_eq!(ids.len(), 2);
     for id in &ids {
@@ -288,4 +290,19 @@ fn start_stop_start_on_one_file_which_sebs_reads() {
     );
     assert_eq!(cli.run(&start[..4]).status.code(), Some(0));
     assert_eq!(cli.run(&["stop", out, memory]).status.code(), Some(0));
+}
+
+/// Whether `GET /minio/health/live` at `address` (host:port) answers 200, as MinIO's does.
+fn minio_health_answers(address: &str) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(address) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let request =
+        format!("GET /minio/health/live HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    let mut answer = String::new();
+    stream.write_all(request.as_bytes()).is_ok()
+        && stream.read_to_string(&mut answer).is_ok()
+        && answer.starts_with("HTTP/1.1 200")
 }
