@@ -118,8 +118,11 @@ async fn transfers(
     let storage = Storage::from_file(&file, "the bench's store").await?;
     let resources = sebs_storage::prepare_resources(&storage, &bench.name, &needs).await?;
     let calls = InputCalls::new(storage.clone(), resources.clone());
-    let mut input =
-        sebs_package::generate_input(&bench, Size::Small, &Default::default(), &calls).await?;
+    let context = sebs_package::InputContext {
+        data_dir: None,
+        buckets: resources.buckets.clone(),
+    };
+    let mut input = sebs_package::generate_input(&bench, Size::Small, &context, &calls).await?;
     if !bench
         .config
         .modules
