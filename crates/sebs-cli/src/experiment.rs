@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use clap::Subcommand;
-use sebs_experiments::run::{run_perf_cost, statistics_lines, Experiment};
+use sebs_experiments::run::{configurations, run_perf_cost, statistics_lines, Experiment};
 use sebs_experiments::{PerfCostSettings, Progress};
 
 use crate::exit::{Exit, ExitContext, Failure};
@@ -57,6 +57,9 @@ pub async fn run(command: Command) -> Result<Exit, Failure> {
         &settings.benchmark,
         settings.language,
     )?;
+    for config in configurations(&bench.config, &settings) {
+        setup::check_config(&config)?;
+    }
     let prepared = inputs::prepare(&mut bench, settings.input_size, &inputs).await?;
     let docker = setup::docker().await?;
     let platform = setup::platform(docker, |_| {}).await?;

@@ -30,6 +30,7 @@ pub async fn run(command: Command) -> Result<Exit, Failure> {
             language,
             language_version,
         } => {
+            setup::check_version(language, &language_version)?;
             let docker = setup::docker().await?;
             let image = resolve(&docker, language, &language_version).await?;
             println!("{image}");

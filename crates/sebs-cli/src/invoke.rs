@@ -30,19 +30,20 @@ pub struct Args {
 
 pub async fn run(args: Args) -> Result<Exit, Failure> {
     let mut bench = args.bench.find()?;
-    let prepared = inputs::prepare(&mut bench, args.size, &args.inputs).await?;
-    let input = prepared.input;
-
-    let docker = setup::docker().await?;
-    let platform = setup::platform(docker, |_| {}).await?;
-
     let mut config = FunctionConfig::from_benchmark(
         &bench.config,
         args.bench.language,
         &args.bench.language_version,
     );
     args.sandbox.apply(&mut config.sandbox);
+    setup::check_config(&config)?;
+    let prepared = inputs::prepare(&mut bench, args.size, &args.inputs).await?;
+    let input = prepared.input;
     config.env = prepared.env;
+
+    let docker = setup::docker().await?;
+    let platform = setup::platform(docker, |_| {}).await?;
+
     let name = format!(
         "{}-{}-{}",
         bench.name, args.bench.language, bench.config.memory_mb
@@ -53,7 +54,7 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
         let function = platform
             .create_function(&name, &bench.name, &package, &image, &config)
             .await
-            .exit(Exit::Environment, format!("failed to start {name}"))?;
+            .map_err(setup::platform_failure(format!("failed to start {name}")))?;
         let validate = args.validate.then_some(Validate {
             bench: &bench,
             context: &prepared.validate,

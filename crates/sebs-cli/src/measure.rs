@@ -16,6 +16,14 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::exit::{Exit, ExitContext, Failure};
 use crate::setup;
 
+/// The longest sampling interval: an hour.
+const MAX_INTERVAL_MS: u64 = 60 * 60 * 1000;
+
+/// `--measure-interval` and `--interval-ms`: 1 ms to an hour.
+pub fn interval_parser() -> clap::builder::RangedU64ValueParser<u64> {
+    clap::value_parser!(u64).range(1..=MAX_INTERVAL_MS)
+}
+
 /// How long `start` waits for the measurer to have begun sampling every container.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -25,7 +33,7 @@ pub struct Args {
     #[arg(long)]
     pub dir: PathBuf,
     /// Milliseconds between two samples.
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_parser = interval_parser())]
     pub interval_ms: u64,
     /// Where the cgroup hierarchy is mounted.
     #[arg(long, default_value = sebs_memory::DEFAULT_CGROUP_ROOT)]

@@ -6,7 +6,9 @@ use sebs_package::{BenchmarkDir, BuildError, PackageCache, PackageError};
 use sebs_wire::Language;
 
 use sebs_container::Docker;
-use sebs_platform::{DockerBuildEnv, FunctionUser, Platform, PlatformConfig, Sandbox};
+use sebs_platform::{
+    DockerBuildEnv, FunctionConfig, FunctionUser, Platform, PlatformConfig, PlatformError, Sandbox,
+};
 
 use crate::exit::{Exit, ExitContext, Failure};
 
@@ -50,6 +52,35 @@ pub async fn platform(
     let mut config = PlatformConfig::new(agent);
     configure(&mut config);
     Ok(Platform::new(docker, config))
+}
+
+/// A failure of the platform, with the exit code of its cause: a function configuration
+/// out of bounds or refused by the engine (the user's `--memory`, `--cpus`, ...) is bad
+/// input, anything else the environment's.
+pub fn platform_failure(context: String) -> impl FnOnce(PlatformError) -> Failure {
+    move |e| Failure {
+        exit: if e.is_bad_config() {
+            Exit::BadInput
+        } else {
+            Exit::Environment
+        },
+        error: anyhow::Error::new(e).context(context),
+    }
+}
+
+/// Refuses a function configuration the platform would refuse, before anything is built,
+/// pulled or started.
+pub fn check_config(config: &FunctionConfig) -> Result<(), Failure> {
+    config
+        .check()
+        .map_err(platform_failure("bad function configuration".to_string()))
+}
+
+/// Refuses a language version we do not run, before anything is built or pulled.
+pub fn check_version(language: Language, version: &str) -> Result<(), Failure> {
+    language
+        .check_version(version)
+        .exit(Exit::BadInput, "bad --language-version")
 }
 
 /// Runs `work` unless Ctrl-C comes first; then every container the platform started is
@@ -195,8 +226,9 @@ pub struct BenchmarkArgs {
 }
 
 impl BenchmarkArgs {
-    /// The benchmark, which must be written in the language asked for.
+    /// The benchmark, which must be written in the language asked for, in a version we run.
     pub fn find(&self) -> Result<BenchmarkDir, Failure> {
+        check_version(self.language, &self.language_version)?;
         find_benchmark(
             self.benchmarks_dir.as_deref(),
             &self.benchmark,

@@ -59,9 +59,9 @@ pub struct Args {
     pub labels: Vec<(String, String)>,
     #[command(flatten)]
     pub inputs: inputs::InputArgs,
-    /// Sample every container's memory every MS milliseconds until `stop`, which writes
-    /// SeBS's memory_stats.json (and our memory_report.json).
-    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    /// Sample every container's memory every MS milliseconds (1 to 3600000) until `stop`,
+    /// which writes SeBS's memory_stats.json (and our memory_report.json).
+    #[arg(long, value_name = "MS", value_parser = measure::interval_parser())]
     pub measure_interval: Option<u64>,
     /// Where the cgroup hierarchy is mounted, for --measure-interval. Where a container's
     /// cgroup is not found there, its memory comes from the engine's stats (about 1/s).
@@ -148,16 +148,21 @@ async fn check_replaceable(platform: &Platform, output: &Path) -> Result<(), Fai
 
 pub async fn run(args: Args) -> Result<Exit, Failure> {
     let mut bench = args.bench.find()?;
-    if args.cpus.is_some_and(|c| !(c > 0.0 && c.is_finite())) {
-        return Err(Failure {
-            exit: Exit::BadInput,
-            error: anyhow::anyhow!("--cpus must be a positive number"),
-        });
-    }
+    let mut fconfig = FunctionConfig::from_benchmark(
+        &bench.config,
+        args.bench.language,
+        &args.bench.language_version,
+    );
+    fconfig.memory_mb = args.memory.unwrap_or(fconfig.memory_mb);
+    fconfig.timeout_s = args.timeout.unwrap_or(fconfig.timeout_s);
+    fconfig.cpus = args.cpus;
+    args.sandbox.apply(&mut fconfig.sandbox);
+    setup::check_config(&fconfig)?;
     let prepared = inputs::prepare(&mut bench, args.size, &args.inputs).await?;
     // Before any function starts, so that a store that cannot start leaves nothing behind.
     let storage_block = inputs::object_block(&args.inputs, &prepared).await?;
     let input = prepared.input.clone();
+    fconfig.env = prepared.env.clone();
 
     let docker = setup::docker().await?;
     let platform = setup::platform(docker, |config| {
@@ -170,16 +175,6 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
     })
     .await?;
     check_replaceable(&platform, &args.output).await?;
-    let mut fconfig = FunctionConfig::from_benchmark(
-        &bench.config,
-        args.bench.language,
-        &args.bench.language_version,
-    );
-    fconfig.memory_mb = args.memory.unwrap_or(fconfig.memory_mb);
-    fconfig.timeout_s = args.timeout.unwrap_or(fconfig.timeout_s);
-    fconfig.cpus = args.cpus;
-    args.sandbox.apply(&mut fconfig.sandbox);
-    fconfig.env = prepared.env.clone();
     let name = format!(
         "{}-{}-{}",
         bench.name, args.bench.language, fconfig.memory_mb
@@ -193,10 +188,9 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
         let functions = platform
             .create_functions(n, &name, &bench.name, &package, &image, &fconfig)
             .await
-            .exit(
-                Exit::Environment,
-                format!("failed to start {n} containers of {name}"),
-            )?;
+            .map_err(setup::platform_failure(format!(
+                "failed to start {n} containers of {name}"
+            )))?;
         let memory = match args.measure_interval {
             Some(ms) => {
                 let ids: Vec<String> = functions.iter().map(|f| f.container.id.clone()).collect();

@@ -70,6 +70,8 @@ pub enum ContainerError {
         #[source]
         source: bollard::errors::Error,
     },
+    #[error("create container {container}: the engine refused its configuration: {message}")]
+    CreateRefused { container: String, message: String },
     #[error("update the resources of container {container}: the engine refused: {message}")]
     UpdateRefused { container: String, message: String },
     #[error("find the address of container {container}: {reason}")]
@@ -99,6 +101,15 @@ pub enum ContainerError {
 }
 
 impl ContainerError {
+    /// Whether the engine refused the values it was given (a memory or CPU limit out of
+    /// its range): the caller's input was wrong, not the engine.
+    pub fn refused_by_engine(&self) -> bool {
+        matches!(
+            self,
+            ContainerError::CreateRefused { .. } | ContainerError::UpdateRefused { .. }
+        )
+    }
+
     /// Sorts a bollard error into the variants callers act on.
     pub(crate) fn from_engine(
         container: &str,
@@ -125,6 +136,14 @@ impl ContainerError {
                 409 if message.contains("already in use") => {
                     return ContainerError::NameInUse {
                         container: container.to_string(),
+                    }
+                }
+                // The engine validates what it is asked for (memory, CPUs, labels...)
+                // before it does anything.
+                400 if action == "create" => {
+                    return ContainerError::CreateRefused {
+                        container: container.to_string(),
+                        message: message.clone(),
                     }
                 }
                 _ => {}

@@ -172,6 +172,9 @@ struct PerfCostBlock {
     user: Option<String>,
 }
 
+/// The longest pause between batches: an hour.
+const MAX_PAUSE_MS: u64 = 60 * 60 * 1000;
+
 impl PerfCostSettings {
     pub fn load(path: &Path) -> Result<PerfCostSettings, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -270,6 +273,15 @@ impl PerfCostSettings {
             .and_then(|v| v.as_str())
             .unwrap_or(language.default_version())
             .to_string();
+        language
+            .check_version(&language_version)
+            .map_err(|e| field_err("runtime.version", e.to_string()))?;
+        if parsed.pause_between_batches_ms > MAX_PAUSE_MS {
+            return Err(field_err(
+                "pause-between-batches-ms",
+                format!("must be at most {MAX_PAUSE_MS} (an hour)"),
+            ));
+        }
         let mut known = serde_json::Map::new();
         known.insert("perf-cost".into(), block.clone());
         for name in &SEBS_EXPERIMENTS[1..] {
@@ -453,6 +465,15 @@ mod tests {
             Err("concurrent-invocations"),
         );
         check(&bad("repetitions", "\"many\""), false, Err("invalid type"));
+        check(
+            &bad("pause-between-batches-ms", "18446744073709551615"),
+            false,
+            Err("perf-cost.pause-between-batches-ms: must be at most 3600000"),
+        );
+        let future = r#"{"experiments": {"runtime": {"language": "python", "version": "9.99"},
+            "perf-cost": {"benchmark": "b", "experiments": ["cold"], "input-size": "test",
+            "repetitions": 5, "concurrent-invocations": 2}}}"#;
+        check(future, false, Err("the supported ones are 3.7"));
         check(
             &bad("surprise", "1"),
             false,

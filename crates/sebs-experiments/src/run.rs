@@ -33,6 +33,28 @@ pub struct Report {
 
 /// Runs every configured mode for every memory size (or the benchmark's own), writing
 /// `<out_dir>/perf-cost/*` after each configuration so that an interruption loses nothing.
+/// The function configurations a run goes through, in order: the benchmark's, with each of
+/// the settings' memory sizes (or its own when there are none). Never empty.
+pub fn configurations(
+    bench: &sebs_package::BenchmarkConfig,
+    settings: &PerfCostSettings,
+) -> Vec<FunctionConfig> {
+    let mut base =
+        FunctionConfig::from_benchmark(bench, settings.language, &settings.language_version);
+    base.sandbox = settings.sandbox;
+    if settings.memory_sizes.is_empty() {
+        return vec![base];
+    }
+    settings
+        .memory_sizes
+        .iter()
+        .map(|&memory_mb| FunctionConfig {
+            memory_mb,
+            ..base.clone()
+        })
+        .collect()
+}
+
 /// Containers are removed before returning, also when `stop` interrupted the run.
 pub async fn run_perf_cost(
     experiment: &Experiment,
@@ -42,19 +64,12 @@ pub async fn run_perf_cost(
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<Report, WriteError> {
     let dir = out_dir.join("perf-cost");
-    let memories: Vec<Option<u64>> = if settings.memory_sizes.is_empty() {
-        vec![None]
-    } else {
-        settings.memory_sizes.iter().copied().map(Some).collect()
-    };
+    let mut configs = configurations(&experiment.bench.config, settings);
+    for config in &mut configs {
+        config.env = experiment.env.clone();
+    }
     let mut report = Report::default();
-    let mut base = FunctionConfig::from_benchmark(
-        &experiment.bench.config,
-        settings.language,
-        &settings.language_version,
-    );
-    base.sandbox = settings.sandbox;
-    base.env = experiment.env.clone();
+    let base = configs[0].clone();
     let name_for =
         |memory: u64| format!("{}-{}-{memory}", experiment.bench.name, settings.language);
     let mut pool = FunctionPool::new(
@@ -68,11 +83,9 @@ pub async fn run_perf_cost(
     let experiment_config = settings.sebs_experiment_config(sebs_platform::host_architecture());
     let mut csv = None;
     let outcome = async {
-        for memory in memories {
-            let mut config = base.clone();
-            if let Some(m) = memory {
-                config.memory_mb = m;
-            }
+        for config in configs {
+            // The memory size asked for, if the settings ask for any.
+            let memory = (!settings.memory_sizes.is_empty()).then_some(config.memory_mb);
             // Replaces the containers, as SeBS's update of a local function does.
             pool.reconfigure(config.clone(), name_for(config.memory_mb))
                 .await;

@@ -49,6 +49,8 @@ pub enum PackageError {
     Layout(#[from] LayoutError),
     #[error(transparent)]
     Build(#[from] BuildError),
+    #[error(transparent)]
+    Version(#[from] sebs_wire::UnknownVersion),
     #[error("{action} {path}: {source}")]
     Io {
         action: &'static str,
@@ -122,6 +124,8 @@ impl PackageCache {
         env: &dyn BuildEnv,
         force: bool,
     ) -> Result<Package, PackageError> {
+        // The version names a folder of the cache: only known ones do.
+        language.check_version(version)?;
         let sources = collect_sources(bench, language)?;
         let hash = content_hash(&sources)?;
         let dir = self.package_dir(&bench.name, language, version, &hash);

@@ -35,7 +35,8 @@ fn pick_agent(
     // A path the user named must exist; guessed ones are just skipped.
     if let Some(p) = explicit.or(env) {
         return if p.is_file() {
-            Ok(p)
+            // The engine mounts absolute paths only.
+            Ok(std::path::absolute(&p).unwrap_or(p))
         } else {
             Err(PlatformError::AgentMissing { path: Some(p) })
         };
@@ -72,5 +73,9 @@ mod tests {
         assert!(err.to_string().contains("nope"), "{err}");
         let err = pick_agent(None, None, Some(absent), None).unwrap_err();
         assert!(err.to_string().contains("cargo xtask agent"), "{err}");
+        // A relative SEBS_AGENT_BIN is made absolute: the engine mounts absolute paths only.
+        let relative = PathBuf::from("Cargo.toml");
+        let got = pick_agent(None, Some(relative), None, None).unwrap();
+        assert!(got.is_absolute() && got.ends_with("Cargo.toml"), "{got:?}");
     }
 }

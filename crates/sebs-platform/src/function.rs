@@ -107,7 +107,59 @@ pub struct FunctionConfig {
     pub env: BTreeMap<String, String>,
 }
 
+/// The longest timeout a function may have: a day.
+pub const MAX_TIMEOUT_S: u64 = 24 * 60 * 60;
+/// The smallest memory limit the engine accepts (Docker's minimum, 6 MiB).
+pub const MIN_MEMORY_MB: u64 = 6;
+/// The largest memory limit the engine can be given, in MB (its field is an i64 of bytes).
+pub const MAX_MEMORY_MB: u64 = i64::MAX as u64 >> 20;
+/// The largest CPU limit the engine can be given (its field is an i64 of nano-CPUs).
+pub const MAX_CPUS: f64 = 1e9;
+
 impl FunctionConfig {
+    /// Whether the engine and the agent can be given this configuration: values within the
+    /// bounds above, a known language version, at least one worker. Checked by
+    /// [`Platform::create_function`]; a front end checks it before doing anything else.
+    pub fn check(&self) -> Result<(), PlatformError> {
+        let bad = |what: &'static str, value: String, allowed: String| {
+            Err(PlatformError::BadConfig {
+                what,
+                value,
+                allowed,
+            })
+        };
+        self.language
+            .check_version(&self.language_version)
+            .map_err(PlatformError::Version)?;
+        if !(1..=MAX_TIMEOUT_S).contains(&self.timeout_s) {
+            return bad(
+                "timeout",
+                format!("{} s", self.timeout_s),
+                format!("from 1 s to {MAX_TIMEOUT_S} s (a day)"),
+            );
+        }
+        if !(MIN_MEMORY_MB..=MAX_MEMORY_MB).contains(&self.memory_mb) {
+            return bad(
+                "memory limit",
+                format!("{} MB", self.memory_mb),
+                format!("from {MIN_MEMORY_MB} MB to {MAX_MEMORY_MB} MB"),
+            );
+        }
+        if let Some(cpus) = self.cpus {
+            if !(cpus > 0.0 && cpus <= MAX_CPUS) {
+                return bad(
+                    "CPU limit",
+                    format!("{cpus:?}"),
+                    format!("more than 0 and at most {MAX_CPUS:?}"),
+                );
+            }
+        }
+        if self.workers == 0 {
+            return bad("workers", "0".to_string(), "at least 1".to_string());
+        }
+        Ok(())
+    }
+
     pub fn from_benchmark(config: &BenchmarkConfig, language: Language, version: &str) -> Self {
         FunctionConfig {
             language,
@@ -170,6 +222,14 @@ pub enum FunctionState {
 /// What went wrong on the platform.
 #[derive(Debug, thiserror::Error)]
 pub enum PlatformError {
+    #[error("use a {what} of {value}: it must be {allowed}")]
+    BadConfig {
+        what: &'static str,
+        value: String,
+        allowed: String,
+    },
+    #[error(transparent)]
+    Version(sebs_wire::UnknownVersion),
     #[error("find the in-container agent{}: build it with `cargo xtask agent` or set SEBS_AGENT_BIN",
         path.as_ref().map(|p| format!(" at {}", p.display())).unwrap_or_default())]
     AgentMissing { path: Option<PathBuf> },
@@ -221,6 +281,20 @@ pub enum PlatformError {
         #[source]
         source: PortError,
     },
+}
+
+impl PlatformError {
+    /// Whether the function's configuration was at fault (out of bounds, or refused by the
+    /// engine) rather than the environment.
+    pub fn is_bad_config(&self) -> bool {
+        match self {
+            PlatformError::BadConfig { .. } | PlatformError::Version(_) => true,
+            PlatformError::Start { source, .. } | PlatformError::Update { source, .. } => {
+                source.refused_by_engine()
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Everything a container of a function is started from.
@@ -473,6 +547,7 @@ impl Platform {
 
     /// Starts a container for `l` and waits until it answers.
     async fn launch(&self, l: &Launch<'_>) -> Result<Function, PlatformError> {
+        l.config.check()?;
         let start_err = |source| PlatformError::Start {
             function: l.name.to_string(),
             source,
@@ -859,6 +934,64 @@ fn sanitize(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn configurations_out_of_bounds_are_refused_with_the_bounds() {
+        let check = |change: &dyn Fn(&mut FunctionConfig), expect: Result<(), &str>| {
+            let mut config = FunctionConfig {
+                language: Language::Python,
+                language_version: "3.11".to_string(),
+                memory_mb: 128,
+                timeout_s: 10,
+                cpus: None,
+                workers: 1,
+                sandbox: Sandbox::default(),
+                env: BTreeMap::new(),
+            };
+            change(&mut config);
+            let got = config.check().map_err(|e| e.to_string());
+            match (got, expect) {
+                (Ok(()), Ok(())) => {}
+                (Err(message), Err(fragment)) => {
+                    assert!(message.contains(fragment), "{message:?} lacks {fragment:?}")
+                }
+                (got, expect) => panic!("{config:?}: got {got:?}, expected {expect:?}"),
+            }
+        };
+        check(&|_| {}, Ok(()));
+        check(&|c| c.timeout_s = MAX_TIMEOUT_S, Ok(()));
+        check(&|c| c.memory_mb = MIN_MEMORY_MB, Ok(()));
+        check(&|c| c.cpus = Some(0.01), Ok(()));
+        check(
+            &|c| c.timeout_s = u64::MAX,
+            Err("timeout of 18446744073709551615 s: it must be from 1 s to 86400 s"),
+        );
+        check(&|c| c.timeout_s = 0, Err("timeout of 0 s"));
+        check(
+            &|c| c.memory_mb = 5,
+            Err("memory limit of 5 MB: it must be from 6 MB"),
+        );
+        check(
+            &|c| c.memory_mb = u64::MAX,
+            Err("memory limit of 18446744073709551615 MB"),
+        );
+        for cpus in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e300] {
+            check(&|c| c.cpus = Some(cpus), Err("CPU limit"));
+        }
+        check(&|c| c.workers = 0, Err("workers of 0"));
+        check(
+            &|c| c.language_version = "9.99".to_string(),
+            Err("the supported ones are"),
+        );
+        // Refused values are the user's to fix; the engine's own failures are not.
+        let bad = PlatformError::BadConfig {
+            what: "timeout",
+            value: "0 s".to_string(),
+            allowed: "from 1 s".to_string(),
+        };
+        assert!(bad.is_bad_config());
+        assert!(!PlatformError::AgentMissing { path: None }.is_bad_config());
+    }
 
     #[test]
     fn container_names() {

@@ -50,6 +50,7 @@ impl Platform {
         function: &mut Function,
         config: &FunctionConfig,
     ) -> Result<(), PlatformError> {
+        config.check()?;
         match config_change(&function.config, config) {
             ConfigChange::None => Ok(()),
             ConfigChange::Replace => {

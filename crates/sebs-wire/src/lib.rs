@@ -334,6 +334,39 @@ impl Language {
             Language::Nodejs => "18",
         }
     }
+
+    /// The versions a function can run in: those SeBS's local platform lists, each with an
+    /// official image (`python:<v>-slim`, `node:<v>-slim`).
+    pub fn versions(self) -> &'static [&'static str] {
+        match self {
+            Language::Python => &["3.7", "3.8", "3.9", "3.10", "3.11", "3.12"],
+            Language::Nodejs => &["14", "16", "18", "20"],
+        }
+    }
+
+    /// `version` when it is one of [`Language::versions`], else why not. Image tags and
+    /// cache paths are made only of checked versions.
+    pub fn check_version(self, version: &str) -> Result<(), UnknownVersion> {
+        if self.versions().contains(&version) {
+            Ok(())
+        } else {
+            Err(UnknownVersion {
+                language: self,
+                version: version.to_string(),
+            })
+        }
+    }
+}
+
+/// A language version none of [`Language::versions`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "use {language} {version:?}: unknown version; the supported ones are {}",
+    language.versions().join(", ")
+)]
+pub struct UnknownVersion {
+    pub language: Language,
+    pub version: String,
 }
 
 impl fmt::Display for Language {
@@ -539,6 +572,33 @@ mod tests {
             let printed = EpochMicros(v).to_string();
             assert_eq!(printed.parse::<EpochMicros>().unwrap().0, v);
         }
+    }
+
+    #[test]
+    fn only_known_versions_pass_and_the_refusal_names_the_known_ones() {
+        let check = |language: Language, version: &str, ok: bool| {
+            assert_eq!(
+                language.check_version(version).is_ok(),
+                ok,
+                "{language} {version}"
+            );
+        };
+        check(Language::Python, "3.11", true);
+        check(Language::Python, "3.7", true);
+        check(Language::Nodejs, "18", true);
+        for bad in ["9.99", "", "3", "3.11 ", "../../x", "3.11/..", "18"] {
+            check(Language::Python, bad, false);
+        }
+        check(Language::Nodejs, "3.11", false);
+        for language in [Language::Python, Language::Nodejs] {
+            check(language, language.default_version(), true);
+        }
+        let err = Language::Python.check_version("9.99").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "use python \"9.99\": unknown version; the supported ones are \
+             3.7, 3.8, 3.9, 3.10, 3.11, 3.12"
+        );
     }
 
     #[test]

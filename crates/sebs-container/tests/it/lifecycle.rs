@@ -265,6 +265,16 @@ async fn missing_containers_and_names_in_use_have_their_own_errors() {
         spec.image = "sebs-local/absent:never".to_string();
         let err = create_and_start(&docker, &spec).await.unwrap_err();
         assert!(matches!(err, ContainerError::ImageMissing { .. }), "{err}");
+
+        // A limit the engine does not accept is the caller's to fix, and says why.
+        let mut spec = fx.spec("tiny", &fx.serve);
+        spec.memory_bytes = Some(1 << 20);
+        let err = create_and_start(&docker, &spec).await.unwrap_err();
+        assert!(
+            matches!(err, ContainerError::CreateRefused { .. }) && err.refused_by_engine(),
+            "{err}"
+        );
+        assert!(err.to_string().contains("6MB"), "{err}");
     })
     .await;
 }
