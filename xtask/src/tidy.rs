@@ -203,6 +203,108 @@ mod tests {
         assert_eq!(test_functions(source), ["plain", "awaited"]);
     }
 
+    /// No error variant prints its cause in its message and also returns it as `source()`:
+    /// a printed chain would show the cause twice.
+    #[test]
+    fn each_cause_is_printed_once() {
+        let listing = std::process::Command::new("git")
+            .args(["ls-files", "crates/*.rs", "xtask/*.rs"])
+            .current_dir(root::dir())
+            .output()
+            .expect("git runs");
+        let mut twice = Vec::new();
+        for file in String::from_utf8_lossy(&listing.stdout).lines() {
+            let text = std::fs::read_to_string(root::dir().join(file)).unwrap_or_default();
+            for variant in prints_its_source(&text) {
+                twice.push(format!("{file}: {variant}"));
+            }
+        }
+        assert!(
+            twice.is_empty(),
+            "these errors print their source and return it as source(); drop it from the \
+             message:\n{}",
+            twice.join("\n")
+        );
+    }
+
+    /// The `#[error(...)]` messages in `text` that print a cause their variant also returns
+    /// as its source (a `source` field, `#[source]` or `#[from]`).
+    fn prints_its_source(text: &str) -> Vec<String> {
+        let mut found = Vec::new();
+        let mut rest = text;
+        while let Some(at) = rest.find("#[error(") {
+            let attribute_start = &rest[at..];
+            let end = attribute_end(attribute_start);
+            let (attribute, after) = attribute_start.split_at(end);
+            let variant_end = [after.find("#[error("), after.find("\n}")]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(after.len());
+            let variant = &after[..variant_end];
+            let prints = ["{source", ".source", "{0}"]
+                .iter()
+                .any(|p| attribute.contains(p));
+            let returns = ["#[source]", "#[from]", "source:"]
+                .iter()
+                .any(|p| variant.contains(p));
+            if prints && returns && !attribute.contains("transparent") {
+                found.push(attribute.split_whitespace().collect::<Vec<_>>().join(" "));
+            }
+            rest = after;
+        }
+        found
+    }
+
+    /// Where the attribute starting `text` (`#[error(...)]`) ends, strings and nested
+    /// parentheses included.
+    fn attribute_end(text: &str) -> usize {
+        let (mut depth, mut in_string, mut escaped) = (0, false, false);
+        for (i, c) in text.char_indices() {
+            match (in_string, c) {
+                (true, _) if escaped => escaped = false,
+                (true, '\\') => escaped = true,
+                (true, '"') => in_string = false,
+                (true, _) => {}
+                (false, '"') => in_string = true,
+                (false, '(') => depth += 1,
+                (false, ')') => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return i + 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+        text.len()
+    }
+
+    #[test]
+    fn a_source_printed_twice_is_found() {
+        let text = r#"
+pub enum E {
+    #[error("read {path}: {source}")]
+    Twice { path: PathBuf, source: std::io::Error },
+    #[error("read {path} (\"quoted\")")]
+    Once { path: PathBuf, #[source] source: std::io::Error },
+    #[error("parse {line}: {error}")]
+    InMessage { line: String, error: serde_json::Error },
+    #[error("wrap: {0}")]
+    Tuple(#[from] Inner),
+    #[error(transparent)]
+    Through(#[from] Other),
+}
+"#;
+        assert_eq!(
+            prints_its_source(text),
+            [
+                r#"#[error("read {path}: {source}")"#,
+                r#"#[error("wrap: {0}")"#
+            ]
+        );
+    }
+
     #[test]
     fn the_code_is_formatted() {
         let out = root::cargo()

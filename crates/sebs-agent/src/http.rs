@@ -155,7 +155,10 @@ async fn invoke(state: Arc<State>, req: Request<Incoming>) -> Response<Full<Byte
         Err(e) => {
             return bad(
                 StatusCode::BAD_REQUEST,
-                format!("failed to read the request body: {e}"),
+                format!(
+                    "failed to read the request body: {}",
+                    sebs_wire::ErrorChain(&*e)
+                ),
             )
         }
     };
@@ -164,7 +167,10 @@ async fn invoke(state: Arc<State>, req: Request<Incoming>) -> Response<Full<Byte
         Err(e) => {
             return bad(
                 StatusCode::BAD_REQUEST,
-                format!("the request body is not JSON: {e}"),
+                format!(
+                    "the request body is not JSON: {}",
+                    sebs_wire::ErrorChain(&e)
+                ),
             );
         }
     };
@@ -196,7 +202,7 @@ async fn invoke(state: Arc<State>, req: Request<Incoming>) -> Response<Full<Byte
                     // Only a handler output serde cannot write back (it parsed it) gets here.
                     let mut failed = ErrorAnswer::new(
                         ErrorKind::Internal,
-                        format!("failed to encode the answer: {e}"),
+                        format!("failed to encode the answer: {}", sebs_wire::ErrorChain(&e)),
                     );
                     failed.request_id = Some(answer.request_id);
                     failed.is_cold = is_cold;
@@ -218,7 +224,7 @@ async fn invoke(state: Arc<State>, req: Request<Incoming>) -> Response<Full<Byte
         Err(e) => {
             let mut answer = ErrorAnswer::new(
                 ErrorKind::Internal,
-                format!("the invocation task failed: {e}"),
+                format!("the invocation task failed: {}", sebs_wire::ErrorChain(&e)),
             );
             answer.request_id = Some(request_id);
             answer.is_cold = is_cold;

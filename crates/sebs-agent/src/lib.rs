@@ -71,15 +71,15 @@ impl Config {
 /// Why the agent could not run. Messages read after "failed to".
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
-    #[error("install the {signal} handler: {source}")]
+    #[error("install the {signal} handler")]
     Signal {
         signal: &'static str,
         #[source]
         source: std::io::Error,
     },
-    #[error("start the thread that spawns workers: {0}")]
+    #[error("start the thread that spawns workers")]
     Spawner(#[source] std::io::Error),
-    #[error("listen on port {port}: {source}")]
+    #[error("listen on port {port}")]
     Listen {
         port: u16,
         #[source]
@@ -165,7 +165,7 @@ fn cgroup_peak(config: &Config) -> Option<CgroupPeak> {
                 );
                 return Some(peak);
             }
-            Err(e) => format!("failed to {e}"),
+            Err(e) => format!("failed to {}", sebs_wire::ErrorChain(&e)),
         }
     };
     eprintln!("sebs-agent: each call's peak memory from the worker's resident set: {why_not}");
@@ -192,7 +192,10 @@ async fn serve(listener: TcpListener, state: Arc<http::State>) {
             Ok((stream, _peer)) => stream,
             Err(e) => {
                 // Out of file descriptors and the like: wait a little rather than spin.
-                eprintln!("sebs-agent: failed to accept a connection: {e}");
+                eprintln!(
+                    "sebs-agent: failed to accept a connection: {}",
+                    sebs_wire::ErrorChain(&e)
+                );
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }

@@ -20,7 +20,7 @@ fn main() -> ExitCode {
         return match sebs_agent::tmp::empty_dir(std::path::Path::new(&dir)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("sebs-agent: failed to {e}");
+                eprintln!("sebs-agent: failed to {}", sebs_wire::ErrorChain(&e));
                 ExitCode::from(1)
             }
         };
@@ -28,7 +28,7 @@ fn main() -> ExitCode {
     let settings = match sebs_wire::AgentSettings::from_env(|k| std::env::var(k).ok()) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("sebs-agent: {e}");
+            eprintln!("sebs-agent: {}", sebs_wire::ErrorChain(&e));
             return ExitCode::from(2);
         }
     };
@@ -43,7 +43,10 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("sebs-agent: failed to start the async runtime: {e}");
+            eprintln!(
+                "sebs-agent: failed to start the async runtime: {}",
+                sebs_wire::ErrorChain(&e)
+            );
             return ExitCode::from(1);
         }
     };
@@ -53,7 +56,7 @@ fn main() -> ExitCode {
     match outcome {
         Ok(_signal) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("sebs-agent: failed to {e}");
+            eprintln!("sebs-agent: failed to {}", sebs_wire::ErrorChain(&e));
             ExitCode::from(1)
         }
     }

@@ -48,7 +48,7 @@ impl Version {
 /// Why the cgroup peak cannot be used. Messages read after "failed to".
 #[derive(Debug, thiserror::Error)]
 pub enum PeakError {
-    #[error("read {path}: {source}")]
+    #[error("read {path}")]
     Read {
         path: PathBuf,
         #[source]
@@ -56,13 +56,13 @@ pub enum PeakError {
     },
     #[error("find the agent's own memory cgroup mounted under {root}")]
     NotMounted { root: PathBuf },
-    #[error("open {path} for resetting: {source}")]
+    #[error("open {path} for resetting")]
     Open {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("reset {path}: {source}")]
+    #[error("reset {path}")]
     Reset {
         path: PathBuf,
         #[source]
@@ -328,7 +328,7 @@ impl Meter {
         let peak = cgroup.lock().unwrap_or_else(|p| p.into_inner());
         match peak.reset() {
             Ok(()) => window.cgroup_reset_at = Some(arrivals),
-            Err(e) => eprintln!("sebs-agent: failed to {e}"),
+            Err(e) => eprintln!("sebs-agent: failed to {}", sebs_wire::ErrorChain(&e)),
         }
         window
     }
@@ -345,7 +345,7 @@ impl Meter {
                 match read {
                     Ok(bytes) => alone.then_some(bytes),
                     Err(e) => {
-                        eprintln!("sebs-agent: failed to {e}");
+                        eprintln!("sebs-agent: failed to {}", sebs_wire::ErrorChain(&e));
                         None
                     }
                 }

@@ -206,7 +206,7 @@ impl Pool {
                 let started =
                     Worker::start(&inner.config.command, &inner.spawner, self.import_limit()).await;
                 if let Err(e) = &started {
-                    eprintln!("sebs-agent: worker failed to {e}");
+                    eprintln!("sebs-agent: worker failed to {}", sebs_wire::ErrorChain(&e));
                 }
                 started
             }
@@ -274,12 +274,13 @@ impl Pool {
                 worker.kill();
                 self.put_slot(Slot::Empty);
                 eprintln!(
-                    "sebs-agent: worker {} failed to serve a call: {e}",
-                    worker.pid()
+                    "sebs-agent: worker {} failed to serve a call: {}",
+                    worker.pid(),
+                    sebs_wire::ErrorChain(&e)
                 );
                 Err(CallFailure::new(
                     ErrorKind::Internal,
-                    format!("failed to {e}"),
+                    format!("failed to {}", sebs_wire::ErrorChain(&e)),
                 ))
             }
             Err(_elapsed) => {

@@ -197,7 +197,7 @@ fn worker_pipes(uid: Option<u32>, gid: Option<u32>) -> std::io::Result<(WorkerPi
 /// What went wrong with a worker. Messages read after "failed to".
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
-    #[error("start worker `{command}`: {source}")]
+    #[error("start worker `{command}`")]
     Spawn {
         command: String,
         #[source]
@@ -218,7 +218,7 @@ pub enum WorkerError {
         None => "closed its output".to_string(),
     })]
     Died { status: Option<ExitStatus> },
-    #[error("talk to worker {pid}: {source}")]
+    #[error("talk to worker {pid}")]
     Pipe {
         pid: i32,
         #[source]

@@ -36,7 +36,7 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
                 removed.insert(id);
             }
             Err(e) => {
-                tracing::error!("failed to {e}");
+                tracing::error!("failed to {}", sebs_wire::ErrorChain(&e));
                 exit = Exit::Environment;
             }
         }
@@ -52,7 +52,10 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
     let freed = match freed {
         Ok(n) => n,
         Err(e) => {
-            tracing::warn!("failed to free the host ports of removed containers: failed to {e}");
+            tracing::warn!(
+                "failed to free the host ports of removed containers: failed to {}",
+                sebs_wire::ErrorChain(&e)
+            );
             0
         }
     };

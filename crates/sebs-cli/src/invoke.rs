@@ -4,7 +4,7 @@ use sebs_package::{validate_output, BenchmarkDir, NoStorage, Size, ValidateConte
 use sebs_platform::{Function, FunctionConfig, Platform};
 use sebs_storage::InputCalls;
 use sebs_trigger::ExecutionResult;
-use sebs_wire::Language;
+use sebs_wire::{ErrorChain, Language};
 
 use crate::exit::{Exit, ExitContext, Failure};
 use crate::{inputs, setup};
@@ -128,7 +128,7 @@ async fn validate_one(
             tracing::error!(
                 invocation = n,
                 "validation failed: the validator itself failed: {}",
-                sebs_storage::session::error_chain(&e)
+                ErrorChain(&e)
             );
         }
     }
@@ -151,7 +151,7 @@ async fn invoke_all(
         let record = match platform.invoke(function, input).await {
             Ok(result) => result,
             Err(e) => {
-                tracing::error!("invocation failed: {e}");
+                tracing::error!("invocation failed: {}", ErrorChain(&e));
                 exit = Exit::InvocationFailed;
                 ExecutionResult::failed(&e)
             }

@@ -156,7 +156,11 @@ pub fn benchmarks_root(cli: Option<&Path>) -> Result<PathBuf, Failure> {
 /// The package cache: `--cache`, else under the user's cache directory.
 pub fn cache_root(cli: Option<&Path>) -> Result<PathBuf, Failure> {
     if let Some(dir) = cli {
-        return Ok(dir.to_path_buf());
+        // Packages are mounted into containers, and the engine mounts absolute paths only.
+        return std::path::absolute(dir).exit(
+            Exit::Environment,
+            format!("failed to find the cache {}", dir.display()),
+        );
     }
     let xdg = std::env::var("XDG_CACHE_HOME").ok();
     let home = std::env::var("HOME").ok();

@@ -166,7 +166,8 @@ async fn invocation_logs(file: &DeploymentFile) -> HashMap<String, Vec<Invocatio
             }
             Err(e) => tracing::warn!(
                 container = %id,
-                "the memory profile of container {id} marks no invocations: failed to {e}"
+                "the memory profile of container {id} marks no invocations: failed to {}",
+                sebs_wire::ErrorChain(&e)
             ),
         }
     }

@@ -43,7 +43,7 @@ pub enum ConnectError {
         reason: String,
         hint: String,
     },
-    #[error("agree on an API version with the docker engine at {address}: {source}")]
+    #[error("agree on an API version with the docker engine at {address}")]
     Negotiate {
         address: EngineAddress,
         source: bollard::errors::Error,

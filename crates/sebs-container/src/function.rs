@@ -57,7 +57,7 @@ pub enum ContainerError {
         path: PathBuf,
         reason: String,
     },
-    #[error("{action} container {container}: {source}")]
+    #[error("{action} container {container}")]
     Engine {
         container: String,
         action: &'static str,
@@ -435,7 +435,7 @@ pub async fn create_and_start(
                     oom_killed: state.oom_killed,
                     logs: logs(docker, &created.id, LOG_LINES_IN_ERRORS)
                         .await
-                        .unwrap_or_else(|e| format!("(no logs: {e})")),
+                        .unwrap_or_else(|e| format!("(no logs: {})", sebs_wire::ErrorChain(&e))),
                 },
                 _ => e,
             };
@@ -538,7 +538,7 @@ pub async fn wait_alive(
             last,
             logs: logs(docker, container, LOG_LINES_IN_ERRORS)
                 .await
-                .unwrap_or_else(|e| format!("(no logs: {e})")),
+                .unwrap_or_else(|e| format!("(no logs: {})", sebs_wire::ErrorChain(&e))),
         }),
     }
 }
@@ -566,7 +566,7 @@ async fn watch_exit(docker: &Docker, container: &str) -> ContainerError {
                     oom_killed: state.oom_killed,
                     logs: logs(docker, container, LOG_LINES_IN_ERRORS)
                         .await
-                        .unwrap_or_else(|e| format!("(no logs: {e})")),
+                        .unwrap_or_else(|e| format!("(no logs: {})", sebs_wire::ErrorChain(&e))),
                 }
             }
             Err(e @ ContainerError::NotFound { .. }) => return e,
@@ -798,7 +798,9 @@ impl Drop for ContainerGuard {
                 handle.spawn(async move {
                     match remove(&docker, &id, true).await {
                         Ok(()) | Err(ContainerError::NotFound { .. }) => {}
-                        Err(e) => tracing::warn!("dropped container guard: {e}"),
+                        Err(e) => {
+                            tracing::warn!("dropped container guard: {}", sebs_wire::ErrorChain(&e))
+                        }
                     }
                 });
             }

@@ -28,7 +28,7 @@ const OUTPUT_LINES_IN_ERRORS: usize = 30;
 /// A base image did not resolve or could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
-    #[error("{action} image {image}: {source}")]
+    #[error("{action} image {image}")]
     Engine {
         image: String,
         action: &'static str,
@@ -41,7 +41,7 @@ pub enum ImageError {
          it once with `sudo` and the image is reused"
     )]
     NotRoot { image: String },
-    #[error("access {path}: {source}")]
+    #[error("access {path}")]
     Io {
         path: PathBuf,
         source: std::io::Error,
@@ -158,7 +158,11 @@ pub async fn ensure_image(
     }
     match tokio::time::timeout(PULL_TIMEOUT, pull(docker, &choice.official)).await {
         Ok(Ok(())) => return Ok(resolved(&choice.official, ImageSource::Official)),
-        Ok(Err(e)) => tracing::info!("could not pull {}: {e}", choice.official),
+        Ok(Err(e)) => tracing::info!(
+            "could not pull {}: {}",
+            choice.official,
+            sebs_wire::ErrorChain(&e)
+        ),
         Err(_) => tracing::info!("could not pull {} within {PULL_TIMEOUT:?}", choice.official),
     }
     tracing::info!(
@@ -367,7 +371,10 @@ impl BaseImageBuilder {
         // Removing a few hundred megabytes takes a moment: not on the async threads.
         let removal = tokio::task::spawn_blocking(move || dir.close()).await;
         if let Ok(Err(e)) = removal {
-            tracing::warn!("could not remove the temporary root filesystem: {e}");
+            tracing::warn!(
+                "could not remove the temporary root filesystem: {}",
+                sebs_wire::ErrorChain(&e)
+            );
         }
         let took = begin.elapsed();
         tracing::info!(

@@ -137,7 +137,7 @@ pub enum RunError {
         path: PathBuf,
         reason: String,
     },
-    #[error("{action} container {container}: {source}")]
+    #[error("{action} container {container}")]
     Engine {
         container: String,
         action: &'static str,
@@ -192,7 +192,7 @@ pub async fn run_to_completion(docker: &Docker, spec: &RunSpec) -> Result<RunOut
     let guard = ContainerGuard::new(docker.clone(), created.id.clone());
     let result = run_created(docker, spec, &created.id).await;
     if let Err(e) = guard.remove().await {
-        tracing::warn!(container = %spec.name, "could not remove the finished container: {e}");
+        tracing::warn!(container = %spec.name, "could not remove the finished container: {}", sebs_wire::ErrorChain(&e));
     }
     result
 }
@@ -234,7 +234,7 @@ async fn run_created(docker: &Docker, spec: &RunSpec, id: &str) -> Result<RunOut
             Ok(code) => code?,
             Err(_) => {
                 if let Err(e) = docker.kill_container(id, None).await {
-                    tracing::debug!(container = %spec.name, "kill after timeout: {e}");
+                    tracing::debug!(container = %spec.name, "kill after timeout: {}", sebs_wire::ErrorChain(&e));
                 }
                 return Err(RunError::TimedOut {
                     container: spec.name.clone(),

@@ -178,7 +178,10 @@ pub async fn run_configuration<T: Target>(
     if run_type == RunType::Sequential {
         // SeBS warms the container up with one call before the first batch.
         if let Err(e) = target.invoke_batch(input, 1).await {
-            out.stopped_early = Some(format!("could not deploy the function: {e}"));
+            out.stopped_early = Some(format!(
+                "could not deploy the function: {}",
+                sebs_wire::ErrorChain(&e)
+            ));
         }
     }
     let mut first = true;
@@ -191,14 +194,20 @@ pub async fn run_configuration<T: Target>(
         let began = Instant::now();
         if forces_cold {
             if let Err(e) = target.force_cold(per_batch).await {
-                out.stopped_early = Some(format!("could not force a cold start: {e}"));
+                out.stopped_early = Some(format!(
+                    "could not force a cold start: {}",
+                    sebs_wire::ErrorChain(&e)
+                ));
                 break;
             }
         }
         let results = match target.invoke_batch(input, per_batch).await {
             Ok(results) => results,
             Err(e) => {
-                out.stopped_early = Some(format!("could not deploy the function: {e}"));
+                out.stopped_early = Some(format!(
+                    "could not deploy the function: {}",
+                    sebs_wire::ErrorChain(&e)
+                ));
                 break;
             }
         };

@@ -169,8 +169,14 @@ impl FunctionPool {
         if let Some(task) = self.starting.take() {
             match task.await {
                 Ok(Ok(started)) => self.fresh.extend(started),
-                Ok(Err(e)) => tracing::warn!("prewarming containers failed: {e}"),
-                Err(e) => tracing::warn!("prewarming containers failed: {e}"),
+                Ok(Err(e)) => tracing::warn!(
+                    "prewarming containers failed: {}",
+                    sebs_wire::ErrorChain(&e)
+                ),
+                Err(e) => tracing::warn!(
+                    "prewarming containers failed: {}",
+                    sebs_wire::ErrorChain(&e)
+                ),
             }
         }
     }
@@ -181,7 +187,10 @@ impl FunctionPool {
             let platform = self.platform.clone();
             self.retiring.push(tokio::spawn(async move {
                 if let Err(e) = platform.stop(&f).await {
-                    tracing::warn!("could not remove a retired container: {e}");
+                    tracing::warn!(
+                        "could not remove a retired container: {}",
+                        sebs_wire::ErrorChain(&e)
+                    );
                 }
             }));
         }

@@ -58,7 +58,7 @@ pub enum FindError {
          {cwd_benchmarks} or the workspace fixtures is there"
     )]
     NoRoot { cwd_benchmarks: PathBuf },
-    #[error("list benchmarks in {path}: {source}")]
+    #[error("list benchmarks in {path}")]
     ReadDir {
         path: PathBuf,
         #[source]

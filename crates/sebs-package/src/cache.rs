@@ -51,14 +51,14 @@ pub enum PackageError {
     Build(#[from] BuildError),
     #[error(transparent)]
     Version(#[from] sebs_wire::UnknownVersion),
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {path}")]
     Io {
         action: &'static str,
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("write package marker {path}: {source}")]
+    #[error("write package marker {path}")]
     Marker {
         path: PathBuf,
         #[source]

@@ -43,7 +43,7 @@ impl fmt::Display for Module {
 /// A `config.json` that cannot be read or does not have SeBS's shape.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("read benchmark config {path}: {source}")]
+    #[error("read benchmark config {path}")]
     Read {
         path: PathBuf,
         #[source]

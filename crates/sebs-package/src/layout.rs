@@ -154,13 +154,13 @@ pub enum LayoutError {
         language: Language,
         path: PathBuf,
     },
-    #[error("read {path}: {source}")]
+    #[error("read {path}")]
     Read {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("write {path}: {source}")]
+    #[error("write {path}")]
     Write {
         path: PathBuf,
         #[source]
@@ -174,7 +174,7 @@ pub enum LayoutError {
     SpecialFile { path: PathBuf },
     #[error("copy {from} to {to}: init.sh already put a directory there")]
     Conflict { from: PathBuf, to: PathBuf },
-    #[error("run {script}: {source}")]
+    #[error("run {script}")]
     InitSpawn {
         script: PathBuf,
         #[source]

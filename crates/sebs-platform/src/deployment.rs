@@ -136,7 +136,7 @@ pub enum DeploymentError {
         #[source]
         source: std::io::Error,
     },
-    #[error("parse deployment file {path}: it is not JSON ({source})")]
+    #[error("parse deployment file {path}: it is not JSON")]
     NotJson {
         path: PathBuf,
         source: serde_json::Error,

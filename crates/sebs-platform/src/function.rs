@@ -436,7 +436,10 @@ impl Platform {
             match result {
                 Ok(f) => functions.push(f),
                 Err(e) if first_error.is_none() => first_error = Some(e),
-                Err(e) => tracing::warn!("another deployment failed too: failed to {e}"),
+                Err(e) => tracing::warn!(
+                    "another deployment failed too: failed to {}",
+                    sebs_wire::ErrorChain(&e)
+                ),
             }
         }
         match first_error {
@@ -516,7 +519,7 @@ impl Platform {
         for (id, port) in live {
             self.remove_quietly(&id).await;
             if let Err(e) = self.release_port(&id, port).await {
-                tracing::warn!("failed to {e}");
+                tracing::warn!("failed to {}", sebs_wire::ErrorChain(&e));
             }
         }
         // A create request in flight when its future was dropped may still make a
@@ -532,7 +535,7 @@ impl Platform {
                         self.remove_quietly(&id).await;
                     }
                 }
-                Err(e) => tracing::warn!("failed to {e}"),
+                Err(e) => tracing::warn!("failed to {}", sebs_wire::ErrorChain(&e)),
             }
             let abandoned = self.abandoned_creates.load(Ordering::SeqCst) > 0;
             if !abandoned
@@ -772,7 +775,7 @@ impl Platform {
     async fn reclaim_stale(&self, allocator: &Allocator) {
         let before: BTreeSet<String> = match allocator.persisted() {
             Ok(p) => p.into_iter().map(|p| p.container).collect(),
-            Err(e) => return tracing::warn!("failed to {e}"),
+            Err(e) => return tracing::warn!("failed to {}", sebs_wire::ErrorChain(&e)),
         };
         if before.is_empty() {
             return;
@@ -793,7 +796,7 @@ impl Platform {
                 })
                 .filter_map(|c| c.id)
                 .collect(),
-            Err(e) => return tracing::warn!("failed to {e}"),
+            Err(e) => return tracing::warn!("failed to {}", sebs_wire::ErrorChain(&e)),
         };
         let allocator = allocator.clone();
         let reclaimed = tokio::task::spawn_blocking(move || {
@@ -808,8 +811,11 @@ impl Platform {
                 )
             }
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::warn!("failed to {e}"),
-            Err(e) => tracing::warn!("the port reclaiming task failed: {e}"),
+            Ok(Err(e)) => tracing::warn!("failed to {}", sebs_wire::ErrorChain(&e)),
+            Err(e) => tracing::warn!(
+                "the port reclaiming task failed: {}",
+                sebs_wire::ErrorChain(&e)
+            ),
         }
     }
 
@@ -861,14 +867,16 @@ impl Platform {
     async fn discard(&self, id: &str, port: Option<u16>) {
         self.remove_quietly(id).await;
         if let Err(e) = self.release_port(id, port).await {
-            tracing::warn!("failed to {e}");
+            tracing::warn!("failed to {}", sebs_wire::ErrorChain(&e));
         }
     }
 
     async fn remove_quietly(&self, id: &str) {
         match sebs_container::remove(&self.docker, id, true).await {
             Ok(()) | Err(ContainerError::NotFound { .. }) => {}
-            Err(e) => tracing::warn!(container = id, error = %e, "could not remove container"),
+            Err(e) => {
+                tracing::warn!(container = id, error = %sebs_wire::ErrorChain(&e), "could not remove container")
+            }
         }
         self.forget(id);
     }
@@ -1027,7 +1035,11 @@ pub(crate) async fn release_persisted(
                 source,
             }),
         Err(e) => {
-            tracing::warn!(port, "the port releasing task failed: {e}");
+            tracing::warn!(
+                port,
+                "the port releasing task failed: {}",
+                sebs_wire::ErrorChain(&e)
+            );
             Ok(())
         }
     }

@@ -466,7 +466,7 @@ pub async fn locate(docker: &Docker, config: &MemoryConfig, container: &str) -> 
     let by_id_error = match by_id {
         Ok(Ok(cgroup)) => return Probe::Cgroup(cgroup),
         Ok(Err(e)) => e.to_string(),
-        Err(e) => format!("search the cgroup tree: {e}"),
+        Err(e) => format!("search the cgroup tree: {}", sebs_wire::ErrorChain(&e)),
     };
     let inspected = docker
         .inspect_container(
@@ -497,7 +497,10 @@ pub async fn locate(docker: &Docker, config: &MemoryConfig, container: &str) -> 
             }
             Err(e) => {
                 return Probe::EngineStats {
-                    reason: format!("{by_id_error}; by PID {pid}: failed to {e}"),
+                    reason: format!(
+                        "{by_id_error}; by PID {pid}: failed to {}",
+                        sebs_wire::ErrorChain(&e)
+                    ),
                 }
             }
         }
@@ -686,7 +689,7 @@ pub async fn measure(
             _ = tick.tick(), if !sampled.is_empty() => {}
             Some(done) = followers.join_next(), if !followers.is_empty() => {
                 if let Ok(Err(e)) = done {
-                    tracing::error!("failed to {e}");
+                    tracing::error!("failed to {}", sebs_wire::ErrorChain(&e));
                     result = Err(e);
                 }
                 continue;
@@ -699,7 +702,7 @@ pub async fn measure(
                     Ok(true) => kept.push(s),
                     Ok(false) => {}
                     Err(e) => {
-                        tracing::error!("failed to {e}");
+                        tracing::error!("failed to {}", sebs_wire::ErrorChain(&e));
                         result = Err(e);
                     }
                 }
@@ -710,7 +713,7 @@ pub async fn measure(
     if let Some(sampler) = &sampler {
         for s in &mut sampled {
             if let Err(e) = s.rotate(sampler, config.interval, false) {
-                tracing::error!("failed to {e}");
+                tracing::error!("failed to {}", sebs_wire::ErrorChain(&e));
                 result = Err(e);
             }
         }
@@ -718,7 +721,7 @@ pub async fn measure(
     let _ = stop_tx.send(true);
     while let Some(done) = followers.join_next().await {
         if let Ok(Err(e)) = done {
-            tracing::error!("failed to {e}");
+            tracing::error!("failed to {}", sebs_wire::ErrorChain(&e));
             result = Err(e);
         }
     }
@@ -760,7 +763,7 @@ async fn follow_stats(
                 Some(Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })) | None => {
                     break End::ContainerGone
                 }
-                Some(Err(e)) => break End::Failed(format!("read the engine's stats of container {container}: {e}")),
+                Some(Err(e)) => break End::Failed(format!("read the engine's stats of container {container}: {}", sebs_wire::ErrorChain(&e))),
             }
         }
     };

@@ -12,6 +12,8 @@
 //! - [`EpochMicros`]: SeBS's `"seconds.micros"` timestamps, parsed and printed exactly.
 //! - [`storage`]: the environment that names a function's stores, and our `storage` and
 //!   `nosql` modules (SeBS's API) with the client libraries they need.
+//! - [`ErrorChain`]: an error with its causes as one line, the form of every error message
+//!   the agent answers with and every crate logs.
 
 use std::fmt;
 use std::str::FromStr;
@@ -375,6 +377,23 @@ impl fmt::Display for Language {
     }
 }
 
+/// An error and its causes, `a: b: c`, as the CLI prints a chain: for messages and logs
+/// written where no `anyhow` is at hand. Every error's message leaves its cause to
+/// [`std::error::Error::source`], so printing only `{e}` would drop it.
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'a));
+
+impl fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(c) = cause {
+            write!(f, ": {c}")?;
+            cause = c.source();
+        }
+        Ok(())
+    }
+}
+
 /// A language name that is neither `python` nor `nodejs`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown language {name:?}: expected \"python\" or \"nodejs\"")]
@@ -572,6 +591,32 @@ mod tests {
             let printed = EpochMicros(v).to_string();
             assert_eq!(printed.parse::<EpochMicros>().unwrap().0, v);
         }
+    }
+
+    #[test]
+    fn an_error_chain_prints_each_cause_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("read config {path}")]
+        struct Read {
+            path: String,
+            source: std::io::Error,
+        }
+        #[derive(Debug, thiserror::Error)]
+        #[error("start function f")]
+        struct Start {
+            #[source]
+            source: Read,
+        }
+        let e = Start {
+            source: Read {
+                path: "/x.json".into(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+            },
+        };
+        assert_eq!(
+            ErrorChain(&e).to_string(),
+            "start function f: read config /x.json: no such file"
+        );
     }
 
     #[test]

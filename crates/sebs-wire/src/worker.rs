@@ -117,7 +117,7 @@ impl FailureKind {
 
 /// A worker line that is not a message of this protocol.
 #[derive(Debug, thiserror::Error)]
-#[error("parse worker message {line:?}: {source}")]
+#[error("parse worker message {line:?}")]
 pub struct ProtocolError {
     /// The start of the offending line, lossily decoded.
     pub line: String,
@@ -329,7 +329,8 @@ mod tests {
                 assert_eq!(again, got);
             }
             (Err(e), Err(fragment)) => {
-                assert!(e.to_string().contains(fragment), "{line}: {e}");
+                let e = crate::ErrorChain(&e).to_string();
+                assert!(e.contains(fragment), "{line}: {e}");
             }
             (got, expect) => panic!("{line}: got {got:?}, expected {expect:?}"),
         }
@@ -420,7 +421,8 @@ mod tests {
             assert_eq!(Ready::parse(&serde_json::to_vec(&r).unwrap()).unwrap(), r);
         }
         let err = Ready::parse(br#"{"ready": true}"#).unwrap_err();
-        assert!(err.to_string().contains("init_time_us"), "{err}");
+        let err = crate::ErrorChain(&err).to_string();
+        assert!(err.contains("init_time_us"), "{err}");
     }
 
     #[test]

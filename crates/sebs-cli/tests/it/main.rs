@@ -4,6 +4,7 @@
 //! Python image. Every container carries `sebs-local.test=1` and a label unique to the test,
 //! by which the test removes them at the end, also when it fails.
 
+mod errors;
 mod memory;
 mod packages;
 mod sebs_readers;
@@ -23,7 +24,8 @@ sebs_testkit::main!(
     memory::trials(),
     packages::trials(),
     sebs_readers::trials(),
-    storage::trials()
+    storage::trials(),
+    errors::trials()
 );
 
 /// The static agent `sebs-local` mounts into its containers, found as it finds it.
