@@ -87,7 +87,9 @@ while time.monotonic() < deadline:
 def handler(event):
     mode = event.get("mode", "noop")
     if mode == "sleep":
+        start = time.perf_counter_ns()
         time.sleep(event["seconds"])
+        return {"mode": mode, "slept_us": (time.perf_counter_ns() - start) // 1000}
     elif mode == "raise":
         raise ValueError("asked to raise")
     elif mode == "exit":
@@ -210,25 +212,31 @@ fn write_benchmark(root: &Path, name: &str, code: &str, timeout_s: u64) {
     std::fs::write(dir.join("python/requirements.txt"), "").unwrap();
 }
 
-/// Invokes the `010.sleep` fixture `f` five times with a 100 ms sleep: each benchmark time is at
-/// least that, and the best is within 100 ms ± 2 ms. A sleep can only be late, and on a loaded
-/// 2-core machine (other tests run at the same time) one of them may be.
+/// The spec's tolerance: a 100 ms sleep is measured as 100 ± 2 ms. Invokes the programmable
+/// function `f` (Python's or Node.js's) five times with a 100 ms sleep: each benchmark time
+/// is at least 99 ms (setTimeout may fire a rounding early) and holds the handler's own measure
+/// of its sleep, and at best adds no more than 2 ms to it. What a loaded machine adds by
+/// waking the handler late is in both, so it cannot fail this.
 async fn assert_sleep_is_100_ms(platform: &Platform, f: &Function) {
     let mut times = Vec::new();
     for _ in 0..5 {
-        let r = platform.invoke(f, &json!({"sleep": 0.1})).await.unwrap();
-        assert_eq!(r.handler_output(), Some(&json!({"result": 0.1})));
+        let r = platform
+            .invoke(f, &json!({"mode": "sleep", "seconds": 0.1}))
+            .await
+            .unwrap();
+        let output = r.handler_output().unwrap();
+        let slept = output["slept_us"].as_i64().unwrap();
         assert!(
-            r.times.benchmark >= 98_000,
-            "a 100 ms sleep took {} µs",
+            slept >= 99_000 && r.times.benchmark + 1 >= slept,
+            "a 100 ms sleep of {slept} µs by the handler's clock took {} µs",
             r.times.benchmark
         );
-        times.push(r.times.benchmark);
+        times.push((r.times.benchmark, slept));
     }
-    let best = times.iter().copied().min().unwrap_or_default();
+    let added = times.iter().map(|(took, slept)| took - slept).min();
     assert!(
-        (98_000..=102_000).contains(&best),
-        "no benchmark time of {times:?} µs is 100 ms ± 2 ms"
+        added.is_some_and(|us| us <= 2_000),
+        "the benchmark time adds more than 2 ms to the handler's sleep: (took, slept) µs {times:?}"
     );
 }
 
@@ -290,7 +298,10 @@ async fn first_invocation_is_cold_and_the_next_are_warm() {
 
 async fn benchmark_time_of_a_100_ms_sleep_is_100_ms() {
     with_harness(|h| async move {
-        let f = h.deploy(&fixtures(), "010.sleep", 1).await;
+        let sleep = h.deploy(&fixtures(), "010.sleep", 1).await;
+        let r = h.platform.invoke(&sleep, &json!({"sleep": 0.1})).await;
+        assert_eq!(r.unwrap().handler_output(), Some(&json!({"result": 0.1})));
+        let f = h.programmable(1).await;
         assert_sleep_is_100_ms(&h.platform, &f).await;
     })
     .await;
@@ -351,8 +362,11 @@ async fn a_handler_past_its_timeout_is_stopped_and_the_function_goes_on() {
 async fn a_pool_of_two_serves_two_requests_at_once() {
     with_harness(|h| async move {
         let f = h.programmable(2).await;
-        // Warm both workers' imports up so the overlap is the handlers'.
-        h.platform.invoke(&f, &json!({})).await.unwrap();
+        // Each worker starts (and imports) with its first call: two calls at once start
+        // both, so that the next two overlap whatever a loaded machine takes to start one.
+        let noop = json!({});
+        let (a, b) = tokio::join!(h.platform.invoke(&f, &noop), h.platform.invoke(&f, &noop));
+        assert!(a.unwrap().stats.cold_start && b.unwrap().stats.cold_start);
         let input = json!({"mode": "sleep", "seconds": 0.3});
         let (a, b) = tokio::join!(h.platform.invoke(&f, &input), h.platform.invoke(&f, &input));
         let span = |r: &sebs_trigger::ExecutionResult| {

@@ -38,7 +38,9 @@ const PROGRAMMABLE_JS: &str = r#"
 exports.handler = async function (event) {
   const mode = event.mode || 'noop';
   if (mode === 'sleep') {
+    const start = process.hrtime.bigint();
     await new Promise((resolve) => setTimeout(resolve, event.seconds * 1000));
+    return { mode, slept_us: Number((process.hrtime.bigint() - start) / 1000n) };
   } else if (mode === 'raise') {
     throw new RangeError('asked to raise');
   } else if (mode === 'whoami') {
@@ -128,7 +130,13 @@ async fn nodejs_cold_then_warm_and_a_100_ms_sleep_is_100_ms() {
         }
         h.platform.stop(&f).await.unwrap();
 
-        let f = h.deploy_nodejs(&fixtures(), "010.sleep", &image).await;
+        let sleep = h.deploy_nodejs(&fixtures(), "010.sleep", &image).await;
+        let r = h.platform.invoke(&sleep, &json!({"sleep": 0.1})).await;
+        assert_eq!(r.unwrap().handler_output(), Some(&json!({"result": 0.1})));
+        h.platform.stop(&sleep).await.unwrap();
+        let root = h.benchmarks.path().to_path_buf();
+        write_nodejs_benchmark(&root, "910.programmable-js", PROGRAMMABLE_JS);
+        let f = h.deploy_nodejs(&root, "910.programmable-js", &image).await;
         crate::assert_sleep_is_100_ms(&h.platform, &f).await;
     })
     .await;
