@@ -78,8 +78,10 @@ mod tests {
         let r =
             measure_precision(&path, Duration::from_millis(5), Duration::from_millis(200)).unwrap();
         assert_eq!(r.samples_asked, r.samples_taken + r.precision_errors);
-        // 200 ms at 5 ms is about 40 deadlines; allow a busy machine to lose some.
-        assert!((30..=42).contains(&r.samples_asked), "{r:?}");
+        // At least the 40 deadlines of 200 ms at 5 ms passed (more when the sleep was late, as
+        // it is on a busy machine, which also makes the sampler miss some: a figure of
+        // `cargo xtask bench`, not a property).
+        assert!(r.samples_asked >= 39, "{r:?}");
         assert!(
             r.late_p50 <= r.late_p99 && r.late_p99 <= r.late_max && r.late_max < r.interval,
             "{r:?}"
