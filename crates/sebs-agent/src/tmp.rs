@@ -15,7 +15,7 @@ pub const EMPTY_DIR_ARG: &str = "--empty-dir";
 
 /// An entry that could not be removed. Messages read after "failed to".
 #[derive(Debug, thiserror::Error)]
-#[error("{action} {path}: {source}")]
+#[error("{action} {path}")]
 pub struct EmptyError {
     pub action: &'static str,
     pub path: PathBuf,
@@ -130,7 +130,7 @@ mod tests {
     fn a_missing_directory_is_named() {
         let err = empty_dir(Path::new("/nonexistent/sebs-tmp")).unwrap_err();
         assert_eq!(
-            err.to_string(),
+            sebs_wire::ErrorChain(&err).to_string(),
             "inspect /nonexistent/sebs-tmp: No such file or directory (os error 2)"
         );
     }
