@@ -18,8 +18,9 @@ pub struct Args {
     pub size: Size,
     /// Where to write the deployment (SeBS's `out.json` format).
     pub output: PathBuf,
-    /// How many containers of the function to start (in parallel).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    /// How many containers of the function to start (in parallel), 1 to 65534.
+    #[arg(long, default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=sebs_platform::MAX_CONTAINERS as i64))]
     pub deployments: u32,
     /// Make `stop` remove the containers (the default, as SeBS).
     #[arg(long, overrides_with = "no_remove_containers")]

@@ -10,7 +10,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sebs_package::Size;
-use sebs_platform::{FunctionUser, Sandbox, MAX_TMP_SIZE_MB};
+use sebs_platform::{FunctionUser, Sandbox, MAX_CONTAINERS, MAX_TMP_SIZE_MB};
 use sebs_wire::Language;
 use serde::Deserialize;
 
@@ -229,10 +229,10 @@ impl PerfCostSettings {
         if parsed.repetitions == 0 {
             return Err(field_err("repetitions", "must be at least 1".into()));
         }
-        if parsed.concurrent_invocations == 0 {
+        if !(1..=MAX_CONTAINERS).contains(&parsed.concurrent_invocations) {
             return Err(field_err(
                 "concurrent-invocations",
-                "must be at least 1".into(),
+                format!("must be from 1 to {MAX_CONTAINERS} (each has its own container)"),
             ));
         }
         let mut sandbox = Sandbox::default();
@@ -465,6 +465,11 @@ mod tests {
             Err("concurrent-invocations"),
         );
         check(&bad("repetitions", "\"many\""), false, Err("invalid type"));
+        check(
+            &bad("concurrent-invocations", "18446744073709551615"),
+            false,
+            Err("perf-cost.concurrent-invocations: must be from 1 to 65534"),
+        );
         check(
             &bad("pause-between-batches-ms", "18446744073709551615"),
             false,

@@ -115,6 +115,9 @@ pub const MIN_MEMORY_MB: u64 = 6;
 pub const MAX_MEMORY_MB: u64 = i64::MAX as u64 >> 20;
 /// The largest CPU limit the engine can be given (its field is an i64 of nano-CPUs).
 pub const MAX_CPUS: f64 = 1e9;
+/// The most containers one call starts: as many as a bridge network (a /16) has addresses
+/// for. Far more would not start anyway, and their futures alone would exhaust memory.
+pub const MAX_CONTAINERS: usize = 65_534;
 
 impl FunctionConfig {
     /// Whether the engine and the agent can be given this configuration: values within the
@@ -422,6 +425,13 @@ impl Platform {
         image: &str,
         config: &FunctionConfig,
     ) -> Result<Vec<Function>, PlatformError> {
+        if n > MAX_CONTAINERS {
+            return Err(PlatformError::BadConfig {
+                what: "number of containers",
+                value: n.to_string(),
+                allowed: format!("at most {MAX_CONTAINERS}"),
+            });
+        }
         // Futures rather than spawned tasks: dropping this one (Ctrl-C) cancels every start.
         let gate = tokio::sync::Semaphore::new(DEPLOY_CONCURRENCY);
         let starts = (0..n).map(|_| async {

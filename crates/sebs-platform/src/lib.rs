@@ -48,7 +48,7 @@ pub use deployment::{
 };
 pub use function::{
     Function, FunctionConfig, FunctionState, Platform, PlatformConfig, PlatformError,
-    BENCHMARK_LABEL, DEPLOY_CONCURRENCY, FUNCTION_LABEL, HASH_LABEL, RUN_LABEL,
+    BENCHMARK_LABEL, DEPLOY_CONCURRENCY, FUNCTION_LABEL, HASH_LABEL, MAX_CONTAINERS, RUN_LABEL,
 };
 pub use sandbox::{
     FunctionUser, Sandbox, SandboxRecord, UserError, DEFAULT_PIDS_LIMIT, DEFAULT_TMP_SIZE_MB,

@@ -102,6 +102,7 @@ fn bad_flags_exit_2_with_their_bounds_before_anything_starts() {
         ["--measure-interval", "18446744073709551615"],
         ["--measure-interval", "0"],
         ["--deployments", "0"],
+        ["--deployments", "4294967295"],
     ] {
         let args = start(&flag);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
