@@ -423,7 +423,8 @@ pub fn tmp_note(bytes: u64, emptied: &Result<(), String>) -> String {
         return String::new();
     }
     let held = format!(
-        "{} held {:.1} MiB of it (a tmpfs, whose files count against the memory limit)",
+        "{} held {:.1} MiB of it (a tmpfs, whose files count against the memory limit; \
+         `--tmp-on disk` keeps them out of it)",
         sebs_wire::TMP_DIR,
         bytes as f64 / f64::from(1 << 20)
     );
@@ -515,13 +516,15 @@ mod tests {
             120 << 20,
             Ok(()),
             "; /tmp held 120.0 MiB of it (a tmpfs, whose files count against the memory \
-             limit) and was emptied, so that the next worker can start",
+             limit; `--tmp-on disk` keeps them out of it) and was emptied, so that the next \
+             worker can start",
         );
         check(
             1 << 19,
             Err("failed to remove /tmp/x: Permission denied (os error 13)"),
-            "; /tmp held 0.5 MiB of it (a tmpfs, whose files count against the memory limit) \
-             and could not be emptied: failed to remove /tmp/x: Permission denied (os error 13)",
+            "; /tmp held 0.5 MiB of it (a tmpfs, whose files count against the memory limit; \
+             `--tmp-on disk` keeps them out of it) and could not be emptied: failed to remove \
+             /tmp/x: Permission denied (os error 13)",
         );
     }
 

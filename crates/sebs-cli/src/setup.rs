@@ -8,6 +8,7 @@ use sebs_wire::Language;
 use sebs_container::Docker;
 use sebs_platform::{
     DockerBuildEnv, FunctionConfig, FunctionUser, Platform, PlatformConfig, PlatformError, Sandbox,
+    TmpOn,
 };
 
 use crate::exit::{Exit, ExitContext, Failure};
@@ -179,6 +180,11 @@ pub struct SandboxArgs {
     #[arg(long, value_name = "MB",
           value_parser = clap::value_parser!(u64).range(0..=sebs_platform::MAX_TMP_SIZE_MB))]
     pub tmp_size: Option<u64>,
+    /// What backs the function's /tmp: `memory`, the tmpfs of --tmp-size, or `disk`, a
+    /// volume of its container's own whose files are not memory (as AWS Lambda's /tmp) and
+    /// whose size is not limited [default: memory]
+    #[arg(long, value_name = "memory|disk")]
+    pub tmp_on: Option<TmpOn>,
     /// The most processes and threads in the function's container, the agent's few
     /// included; 0: no limit [default: 1024]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(0..=i64::MAX as u64))]
@@ -194,6 +200,9 @@ impl SandboxArgs {
     pub fn apply(&self, sandbox: &mut Sandbox) {
         if let Some(mb) = self.tmp_size {
             sandbox.tmp_size_mb = Sandbox::limit(mb);
+        }
+        if let Some(tmp_on) = self.tmp_on {
+            sandbox.tmp_on = tmp_on;
         }
         if let Some(n) = self.pids_limit {
             sandbox.pids_limit = Sandbox::limit(n);

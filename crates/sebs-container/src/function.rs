@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bollard::models::{
     ContainerCreateBody, ContainerSummary, ContainerUpdateBody, HostConfig, Mount, MountType,
-    PortBinding,
+    MountVolumeOptions, PortBinding,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
@@ -224,6 +224,10 @@ pub struct ContainerSpec {
     /// programs in it may run); `None` leaves it unlimited but for the memory limit its
     /// pages count against.
     pub tmp_size_bytes: Option<u64>,
+    /// Back [`sebs_wire::TMP_DIR`] with an anonymous volume on the engine's disk instead of
+    /// the tmpfs (`tmp_size_bytes` then unused): its files are not memory. The volume takes
+    /// the image's `/tmp` mode (1777) and is removed with the container.
+    pub tmp_on_disk: bool,
     /// The most tasks (processes and threads, the agent's included) the container may hold.
     pub pids_limit: Option<u64>,
 }
@@ -251,6 +255,7 @@ impl ContainerSpec {
             privileged: false,
             read_only_root: true,
             tmp_size_bytes: None,
+            tmp_on_disk: false,
             pids_limit: None,
         }
     }
@@ -313,6 +318,30 @@ impl ContainerSpec {
             "rw,exec,nosuid,nodev,mode=1777,size={}",
             self.tmp_size_bytes.unwrap_or(0)
         );
+        let mut mounts = vec![
+            bind(&self.code_dir, sebs_wire::CODE_DIR),
+            bind(&self.agent_binary, sebs_wire::AGENT_PATH),
+        ];
+        let tmpfs = if self.tmp_on_disk {
+            // Anonymous: removed with the container (`v`); labelled as the container is, so
+            // a volume left by a container removed without `v` is still known as ours.
+            mounts.push(Mount {
+                target: Some(sebs_wire::TMP_DIR.to_string()),
+                typ: Some(MountType::VOLUME),
+                volume_options: Some(MountVolumeOptions {
+                    no_copy: Some(false),
+                    labels: Some(labels.clone()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+            None
+        } else {
+            Some(HashMap::from([(
+                sebs_wire::TMP_DIR.to_string(),
+                tmp_options,
+            )]))
+        };
         ContainerCreateBody {
             image: Some(self.image.clone()),
             entrypoint: Some(vec![sebs_wire::AGENT_PATH.to_string()]),
@@ -321,10 +350,7 @@ impl ContainerSpec {
             labels: Some(labels),
             exposed_ports: Some(vec![self.port_key()]),
             host_config: Some(HostConfig {
-                mounts: Some(vec![
-                    bind(&self.code_dir, sebs_wire::CODE_DIR),
-                    bind(&self.agent_binary, sebs_wire::AGENT_PATH),
-                ]),
+                mounts: Some(mounts),
                 memory,
                 memory_swap: memory,
                 nano_cpus: self.nano_cpus.map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
@@ -332,10 +358,7 @@ impl ContainerSpec {
                 network_mode: Some(self.network.clone()),
                 privileged: Some(self.privileged),
                 readonly_rootfs: Some(self.read_only_root),
-                tmpfs: Some(HashMap::from([(
-                    sebs_wire::TMP_DIR.to_string(),
-                    tmp_options,
-                )])),
+                tmpfs,
                 pids_limit: self
                     .pids_limit
                     .map(|n| i64::try_from(n).unwrap_or(i64::MAX)),

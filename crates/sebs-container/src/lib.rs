@@ -40,8 +40,9 @@ pub use function::{
 };
 
 pub use service::{
-    create_service, ensure_volume, image_label, import_image, inspect_service, remove_volume,
-    start_service, DataSource, ImageFile, ServiceInfo, ServiceSpec,
+    create_service, ensure_volume, image_label, import_image, inspect_service,
+    list_labelled_volumes, remove_volume, start_service, DataSource, ImageFile, ServiceInfo,
+    ServiceSpec,
 };
 
 pub use image::{

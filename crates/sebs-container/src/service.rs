@@ -14,7 +14,8 @@ use bollard::models::{
     RestartPolicyNameEnum, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, RemoveVolumeOptionsBuilder,
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListVolumesOptionsBuilder,
+    RemoveVolumeOptionsBuilder,
 };
 use bollard::Docker;
 use bytes::Bytes;
@@ -296,6 +297,39 @@ pub async fn remove_volume(docker: &Docker, name: &str) -> Result<(), ContainerE
             source,
         }),
     }
+}
+
+/// Names of the volumes carrying every one of `labels` (e.g. the anonymous `/tmp` volumes
+/// of a run's function containers).
+pub async fn list_labelled_volumes(
+    docker: &Docker,
+    labels: &[(&str, &str)],
+) -> Result<Vec<String>, ContainerError> {
+    let filters = HashMap::from([(
+        "label".to_string(),
+        labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>(),
+    )]);
+    let options = ListVolumesOptionsBuilder::default()
+        .filters(&filters)
+        .build();
+    let listed =
+        docker
+            .list_volumes(Some(options))
+            .await
+            .map_err(|source| ContainerError::Volume {
+                volume: "(all)".to_string(),
+                action: "list",
+                source,
+            })?;
+    Ok(listed
+        .volumes
+        .unwrap_or_default()
+        .into_iter()
+        .map(|v| v.name)
+        .collect())
 }
 
 /// One file of an image made by [`import_image`].

@@ -10,7 +10,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sebs_package::Size;
-use sebs_platform::{FunctionUser, Sandbox, MAX_CONTAINERS, MAX_TMP_SIZE_MB};
+use sebs_platform::{FunctionUser, Sandbox, TmpOn, MAX_CONTAINERS, MAX_TMP_SIZE_MB};
 use sebs_wire::Language;
 use serde::Deserialize;
 
@@ -164,6 +164,9 @@ struct PerfCostBlock {
     /// Ours: size of the functions' /tmp in MiB; 0 is no limit.
     #[serde(default)]
     tmp_size: Option<u64>,
+    /// Ours: what backs the functions' /tmp, `memory` (the tmpfs) or `disk`.
+    #[serde(default)]
+    tmp_on: Option<String>,
     /// Ours: the most tasks in a function's container; 0 is no limit.
     #[serde(default)]
     pids_limit: Option<u64>,
@@ -246,6 +249,11 @@ impl PerfCostSettings {
                 ));
             }
             sandbox.tmp_size_mb = Sandbox::limit(mb);
+        }
+        if let Some(tmp_on) = &parsed.tmp_on {
+            sandbox.tmp_on = tmp_on
+                .parse::<TmpOn>()
+                .map_err(|e| field_err("tmp-on", e.to_string()))?;
         }
         if let Some(n) = parsed.pids_limit {
             if n > i64::MAX as u64 {
@@ -380,9 +388,17 @@ mod tests {
             loose.sandbox,
             Sandbox {
                 tmp_size_mb: None,
+                tmp_on: TmpOn::Memory,
                 pids_limit: Some(4096),
                 user: FunctionUser::Root
             }
+        );
+        let disk = parse(r#", "tmp-on": "disk""#).unwrap();
+        assert_eq!(disk.sandbox.tmp_on, TmpOn::Disk);
+        let err = parse(r#", "tmp-on": "ram""#).unwrap_err().to_string();
+        assert!(
+            err.contains("perf-cost.tmp-on") && err.contains("ram"),
+            "{err}"
         );
         let err = parse(r#", "user": "alice""#).unwrap_err().to_string();
         assert!(

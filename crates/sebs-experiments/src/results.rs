@@ -254,6 +254,7 @@ mod tests {
                 uid: 65534,
                 gid: 65534,
                 tmp_size_mb: Some(512),
+                tmp_on: sebs_platform::TmpOn::Memory,
                 pids_limit: None,
                 read_only_root: true,
                 privileged: false,

@@ -14,7 +14,7 @@ use sebs_trigger::{ExecutionResult, InvokeError, Trigger, TriggerConfig};
 use sebs_wire::{AgentSettings, Language};
 
 use crate::addressing::{environment_needs_publish, reachable, Addressing, HostFacts};
-use crate::sandbox::{Sandbox, SandboxRecord};
+use crate::sandbox::{Sandbox, SandboxRecord, TmpOn};
 
 /// Label naming the function a container serves.
 pub const FUNCTION_LABEL: &str = "sebs-local.function";
@@ -723,7 +723,11 @@ impl Platform {
         SandboxRecord {
             uid: settings.uid.unwrap_or(0),
             gid: settings.gid.unwrap_or(0),
-            tmp_size_mb: config.sandbox.tmp_size_mb,
+            tmp_size_mb: match config.sandbox.tmp_on {
+                TmpOn::Memory => config.sandbox.tmp_size_mb,
+                TmpOn::Disk => None,
+            },
+            tmp_on: config.sandbox.tmp_on,
             pids_limit: config.sandbox.pids_limit,
             read_only_root: true,
             privileged: self.config.privileged,
@@ -753,6 +757,7 @@ impl Platform {
         let sandbox = &l.config.sandbox;
         spec.read_only_root = true;
         spec.tmp_size_bytes = sandbox.tmp_size_mb.map(|mb| mb.saturating_mul(1024 * 1024));
+        spec.tmp_on_disk = sandbox.tmp_on == TmpOn::Disk;
         spec.pids_limit = sandbox.pids_limit;
         spec.labels = self.config.labels.clone();
         spec = spec

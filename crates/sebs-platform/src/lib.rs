@@ -51,7 +51,7 @@ pub use function::{
     BENCHMARK_LABEL, DEPLOY_CONCURRENCY, FUNCTION_LABEL, HASH_LABEL, MAX_CONTAINERS, RUN_LABEL,
 };
 pub use sandbox::{
-    FunctionUser, Sandbox, SandboxRecord, UserError, DEFAULT_PIDS_LIMIT, DEFAULT_TMP_SIZE_MB,
-    MAX_TMP_SIZE_MB, UNPRIVILEGED_USER,
+    FunctionUser, Sandbox, SandboxRecord, TmpOn, TmpOnError, UserError, DEFAULT_PIDS_LIMIT,
+    DEFAULT_TMP_SIZE_MB, MAX_TMP_SIZE_MB, UNPRIVILEGED_USER,
 };
 pub use update::{config_change, ConfigChange};

@@ -3,7 +3,9 @@
 //!
 //! What every function container gets (see [`Sandbox`] for what can be loosened): a
 //! read-only root file system (the code package at `/function` is read-only too) with a
-//! tmpfs of [`Sandbox::tmp_size_mb`] at `/tmp`, whose pages count against the memory limit;
+//! tmpfs of [`Sandbox::tmp_size_mb`] at `/tmp`, whose pages count against the memory limit
+//! (or, with [`TmpOn::Disk`], a volume of the container's own on the engine's disk, as a
+//! cloud function's ephemeral storage, apart from its memory);
 //! at most [`Sandbox::pids_limit`] tasks; the function's processes run as
 //! [`Sandbox::user`] without capabilities, and the agent keeps only the few it needs to start
 //! and stop them as that user ([`sebs_wire::AgentSettings::capabilities`]).
@@ -22,6 +24,46 @@ pub const DEFAULT_PIDS_LIMIT: u64 = 1024;
 pub const UNPRIVILEGED_USER: (u32, u32) = (65534, 65534);
 /// The largest `/tmp` the engine can be asked for: its sizes are signed 64-bit byte counts.
 pub const MAX_TMP_SIZE_MB: u64 = (i64::MAX as u64) >> 20;
+
+/// What backs the function's `/tmp`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TmpOn {
+    /// A tmpfs of [`Sandbox::tmp_size_mb`]: writes past it fail with `ENOSPC`, and its files
+    /// are memory, counted against the memory limit.
+    #[default]
+    Memory,
+    /// A volume of the container's own on the engine's disk (removed with the container):
+    /// files there do not count against the memory limit, as AWS Lambda's `/tmp` does not,
+    /// but its size is not limited.
+    Disk,
+}
+
+impl fmt::Display for TmpOn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TmpOn::Memory => "memory",
+            TmpOn::Disk => "disk",
+        })
+    }
+}
+
+/// Neither `memory` nor `disk`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("read /tmp backing {0:?}: expected `memory` or `disk`")]
+pub struct TmpOnError(pub String);
+
+impl FromStr for TmpOn {
+    type Err = TmpOnError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "memory" => Ok(TmpOn::Memory),
+            "disk" => Ok(TmpOn::Disk),
+            other => Err(TmpOnError(other.to_string())),
+        }
+    }
+}
 
 /// Whom the function's processes run as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -101,8 +143,9 @@ impl FromStr for FunctionUser {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sandbox {
     /// Size of the tmpfs at `/tmp` in MiB; `None`: no limit but the memory limit, which its
-    /// pages count against.
+    /// pages count against. Not used when `tmp_on` is [`TmpOn::Disk`].
     pub tmp_size_mb: Option<u64>,
+    pub tmp_on: TmpOn,
     /// The most tasks (processes and threads) the container may hold, the agent's few
     /// included; `None`: no limit.
     pub pids_limit: Option<u64>,
@@ -113,6 +156,7 @@ impl Default for Sandbox {
     fn default() -> Sandbox {
         Sandbox {
             tmp_size_mb: Some(DEFAULT_TMP_SIZE_MB),
+            tmp_on: TmpOn::Memory,
             pids_limit: Some(DEFAULT_PIDS_LIMIT),
             user: FunctionUser::Auto,
         }
@@ -135,6 +179,10 @@ pub struct SandboxRecord {
     pub gid: u32,
     /// Size of `/tmp` (a tmpfs counted against the memory limit); `null`: no limit.
     pub tmp_size_mb: Option<u64>,
+    /// What backed `/tmp`: `memory` (the tmpfs) or `disk`; files older than this field
+    /// had the tmpfs.
+    #[serde(default)]
+    pub tmp_on: TmpOn,
     /// The most tasks in the container; `null`: no limit.
     pub pids_limit: Option<u64>,
     /// Whether the root file system was read-only.
@@ -211,7 +259,16 @@ mod tests {
             (s.tmp_size_mb, s.pids_limit, s.user),
             (Some(512), Some(1024), FunctionUser::Auto)
         );
+        assert_eq!(s.tmp_on, TmpOn::Memory);
         assert_eq!(Sandbox::limit(0), None);
+        for tmp_on in [TmpOn::Memory, TmpOn::Disk] {
+            assert_eq!(tmp_on.to_string().parse::<TmpOn>(), Ok(tmp_on));
+        }
+        assert!("ram"
+            .parse::<TmpOn>()
+            .unwrap_err()
+            .to_string()
+            .contains("`disk`"));
         assert_eq!(Sandbox::limit(64), Some(64));
     }
 }

@@ -577,8 +577,8 @@ fn the_sandbox_is_strict_by_default_and_loosened_by_flags() {
     assert_eq!(
         file["sebs_local"]["sandbox"],
         serde_json::json!({
-            "uid": 1234, "gid": 4321, "tmp_size_mb": 32, "pids_limit": null,
-            "read_only_root": true, "privileged": false,
+            "uid": 1234, "gid": 4321, "tmp_size_mb": 32, "tmp_on": "memory",
+            "pids_limit": null, "read_only_root": true, "privileged": false,
             "agent_capabilities": ["CAP_CHOWN", "CAP_KILL", "CAP_SETGID", "CAP_SETUID"],
         })
     );
@@ -594,12 +594,48 @@ fn the_sandbox_is_strict_by_default_and_loosened_by_flags() {
     assert_eq!(probe["tasks_started"], 1100, "{probe:#}");
     assert_eq!(cli.run(&["stop", out]).status.code(), Some(0));
 
+    // A /tmp on disk is not memory: a 128 MB function writes 600 MiB into it (the tmpfs
+    // stops it at 512 MiB, and its memory limit would kill it first); the volume goes with
+    // the container.
+    #[rustfmt::skip]
+    let file = cli.start(&[
+        "start", "060.sandbox-probe", "test", out, "--memory", "128", "--tmp-on", "disk",
+    ]);
+    assert_eq!(file["sebs_local"]["sandbox"]["tmp_on"], "disk");
+    assert_eq!(file["sebs_local"]["sandbox"]["tmp_size_mb"], Value::Null);
+    let url = str_of(&file["functions"][0], "url");
+    let (status, body) = curl_post(url, r#"{"fill_tmp_mb": 600}"#);
+    assert_eq!(status, 200, "{body}");
+    let probe = &serde_json::from_str::<Value>(&body).unwrap()["result"]["output"];
+    assert_eq!(
+        (&probe["tmp_fill_error"], &probe["tmp_filled_bytes"]),
+        (&Value::Null, &serde_json::json!(600 << 20)),
+        "{probe:#}"
+    );
+    assert_eq!(probe["writes"]["/"], "EROFS", "{probe:#}");
+    let volumes = |cli: &Cli| {
+        cli.runtime
+            .block_on(sebs_container::list_labelled_volumes(
+                &cli.docker,
+                &[(RUN_KEY, cli.run.as_str())],
+            ))
+            .unwrap()
+    };
+    assert_eq!(volumes(&cli).len(), 1, "one /tmp volume for the container");
+    assert_eq!(cli.run(&["stop", out]).status.code(), Some(0));
+    assert_eq!(
+        volumes(&cli),
+        Vec::<String>::new(),
+        "the /tmp volume outlived stop"
+    );
+
     // Values the sandbox cannot take are bad input, refused before anything starts.
     for bad in [
         ["--user", "0:5"],
         ["--user", "alice"],
         ["--tmp-size", "-1"],
         ["--pids-limit", "x"],
+        ["--tmp-on", "ram"],
     ] {
         let args = ["invoke", "060.sandbox-probe", "test", bad[0], bad[1]];
         let refused = cli.run(&args);
