@@ -24,9 +24,13 @@ mod tests {
         "sebs-store",
     ];
 
-    /// Package name -> names of its normal (non-dev, non-build) dependencies, from
-    /// `cargo metadata`'s resolved graph.
-    fn dependency_graph() -> BTreeMap<String, Vec<String>> {
+    /// The workspace packages that may list bollard among their dependencies of any kind
+    /// (normal, dev or build): the container runtime, which owns every engine call, and
+    /// xtask, which sets the engine up for the tests and the bench.
+    const MAY_LIST_BOLLARD: &[&str] = &["sebs-container", "xtask"];
+
+    /// `cargo metadata` of the workspace.
+    fn metadata() -> serde_json::Value {
         let out = root::cargo()
             .args(["metadata", "--format-version", "1", "--quiet"])
             .output()
@@ -36,7 +40,36 @@ mod tests {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// Names of the workspace packages whose manifests list `dependency` (any kind).
+    fn workspace_listers(meta: &serde_json::Value, dependency: &str) -> BTreeSet<String> {
+        let members: BTreeSet<&str> = meta["workspace_members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m.as_str().unwrap())
+            .collect();
+        meta["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| members.contains(p["id"].as_str().unwrap()))
+            .filter(|p| {
+                p["dependencies"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|d| d["name"] == dependency)
+            })
+            .map(|p| p["name"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// Package name -> names of its normal (non-dev, non-build) dependencies, from
+    /// `cargo metadata`'s resolved graph.
+    fn dependency_graph(meta: &serde_json::Value) -> BTreeMap<String, Vec<String>> {
         let name_of: BTreeMap<&str, &str> = meta["packages"]
             .as_array()
             .unwrap()
@@ -77,8 +110,24 @@ mod tests {
     }
 
     #[test]
+    fn only_the_container_runtime_and_xtask_list_bollard() {
+        let listers = workspace_listers(&metadata(), "bollard");
+        let others: Vec<&String> = listers
+            .iter()
+            .filter(|p| !MAY_LIST_BOLLARD.contains(&p.as_str()))
+            .collect();
+        assert!(
+            others.is_empty(),
+            "{others:?} list bollard: engine calls belong in sebs-container (a function there \
+             that the others call)"
+        );
+        // The check can fail: it does see the runtime's own dependency.
+        assert!(listers.contains("sebs-container"), "{listers:?}");
+    }
+
+    #[test]
     fn only_the_runtime_side_reaches_docker() {
-        let graph = dependency_graph();
+        let graph = dependency_graph(&metadata());
         for krate in DOCKER_FREE {
             assert!(
                 graph.contains_key(*krate),

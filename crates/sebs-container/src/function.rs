@@ -7,12 +7,12 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bollard::models::{
-    ContainerCreateBody, ContainerSummary, ContainerUpdateBody, HostConfig, Mount, MountType,
-    MountVolumeOptions, PortBinding,
+    ContainerCreateBody, ContainerInspectResponse, ContainerSummary, ContainerUpdateBody,
+    HostConfig, Mount, MountType, MountVolumeOptions, PortBinding,
 };
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, KillContainerOptions, ListContainersOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, StatsOptions, StopContainerOptionsBuilder,
 };
 use bollard::Docker;
 use futures_util::StreamExt;
@@ -651,6 +651,8 @@ pub struct ContainerState {
     /// Set once the container has stopped.
     pub exit_code: Option<i64>,
     pub oom_killed: bool,
+    /// The PID of its main process in the engine's PID namespace, while it runs.
+    pub pid: Option<u32>,
 }
 
 pub async fn inspect_state(docker: &Docker, id: &str) -> Result<ContainerState, ContainerError> {
@@ -665,7 +667,88 @@ pub async fn inspect_state(docker: &Docker, id: &str) -> Result<ContainerState, 
         status: state.status.map(|s| s.to_string()).unwrap_or_default(),
         exit_code: if running { None } else { state.exit_code },
         oom_killed: state.oom_killed.unwrap_or(false),
+        pid: state
+            .pid
+            .filter(|&p| p > 0)
+            .and_then(|p| u32::try_from(p).ok()),
     })
+}
+
+/// Everything the engine says about the container, for what the functions here do not ask.
+pub async fn inspect(
+    docker: &Docker,
+    id: &str,
+) -> Result<ContainerInspectResponse, ContainerError> {
+    docker
+        .inspect_container(id, None)
+        .await
+        .map_err(|e| ContainerError::from_engine(id, "inspect", e))
+}
+
+/// The container's address on `network` (e.g. `bridge`), if it has one there.
+pub async fn network_address(
+    docker: &Docker,
+    id: &str,
+    network: &str,
+) -> Result<Option<IpAddr>, ContainerError> {
+    Ok(inspect(docker, id)
+        .await?
+        .network_settings
+        .and_then(|n| n.networks)
+        .and_then(|mut n| n.remove(network))
+        .and_then(|endpoint| endpoint.ip_address)
+        .and_then(|ip| ip.parse().ok()))
+}
+
+/// Kills the container's main process with SIGKILL, as an OOM kill or `docker kill` would.
+pub async fn kill(docker: &Docker, id: &str) -> Result<(), ContainerError> {
+    docker
+        .kill_container(id, None::<KillContainerOptions>)
+        .await
+        .map_err(|e| ContainerError::from_engine(id, "kill", e))
+}
+
+/// One reading of the engine's stats stream of a container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemoryStat {
+    /// The memory the container uses now, in bytes, as the engine counts it.
+    Usage(u64),
+    /// The container has stopped or gone: the stream has nothing more to say.
+    Gone,
+}
+
+/// The engine's stats stream of `id`, as memory readings (about one a second): ends after
+/// [`MemoryStat::Gone`] or an error. A container that does not exist (any more) is
+/// [`MemoryStat::Gone`], not an error.
+pub fn memory_stats(
+    docker: &Docker,
+    id: &str,
+) -> impl futures_util::Stream<Item = Result<MemoryStat, ContainerError>> + Send + 'static {
+    let options = StatsOptions {
+        stream: true,
+        one_shot: false,
+    };
+    let id = id.to_string();
+    let mut done = false;
+    docker
+        .stats(&id, Some(options))
+        .map(move |item| match item {
+            // A stopped container's stats have no memory figures.
+            Ok(stats) => Ok(match stats.memory_stats.and_then(|m| m.usage) {
+                Some(bytes) => MemoryStat::Usage(bytes),
+                None => MemoryStat::Gone,
+            }),
+            Err(e) => match ContainerError::from_engine(&id, "read the engine's stats of", e) {
+                ContainerError::NotFound { .. } => Ok(MemoryStat::Gone),
+                e => Err(e),
+            },
+        })
+        .chain(futures_util::stream::once(async { Ok(MemoryStat::Gone) }))
+        .take_while(move |item| {
+            let go_on = !done;
+            done = !matches!(item, Ok(MemoryStat::Usage(_)));
+            futures_util::future::ready(go_on)
+        })
 }
 
 /// Stops the container, killing it after `grace`; stopping a stopped one is fine.

@@ -34,9 +34,9 @@ pub use binaries::{find_static_binary, host_triple, BinaryError};
 pub use bollard::Docker;
 pub use engine::{connect, ConnectError};
 pub use function::{
-    create_and_start, inspect_state, list_labelled, logs, remove, remove_labelled, stop,
-    update_resources, wait_alive, ContainerError, ContainerGuard, ContainerSpec, ContainerState,
-    StartedContainer,
+    create_and_start, inspect, inspect_state, kill, list_labelled, logs, memory_stats,
+    network_address, remove, remove_labelled, stop, update_resources, wait_alive, ContainerError,
+    ContainerGuard, ContainerSpec, ContainerState, MemoryStat, StartedContainer,
 };
 
 pub use service::{

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use sebs_container::Docker;
+use sebs_container::{Docker, MemoryStat};
 use sebs_memory::output::{EndName, SourceName};
 use sebs_memory::{
     End, Measurements, MemoryCgroup, Recorder, Sample, SampleHandle, Sampler, SamplerError, Source,
@@ -468,18 +468,11 @@ pub async fn locate(docker: &Docker, config: &MemoryConfig, container: &str) -> 
         Ok(Err(e)) => e.to_string(),
         Err(e) => format!("search the cgroup tree: {}", sebs_wire::ErrorChain(&e)),
     };
-    let inspected = docker
-        .inspect_container(
-            container,
-            None::<bollard::query_parameters::InspectContainerOptions>,
-        )
-        .await;
-    let pid = inspected
+    let pid = sebs_container::inspect_state(docker, container)
+        .await
         .ok()
-        .and_then(|c| c.state)
-        .and_then(|s| s.pid)
-        .filter(|&p| p > 0);
-    if let Some(pid) = pid.and_then(|p| u32::try_from(p).ok()) {
+        .and_then(|state| state.pid);
+    if let Some(pid) = pid {
         match sebs_memory::find_pid_cgroup(&config.cgroup_root, &config.proc_root, pid) {
             Ok(cgroup)
                 if cgroup.dir.to_string_lossy().contains(container)
@@ -737,11 +730,7 @@ async fn follow_stats(
     started_at: EpochMicros,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), MemoryError> {
-    let options = bollard::query_parameters::StatsOptions {
-        stream: true,
-        one_shot: false,
-    };
-    let mut stream = Box::pin(docker.stats(&container, Some(options)));
+    let mut stream = Box::pin(sebs_container::memory_stats(&docker, &container));
     let end = loop {
         tokio::select! {
             changed = stop.changed() => {
@@ -750,9 +739,7 @@ async fn follow_stats(
                 }
             }
             item = stream.next() => match item {
-                Some(Ok(stats)) => {
-                    // A stopped container's stats have no memory figures.
-                    let Some(bytes) = stats.memory_stats.and_then(|m| m.usage) else { break End::ContainerGone };
+                Some(Ok(MemoryStat::Usage(bytes))) => {
                     let offset = EpochMicros::now().micros_since(started_at).max(0) as u64;
                     journal.append(&JournalLine::Samples {
                         samples: vec![(offset, bytes, 0)],
@@ -760,10 +747,8 @@ async fn follow_stats(
                         kernel_peak: None,
                     })?;
                 }
-                Some(Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })) | None => {
-                    break End::ContainerGone
-                }
-                Some(Err(e)) => break End::Failed(format!("read the engine's stats of container {container}: {}", sebs_wire::ErrorChain(&e))),
+                Some(Ok(MemoryStat::Gone)) | None => break End::ContainerGone,
+                Some(Err(e)) => break End::Failed(sebs_wire::ErrorChain(&e).to_string()),
             }
         }
     };

@@ -364,13 +364,7 @@ fn stop_after_an_external_kill_reports_it_and_cleans_up_the_rest() {
         .map(|f| str_of(f, "instance_id").to_string())
         .collect();
     cli.runtime.block_on(async {
-        cli.docker
-            .kill_container(
-                &ids[0],
-                None::<bollard::query_parameters::KillContainerOptions>,
-            )
-            .await
-            .unwrap();
+        sebs_container::kill(&cli.docker, &ids[0]).await.unwrap();
         sebs_container::remove(&cli.docker, &ids[1], true)
             .await
             .unwrap();

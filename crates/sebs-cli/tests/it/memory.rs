@@ -194,13 +194,7 @@ fn a_200_mib_allocation_is_measured_and_a_killed_container_keeps_its_data() {
     // samples are in its journal.
     let kept = wait_for_journal(&dir, ids[1], "samples", |_, samples, _| samples > 0);
     cli.runtime.block_on(async {
-        cli.docker
-            .kill_container(
-                ids[1],
-                None::<bollard::query_parameters::KillContainerOptions>,
-            )
-            .await
-            .unwrap();
+        sebs_container::kill(&cli.docker, ids[1]).await.unwrap();
     });
     wait_for_journal(&dir, ids[1], "end", |_, _, ended| ended);
 

@@ -136,17 +136,11 @@ pub fn sebs_reads_measurements(text: &str) -> (BTreeMap<String, Vec<i64>>, usize
 
 /// Whether `id` exists and, as `LocalFunction` needs on Linux, has an address on `bridge`.
 fn has_bridge_address(cli: &Cli, id: &str) -> Result<(), String> {
-    let info = cli
+    let address = cli
         .runtime
-        .block_on(cli.docker.inspect_container(id, None))
+        .block_on(sebs_container::network_address(&cli.docker, id, "bridge"))
         .map_err(|e| format!("Cached container {id} not available anymore! ({e})"))?;
-    let address = info
-        .network_settings
-        .and_then(|n| n.networks)
-        .and_then(|n| n.get("bridge").cloned())
-        .and_then(|b| b.ip_address)
-        .unwrap_or_default();
-    if address.is_empty() {
+    if address.is_none() {
         return Err(format!(
             "Incorrect detection of IP address for container with id {id}"
         ));

@@ -4,7 +4,8 @@
 //! Every test needs an engine (see `sebs_testkit`), labels its containers with its own case
 //! label and removes them all afterwards, failed or not.
 
+mod engine;
 mod lifecycle;
 mod support;
 
-sebs_testkit::main!(lifecycle::trials());
+sebs_testkit::main!(lifecycle::trials(), engine::trials());

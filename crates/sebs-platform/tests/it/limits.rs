@@ -280,12 +280,7 @@ async fn a_container_killed_behind_our_back_is_reported() {
             h.platform.function_state(&f).await.unwrap(),
             FunctionState::Running
         );
-        h.platform
-            .docker()
-            .kill_container(
-                &f.container.id,
-                None::<bollard::query_parameters::KillContainerOptions>,
-            )
+        sebs_container::kill(h.platform.docker(), &f.container.id)
             .await
             .unwrap();
         let state = h.platform.function_state(&f).await.unwrap();

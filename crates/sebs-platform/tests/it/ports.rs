@@ -80,10 +80,7 @@ async fn published_ports_are_on_127_0_0_1_only_disjoint_across_platforms_and_fre
             for f in fa.iter().chain(&fb) {
                 assert_eq!(f.published_port, Some(f.port()));
                 assert_eq!(f.container.address.ip(), IpAddr::from([127, 0, 0, 1]));
-                let info = h
-                    .platform
-                    .docker()
-                    .inspect_container(&f.container.id, None)
+                let info = sebs_container::inspect(h.platform.docker(), &f.container.id)
                     .await
                     .unwrap();
                 let bridge_ip: IpAddr = info
