@@ -25,14 +25,10 @@ class Handler(BaseHTTPRequestHandler):
 HTTPServer(("0.0.0.0", int(os.environ["SEBS_AGENT_PORT"])), Handler).serve_forever()
 "#;
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2
-    }
+/// The median of `times` (sebs-stats' median, over seconds).
+fn median(times: &[Duration]) -> Duration {
+    let secs: Vec<f64> = times.iter().map(Duration::as_secs_f64).collect();
+    Duration::from_secs_f64(sebs_stats::median(&secs).unwrap_or(0.0))
 }
 
 #[tokio::main]
@@ -84,9 +80,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!(
         "median of {runs}: create+start {:.1?}, /alive polling {:.1?}, create -> first 200 {:.1?}",
-        median(starts),
-        median(alives),
-        median(totals)
+        median(&starts),
+        median(&alives),
+        median(&totals)
     );
     Ok(())
 }

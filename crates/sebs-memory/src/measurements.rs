@@ -156,37 +156,9 @@ impl Recorder {
     }
 }
 
-/// The value at percentile `p` (0–100) of `sorted`, by the nearest-rank method; `None` when empty.
-pub fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
-    sorted.get(rank.clamp(1, sorted.len()) - 1).copied()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn check(values: &[u64], p: f64, expect: Option<u64>) {
-        let mut sorted = values.to_vec();
-        sorted.sort_unstable();
-        assert_eq!(percentile(&sorted, p), expect, "p{p} of {values:?}");
-    }
-
-    #[test]
-    fn nearest_rank_percentiles() {
-        let hundred: Vec<u64> = (1..=100).collect();
-        check(&hundred, 50.0, Some(50));
-        check(&hundred, 90.0, Some(90));
-        check(&hundred, 99.0, Some(99));
-        check(&hundred, 100.0, Some(100));
-        check(&hundred, 0.0, Some(1));
-        check(&[7], 99.0, Some(7));
-        check(&[30, 10, 20], 50.0, Some(20));
-        check(&[], 50.0, None);
-    }
 
     #[test]
     fn recorder_counts_what_a_coarse_source_missed() {

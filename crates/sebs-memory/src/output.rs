@@ -6,11 +6,12 @@
 
 use std::path::{Path, PathBuf};
 
+use sebs_stats::percentile_nearest_rank as percentile;
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 
 use crate::cgroup::Version;
-use crate::measurements::{percentile, End, Measurements, Source};
+use crate::measurements::{End, Measurements, Source};
 
 /// Why an output file could not be written.
 #[derive(Debug, thiserror::Error)]

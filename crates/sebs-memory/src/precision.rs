@@ -3,7 +3,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::measurements::percentile;
+use sebs_stats::percentile_nearest_rank as percentile;
+
 use crate::sampler::{Sampler, SamplerError};
 
 /// The outcome of sampling one file for a while at one interval.

@@ -114,8 +114,8 @@ impl Stats {
     /// `None` below two samples (as sebs-stats) or for non-finite ones.
     pub fn of(samples_ms: &[f64]) -> Option<Stats> {
         let s = Summary::new(samples_ms).ok()?;
-        let mut sorted = samples_ms.to_vec();
-        sorted.sort_by(f64::total_cmp);
+        let sorted = sebs_stats::sorted_numbers(samples_ms);
+        let quartile = |p| sebs_stats::percentile_interpolated(&sorted, p).unwrap_or(f64::NAN);
         Some(Stats {
             n: s.n,
             mean: s.mean,
@@ -127,8 +127,8 @@ impl Stats {
             median_95: s.median_95,
             median_99: s.median_99,
             min: sorted[0],
-            q1: percentile(&sorted, 0.25),
-            q3: percentile(&sorted, 0.75),
+            q1: quartile(25.0),
+            q3: quartile(75.0),
             max: sorted[sorted.len() - 1],
         })
     }
@@ -152,9 +152,8 @@ impl Breakdown {
             return None;
         }
         let median = |f: fn(&Invocation) -> f64| {
-            let mut v: Vec<f64> = invocations.iter().map(f).collect();
-            v.sort_by(f64::total_cmp);
-            percentile(&v, 0.5)
+            let v: Vec<f64> = invocations.iter().map(f).collect();
+            sebs_stats::median(&v).unwrap_or(f64::NAN)
         };
         let client_ms = median(|i| i.client_ms);
         // The handler and the import cannot take longer than the whole call; scale them
@@ -173,16 +172,6 @@ impl Breakdown {
             rest_ms: (client_ms - benchmark_ms - initialization_ms).max(0.0),
         })
     }
-}
-
-/// Linear-interpolated percentile `p` (0..=1) of sorted values, as numpy's default.
-pub fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let pos = p.clamp(0.0, 1.0) * (sorted.len() - 1) as f64;
-    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
-    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
 }
 
 /// One memory report file.

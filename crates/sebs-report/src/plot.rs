@@ -328,8 +328,8 @@ pub fn client_time(report: &Report) -> Result<Option<Plot>, PlotError> {
             let colour = type_colour(&c.run_type);
             let mut sorted = c.client_ms();
             sorted.sort_by(f64::total_cmp);
-            let q = |p| crate::model::percentile(&sorted, p);
-            let (q1, median, q3) = (q(0.25), q(0.5), q(0.75));
+            let q = |p| sebs_stats::percentile_interpolated(&sorted, p).unwrap_or(f64::NAN);
+            let (q1, median, q3) = (q(25.0), q(50.0), q(75.0));
             let iqr = q3 - q1;
             let low = sorted
                 .iter()

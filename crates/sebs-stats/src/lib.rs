@@ -9,6 +9,8 @@
 //! - [`Confidence`]: the two levels SeBS reports, 0.95 and 0.99, with their normal quantiles.
 //! - [`Interval`]: a confidence interval, with the "within x% of" figure SeBS prints.
 //! - [`t_interval`] and [`le_boudec_interval`]: the two intervals on their own.
+//! - [`order`]: medians and percentiles (interpolated as numpy's, or by nearest rank) of any
+//!   samples, the one place the project computes them.
 //!
 //! What SeBS computes, and so what we compute (checked against its source):
 //!
@@ -27,6 +29,12 @@
 //! Too few samples or a non-finite sample is an error, never a NaN in the output.
 
 use statrs::distribution::{ContinuousCDF, StudentsT};
+
+pub mod order;
+
+pub use order::{
+    median, median_of_sorted, percentile_interpolated, percentile_nearest_rank, sorted_numbers,
+};
 
 /// Why a statistic could not be computed. Messages read after "failed to".
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -148,7 +156,7 @@ impl Summary {
         let mean = mean_unchecked(samples);
         let std = (sum_of_squares(samples, mean) / n as f64).sqrt();
         let sample_std = (sum_of_squares(samples, mean) / (n - 1) as f64).sqrt();
-        let sorted = sorted(samples);
+        let sorted = sorted_numbers(samples);
         let le_boudec = |c| {
             if n >= LE_BOUDEC_MIN_SAMPLES {
                 le_boudec_sorted(&sorted, c).map(Some)
@@ -159,7 +167,8 @@ impl Summary {
         Ok(Summary {
             n,
             mean,
-            median: median_sorted(&sorted),
+            // Two samples at least: there is a median.
+            median: median_of_sorted(&sorted).unwrap_or(f64::NAN),
             std,
             sample_std,
             cv_percent: (mean != 0.0).then(|| std / mean * 100.0),
@@ -201,7 +210,7 @@ pub fn t_interval(samples: &[f64], level: f64) -> Result<Interval, StatsError> {
 /// documentation); needs more than 20 samples.
 pub fn le_boudec_interval(samples: &[f64], confidence: Confidence) -> Result<Interval, StatsError> {
     check_samples(samples, "a Le Boudec interval", LE_BOUDEC_MIN_SAMPLES)?;
-    le_boudec_sorted(&sorted(samples), confidence)
+    le_boudec_sorted(&sorted_numbers(samples), confidence)
 }
 
 fn check_samples(samples: &[f64], what: &'static str, needed: usize) -> Result<(), StatsError> {
@@ -238,23 +247,6 @@ fn mean_unchecked(samples: &[f64]) -> f64 {
 /// Sum of squared deviations from `mean`, by the two-pass method numpy uses.
 fn sum_of_squares(samples: &[f64], mean: f64) -> f64 {
     samples.iter().map(|x| (x - mean) * (x - mean)).sum()
-}
-
-fn sorted(samples: &[f64]) -> Vec<f64> {
-    let mut sorted = samples.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    sorted
-}
-
-/// Median of a sorted, non-empty slice.
-fn median_sorted(sorted: &[f64]) -> f64 {
-    let n = sorted.len();
-    if n % 2 == 1 {
-        sorted[n / 2]
-    } else {
-        // numpy takes the mean of the two middle values.
-        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
-    }
 }
 
 fn t_interval_from(

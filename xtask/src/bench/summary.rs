@@ -101,30 +101,14 @@ impl Entry {
     }
 }
 
-/// The median of `xs` (mean of the middle two for an even count); NaN when empty.
+/// The median of `xs` (sebs-stats'), NaN when there is none: the bench prints NaN as `-`.
 pub fn median(xs: &[f64]) -> f64 {
-    let mut v: Vec<f64> = xs.iter().copied().filter(|x| !x.is_nan()).collect();
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
+    sebs_stats::median(xs).unwrap_or(f64::NAN)
 }
 
-/// The `p`-th percentile (0–100) of `xs` by nearest rank; NaN when empty.
+/// The `p`-th percentile (0–100) of `xs` by nearest rank (sebs-stats'); NaN when empty.
 pub fn percentile(xs: &[f64], p: f64) -> f64 {
-    let mut v: Vec<f64> = xs.iter().copied().filter(|x| !x.is_nan()).collect();
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
-    v[rank.clamp(1, v.len()) - 1]
+    sebs_stats::percentile_nearest_rank(&sebs_stats::sorted_numbers(xs), p).unwrap_or(f64::NAN)
 }
 
 /// A number with as many decimals as its size calls for.
