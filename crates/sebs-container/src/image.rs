@@ -13,6 +13,8 @@ use futures_util::StreamExt;
 use sebs_wire::Language;
 use tokio::io::AsyncReadExt;
 
+use crate::text::last_lines;
+
 /// How long a pull of the official image may take before we build the fallback instead.
 pub const PULL_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -492,11 +494,6 @@ async fn run(mut command: tokio::process::Command) -> Result<(), ImageError> {
         status: output.status.to_string(),
         output: last_lines(&text, OUTPUT_LINES_IN_ERRORS),
     })
-}
-
-fn last_lines(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// The mirror of `suite` in apt sources: `sources.list`, then `sources.list.d/*.list` and

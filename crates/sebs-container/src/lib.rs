@@ -18,6 +18,8 @@
 //!   stores): a data volume, a port published on one host address, no capabilities;
 //!   [`service::import_image`] makes a `FROM scratch` image of a few files.
 //! - [`testing`] names and labels test containers, for this and other crates' tests.
+//! - [`text`]: the last lines of a command's output for errors, and names made fit for a
+//!   container name.
 //!
 //! Invariant: every container this crate creates carries the label `sebs-local=1`, so that
 //! [`function::remove_labelled`] can always clean up after us.
@@ -29,6 +31,7 @@ pub mod image;
 pub mod run;
 pub mod service;
 pub mod testing;
+pub mod text;
 
 pub use binaries::{find_static_binary, host_triple, BinaryError};
 pub use bollard::Docker;
@@ -48,3 +51,4 @@ pub use service::{
 pub use image::{
     ensure_image, BaseImageBuilder, ImageChoice, ImageError, ImageSource, ResolvedImage,
 };
+pub use text::{last_lines, name_part};

@@ -159,7 +159,7 @@ impl DockerBuildEnv {
     pub fn run_spec(&self, request: &InstallRequest) -> RunSpec {
         let name = format!(
             "sebs-build-{}-{}",
-            sanitize(&request.benchmark),
+            sebs_container::name_part(&request.benchmark),
             uuid::Uuid::new_v4().simple()
         );
         let mut spec = RunSpec::new(name, self.image.clone(), request.command());
@@ -225,7 +225,7 @@ impl DockerBuildEnv {
                     benchmark: request.benchmark.clone(),
                     package_dir: request.package_dir.clone(),
                     reason: format!("{} ran past {timeout:?} and was killed", tool(request)),
-                    output: last_lines(&output, OUTPUT_LINES_IN_ERRORS),
+                    output: sebs_container::last_lines(&output, OUTPUT_LINES_IN_ERRORS),
                 },
                 other => BuildError::Environment {
                     benchmark: request.benchmark.clone(),
@@ -242,7 +242,7 @@ impl DockerBuildEnv {
                     self.image,
                     out.exit_code
                 ),
-                output: last_lines(&out.output, OUTPUT_LINES_IN_ERRORS),
+                output: sebs_container::last_lines(&out.output, OUTPUT_LINES_IN_ERRORS),
             });
         }
         tracing::info!(
@@ -265,32 +265,6 @@ fn tool(request: &InstallRequest) -> &'static str {
         sebs_package::Install::Pip { .. } => "pip install",
         sebs_package::Install::Npm => "npm install",
     }
-}
-
-/// A benchmark name as part of a container name (`[a-zA-Z0-9_.-]`).
-fn sanitize(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "_.-".contains(c) {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect()
-}
-
-/// The last `n` lines of `text`, with a note when some were left out.
-fn last_lines(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.trim_end().lines().collect();
-    if lines.len() <= n {
-        return lines.join("\n");
-    }
-    let skipped = lines.len() - n;
-    format!(
-        "[{skipped} earlier lines left out]\n{}",
-        lines[skipped..].join("\n")
-    )
 }
 
 #[cfg(test)]
@@ -426,14 +400,5 @@ mod tests {
         let spec = env.run_spec(&request);
         assert_eq!(spec.mounts.len(), 1);
         assert!(!spec.env.iter().any(|(k, _)| k == "PIP_CERT"));
-    }
-
-    #[test]
-    fn output_is_cut_to_its_last_lines() {
-        let check = |text: &str, n: usize, expect: &str| assert_eq!(last_lines(text, n), expect);
-        check("a\nb\nc\n", 5, "a\nb\nc");
-        check("a\nb\nc\n", 2, "[1 earlier lines left out]\nb\nc");
-        check("", 2, "");
-        assert_eq!(sanitize("110.template/x y"), "110.template-x-y");
     }
 }

@@ -742,7 +742,11 @@ impl Platform {
     fn spec(&self, l: &Launch<'_>) -> ContainerSpec {
         let settings = self.agent_settings(l.config);
         let suffix = uuid::Uuid::new_v4().simple().to_string();
-        let container_name = format!("sebs-{}-{}", sanitize(l.name), &suffix[..8]);
+        let container_name = format!(
+            "sebs-{}-{}",
+            sebs_container::name_part(l.name),
+            &suffix[..8]
+        );
         let mut spec = ContainerSpec::new(
             container_name,
             l.image,
@@ -939,21 +943,6 @@ pub(crate) fn nano_cpus(cpus: f64) -> u64 {
     (cpus * 1e9).round().max(0.0) as u64
 }
 
-/// A container name made of `name`: Docker allows `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
-fn sanitize(name: &str) -> String {
-    let s: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    s.trim_start_matches(['.', '-', '_']).to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1014,16 +1003,6 @@ mod tests {
         };
         assert!(bad.is_bad_config());
         assert!(!PlatformError::AgentMissing { path: None }.is_bad_config());
-    }
-
-    #[test]
-    fn container_names() {
-        assert_eq!(
-            sanitize("110.dynamic-html-python-128"),
-            "110.dynamic-html-python-128"
-        );
-        assert_eq!(sanitize("a b/c"), "a-b-c");
-        assert_eq!(sanitize(".x"), "x");
     }
 
     #[test]
