@@ -4,6 +4,11 @@
 
 use std::path::{Path, PathBuf};
 
+/// The in-container agent's binary, and the variable that names it explicitly (`cargo
+/// xtask test` sets it).
+pub const AGENT_BINARY: &str = "sebs-agent";
+pub const AGENT_BIN_ENV: &str = "SEBS_AGENT_BIN";
+
 /// Where [`find_static_binary`] looked, for a message when it found nothing.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BinaryError {
@@ -63,7 +68,8 @@ fn pick(
     // A path the user named must exist; guessed ones are just skipped.
     if let Some(p) = explicit.or(from_env) {
         return if p.is_file() {
-            Ok(p)
+            // The engine mounts absolute paths only.
+            Ok(std::path::absolute(&p).unwrap_or(p))
         } else {
             Err(BinaryError::Named {
                 name: name.to_string(),
@@ -113,5 +119,8 @@ mod tests {
         assert!(err.to_string().contains("$X_BIN"), "{err}");
         let err = p(None, None, Some(absent), None).unwrap_err();
         assert!(err.to_string().contains("cargo xtask agent"), "{err}");
+        // A relative path is made absolute: the engine mounts absolute paths only.
+        let got = p(None, Some(PathBuf::from("Cargo.toml")), None, None).unwrap();
+        assert!(got.is_absolute() && got.ends_with("Cargo.toml"), "{got:?}");
     }
 }

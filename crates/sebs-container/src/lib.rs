@@ -33,7 +33,7 @@ pub mod service;
 pub mod testing;
 pub mod text;
 
-pub use binaries::{find_static_binary, host_triple, BinaryError};
+pub use binaries::{find_static_binary, host_triple, BinaryError, AGENT_BINARY, AGENT_BIN_ENV};
 pub use bollard::Docker;
 pub use engine::{connect, ConnectError};
 pub use function::{

@@ -38,7 +38,7 @@ use std::future::Future;
 use std::sync::OnceLock;
 
 pub use harness::{run, strict};
-pub use need::{Need, DOCKER_CLI, ENGINE, FLOCK, IPV6, NODE, PYTHON3, ROOT};
+pub use need::{agent_binary, Need, AGENT, DOCKER_CLI, ENGINE, FLOCK, IPV6, NODE, PYTHON3, ROOT};
 
 /// One test: its name, what it needs and its body.
 pub struct Trial {

@@ -1,5 +1,6 @@
 //! What a trial may need from the machine, each checked at most once per test binary.
 
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
@@ -8,8 +9,10 @@ use std::sync::OnceLock;
 /// Declare one as a `static`, so that its check runs once however many trials need it:
 ///
 /// ```text
-/// static AGENT: Need = Need::new("the static agent (cargo xtask agent)", || {
-///     sebs_platform::find_agent_binary(None).map(drop).map_err(|e| format!("failed to {e}"))
+/// static STORE: Need = Need::new("the static store (cargo xtask agent)", || {
+///     sebs_container::find_static_binary("sebs-store", "SEBS_STORE_BIN", None)
+///         .map(drop)
+///         .map_err(|e| format!("failed to {e}"))
 /// });
 /// ```
 pub struct Need {
@@ -40,6 +43,22 @@ impl Need {
             .map(|_| ())
             .map_err(String::as_str)
     }
+}
+
+/// The static agent function containers run, found as `sebs-local` finds it
+/// (`SEBS_AGENT_BIN`, beside the executable, or where `cargo xtask agent` builds it).
+pub static AGENT: Need = Need::new("the static agent (`cargo xtask agent`)", || {
+    agent_binary().map(drop)
+});
+
+/// The static agent's path (see [`AGENT`]), or why there is none.
+pub fn agent_binary() -> Result<PathBuf, String> {
+    sebs_container::find_static_binary(
+        sebs_container::AGENT_BINARY,
+        sebs_container::AGENT_BIN_ENV,
+        None,
+    )
+    .map_err(|e| format!("failed to {e}"))
 }
 
 /// A Docker engine answers where `sebs_container::connect` looks (`DOCKER_HOST`, else the

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use sebs_testkit::{trial, Trial, DOCKER_CLI, ENGINE};
+use sebs_testkit::{trial, Trial, AGENT, DOCKER_CLI, ENGINE};
 
 use crate::support::{answer, client, code_dir, STEERED};
 
@@ -18,9 +18,15 @@ pub fn trials() -> Vec<Trial> {
         trial!(
             static_agent_serves_in_a_container_as_nobody,
             ENGINE,
-            DOCKER_CLI
+            DOCKER_CLI,
+            AGENT
         ),
-        trial!(each_call_reports_its_own_memory_peak, ENGINE, DOCKER_CLI),
+        trial!(
+            each_call_reports_its_own_memory_peak,
+            ENGINE,
+            DOCKER_CLI,
+            AGENT
+        ),
     ]
 }
 
@@ -28,34 +34,10 @@ fn docker(args: &[&str]) -> std::io::Result<Output> {
     Command::new("docker").args(args).output()
 }
 
-/// The static agent: `SEBS_AGENT_BIN`, else built as `cargo xtask agent` builds it.
+/// The static agent `cargo xtask agent` builds (or `SEBS_AGENT_BIN`), found as `sebs-local`
+/// finds it; the trials that call this need [`AGENT`].
 fn static_agent() -> PathBuf {
-    if let Some(bin) = std::env::var_os("SEBS_AGENT_BIN") {
-        return bin.into();
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let target_dir = root.join("target/agent");
-    let triple = "x86_64-unknown-linux-gnu";
-    let status = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--quiet",
-            "--release",
-            "-p",
-            "sebs-agent",
-            "--target",
-            triple,
-        ])
-        .env("RUSTFLAGS", "-C target-feature=+crt-static")
-        .env("CARGO_TARGET_DIR", &target_dir)
-        .current_dir(&root)
-        .status()
-        .unwrap();
-    assert!(
-        status.success(),
-        "building the static agent failed: {status}"
-    );
-    target_dir.join(triple).join("release/sebs-agent")
+    sebs_testkit::agent_binary().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Whether an ELF file asks for a dynamic loader (has a `PT_INTERP` program header).

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use sebs_testkit::{trial, Need, Trial, ENGINE};
+use sebs_testkit::{trial, Trial, AGENT, ENGINE};
 use serde_json::Value;
 
 sebs_testkit::main!(
@@ -27,13 +27,6 @@ sebs_testkit::main!(
     storage::trials(),
     errors::trials()
 );
-
-/// The static agent `sebs-local` mounts into its containers, found as it finds it.
-static AGENT: Need = Need::new("the static agent (`cargo xtask agent`)", || {
-    sebs_platform::find_agent_binary(None)
-        .map(drop)
-        .map_err(|e| format!("failed to {e}"))
-});
 
 /// The tests of this module, each with what it needs from the machine.
 fn trials() -> Vec<Trial> {

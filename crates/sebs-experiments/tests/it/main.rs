@@ -11,18 +11,11 @@ use sebs_experiments::run::{run_perf_cost, Experiment};
 use sebs_experiments::{PerfCostSettings, RunType};
 use sebs_package::{find_benchmark, NoDeps, PackageCache};
 use sebs_platform::{Platform, PlatformConfig};
-use sebs_testkit::{trial, Need, Trial, ENGINE};
+use sebs_testkit::{trial, Trial, AGENT, ENGINE};
 use sebs_wire::{EpochMicros, Language};
 use serde_json::json;
 
 sebs_testkit::main!(trials(), sebs_readers::trials());
-
-/// The static agent our containers run, found as `sebs-local` finds it.
-static AGENT: Need = Need::new("the static agent (`cargo xtask agent`)", || {
-    sebs_platform::find_agent_binary(None)
-        .map(drop)
-        .map_err(|e| format!("failed to {e}"))
-});
 
 /// The tests of this binary, each with what it needs from the machine.
 fn trials() -> Vec<Trial> {

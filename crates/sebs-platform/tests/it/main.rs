@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use sebs_container::testing::TEST_LABEL;
 use sebs_package::{find_benchmark, NoDeps, Package, PackageCache};
 use sebs_platform::{Function, FunctionConfig, Platform, PlatformConfig};
-use sebs_testkit::{trial, Need, Trial, ENGINE};
+use sebs_testkit::{trial, Trial, AGENT, ENGINE};
 use sebs_trigger::InvokeError;
 use sebs_wire::{EpochMicros, ErrorKind, Language};
 use serde_json::json;
@@ -26,13 +26,6 @@ sebs_testkit::main!(
     ports::trials(),
     sandbox::trials()
 );
-
-/// The static agent our containers run, found as `sebs-local` finds it.
-static AGENT: Need = Need::new("the static agent (`cargo xtask agent`)", || {
-    sebs_platform::find_agent_binary(None)
-        .map(drop)
-        .map_err(|e| format!("failed to {e}"))
-});
 
 /// The tests of this module, each with what it needs from the machine.
 fn trials() -> Vec<Trial> {
