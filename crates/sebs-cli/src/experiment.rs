@@ -113,7 +113,7 @@ pub async fn run(command: Command) -> Result<Exit, Failure> {
     }
     // The page shows what the files hold, so it is written from them, also after Ctrl-C.
     if !report.configurations.is_empty() {
-        crate::report::write(&output_dir.join(sebs_report::read::PERF_COST_DIR))?;
+        crate::report::write(&output_dir.join(sebs_report::read::PERF_COST_DIR), &[])?;
     }
     if stop.load(Ordering::SeqCst) {
         return Ok(Exit::Interrupted);

@@ -15,16 +15,17 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> Result<Exit, Failure> {
-    let written = write(&args.dir)?;
+    let written = write(&args.dir, &[])?;
     println!("{}", written.html.display());
     Ok(Exit::Ok)
 }
 
-/// Writes the report of `dir` and says what it wrote on stderr. A directory that does not
-/// exist or holds no results is the user's mistake (exit 2); failing to read or write files
-/// that are there is the environment's (exit 3).
-pub fn write(dir: &Path) -> Result<Written, Failure> {
-    let result = sebs_report::write_report(dir);
+/// Writes the report of `dir` (with `memory_reports`, whatever their names) and says what it
+/// wrote on stderr. A directory that does not exist or holds no results is the user's
+/// mistake (exit 2); failing to read or write files that are there is the environment's
+/// (exit 3).
+pub fn write(dir: &Path, memory_reports: &[PathBuf]) -> Result<Written, Failure> {
+    let result = sebs_report::write_report_with(dir, memory_reports);
     let exit = match &result {
         Err(ReportError::Read(ReadError::NoResults { .. })) => Exit::BadInput,
         Err(ReportError::Read(ReadError::List { source, .. }))

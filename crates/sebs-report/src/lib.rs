@@ -91,8 +91,17 @@ pub struct Written {
 /// Reads the results in `dir` (or `dir/perf-cost`) and writes `report.html` and the plots'
 /// SVG files beside them.
 pub fn write_report(dir: &Path) -> Result<Written, ReportError> {
-    let results = read::results_dir(dir)?;
-    let report = read::load(&results)?;
+    write_report_with(dir, &[])
+}
+
+/// [`write_report`], also showing `memory_reports` whatever their names (see
+/// [`read::load_with`]); the page goes into `dir` when it holds no other results.
+pub fn write_report_with(dir: &Path, memory_reports: &[PathBuf]) -> Result<Written, ReportError> {
+    let results = match read::results_dir(dir) {
+        Err(ReadError::NoResults { .. }) if !memory_reports.is_empty() => dir.to_path_buf(),
+        other => other?,
+    };
+    let report = read::load_with(&results, memory_reports)?;
     let rendered = render(&report)?;
     let write = |name: &str, text: &str| {
         let path = results.join(name);

@@ -112,9 +112,29 @@ fn results_files(dir: &Path) -> Result<Vec<(PathBuf, FileKind)>, ReadError> {
 
 /// Reads every results file of `dir` (see [`results_dir`] for which directory that is).
 pub fn load(dir: &Path) -> Result<Report, ReadError> {
-    let dir = results_dir(dir)?;
+    load_with(dir, &[])
+}
+
+/// Reads the results files of `dir` as [`load`] does, and each of `memory_reports` as a
+/// memory report whatever its name: `stop --memory-report FILE` may name it anything.
+/// With such files, `dir` itself is the results directory when it holds nothing else.
+pub fn load_with(dir: &Path, memory_reports: &[PathBuf]) -> Result<Report, ReadError> {
+    let dir = match results_dir(dir) {
+        Err(ReadError::NoResults { .. }) if !memory_reports.is_empty() => dir.to_path_buf(),
+        other => other?,
+    };
+    let mut files = results_files(&dir)?;
+    for path in memory_reports {
+        let same = |p: &PathBuf| match (p.canonicalize(), path.canonicalize()) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => p == path,
+        };
+        if !files.iter().any(|(p, _)| same(p)) {
+            files.push((path.clone(), FileKind::Memory));
+        }
+    }
     let mut inputs = Vec::new();
-    for (path, kind) in results_files(&dir)? {
+    for (path, kind) in files {
         let text = std::fs::read_to_string(&path).map_err(|source| ReadError::File {
             path: path.clone(),
             source,

@@ -423,11 +423,25 @@ fn a_killed_measurer_loses_at_most_its_last_second() {
         std::thread::sleep(Duration::from_millis(10));
     }
 
-    let stats_path = cli.path("m.json");
-    let stop = cli.run(&["stop", out, stats_path.to_str().unwrap()]);
-    assert_eq!(stop.status.code(), Some(0));
+    // A report of any name is drawn in the page beside it.
+    let (stats_path, report_path) = (cli.path("m.json"), cli.path("profile.json"));
+    let stop = cli.run(&[
+        "stop",
+        out,
+        stats_path.to_str().unwrap(),
+        "--memory-report",
+        report_path.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        stop.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&stop.stderr)
+    );
+    let page = std::fs::read_to_string(cli.path("report.html")).unwrap();
+    assert!(page.contains("profile.json"), "the page omits the report");
     let stats = read_json(&stats_path);
-    let report = read_json(&cli.path("m_report.json"));
+    let report = read_json(&report_path);
     let taken = stats[&id]["number of measurements"].as_u64().unwrap();
     eprintln!("killed after two flushes ({flushed} samples) at 10 ms: {taken} samples kept");
     // Only what was not flushed yet, at most the last second's, is lost.

@@ -16,6 +16,7 @@ pub fn trials() -> Vec<sebs_testkit::Trial> {
         trial!(real_perf_cost_run),
         trial!(where_results_are_found),
         trial!(writes_the_page_and_every_plot),
+        trial!(a_memory_report_of_any_name_when_named),
     ]
 }
 
@@ -183,4 +184,29 @@ fn writes_the_page_and_every_plot() {
         assert!(!text.contains("http://") || text.contains("http://www.w3.org/2000/svg"));
         assert!(!text.contains("https://"), "{} links out", path.display());
     }
+}
+
+/// `stop --memory-report /tmp/profile.json` names its report anything: a report found by its
+/// name alone is not there, and one named explicitly is read and drawn beside it.
+fn a_memory_report_of_any_name_when_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("profile.json");
+    std::fs::write(&profile, synthetic::memory_report().to_string()).unwrap();
+    let err = sebs_report::write_report(dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no memory report"), "{err}");
+    let written = sebs_report::write_report_with(dir.path(), &[profile.clone()]).unwrap();
+    assert_eq!(written.html, dir.path().join("report.html"));
+    assert!(written.notes.is_empty(), "{:?}", written.notes);
+    assert!(!written.plots.is_empty());
+    let report = sebs_report::read::load_with(dir.path(), &[profile.clone()]).unwrap();
+    assert_eq!(report.memory.len(), 1);
+    assert_eq!(report.memory[0].file, "profile.json");
+    // Named and also found by its name: read once.
+    let named = dir.path().join("memory_report.json");
+    std::fs::rename(&profile, &named).unwrap();
+    let relative = dir.path().join(".").join("memory_report.json");
+    let report = sebs_report::read::load_with(dir.path(), &[relative]).unwrap();
+    assert_eq!(report.memory.len(), 1);
 }
