@@ -112,8 +112,17 @@ pub async fn run(command: Command) -> Result<Exit, Failure> {
         eprintln!("wrote {}", file.display());
     }
     // The page shows what the files hold, so it is written from them, also after Ctrl-C.
+    // The results are written by now: a page that cannot be drawn is said, and the exit
+    // code stays the experiment's own.
     if !report.configurations.is_empty() {
-        crate::report::write(&output_dir.join(sebs_report::read::PERF_COST_DIR), &[])?;
+        let dir = output_dir.join(sebs_report::read::PERF_COST_DIR);
+        if let Err(failure) = crate::report::write(&dir, &[]) {
+            tracing::error!(
+                "{:#} (the results are written; `sebs-local report {}` tries again)",
+                failure.error,
+                dir.display()
+            );
+        }
     }
     if stop.load(Ordering::SeqCst) {
         return Ok(Exit::Interrupted);
