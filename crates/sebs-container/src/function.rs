@@ -442,7 +442,11 @@ pub async fn create_and_start(
             other => other,
         };
         if let Err(rm) = remove(docker, &created.id, true).await {
-            tracing::warn!(container = %spec.name, "could not remove the container that failed to start: {rm}");
+            tracing::warn!(
+                container = %spec.name,
+                "could not remove the container that failed to start: {}",
+                sebs_wire::ErrorChain(&rm)
+            );
         }
         return Err(err);
     }
@@ -463,7 +467,11 @@ pub async fn create_and_start(
                 _ => e,
             };
             if let Err(rm) = remove(docker, &created.id, true).await {
-                tracing::warn!(container = %spec.name, "could not remove the container: {rm}");
+                tracing::warn!(
+                    container = %spec.name,
+                    "could not remove the container: {}",
+                    sebs_wire::ErrorChain(&rm)
+                );
             }
             return Err(e);
         }

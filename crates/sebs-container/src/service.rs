@@ -159,7 +159,11 @@ pub async fn create_service(
     if let Err(e) = docker.start_container(&created.id, None).await {
         let err = ContainerError::from_engine(&spec.name, "start", e);
         if let Err(rm) = remove(docker, &created.id, true).await {
-            tracing::warn!(container = %spec.name, "could not remove the container that failed to start: {rm}");
+            tracing::warn!(
+                container = %spec.name,
+                "could not remove the container that failed to start: {}",
+                sebs_wire::ErrorChain(&rm)
+            );
         }
         return Err(err);
     }

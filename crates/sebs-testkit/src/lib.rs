@@ -158,7 +158,7 @@ pub fn trial_name(module: &str, test: &str) -> String {
 pub async fn docker() -> sebs_container::Docker {
     sebs_container::connect()
         .await
-        .unwrap_or_else(|e| panic!("failed to {e}"))
+        .unwrap_or_else(|e| panic!("failed to {}", sebs_wire::ErrorChain(&e)))
 }
 
 /// The Python 3.11 image functions run in (`python:3.11-slim`, else our offline base,
@@ -175,7 +175,7 @@ pub async fn python_image(docker: &sebs_container::Docker) -> String {
                 sebs_container::ImageChoice::for_language(sebs_wire::Language::Python, "3.11");
             sebs_container::ensure_image(docker, &choice, &sebs_container::BaseImageBuilder::new())
                 .await
-                .unwrap_or_else(|e| panic!("failed to {e}"))
+                .unwrap_or_else(|e| panic!("failed to {}", sebs_wire::ErrorChain(&e)))
                 .tag
         })
         .await

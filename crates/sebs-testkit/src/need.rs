@@ -104,7 +104,7 @@ fn engine() -> Result<(), String> {
     runtime
         .block_on(sebs_container::connect())
         .map(drop)
-        .map_err(|e| format!("failed to {e}"))
+        .map_err(|e| format!("failed to {}", sebs_wire::ErrorChain(&e)))
 }
 
 /// Whether `program args` runs and succeeds, and if not, what it said.
