@@ -40,7 +40,7 @@ async fn start_store(docker: &Docker, name: &str) -> Result<sebs_storage::Runnin
         .context("failed to make the store image")?;
     let mut options = StoreOptions::embedded(Kind::Object);
     options.name = name.to_string();
-    options.data = sebs_container::DataSource::Volume(format!("{name}-data"));
+    options.data = sebs_container::DataSource::Volume(data_volume(name));
     options
         .labels
         .insert(BENCH_LABEL.0.to_string(), BENCH_LABEL.1.to_string());
@@ -49,9 +49,23 @@ async fn start_store(docker: &Docker, name: &str) -> Result<sebs_storage::Runnin
         .context("failed to start the store")
 }
 
+/// The data volume of the bench's store `name`.
+fn data_volume(name: &str) -> String {
+    format!("{name}-data")
+}
+
+/// Removes the store and its data volume, also what a start that failed partway left: a
+/// volume without a container, which `embedded::remove` (finding no store) leaves alone.
 async fn remove(docker: &Docker, name: &str) {
     if let Err(e) = embedded::remove(docker, Kind::Object, name, true).await {
         eprintln!("xtask: could not remove the bench's store {name}: {e:#}");
+    }
+    let volume = data_volume(name);
+    if let Err(e) = sebs_container::remove_volume(docker, &volume).await {
+        eprintln!(
+            "xtask: could not remove the bench's store volume {volume}: {}",
+            sebs_wire::ErrorChain(&e)
+        );
     }
 }
 
@@ -76,7 +90,14 @@ pub async fn figures(cx: &StorageCx<'_>, out: &mut Vec<Entry>) -> Result<()> {
         )
         .await;
     let begin = Instant::now();
-    let store = start_store(cx.docker, &name).await?;
+    let store = match start_store(cx.docker, &name).await {
+        Ok(store) => store,
+        Err(e) => {
+            // A start that failed partway may have made the container or the volume.
+            remove(cx.docker, &name).await;
+            return Err(e);
+        }
+    };
     let fresh = begin.elapsed();
     let outcome = async {
         let begin = Instant::now();
