@@ -4,7 +4,8 @@
 //!   test, is installed), builds the static agent, the static stores and the offline base
 //!   image, then runs the whole test suite with Docker tests for real.
 //! - `cargo xtask bench`: the same preparation, then the project's benchmark.
-//! - `cargo xtask agent`: builds the static in-container agent and prints its path.
+//! - `cargo xtask agent`: builds the static in-container agent and the static store
+//!   (embedded S3/DynamoDB) and prints their paths.
 
 mod agent;
 mod bench;

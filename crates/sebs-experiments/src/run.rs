@@ -31,8 +31,6 @@ pub struct Report {
     pub files: Vec<PathBuf>,
 }
 
-/// Runs every configured mode for every memory size (or the benchmark's own), writing
-/// `<out_dir>/perf-cost/*` after each configuration so that an interruption loses nothing.
 /// The function configurations a run goes through, in order: the benchmark's, with each of
 /// the settings' memory sizes (or its own when there are none). Never empty.
 pub fn configurations(
@@ -55,6 +53,8 @@ pub fn configurations(
         .collect()
 }
 
+/// Runs every configured mode for every memory size (or the benchmark's own), writing
+/// `<out_dir>/perf-cost/*` after each configuration so that an interruption loses nothing.
 /// Containers are removed before returning, also when `stop` interrupted the run.
 pub async fn run_perf_cost(
     experiment: &Experiment,
