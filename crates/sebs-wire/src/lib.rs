@@ -44,8 +44,9 @@ pub const INVOCATION_LOG_CAPACITY: usize = 10_000;
 pub const CODE_DIR: &str = "/function";
 /// Where the agent binary is mounted (read-only) in a function container.
 pub const AGENT_PATH: &str = "/sebs/agent";
-/// The only place a function may write in its container: a tmpfs of a set size, which is
-/// also the workers' `HOME`.
+/// The only place a function may write in its container, also the workers' `HOME`: a tmpfs
+/// of a set size (whose files count against the memory limit), or with `--tmp-on disk` a
+/// volume of the container's own, without a size limit.
 pub const TMP_DIR: &str = "/tmp";
 
 /// A point in time as SeBS writes it: seconds since the Unix epoch with six decimals.
