@@ -10,7 +10,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sebs_package::Size;
-use sebs_platform::{FunctionUser, Sandbox, TmpOn, MAX_CONTAINERS, MAX_TMP_SIZE_MB};
+use sebs_platform::{
+    FunctionUser, Sandbox, TmpOn, MAX_CONTAINERS, MAX_TMP_SIZE_MB, MIN_PIDS_LIMIT,
+};
 use sebs_wire::Language;
 use serde::Deserialize;
 
@@ -259,6 +261,15 @@ impl PerfCostSettings {
             if n > i64::MAX as u64 {
                 return Err(field_err("pids-limit", format!("{n} is too large")));
             }
+            if n != 0 && n < MIN_PIDS_LIMIT {
+                return Err(field_err(
+                    "pids-limit",
+                    format!(
+                        "{n} is too few: at least {MIN_PIDS_LIMIT} tasks (the agent's own \
+                         included), or 0 for no limit"
+                    ),
+                ));
+            }
             sandbox.pids_limit = Sandbox::limit(n);
         }
         if let Some(user) = &parsed.user {
@@ -409,6 +420,15 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("perf-cost.tmp-size"), "{err}");
+        let err = parse(r#", "pids-limit": 3"#).unwrap_err().to_string();
+        assert!(
+            err.contains("perf-cost.pids-limit") && err.contains("at least 16"),
+            "{err}"
+        );
+        assert_eq!(
+            parse(r#", "pids-limit": 0"#).unwrap().sandbox.pids_limit,
+            None
+        );
         let err = parse(r#", "pids-limit": -1"#).unwrap_err().to_string();
         assert!(err.contains("invalid value"), "{err}");
     }

@@ -115,6 +115,10 @@ pub const MIN_MEMORY_MB: u64 = 6;
 pub const MAX_MEMORY_MB: u64 = i64::MAX as u64 >> 20;
 /// The largest CPU limit the engine can be given (its field is an i64 of nano-CPUs).
 pub const MAX_CPUS: f64 = 1e9;
+/// The smallest pids limit a function may have (0, no limit, aside): the agent alone holds
+/// up to 9 tasks (its main thread, 4 runtime and 4 blocking threads), and a limit below
+/// that starts a container whose agent cannot start its threads and exits late.
+pub const MIN_PIDS_LIMIT: u64 = 16;
 /// The most containers one call starts: as many as a bridge network (a /16) has addresses
 /// for. Far more would not start anyway, and their futures alone would exhaust memory.
 pub const MAX_CONTAINERS: usize = 65_534;
@@ -159,6 +163,15 @@ impl FunctionConfig {
         }
         if self.workers == 0 {
             return bad("workers", "0".to_string(), "at least 1".to_string());
+        }
+        if let Some(n) = self.sandbox.pids_limit.filter(|&n| n < MIN_PIDS_LIMIT) {
+            return bad(
+                "pids limit",
+                n.to_string(),
+                format!(
+                    "at least {MIN_PIDS_LIMIT} tasks (the agent's own included), or 0 for no limit"
+                ),
+            );
         }
         Ok(())
     }
@@ -991,6 +1004,12 @@ mod tests {
             check(&|c| c.cpus = Some(cpus), Err("CPU limit"));
         }
         check(&|c| c.workers = 0, Err("workers of 0"));
+        check(&|c| c.sandbox.pids_limit = None, Ok(()));
+        check(&|c| c.sandbox.pids_limit = Some(MIN_PIDS_LIMIT), Ok(()));
+        check(
+            &|c| c.sandbox.pids_limit = Some(3),
+            Err("pids limit of 3: it must be at least 16 tasks"),
+        );
         check(
             &|c| c.language_version = "9.99".to_string(),
             Err("the supported ones are"),

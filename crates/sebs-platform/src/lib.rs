@@ -48,7 +48,8 @@ pub use deployment::{
 };
 pub use function::{
     Function, FunctionConfig, FunctionState, Platform, PlatformConfig, PlatformError,
-    BENCHMARK_LABEL, DEPLOY_CONCURRENCY, FUNCTION_LABEL, HASH_LABEL, MAX_CONTAINERS, RUN_LABEL,
+    BENCHMARK_LABEL, DEPLOY_CONCURRENCY, FUNCTION_LABEL, HASH_LABEL, MAX_CONTAINERS,
+    MIN_PIDS_LIMIT, RUN_LABEL,
 };
 pub use sandbox::{
     FunctionUser, Sandbox, SandboxRecord, TmpOn, TmpOnError, UserError, DEFAULT_PIDS_LIMIT,

@@ -618,13 +618,14 @@ fn the_sandbox_is_strict_by_default_and_loosened_by_flags() {
 
     // Values the sandbox cannot take are bad input, refused before anything starts.
     for bad in [
-        ["--user", "0:5"],
-        ["--user", "alice"],
-        ["--tmp-size", "-1"],
-        ["--pids-limit", "x"],
-        ["--tmp-on", "ram"],
+        &["--user", "0:5"][..],
+        &["--user", "alice"],
+        &["--tmp-size", "-1"],
+        &["--pids-limit", "x"],
+        &["--pids-limit", "3"],
+        &["--tmp-on", "ram"],
     ] {
-        let args = ["invoke", "060.sandbox-probe", "test", bad[0], bad[1]];
+        let args = [&["invoke", "060.sandbox-probe", "test"][..], bad].concat();
         let refused = cli.run(&args);
         assert_eq!(refused.status.code(), Some(2), "{args:?}");
     }
