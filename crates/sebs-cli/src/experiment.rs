@@ -49,7 +49,7 @@ pub async fn run(command: Command) -> Result<Exit, Failure> {
     } = command;
     let mut settings =
         PerfCostSettings::load(&config).exit(Exit::BadInput, "invalid experiment config")?;
-    sandbox.apply(&mut settings.sandbox);
+    sandbox.apply(&mut settings.sandbox)?;
     // As SeBS's `--update-code`, the flag decides, whatever the file says.
     settings.sebs.update_code = update_code;
     let mut bench = setup::find_benchmark(

@@ -35,7 +35,7 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
         args.bench.language,
         &args.bench.language_version,
     );
-    args.sandbox.apply(&mut config.sandbox);
+    args.sandbox.apply(&mut config.sandbox)?;
     setup::check_config(&config)?;
     let prepared = inputs::prepare(&mut bench, args.size, &args.inputs).await?;
     let input = prepared.input;

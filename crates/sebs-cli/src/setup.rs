@@ -196,8 +196,10 @@ pub struct SandboxArgs {
 }
 
 impl SandboxArgs {
-    /// `sandbox` with what these options set.
-    pub fn apply(&self, sandbox: &mut Sandbox) {
+    /// `sandbox` with what these options set. A --tmp-size for a /tmp on disk (by
+    /// --tmp-on disk or the experiment config's `tmp-on`) is refused as bad input rather than
+    /// silently ignored: the disk's /tmp has no size limit.
+    pub fn apply(&self, sandbox: &mut Sandbox) -> Result<(), Failure> {
         if let Some(mb) = self.tmp_size {
             sandbox.tmp_size_mb = Sandbox::limit(mb);
         }
@@ -209,6 +211,16 @@ impl SandboxArgs {
         }
         if let Some(user) = self.user {
             sandbox.user = user;
+        }
+        match self.tmp_size {
+            Some(mb) if mb > 0 && sandbox.tmp_on == TmpOn::Disk => Err(Failure {
+                exit: Exit::BadInput,
+                error: anyhow::anyhow!(
+                    "--tmp-size {mb} cannot apply to a /tmp on disk: a volume of the \
+                     container's own has no size limit; drop --tmp-size or use --tmp-on memory"
+                ),
+            }),
+            _ => Ok(()),
         }
     }
 }

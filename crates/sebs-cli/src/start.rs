@@ -157,7 +157,7 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
     fconfig.memory_mb = args.memory.unwrap_or(fconfig.memory_mb);
     fconfig.timeout_s = args.timeout.unwrap_or(fconfig.timeout_s);
     fconfig.cpus = args.cpus;
-    args.sandbox.apply(&mut fconfig.sandbox);
+    args.sandbox.apply(&mut fconfig.sandbox)?;
     setup::check_config(&fconfig)?;
     let prepared = inputs::prepare(&mut bench, args.size, &args.inputs).await?;
     // Before any function starts, so that a store that cannot start leaves nothing behind.

@@ -257,6 +257,14 @@ impl PerfCostSettings {
                 .parse::<TmpOn>()
                 .map_err(|e| field_err("tmp-on", e.to_string()))?;
         }
+        if sandbox.tmp_on == TmpOn::Disk && parsed.tmp_size.is_some_and(|mb| mb > 0) {
+            return Err(field_err(
+                "tmp-size",
+                "cannot apply with `tmp-on: disk`: the /tmp on disk, a volume of the \
+                 container's own, has no size limit; drop tmp-size or use `tmp-on: memory`"
+                    .into(),
+            ));
+        }
         if let Some(n) = parsed.pids_limit {
             if n > i64::MAX as u64 {
                 return Err(field_err("pids-limit", format!("{n} is too large")));
@@ -420,6 +428,13 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("perf-cost.tmp-size"), "{err}");
+        let err = parse(r#", "tmp-on": "disk", "tmp-size": 64"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("perf-cost.tmp-size") && err.contains("no size limit"),
+            "{err}"
+        );
         let err = parse(r#", "pids-limit": 3"#).unwrap_err().to_string();
         assert!(
             err.contains("perf-cost.pids-limit") && err.contains("at least 16"),

@@ -624,9 +624,21 @@ fn the_sandbox_is_strict_by_default_and_loosened_by_flags() {
         &["--pids-limit", "x"],
         &["--pids-limit", "3"],
         &["--tmp-on", "ram"],
+        &["--tmp-on", "disk", "--tmp-size", "32"],
     ] {
         let args = [&["invoke", "060.sandbox-probe", "test"][..], bad].concat();
         let refused = cli.run(&args);
         assert_eq!(refused.status.code(), Some(2), "{args:?}");
     }
+    let refused = cli.run(&[
+        "invoke",
+        "060.sandbox-probe",
+        "test",
+        "--tmp-on",
+        "disk",
+        "--tmp-size",
+        "32",
+    ]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("no size limit"), "{stderr}");
 }
