@@ -2,7 +2,9 @@
 //!
 //! Global by design: it finds containers by the label `sebs-local=1` that every container of
 //! ours carries, so it also removes the functions of other `start`s still running. `--label`
-//! narrows it to containers that also carry the given labels.
+//! narrows it to containers that also carry the given labels. The stores (`storage start`,
+//! the embedded ones) carry it too but are left alone: they outlive every deployment, and
+//! `storage stop` is how they go.
 
 use std::collections::BTreeSet;
 
@@ -30,6 +32,17 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
     )?;
     let mut removed = BTreeSet::new();
     let mut exit = Exit::Ok;
+    let (stores, found): (Vec<_>, Vec<_>) = found.into_iter().partition(|c| {
+        c.labels
+            .as_ref()
+            .is_some_and(|l| l.contains_key(sebs_storage::embedded::STORE_LABEL))
+    });
+    if !stores.is_empty() {
+        tracing::info!(
+            "left {} store(s) running (`sebs-local storage stop` removes them)",
+            stores.len()
+        );
+    }
     for id in found.into_iter().filter_map(|c| c.id) {
         match sebs_container::remove(&docker, &id, true).await {
             Ok(()) | Err(sebs_container::ContainerError::NotFound { .. }) => {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use sebs_package::{
-    BenchmarkDir, InputContext, InputError, Module, NoStorage, Size, ValidateContext,
+    BenchmarkDir, InputContext, InputError, Module, Needs, NoStorage, Size, ValidateContext,
 };
 use sebs_storage::embedded::{self, Kind, StoreOptions};
 use sebs_storage::{InputCalls, Storage, StorageError, StorageFile};
@@ -76,15 +76,10 @@ pub fn data_root(cli: Option<&Path>, bench: &BenchmarkDir) -> Option<PathBuf> {
     Some(std::path::absolute(&chosen).unwrap_or(chosen))
 }
 
-/// Makes `bench`'s input at `size`: starts or finds its storage, makes its bucket and
-/// tables, and runs `generate_input` with uploads going there. What storage the benchmark
-/// uses (its `input.py` and its `config.json`'s `modules`) joins its `modules`, so that its
-/// package ships our modules for them.
-pub async fn prepare(
-    bench: &mut BenchmarkDir,
-    size: Size,
-    args: &InputArgs,
-) -> Result<PreparedInput, Failure> {
+/// Adds to `bench`'s `modules` the storage its `input.py` asks for (`buckets_count`,
+/// `allocate_nosql`), so that every command packages it with our modules for them (and so
+/// with one hash); returns what it asks for.
+pub async fn add_storage_modules(bench: &mut BenchmarkDir) -> Result<Needs, Failure> {
     let needs = sebs_package::inspect_needs(bench)
         .await
         .map_err(|e| input_failure(e, bench))?;
@@ -95,7 +90,22 @@ pub async fn prepare(
             bench.config.modules.push(module);
         }
     }
+    Ok(needs)
+}
+
+/// Makes `bench`'s input at `size`: starts or finds its storage, makes its bucket and
+/// tables, and runs `generate_input` with uploads going there. What storage the benchmark
+/// uses (its `input.py` and its `config.json`'s `modules`) joins its `modules`, so that its
+/// package ships our modules for them.
+pub async fn prepare(
+    bench: &mut BenchmarkDir,
+    size: Size,
+    args: &InputArgs,
+) -> Result<PreparedInput, Failure> {
+    let needs = add_storage_modules(bench).await?;
     let bench: &BenchmarkDir = bench;
+    let want_object = bench.config.modules.contains(&Module::Storage);
+    let want_nosql = bench.config.modules.contains(&Module::Nosql);
     let root = data_root(args.data_dir.as_deref(), bench);
     let data_dir = root
         .as_ref()

@@ -159,12 +159,7 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
     fconfig.cpus = args.cpus;
     args.sandbox.apply(&mut fconfig.sandbox)?;
     setup::check_config(&fconfig)?;
-    let prepared = inputs::prepare(&mut bench, args.size, &args.inputs).await?;
-    // Before any function starts, so that a store that cannot start leaves nothing behind.
-    let storage_block = inputs::object_block(&args.inputs, &prepared).await?;
-    let input = prepared.input.clone();
-    fconfig.env = prepared.env.clone();
-
+    // Before inputs are uploaded or stores started: a file still in use is refused first.
     let docker = setup::docker().await?;
     let platform = setup::platform(docker, |config| {
         config.privileged = args.privileged;
@@ -176,6 +171,11 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
     })
     .await?;
     check_replaceable(&platform, &args.output).await?;
+    let prepared = inputs::prepare(&mut bench, args.size, &args.inputs).await?;
+    // Before any function starts, so that a store that cannot start leaves nothing behind.
+    let storage_block = inputs::object_block(&args.inputs, &prepared).await?;
+    let input = prepared.input.clone();
+    fconfig.env = prepared.env.clone();
     let name = format!(
         "{}-{}-{}",
         bench.name, args.bench.language, fconfig.memory_mb

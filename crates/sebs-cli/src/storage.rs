@@ -22,7 +22,9 @@ pub enum Command {
         /// Where to write the storage file.
         #[arg(long)]
         output_json: PathBuf,
-        /// Make `storage stop` also remove the stores' data.
+        /// Write SeBS's `remove_containers: true` into the file (SeBS's tools then remove
+        /// the containers at stop instead of only stopping them); `storage stop` always
+        /// removes them, and their data only with `--remove-data`.
         #[arg(long)]
         remove_containers: bool,
     },
@@ -92,6 +94,58 @@ async fn start(
     let docker = setup::docker().await?;
     let image = setup::store_image(&docker).await?;
     let suffix = uuid::Uuid::new_v4().simple().to_string();
+    // What this command started, removed again (with the volumes it made) if it fails:
+    // without the file, nothing would find them.
+    let mut started: Vec<(Kind, String)> = Vec::new();
+    let outcome = start_each(
+        &docker,
+        &image,
+        &suffix,
+        which,
+        &wanted,
+        &cwd,
+        remove_containers,
+        &mut started,
+    )
+    .await
+    .and_then(|written| {
+        written
+            .write(output)
+            .exit(Exit::Environment, "failed to write the storage file")
+    });
+    if let Err(failure) = outcome {
+        for (kind, name) in started.iter().rev() {
+            if let Err(e) = embedded::remove(&docker, *kind, name, true).await {
+                tracing::warn!(
+                    "could not remove the {} store {name} again: {e}",
+                    kind.describe()
+                );
+            }
+        }
+        return Err(failure);
+    }
+    tracing::info!(
+        "wrote {}; use it with `--storage {}`, stop with `sebs-local storage stop {}`",
+        output.display(),
+        output.display(),
+        output.display()
+    );
+    Ok(Exit::Ok)
+}
+
+/// Starts the stores `which` names (as `wanted` configures them) and returns the file that
+/// lists them; each one started is pushed to `started` as soon as it runs.
+#[allow(clippy::too_many_arguments)]
+async fn start_each(
+    docker: &sebs_container::Docker,
+    image: &str,
+    suffix: &str,
+    which: Which,
+    wanted: &StorageFile,
+    cwd: &Path,
+    remove_containers: bool,
+    started: &mut Vec<(Kind, String)>,
+) -> Result<StorageFile, Failure> {
     let mut written = StorageFile {
         other: wanted.other.clone(),
         ..StorageFile::default()
@@ -113,7 +167,7 @@ async fn start(
         let data = if data_volume.is_empty() {
             sebs_container::DataSource::Volume(format!("{name}-data"))
         } else {
-            embedded::data_source(&data_volume, &cwd)
+            embedded::data_source(&data_volume, cwd)
                 .exit(Exit::Environment, "failed to prepare the data directory")?
         };
         let options = StoreOptions {
@@ -127,9 +181,10 @@ async fn start(
             network: sebs_container::function::DEFAULT_NETWORK.to_string(),
             labels: Default::default(),
         };
-        let store = embedded::start(&docker, &image, &options)
+        let store = embedded::start(docker, image, &options)
             .await
             .map_err(|e| store_failure(e, kind))?;
+        started.push((kind, store.container.name.clone()));
         log_store(&store, "started");
         match kind {
             Kind::Object => {
@@ -152,16 +207,7 @@ async fn start(
             }
         }
     }
-    written
-        .write(output)
-        .exit(Exit::Environment, "failed to write the storage file")?;
-    tracing::info!(
-        "wrote {}; use it with `--storage {}`, stop with `sebs-local storage stop {}`",
-        output.display(),
-        output.display(),
-        output.display()
-    );
-    Ok(Exit::Ok)
+    Ok(written)
 }
 
 async fn stop(args: &[String], embedded: bool, remove_data: bool) -> Result<Exit, Failure> {

@@ -96,7 +96,9 @@ pub struct Needs {
 
 impl Needs {
     /// Whether the function needs object storage: some prefix to read or write.
-    /// `buckets_count()` of `(0, 0)` (SeBS's microbenchmarks have it) asks for nothing.
+    /// `buckets_count()` of `(0, 0)` (SeBS's 010.sleep and 040.server-reply have it) asks
+    /// for nothing here. SeBS makes a bucket even then, but neither of them passes it on, so
+    /// we start no store for them and their `generate_input` gets `benchmarks_bucket=None`.
     pub fn object_storage(&self) -> bool {
         matches!(self.buckets, Some((i, o)) if i + o > 0)
     }

@@ -180,6 +180,16 @@ pub enum LayoutError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "package {module} for {language} {version}: its libraries need {language} {min} or \
+         later (pass --language-version {min} or newer)"
+    )]
+    ModuleNeedsVersion {
+        module: &'static str,
+        language: Language,
+        version: String,
+        min: &'static str,
+    },
     #[error("add our modules' libraries to {path}")]
     Dependencies {
         path: PathBuf,
@@ -514,6 +524,17 @@ pub fn lay_out(sources: &Sources, version: &str, dest: &Path) -> Result<Layout, 
         std::fs::write(&path, text).map_err(|source| LayoutError::Write { path, source })?;
     }
     let modules = module_wrappers(sources.language, &sources.modules);
+    if let Some(m) = modules
+        .iter()
+        .find(|m| sebs_wire::storage::older_than(version, m.min_version))
+    {
+        return Err(LayoutError::ModuleNeedsVersion {
+            module: m.file,
+            language: sources.language,
+            version: version.to_string(),
+            min: m.min_version,
+        });
+    }
     let mut deps_file = plan.deps_file;
     if !modules.is_empty() {
         for module in &modules {

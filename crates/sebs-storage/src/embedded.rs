@@ -232,20 +232,32 @@ pub fn default_name(kind: Kind) -> String {
     format!("{prefix}-{kind}")
 }
 
-/// SeBS's `data_volume`: a path (it has a `/` or starts with `.`) is a host directory,
-/// made absolute against `cwd` and created; anything else names a volume.
+/// SeBS's `data_volume`: a path (it has a `/`, or starts with `.` or `~`) is a host
+/// directory, made absolute against `cwd` (`~` is `$HOME`) and created; anything else names
+/// a volume. Only a directory made here is opened to the store's user (nobody); one that
+/// existed keeps its mode.
 pub fn data_source(data_volume: &str, cwd: &Path) -> Result<DataSource, EmbeddedError> {
     let looks_like_path =
         data_volume.contains('/') || data_volume.starts_with('.') || data_volume.starts_with('~');
     if !looks_like_path {
         return Ok(DataSource::Volume(data_volume.to_string()));
     }
-    let path = cwd.join(data_volume);
+    let home = || std::env::var_os("HOME").map(PathBuf::from);
+    let path = match data_volume.strip_prefix('~') {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => match home() {
+            Some(home) => home.join(rest.trim_start_matches('/')),
+            None => cwd.join(data_volume),
+        },
+        _ => cwd.join(data_volume),
+    };
+    if path.is_dir() {
+        return Ok(DataSource::HostDir(path));
+    }
     std::fs::create_dir_all(&path).map_err(|source| EmbeddedError::DataDir {
         path: path.clone(),
         source,
     })?;
-    // The store runs as nobody: the directory must be writable by it.
+    // The store runs as nobody: a directory made for it must be writable by it.
     use std::os::unix::fs::PermissionsExt;
     if let Err(e) = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777)) {
         tracing::warn!("could not open {} to the store's user: {e}", path.display());
@@ -485,6 +497,14 @@ pub async fn remove(
     let Some(info) = info else {
         return Ok(Removed::Absent);
     };
+    // A storage file may name any container (SeBS's own MinIO, a function, anything): only
+    // a store of ours of this kind is removed, and its volume with it.
+    if info.labels.get(STORE_LABEL).map(String::as_str) != Some(kind.as_str()) {
+        return Err(EmbeddedError::Foreign {
+            kind,
+            container: name.to_string(),
+        });
+    }
     match sebs_container::remove(docker, &info.id, true).await {
         Ok(()) | Err(sebs_container::ContainerError::NotFound { .. }) => {}
         Err(e) => return Err(container_err("remove", e)),
@@ -615,6 +635,28 @@ mod tests {
         let got = data_source("./minio-data", cwd.path()).unwrap();
         assert_eq!(got, DataSource::HostDir(cwd.path().join("./minio-data")));
         assert!(cwd.path().join("minio-data").is_dir());
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(
+            mode(&cwd.path().join("minio-data")),
+            0o777,
+            "made for the store"
+        );
+        // A directory that exists keeps its mode.
+        let own = cwd.path().join("own");
+        std::fs::create_dir(&own).unwrap();
+        std::fs::set_permissions(&own, std::fs::Permissions::from_mode(0o750)).unwrap();
+        assert_eq!(
+            data_source("./own", cwd.path()).unwrap(),
+            DataSource::HostDir(cwd.path().join("./own"))
+        );
+        assert_eq!(mode(&own), 0o750);
+        // `~` is $HOME, not a directory named `~`.
+        if let Some(home) = std::env::var_os("HOME") {
+            let got = data_source("~", cwd.path()).unwrap();
+            assert_eq!(got, DataSource::HostDir(PathBuf::from(home)));
+            assert!(!cwd.path().join("~").exists());
+        }
     }
 
     #[test]

@@ -45,6 +45,25 @@ pub enum StorageError {
         source_name: String,
         address: String,
     },
+    #[error(
+        "use {} at {address} from {source_name}: functions run in containers, where a \
+         loopback address is the container itself; give an address they reach (e.g. the \
+         host's address on the Docker bridge, with the store listening there)",
+        kind.describe()
+    )]
+    Loopback {
+        kind: Kind,
+        source_name: String,
+        address: String,
+    },
+    /// input.py handed `upload_func` a file that is not there or cannot be read: its
+    /// data (SeBS's benchmarks-data) is incomplete.
+    #[error("read the input file {path} that input.py uploads")]
+    InputFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("hash the input file {path}")]
     Hash {
         path: PathBuf,
@@ -80,8 +99,10 @@ impl StorageError {
             ),
             StorageError::Missing { .. }
             | StorageError::BadAddress { .. }
+            | StorageError::Loopback { .. }
             | StorageError::NoPrefix { .. }
-            | StorageError::NoTable { .. } => true,
+            | StorageError::NoTable { .. }
+            | StorageError::InputFile { .. } => true,
             StorageError::Hash { .. } => false,
         }
     }
@@ -115,6 +136,7 @@ impl Storage {
     pub async fn from_file(file: &StorageFile, source_name: &str) -> Result<Storage, StorageError> {
         let object = match &file.object {
             Some(config) => {
+                reachable_by_functions(Kind::Object, &config.address, source_name)?;
                 let address = host_address(
                     Kind::Object,
                     &config.address,
@@ -132,6 +154,7 @@ impl Storage {
         };
         let nosql = match &file.nosql {
             Some(config) => {
+                reachable_by_functions(Kind::Nosql, &config.address, source_name)?;
                 let address = host_address(
                     Kind::Nosql,
                     &config.address,
@@ -200,6 +223,36 @@ impl Storage {
         }
         Ok(())
     }
+}
+
+/// Refuses an address functions cannot reach from their containers: a loopback one.
+fn reachable_by_functions(
+    kind: Kind,
+    address: &str,
+    source_name: &str,
+) -> Result<(), StorageError> {
+    let host = match address.parse::<std::net::SocketAddr>() {
+        Ok(addr) => {
+            return if addr.ip().is_loopback() {
+                Err(StorageError::Loopback {
+                    kind,
+                    source_name: source_name.to_string(),
+                    address: address.to_string(),
+                })
+            } else {
+                Ok(())
+            }
+        }
+        Err(_) => address.rsplit_once(':').map_or(address, |(h, _)| h),
+    };
+    if host.eq_ignore_ascii_case("localhost") {
+        return Err(StorageError::Loopback {
+            kind,
+            source_name: source_name.to_string(),
+            address: address.to_string(),
+        });
+    }
+    Ok(())
 }
 
 /// Where this host reaches an endpoint given as SeBS's `address` and `mapped_port`.
@@ -467,7 +520,7 @@ impl InputCalls {
         };
         let size = tokio::fs::metadata(path)
             .await
-            .map_err(|source| StorageError::Hash {
+            .map_err(|source| StorageError::InputFile {
                 path: path.to_path_buf(),
                 source,
             })?
@@ -645,6 +698,28 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn functions_cannot_reach_a_loopback_store() {
+        for address in [
+            "127.0.0.1:9000",
+            "[::1]:9000",
+            "localhost:9000",
+            "LOCALHOST:1",
+        ] {
+            let err = reachable_by_functions(Kind::Object, address, "s.json").unwrap_err();
+            assert!(
+                err.is_bad_input() && err.to_string().contains(address),
+                "{err}"
+            );
+        }
+        for address in ["172.17.0.1:9000", "minio.lab:9000", "10.0.0.5:8000"] {
+            assert!(
+                reachable_by_functions(Kind::Nosql, address, "s.json").is_ok(),
+                "{address}"
+            );
+        }
+    }
 
     #[test]
     fn resources_ids_come_back_from_names() {

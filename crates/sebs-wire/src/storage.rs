@@ -57,6 +57,17 @@ pub struct Wrapper {
     pub file: &'static str,
     pub source: &'static str,
     pub packages: &'static [Package],
+    /// The oldest language version its packages install and run on (boto3 1.44 needs
+    /// Python 3.10, minio-py 7.2.20 Python 3.9, the AWS SDK 3.966 Node.js 18, the `minio`
+    /// npm package and `stream.promises` Node.js 16).
+    pub min_version: &'static str,
+}
+
+/// Whether language version `version` (e.g. `3.9`, `18`) is older than `min`, comparing
+/// their dot-separated numbers; a part that is not a number counts as 0.
+pub fn older_than(version: &str, min: &str) -> bool {
+    let parts = |v: &str| -> Vec<u32> { v.split('.').map(|p| p.parse().unwrap_or(0)).collect() };
+    parts(version) < parts(min)
 }
 
 /// minio-py 7 (7.2.x): SeBS's Python wrapper's client; 7 removed `list_objects_v2`, ours
@@ -91,24 +102,28 @@ pub const PYTHON_STORAGE: Wrapper = Wrapper {
     file: "storage.py",
     source: include_str!("../wrappers/python/storage.py"),
     packages: &[MINIO_PY],
+    min_version: "3.9",
 };
 /// Python's `nosql` module.
 pub const PYTHON_NOSQL: Wrapper = Wrapper {
     file: "nosql.py",
     source: include_str!("../wrappers/python/nosql.py"),
     packages: &[BOTO3],
+    min_version: "3.10",
 };
 /// Node.js's `storage` module.
 pub const NODEJS_STORAGE: Wrapper = Wrapper {
     file: "storage.js",
     source: include_str!("../wrappers/nodejs/storage.js"),
     packages: &[MINIO_JS],
+    min_version: "16",
 };
 /// Node.js's `nosql` module.
 pub const NODEJS_NOSQL: Wrapper = Wrapper {
     file: "nosql.js",
     source: include_str!("../wrappers/nodejs/nosql.js"),
     packages: &[AWS_SDK_DYNAMODB, AWS_SDK_LIB_DYNAMODB],
+    min_version: "18",
 };
 
 /// The Python modules: object storage, then NoSQL.
@@ -119,6 +134,27 @@ pub const NODEJS_STORAGE_WRAPPERS: [Wrapper; 2] = [NODEJS_STORAGE, NODEJS_NOSQL]
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn versions_compare_by_their_numbers() {
+        assert!(older_than("3.9", "3.10"));
+        assert!(older_than("3.7", "3.9"));
+        assert!(!older_than("3.10", "3.10"));
+        assert!(!older_than("3.12", "3.9"));
+        assert!(older_than("16", "18"));
+        assert!(!older_than("20", "18"));
+        // Every version a language offers has a wrapper that runs on the newest.
+        for (language, wrappers) in [
+            (crate::Language::Python, PYTHON_STORAGE_WRAPPERS),
+            (crate::Language::Nodejs, NODEJS_STORAGE_WRAPPERS),
+        ] {
+            let newest = language.versions().last().unwrap();
+            assert!(wrappers.iter().all(|w| !older_than(newest, w.min_version)));
+            assert!(wrappers
+                .iter()
+                .all(|w| language.versions().contains(&w.min_version)));
+        }
+    }
 
     #[test]
     fn packages_are_pinned_exactly() {

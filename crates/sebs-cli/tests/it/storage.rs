@@ -266,16 +266,16 @@ fn storage_faults_are_clear_errors_with_exit_codes() {
         2,
         &["invalid --storage file", "bad.json"],
     );
-    // Nothing listens on port 1: the environment's fault, naming the endpoint.
-    let nowhere = write(
-        "nowhere.json",
+    // A loopback address: the host would reach it, the functions in containers never.
+    let loopback = write(
+        "loopback.json",
         r#"{"object": {"type": "minio", "minio": {"address": "127.0.0.1:1",
             "access_key": "a", "secret_key": "b"}}}"#,
     );
     check(
-        &["210.transform", "--storage", &nowhere],
-        3,
-        &["127.0.0.1:1"],
+        &["210.transform", "--storage", &loopback],
+        2,
+        &["127.0.0.1:1", "loopback"],
     );
     // A file with only NoSQL for a benchmark that needs object storage.
     let only_nosql = write(
@@ -319,6 +319,19 @@ fn storage_faults_are_clear_errors_with_exit_codes() {
         .as_str()
         .unwrap()
         .to_string();
+    // Nothing listens on port 1 of the store's container: the environment's fault,
+    // naming the endpoint.
+    let mut nowhere = json.clone();
+    let address = json["object"]["minio"]["address"].as_str().unwrap();
+    let host = address.rsplit_once(':').unwrap().0;
+    nowhere["object"]["minio"]["address"] = Value::from(format!("{host}:1"));
+    nowhere["object"]["minio"]["mapped_port"] = Value::from(-1);
+    let nowhere = write("nowhere.json", &nowhere.to_string());
+    check(
+        &["210.transform", "--storage", &nowhere],
+        3,
+        &[&format!("{host}:1")],
+    );
     json["object"]["minio"]["secret_key"] = Value::from("wrong");
     let wrong = write("wrong.json", &json.to_string());
     check(

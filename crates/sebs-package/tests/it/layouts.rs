@@ -18,6 +18,7 @@ pub fn trials() -> Vec<Trial> {
         trial!(init_sh_runs_like_sebs_and_its_failure_carries_output),
         trial!(symlinks_stay_inside_the_benchmark),
         trial!(hash_changes_with_any_shipped_byte_and_only_then),
+        trial!(storage_modules_refuse_versions_their_libraries_do_not_run_on),
     ]
 }
 
@@ -283,4 +284,35 @@ fn hash_changes_with_any_shipped_byte_and_only_then() {
     std::fs::rename(&to, &from).unwrap();
     write_files(&bench.path, &[("python/requirements.txt.3.12", "jinja2\n")]);
     assert_ne!(hash(), base, "adding a versioned requirements file");
+}
+
+fn storage_modules_refuse_versions_their_libraries_do_not_run_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = PackageCache::new(tmp.path());
+    let bench = sebs_package::find_benchmark(&fixtures(), "230.cart").unwrap();
+    for (language, version, min) in [
+        (Language::Python, "3.9", "3.10"),
+        (Language::Nodejs, "16", "18"),
+    ] {
+        let env = FakeEnv::default();
+        let err = cache
+            .get_or_build(&bench, language, version, &env, false)
+            .unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                PackageError::Layout(LayoutError::ModuleNeedsVersion { min: m, .. }) if *m == min
+            ),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string()
+                .contains(&format!("--language-version {min}")),
+            "{err}"
+        );
+        assert!(
+            env.requests.lock().unwrap().is_empty(),
+            "nothing installed first"
+        );
+    }
 }
