@@ -132,14 +132,35 @@ impl ServiceSpec {
 }
 
 /// Creates and starts the service; one that cannot start is removed again. A named
-/// volume is made first when missing, with the spec's labels.
+/// volume is made first when missing, with the spec's labels, and removed again with a
+/// service that cannot start.
 pub async fn create_service(
     docker: &Docker,
     spec: &ServiceSpec,
 ) -> Result<ServiceInfo, ContainerError> {
-    if let DataSource::Volume(volume) = &spec.data {
-        ensure_volume(docker, volume, &spec.labels).await?;
+    let made_volume = match &spec.data {
+        DataSource::Volume(volume) => ensure_volume(docker, volume, &spec.labels)
+            .await?
+            .then(|| volume.clone()),
+        DataSource::HostDir(_) => None,
+    };
+    let started = create_and_start(docker, spec).await;
+    if let (Err(_), Some(volume)) = (&started, &made_volume) {
+        if let Err(e) = remove_volume(docker, volume).await {
+            tracing::warn!(
+                "could not remove the volume made for {}: {}",
+                spec.name,
+                sebs_wire::ErrorChain(&e)
+            );
+        }
     }
+    started
+}
+
+async fn create_and_start(
+    docker: &Docker,
+    spec: &ServiceSpec,
+) -> Result<ServiceInfo, ContainerError> {
     let options = CreateContainerOptionsBuilder::default()
         .name(&spec.name)
         .build();
@@ -259,14 +280,14 @@ pub async fn inspect_service(
     }))
 }
 
-/// Makes the named volume unless it exists.
+/// Makes the named volume unless it exists; returns whether it made it.
 pub async fn ensure_volume(
     docker: &Docker,
     name: &str,
     labels: &BTreeMap<String, String>,
-) -> Result<(), ContainerError> {
+) -> Result<bool, ContainerError> {
     if docker.inspect_volume(name).await.is_ok() {
-        return Ok(());
+        return Ok(false);
     }
     let mut labels: HashMap<String, String> =
         labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
@@ -279,7 +300,7 @@ pub async fn ensure_volume(
     docker
         .create_volume(request)
         .await
-        .map(|_| ())
+        .map(|_| true)
         .map_err(|source| ContainerError::Volume {
             volume: name.to_string(),
             action: "create",

@@ -280,7 +280,7 @@ fn storage_faults_are_clear_errors_with_exit_codes() {
     // A file with only NoSQL for a benchmark that needs object storage.
     let only_nosql = write(
         "nosql-only.json",
-        r#"{"nosql": {"type": "scylladb", "scylladb": {"address": "127.0.0.1:1"}}}"#,
+        r#"{"nosql": {"type": "scylladb", "scylladb": {"address": "nosql.invalid:8000"}}}"#,
     );
     check(
         &["210.transform", "--storage", &only_nosql],
@@ -300,6 +300,58 @@ fn storage_faults_are_clear_errors_with_exit_codes() {
         ],
     );
     assert!(!stores.container_exists(&cli, &format!("{}-object", stores.prefix)));
+
+    // A store that cannot start (its port is taken) takes down the one started before it:
+    // without the file, nothing would find that one.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let config = write(
+        "busy.json",
+        &format!(r#"{{"nosql": {{"type": "scylladb", "scylladb": {{"mapped_port": {port}}}}}}}"#),
+    );
+    let busy_out = cli.path("busy-out.json");
+    let out = stores.run(
+        &cli,
+        &[
+            "storage",
+            "start",
+            "all",
+            &config,
+            "--output-json",
+            busy_out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(!busy_out.exists());
+    let left = cli
+        .runtime
+        .block_on(sebs_container::list_labelled(
+            &cli.docker,
+            &[(sebs_storage::embedded::STORE_LABEL, "object")],
+        ))
+        .unwrap();
+    assert!(
+        left.iter().all(|c| c
+            .names
+            .iter()
+            .flatten()
+            .all(|n| !n.contains(&stores.prefix))),
+        "the object store started first was left: {left:?}"
+    );
+    for kind in ["object", "nosql"] {
+        let volumes = cli
+            .runtime
+            .block_on(sebs_container::list_labelled_volumes(
+                &cli.docker,
+                &[(sebs_storage::embedded::STORE_LABEL, kind)],
+            ))
+            .unwrap();
+        assert!(
+            volumes.iter().all(|v| !v.contains(&stores.prefix)),
+            "a {kind} volume was left: {volumes:?}"
+        );
+    }
+    drop(taken);
 
     // Wrong keys for a real store: refused by SigV4, the user's to fix.
     let file = cli.path("storage.json");
