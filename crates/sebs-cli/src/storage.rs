@@ -94,9 +94,10 @@ async fn start(
     let docker = setup::docker().await?;
     let image = setup::store_image(&docker).await?;
     let suffix = uuid::Uuid::new_v4().simple().to_string();
-    // What this command started, removed again (with the volumes it made) if it fails:
+    // What this command started, removed again if it fails (with the volume, when it is
+    // one this command named; a volume the configuration names may hold the user's data):
     // without the file, nothing would find them.
-    let mut started: Vec<(Kind, String)> = Vec::new();
+    let mut started: Vec<(Kind, String, bool)> = Vec::new();
     let outcome = start_each(
         &docker,
         &image,
@@ -114,11 +115,12 @@ async fn start(
             .exit(Exit::Environment, "failed to write the storage file")
     });
     if let Err(failure) = outcome {
-        for (kind, name) in started.iter().rev() {
-            if let Err(e) = embedded::remove(&docker, *kind, name, true).await {
+        for (kind, name, ours) in started.iter().rev() {
+            if let Err(e) = embedded::remove(&docker, *kind, name, *ours).await {
                 tracing::warn!(
-                    "could not remove the {} store {name} again: {e}",
-                    kind.describe()
+                    "could not remove the {} store {name} again: {}",
+                    kind.describe(),
+                    sebs_wire::ErrorChain(&e)
                 );
             }
         }
@@ -134,7 +136,8 @@ async fn start(
 }
 
 /// Starts the stores `which` names (as `wanted` configures them) and returns the file that
-/// lists them; each one started is pushed to `started` as soon as it runs.
+/// lists them; each one started is pushed to `started` as soon as it runs, with whether its
+/// data volume is one this command named.
 #[allow(clippy::too_many_arguments)]
 async fn start_each(
     docker: &sebs_container::Docker,
@@ -144,7 +147,7 @@ async fn start_each(
     wanted: &StorageFile,
     cwd: &Path,
     remove_containers: bool,
-    started: &mut Vec<(Kind, String)>,
+    started: &mut Vec<(Kind, String, bool)>,
 ) -> Result<StorageFile, Failure> {
     let mut written = StorageFile {
         other: wanted.other.clone(),
@@ -184,7 +187,7 @@ async fn start_each(
         let store = embedded::start(docker, image, &options)
             .await
             .map_err(|e| store_failure(e, kind))?;
-        started.push((kind, store.container.name.clone()));
+        started.push((kind, store.container.name.clone(), data_volume.is_empty()));
         log_store(&store, "started");
         match kind {
             Kind::Object => {
