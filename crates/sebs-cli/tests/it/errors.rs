@@ -18,6 +18,23 @@ pub fn trials() -> Vec<Trial> {
     ]
 }
 
+/// The embedded stores a `start` here may start (it writes SeBS's object storage block),
+/// named for this process and removed by [`remove_stores`].
+fn store_prefix() -> String {
+    format!("sebs-test-errors-{}", std::process::id())
+}
+
+fn remove_stores() {
+    let out = Command::new(env!("CARGO_BIN_EXE_sebs-local"))
+        .args(["storage", "stop", "--embedded", "--remove-data"])
+        .env("SEBS_STORE_PREFIX", store_prefix())
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {}
+        other => eprintln!("could not remove the stores {}: {other:?}", store_prefix()),
+    }
+}
+
 /// `sebs-local args` in `dir` without logs: its exit code and its stderr, the temporary
 /// directory shown as `[TMP]`.
 fn fail(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
@@ -26,6 +43,7 @@ fn fail(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
         .current_dir(dir)
         .env("RUST_LOG", "off")
         .env("XDG_RUNTIME_DIR", dir.join("runtime"))
+        .env("SEBS_STORE_PREFIX", store_prefix())
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).replace(&dir.display().to_string(), "[TMP]");
@@ -202,6 +220,7 @@ fn limits_the_engine_refuses_are_bad_input() {
             &label,
         ],
     );
+    remove_stores();
     assert_eq!(code, Some(2), "{stderr}");
     assert!(
         stderr.contains("the engine refused its configuration: Range of CPUs is from 0.01 to"),

@@ -32,7 +32,12 @@ pub fn trials() -> Vec<sebs_testkit::Trial> {
     use sebs_testkit::{trial, ENGINE};
     vec![
         trial!(the_rules_catch_what_sebs_would_fail_on),
-        trial!(start_stop_start_on_one_file_which_sebs_reads, ENGINE, AGENT),
+        trial!(
+            start_stop_start_on_one_file_which_sebs_reads,
+            ENGINE,
+            AGENT,
+            crate::storage::STORE
+        ),
     ]
 }
 

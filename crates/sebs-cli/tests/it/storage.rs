@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::{curl_post, Cli, AGENT};
 
 /// The static store binary the embedded stores run.
-static STORE: Need = Need::new("the static store binary (`cargo xtask agent`)", || {
+pub static STORE: Need = Need::new("the static store binary (`cargo xtask agent`)", || {
     sebs_container::find_static_binary("sebs-store", "SEBS_STORE_BIN", None)
         .map(drop)
         .map_err(|e| format!("failed to {e}"))
