@@ -24,14 +24,14 @@ fn store_prefix() -> String {
     format!("sebs-test-errors-{}", std::process::id())
 }
 
-fn remove_stores() {
+fn remove_stores(prefix: &str) {
     let out = Command::new(env!("CARGO_BIN_EXE_sebs-local"))
         .args(["storage", "stop", "--embedded", "--remove-data"])
-        .env("SEBS_STORE_PREFIX", store_prefix())
+        .env("SEBS_STORE_PREFIX", prefix)
         .output();
     match out {
         Ok(o) if o.status.success() => {}
-        other => eprintln!("could not remove the stores {}: {other:?}", store_prefix()),
+        other => eprintln!("could not remove the stores {prefix}: {other:?}"),
     }
 }
 
@@ -220,7 +220,7 @@ fn limits_the_engine_refuses_are_bad_input() {
             &label,
         ],
     );
-    remove_stores();
+    remove_stores(&store_prefix());
     assert_eq!(code, Some(2), "{stderr}");
     assert!(
         stderr.contains("the engine refused its configuration: Range of CPUs is from 0.01 to"),
