@@ -297,18 +297,9 @@ impl ContainerSpec {
             read_only: Some(true),
             ..Default::default()
         };
-        let port_bindings = self.publish.map(|addr| {
-            let binding = PortBinding {
-                host_ip: Some(addr.ip().to_string()),
-                // An empty host port asks the engine for a free one.
-                host_port: Some(if addr.port() == 0 {
-                    String::new()
-                } else {
-                    addr.port().to_string()
-                }),
-            };
-            HashMap::from([(self.port_key(), Some(vec![binding]))])
-        });
+        let port_bindings = self
+            .publish
+            .map(|addr| publish_port(&self.port_key(), addr));
         let memory = self
             .memory_bytes
             .map(|m| i64::try_from(m).unwrap_or(i64::MAX));
@@ -379,6 +370,24 @@ impl ContainerSpec {
             ..Default::default()
         }
     }
+}
+
+/// The engine's port bindings that publish container port `port_key` (`9000/tcp`) on
+/// `addr`; port 0 asks the engine for a free one.
+pub(crate) fn publish_port(
+    port_key: &str,
+    addr: SocketAddr,
+) -> HashMap<String, Option<Vec<PortBinding>>> {
+    let binding = PortBinding {
+        host_ip: Some(addr.ip().to_string()),
+        // An empty host port asks the engine for a free one.
+        host_port: Some(if addr.port() == 0 {
+            String::new()
+        } else {
+            addr.port().to_string()
+        }),
+    };
+    HashMap::from([(port_key.to_string(), Some(vec![binding]))])
 }
 
 /// A running function container.

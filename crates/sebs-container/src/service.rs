@@ -10,8 +10,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use bollard::models::{
-    ContainerCreateBody, HostConfig, Mount, MountType, PortBinding, RestartPolicy,
-    RestartPolicyNameEnum, VolumeCreateRequest,
+    ContainerCreateBody, HostConfig, Mount, MountType, RestartPolicy, RestartPolicyNameEnum,
+    VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListVolumesOptionsBuilder,
@@ -89,17 +89,9 @@ impl ServiceSpec {
             DataSource::Volume(name) => (MountType::VOLUME, name.clone()),
             DataSource::HostDir(dir) => (MountType::BIND, dir.display().to_string()),
         };
-        let port_bindings = self.publish.map(|addr| {
-            let binding = PortBinding {
-                host_ip: Some(addr.ip().to_string()),
-                host_port: Some(if addr.port() == 0 {
-                    String::new()
-                } else {
-                    addr.port().to_string()
-                }),
-            };
-            HashMap::from([(self.port_key(), Some(vec![binding]))])
-        });
+        let port_bindings = self
+            .publish
+            .map(|addr| crate::function::publish_port(&self.port_key(), addr));
         ContainerCreateBody {
             image: Some(self.image.clone()),
             cmd: Some(self.cmd.clone()),
