@@ -169,6 +169,19 @@ impl S3Client {
         url
     }
 
+    /// A signed GET without a body.
+    async fn get(&self, action: &str, url: String) -> Result<reqwest::Response, S3Error> {
+        self.send(
+            action,
+            reqwest::Method::GET,
+            url,
+            reqwest::Body::from(""),
+            Payload::Bytes(b""),
+            &[],
+        )
+        .await
+    }
+
     /// Sends a signed request; an answer other than 2xx becomes [`S3Error::Refused`].
     async fn send(
         &self,
@@ -257,16 +270,7 @@ impl S3Client {
     pub async fn list_buckets(&self) -> Result<Vec<String>, S3Error> {
         let action = "list buckets";
         let url = format!("http://{}/", self.endpoint);
-        let response = self
-            .send(
-                action,
-                reqwest::Method::GET,
-                url,
-                reqwest::Body::from(""),
-                Payload::Bytes(b""),
-                &[],
-            )
-            .await?;
+        let response = self.get(action, url).await?;
         let text = self.text(action, response).await?;
         let parsed: ListAllMyBucketsResult = self.parse(action, &text)?;
         Ok(parsed.buckets.bucket.into_iter().map(|b| b.name).collect())
@@ -308,16 +312,7 @@ impl S3Client {
                 query.push(("continuation-token", t.as_str()));
             }
             let url = self.url(bucket, None, &query);
-            let response = self
-                .send(
-                    &action,
-                    reqwest::Method::GET,
-                    url,
-                    reqwest::Body::from(""),
-                    Payload::Bytes(b""),
-                    &[],
-                )
-                .await?;
+            let response = self.get(&action, url).await?;
             let text = self.text(&action, response).await?;
             let page: ListBucketResult = self.parse(&action, &text)?;
             out.extend(page.contents.into_iter().map(|c| ObjectInfo {
@@ -370,16 +365,7 @@ impl S3Client {
             source,
         };
         let url = self.url(bucket, Some(key), &[]);
-        let response = self
-            .send(
-                &action,
-                reqwest::Method::GET,
-                url,
-                reqwest::Body::from(""),
-                Payload::Bytes(b""),
-                &[],
-            )
-            .await?;
+        let response = self.get(&action, url).await?;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             tokio::fs::create_dir_all(dir).await.map_err(file_err)?;
         }
