@@ -6,10 +6,13 @@
 //! - `cargo xtask bench`: the same preparation, then the project's benchmark.
 //! - `cargo xtask agent`: builds the static in-container agent and the static store
 //!   (embedded S3/DynamoDB) and prints their paths.
+//! - `cargo xtask engine2 <command...>`: runs a command with the tests' second Docker
+//!   engine up (`SEBS_ENGINE2`), e.g. to run by hand the tests that need it.
 
 mod agent;
 mod bench;
 mod docker;
+mod engine2;
 mod root;
 mod tidy;
 
@@ -21,7 +24,9 @@ const USAGE: &str = "usage: cargo xtask <test|bench|agent> [args...]
   bench [--quick]          prepare, then run the benchmark and print its figures
                            (written to target/bench/summary.json)
   agent                    build the static in-container agent and the static store
-                           (embedded S3/DynamoDB), and print their paths";
+                           (embedded S3/DynamoDB), and print their paths
+  engine2 <command...>     run a command with the tests' second Docker engine up
+                           (its address in SEBS_ENGINE2), then remove that engine";
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
@@ -37,6 +42,7 @@ fn main() -> Result<()> {
             println!("{}", agent::build_store()?.display());
             Ok(())
         }
+        Some("engine2") => with_engine2(&rest),
         Some("-h" | "--help" | "help") | None => {
             println!("{USAGE}");
             Ok(())
@@ -57,7 +63,50 @@ fn test(extra: &[String]) -> Result<()> {
     cmd.env("SEBS_AGENT_BIN", &prepared.agent);
     cmd.env("SEBS_STORE_BIN", &prepared.store);
     cmd.env("SEBS_TESTS_REQUIRE_ALL", "1");
-    root::run(&mut cmd)
+    // The second engine lives as long as the tests; it is removed however they end.
+    let engine2 = start_engine2(&mut cmd);
+    let result = root::run(&mut cmd);
+    if let Some(engine2) = engine2 {
+        engine2.stop()?;
+    }
+    result
+}
+
+/// Starts the second engine and tells `cmd` where it is (`SEBS_ENGINE2`, and dockerd's
+/// pid in `SEBS_ENGINE2_PID`). When it cannot start, the tests that need it are told why
+/// (`SEBS_ENGINE2_ERROR`) and fail with that reason: they are never skipped here.
+fn start_engine2(cmd: &mut std::process::Command) -> Option<engine2::Engine2> {
+    match engine2::Engine2::start() {
+        Ok(engine) => {
+            cmd.env("SEBS_ENGINE2", engine.url());
+            if let Some(pid) = engine.pid() {
+                cmd.env("SEBS_ENGINE2_PID", pid.to_string());
+            }
+            Some(engine)
+        }
+        Err(e) => {
+            eprintln!("xtask: the second engine did not start: {e:#}");
+            cmd.env("SEBS_ENGINE2_ERROR", format!("{e:#}"));
+            None
+        }
+    }
+}
+
+/// `cargo xtask engine2 <command...>`: the command, run with the second engine up.
+fn with_engine2(command: &[String]) -> Result<()> {
+    let Some((program, args)) = command.split_first() else {
+        anyhow::bail!("engine2 needs a command to run, e.g.\n    cargo xtask engine2 cargo test -p sebs-container --test it\n\n{USAGE}");
+    };
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(args);
+    let engine2 = engine2::Engine2::start()?;
+    cmd.env("SEBS_ENGINE2", engine2.url());
+    if let Some(pid) = engine2.pid() {
+        cmd.env("SEBS_ENGINE2_PID", pid.to_string());
+    }
+    let result = root::run(&mut cmd);
+    engine2.stop()?;
+    result
 }
 
 /// What a run needs from the machine: an engine, the agent and store binaries and a

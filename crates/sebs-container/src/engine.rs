@@ -48,6 +48,36 @@ pub enum ConnectError {
         address: EngineAddress,
         source: bollard::errors::Error,
     },
+    #[error("ask the docker engine at {address} who it is")]
+    Info {
+        address: EngineAddress,
+        source: bollard::errors::Error,
+    },
+}
+
+/// Who an engine is, as it says itself: two engines of one host share nothing when these
+/// differ.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineInfo {
+    /// The engine's ID (from its own identity key).
+    pub id: String,
+    /// The host name of the machine, or namespace, it runs on.
+    pub name: String,
+    /// Where it keeps images and containers.
+    pub root_dir: String,
+}
+
+/// Asks the engine at `address`, to which `docker` is connected, who it is.
+pub async fn info(docker: &Docker, address: &EngineAddress) -> Result<EngineInfo, ConnectError> {
+    let info = docker.info().await.map_err(|source| ConnectError::Info {
+        address: address.clone(),
+        source,
+    })?;
+    Ok(EngineInfo {
+        id: info.id.unwrap_or_default(),
+        name: info.name.unwrap_or_default(),
+        root_dir: info.docker_root_dir.unwrap_or_default(),
+    })
 }
 
 /// Reads a `DOCKER_HOST` value; `None` or empty means the local socket.

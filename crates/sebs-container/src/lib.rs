@@ -35,7 +35,9 @@ pub mod text;
 
 pub use binaries::{find_static_binary, host_triple, BinaryError, AGENT_BINARY, AGENT_BIN_ENV};
 pub use bollard::Docker;
-pub use engine::{connect, ConnectError};
+pub use engine::{
+    connect, connect_to, engine_address, info, ConnectError, EngineAddress, EngineInfo,
+};
 pub use function::{
     create_and_start, inspect, inspect_state, kill, list_labelled, logs, memory_stats,
     network_address, remove, remove_labelled, stop, update_resources, wait_alive, ContainerError,

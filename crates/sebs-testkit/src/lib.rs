@@ -38,7 +38,10 @@ use std::future::Future;
 use std::sync::OnceLock;
 
 pub use harness::{run, strict};
-pub use need::{agent_binary, Need, AGENT, DOCKER_CLI, ENGINE, FLOCK, IPV6, NODE, PYTHON3, ROOT};
+pub use need::{
+    agent_binary, engine2_address, Need, AGENT, DOCKER_CLI, ENGINE, ENGINE2, FLOCK, IPV6, NODE,
+    PYTHON3, ROOT,
+};
 
 /// One test: its name, what it needs and its body.
 pub struct Trial {
@@ -157,6 +160,18 @@ pub fn trial_name(module: &str, test: &str) -> String {
 /// When no engine answers: the trial's need said there was one.
 pub async fn docker() -> sebs_container::Docker {
     sebs_container::connect()
+        .await
+        .unwrap_or_else(|e| panic!("failed to {}", sebs_wire::ErrorChain(&e)))
+}
+
+/// A Docker client of the second engine, for a trial that needs [`ENGINE2`].
+///
+/// # Panics
+///
+/// When it does not answer: the trial's need said it did.
+pub async fn docker2() -> sebs_container::Docker {
+    let address = engine2_address().unwrap_or_else(|e| panic!("{e}"));
+    sebs_container::connect_to(&address)
         .await
         .unwrap_or_else(|e| panic!("failed to {}", sebs_wire::ErrorChain(&e)))
 }

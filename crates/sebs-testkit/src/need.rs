@@ -65,6 +65,35 @@ pub fn agent_binary() -> Result<PathBuf, String> {
 /// local socket).
 pub static ENGINE: Need = Need::new("a Docker engine", engine);
 
+/// The tests' second Docker engine, which shares nothing with the first: its own network
+/// and mount namespaces, data, cgroups and identity, reached over TCP at `SEBS_ENGINE2`
+/// (`cargo xtask test` starts it; `cargo xtask engine2 <command>` runs a command with it).
+pub static ENGINE2: Need = Need::new("the second Docker engine (SEBS_ENGINE2)", || {
+    let address = engine2_address()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("failed to start an async runtime: {e}"))?;
+    runtime
+        .block_on(sebs_container::connect_to(&address))
+        .map(drop)
+        .map_err(|e| format!("failed to {}", sebs_wire::ErrorChain(&e)))
+});
+
+/// Where the second engine listens (see [`ENGINE2`]), or why there is none.
+pub fn engine2_address() -> Result<sebs_container::EngineAddress, String> {
+    match std::env::var("SEBS_ENGINE2") {
+        Ok(url) if !url.trim().is_empty() => sebs_container::engine_address(Some(&url))
+            .map_err(|e| format!("failed to {}", sebs_wire::ErrorChain(&e))),
+        _ => Err(match std::env::var("SEBS_ENGINE2_ERROR") {
+            Ok(why) => format!("the second engine did not start: {why}"),
+            Err(_) => "SEBS_ENGINE2 is not set; `cargo xtask test` starts the second engine, \
+                       `cargo xtask engine2 <command>` runs a command with it"
+                .to_string(),
+        }),
+    }
+}
+
 /// The `docker` command reaches an engine (tests that drive containers as a user would).
 pub static DOCKER_CLI: Need = Need::new("the docker command and an engine", || {
     runs("docker", &["version", "--format", "{{.Server.Version}}"])

@@ -6,13 +6,58 @@ use sebs_container::{
     create_and_start, inspect_state, kill, memory_stats, network_address, remove, ContainerError,
     MemoryStat,
 };
-use sebs_testkit::{trial, Trial, ENGINE};
+use sebs_testkit::{trial, Trial, ENGINE, ENGINE2};
 
 use crate::support::run;
 
 /// The tests of this module, each with what it needs from the machine.
 pub fn trials() -> Vec<Trial> {
-    vec![trial!(pid_address_memory_and_kill_of_a_container, ENGINE)]
+    vec![
+        trial!(pid_address_memory_and_kill_of_a_container, ENGINE),
+        trial!(
+            the_second_engine_shares_nothing_with_the_first,
+            ENGINE,
+            ENGINE2
+        ),
+    ]
+}
+
+/// The tests' second engine is what a remote one would be: another identity, other
+/// images, and none of this host's work tree or /tmp in its view of the file system.
+async fn the_second_engine_shares_nothing_with_the_first() {
+    let first =
+        sebs_container::engine_address(std::env::var("DOCKER_HOST").ok().as_deref()).unwrap();
+    let second = sebs_testkit::engine2_address().unwrap();
+    let (d1, d2) = (sebs_testkit::docker().await, sebs_testkit::docker2().await);
+    let (i1, i2) = (
+        sebs_container::info(&d1, &first).await.unwrap(),
+        sebs_container::info(&d2, &second).await.unwrap(),
+    );
+    assert_ne!(i1.id, i2.id, "{i1:?} {i2:?}");
+    assert_ne!(i1.root_dir, i2.root_dir, "{i1:?} {i2:?}");
+
+    let image = sebs_testkit::python_image(&d1).await;
+    assert!(sebs_container::image::image_exists(&d1, &image)
+        .await
+        .unwrap());
+    assert!(!sebs_container::image::image_exists(&d2, &image)
+        .await
+        .unwrap());
+
+    // dockerd's own view of the file system (its mount namespace), through /proc.
+    let pid = std::env::var("SEBS_ENGINE2_PID").expect("SEBS_ENGINE2_PID is set with SEBS_ENGINE2");
+    let view = std::path::Path::new("/proc").join(pid).join("root");
+    let here = tempfile::NamedTempFile::new().unwrap();
+    for path in [here.path(), env!("CARGO_MANIFEST_DIR").as_ref()] {
+        assert!(path.exists());
+        let there = view.join(path.strip_prefix("/").unwrap());
+        assert!(
+            !there.exists(),
+            "{} is visible to the second engine",
+            path.display()
+        );
+    }
+    assert!(view.join("usr/sbin/dockerd").exists() || view.join("usr/bin/dockerd").exists());
 }
 
 async fn pid_address_memory_and_kill_of_a_container() {

@@ -1,0 +1,451 @@
+//! The second Docker engine of the tests: a `dockerd` on this machine that shares nothing
+//! with the first, so that "a remote engine" is tested for real.
+//!
+//! It runs in a network namespace of its own (`sebs-local-engine2-<slot>`), reached from
+//! this host over a veth pair (`10.231.0.<4·slot+1>` here, `.<4·slot+2>` there), on TCP
+//! without TLS, with its own data root, exec root, pid file, cgroup parent and bridge
+//! (`10.232.<slot>.1/24`). It also runs in a mount namespace of its own where this host's
+//! work tree, `/tmp`, `/var/tmp`, the home directory (caches), `/run/containerd` (the
+//! first engine's shim sockets) and `/etc/docker` (its settings and identity key) are
+//! empty tmpfs, so that a bind mount of anything of ours
+//! finds nothing there, as on another machine. `nsenter --net` is used rather than
+//! `ip netns exec`, which would remount `/sys` and hide the cgroup mounts dockerd needs.
+//!
+//! Several runs may share the machine (one per work tree): each claims a free slot under
+//! a lock, and a slot whose namespace holds no process (a run that was killed) is torn down
+//! and taken again. Everything is torn down when the [`Engine2`] is stopped or dropped:
+//! dockerd and every process left in its network namespace, the namespace, the veth pair,
+//! the cgroups and the directories.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::root;
+
+/// How many engines may run at once on one machine (one per concurrent test run).
+const SLOTS: u8 = 16;
+/// The TCP port the engine listens on, inside its namespace.
+const PORT: u16 = 2375;
+/// How long dockerd may take to answer (it answers in a few seconds).
+const START_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long dockerd may take to stop its containers and exit on SIGTERM.
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A running second engine; torn down by [`Engine2::stop`] or, failing that, on drop.
+pub struct Engine2 {
+    slot: u8,
+    dockerd: Option<Child>,
+    stopped: bool,
+}
+
+/// The names and addresses of one slot.
+struct Slot(u8);
+
+impl Slot {
+    fn netns(&self) -> String {
+        format!("sebs-local-engine2-{}", self.0)
+    }
+    /// The host's end of the veth pair (at most 15 characters, as Linux allows).
+    fn veth_host(&self) -> String {
+        format!("sebs-e2-{}-h", self.0)
+    }
+    fn veth_ns(&self) -> String {
+        format!("sebs-e2-{}-n", self.0)
+    }
+    fn host_ip(&self) -> String {
+        format!("10.231.0.{}", 4 * u32::from(self.0) + 1)
+    }
+    fn engine_ip(&self) -> String {
+        format!("10.231.0.{}", 4 * u32::from(self.0) + 2)
+    }
+    fn bridge(&self) -> String {
+        format!("10.232.{}.1/24", self.0)
+    }
+    fn data_root(&self) -> PathBuf {
+        PathBuf::from(format!("/var/lib/sebs-local-engine2-{}", self.0))
+    }
+    /// Exec root, pid file and Unix socket: on the host's /run, visible from here.
+    fn run_dir(&self) -> PathBuf {
+        PathBuf::from(format!("/run/sebs-local-engine2-{}", self.0))
+    }
+    fn cgroup_parent(&self) -> String {
+        self.netns()
+    }
+}
+
+impl Engine2 {
+    /// Claims a slot and starts the engine in it; returns once it answers over TCP.
+    pub fn start() -> Result<Engine2> {
+        let lock_path = Path::new("/run/sebs-local-engine2.lock");
+        let lock = File::create(lock_path)
+            .with_context(|| format!("failed to create {}", lock_path.display()))?;
+        let lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| e)
+            .with_context(|| format!("failed to lock {}", lock_path.display()))?;
+        let slot = claim_slot()?;
+        let mut engine = Engine2 {
+            slot,
+            dockerd: None,
+            stopped: false,
+        };
+        // Until dockerd runs in it, the namespace is empty and would look stale to another
+        // run; the lock is held until then.
+        engine.dockerd = Some(launch(&Slot(slot))?);
+        drop(lock);
+        engine.wait_answers()?;
+        eprintln!(
+            "xtask: second engine answers at {} (log: {})",
+            engine.url(),
+            log_path(slot).display()
+        );
+        Ok(engine)
+    }
+
+    /// `tcp://<address>:2375`, the engine's address as tests and `--engine` take it.
+    pub fn url(&self) -> String {
+        format!("tcp://{}:{PORT}", Slot(self.slot).engine_ip())
+    }
+
+    /// dockerd's process id (its `/proc/<pid>/root` is its view of the file system).
+    pub fn pid(&self) -> Option<u32> {
+        self.dockerd.as_ref().map(Child::id)
+    }
+
+    fn wait_answers(&mut self) -> Result<()> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        let url = self.url();
+        loop {
+            let answers = Command::new("docker")
+                .args(["-H", &url, "version", "--format", "{{.Server.Version}}"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if answers {
+                return Ok(());
+            }
+            if let Some(child) = self.dockerd.as_mut() {
+                if let Some(status) = child.try_wait().context("failed to check on dockerd")? {
+                    bail!(
+                        "the second engine's dockerd exited with {status}; last lines of {}:\n{}",
+                        log_path(self.slot).display(),
+                        tail(&log_path(self.slot), 20)
+                    );
+                }
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the second engine did not answer at {url} within {START_TIMEOUT:?}; see {}",
+                    log_path(self.slot).display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Stops dockerd and removes everything of the slot.
+    pub fn stop(mut self) -> Result<()> {
+        self.stopped = true;
+        if let Some(mut child) = self.dockerd.take() {
+            terminate(&mut child);
+        }
+        teardown(&Slot(self.slot))
+    }
+}
+
+impl Drop for Engine2 {
+    fn drop(&mut self) {
+        if self.stopped {
+            return;
+        }
+        if let Some(mut child) = self.dockerd.take() {
+            terminate(&mut child);
+        }
+        if let Err(e) = teardown(&Slot(self.slot)) {
+            eprintln!("xtask: the second engine was not removed entirely: {e:#}");
+        }
+    }
+}
+
+fn log_path(slot: u8) -> PathBuf {
+    root::dir()
+        .join("target")
+        .join(format!("engine2-{slot}.log"))
+}
+
+/// A free slot, or a stale one (its namespace holds no process) after tearing it down.
+fn claim_slot() -> Result<u8> {
+    for slot in 0..SLOTS {
+        let s = Slot(slot);
+        let netns = Path::new("/run/netns").join(s.netns());
+        if netns.exists() {
+            if !netns_pids(&s.netns())?.is_empty() {
+                continue;
+            }
+            eprintln!(
+                "xtask: removing what a killed run left of the second engine ({})",
+                s.netns()
+            );
+        }
+        // Also a slot without a namespace may hold a veth or directories of a run killed
+        // halfway through its set-up or tear-down.
+        teardown(&s)?;
+        return Ok(slot);
+    }
+    bail!(
+        "all {SLOTS} slots of the second engine are in use (network namespaces \
+         sebs-local-engine2-*); wait for the other test runs to end"
+    )
+}
+
+/// Sets up the slot's network and starts dockerd in it, in a mount namespace of its own.
+fn launch(s: &Slot) -> Result<Child> {
+    let (netns, vh, vn) = (s.netns(), s.veth_host(), s.veth_ns());
+    let host_cidr = format!("{}/30", s.host_ip());
+    let ns_cidr = format!("{}/30", s.engine_ip());
+    ip(&["netns", "add", &netns])?;
+    ip(&["link", "add", &vh, "type", "veth", "peer", "name", &vn])?;
+    ip(&["link", "set", &vn, "netns", &netns])?;
+    ip(&["addr", "add", &host_cidr, "dev", &vh])?;
+    ip(&["link", "set", &vh, "up"])?;
+    ip(&["-n", &netns, "addr", "add", &ns_cidr, "dev", &vn])?;
+    ip(&["-n", &netns, "link", "set", &vn, "up"])?;
+    ip(&["-n", &netns, "link", "set", "lo", "up"])?;
+    ip(&["-n", &netns, "route", "add", "default", "via", &s.host_ip()])?;
+
+    let (data, run) = (s.data_root(), s.run_dir());
+    for dir in [&data, &run] {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("failed to create {}", dir.display()))?;
+    }
+    let mut script = String::from("set -e\n");
+    for dir in hidden_dirs() {
+        script.push_str(&format!(
+            "mount -t tmpfs -o mode=1777 sebs-local-engine2-hidden {}\n",
+            quote(&dir)?
+        ));
+    }
+    let args = [
+        format!("--data-root={}", data.display()),
+        format!("--exec-root={}", run.join("exec").display()),
+        format!("--pidfile={}", run.join("dockerd.pid").display()),
+        format!("--host=tcp://{}:{PORT}", s.engine_ip()),
+        format!("--host=unix://{}", run.join("docker.sock").display()),
+        format!("--cgroup-parent={}", s.cgroup_parent()),
+        format!("--bip={}", s.bridge()),
+        // Without it dockerd waits ~15 s on purpose before serving plain TCP.
+        "--tls=false".to_string(),
+    ];
+    script.push_str("exec dockerd");
+    for a in &args {
+        script.push(' ');
+        script.push_str(&quote(Path::new(a))?);
+    }
+    let log_path = log_path(s.0);
+    let log = File::create(&log_path)
+        .with_context(|| format!("failed to create {}", log_path.display()))?;
+    let log_err = log
+        .try_clone()
+        .context("failed to duplicate a log handle")?;
+    let mut cmd = Command::new("nsenter");
+    cmd.arg(format!("--net=/run/netns/{netns}"))
+        .args(["unshare", "--mount", "--propagation", "private", "sh", "-c"])
+        .arg(&script)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err);
+    // Its own process group: a Ctrl-C in this terminal is for the tests; the engine is
+    // stopped by us (or, when we are killed, taken as stale by the next run).
+    {
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0);
+    }
+    eprintln!(
+        "xtask: starting the second engine in {netns} (log: {})",
+        log_path.display()
+    );
+    cmd.spawn()
+        .context("failed to start the second engine (nsenter, unshare, dockerd)")
+}
+
+/// Directories of this host that the second engine must not see: the work tree (the
+/// top-level directory holding it, so that sibling work trees are hidden too, unless
+/// that is a system directory), `/tmp`, `/var/tmp`, the home directory with its caches,
+/// cargo's and rustup's homes, `/run/containerd` and `/etc/docker` (the first engine's
+/// settings and the key its ID comes from).
+fn hidden_dirs() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    let repo = root::dir();
+    let top = repo
+        .components()
+        .nth(1)
+        .map(|c| Path::new("/").join(c.as_os_str()));
+    const SYSTEM: &[&str] = &[
+        "/usr", "/etc", "/var", "/run", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/proc",
+        "/sys", "/dev", "/boot",
+    ];
+    match top {
+        Some(top) if !SYSTEM.iter().any(|s| top == Path::new(s)) => dirs.push(top),
+        _ => dirs.push(repo),
+    }
+    dirs.extend(["/tmp", "/var/tmp", "/run/containerd", "/etc/docker"].map(PathBuf::from));
+    for var in ["HOME", "CARGO_HOME", "RUSTUP_HOME"] {
+        if let Some(dir) = std::env::var_os(var) {
+            dirs.push(PathBuf::from(dir));
+        }
+    }
+    // A directory under one already hidden is hidden with it (and could not be mounted
+    // on once its parent is an empty tmpfs).
+    dirs.sort();
+    dirs.dedup();
+    let mut kept: Vec<PathBuf> = Vec::new();
+    for d in dirs {
+        if d.is_dir() && d != Path::new("/") && !kept.iter().any(|k| d.starts_with(k)) {
+            kept.push(d);
+        }
+    }
+    kept
+}
+
+/// A path quoted for `sh`.
+fn quote(path: &Path) -> Result<String> {
+    let s = path
+        .to_str()
+        .with_context(|| format!("{} is not UTF-8", path.display()))?;
+    if s.contains('\'') {
+        bail!("{s} contains a single quote; the second engine cannot be set up with it");
+    }
+    Ok(format!("'{s}'"))
+}
+
+/// Removes everything of a slot that exists; what does not exist is fine.
+fn teardown(s: &Slot) -> Result<()> {
+    let netns = s.netns();
+    if Path::new("/run/netns").join(&netns).exists() {
+        // dockerd is gone by now; its containers' shims and anything else left in the
+        // namespace are ours.
+        for pid in netns_pids(&netns)? {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while !netns_pids(&netns)?.is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        ip(&["netns", "del", &netns])?;
+    }
+    if Path::new("/sys/class/net").join(s.veth_host()).exists() {
+        ip(&["link", "del", &s.veth_host()])?;
+    }
+    remove_cgroups(&s.cgroup_parent());
+    for dir in [s.run_dir(), s.data_root()] {
+        remove_dir(&dir)?;
+    }
+    Ok(())
+}
+
+/// Removes a directory tree that may still hold mount points the engine left on this
+/// host's mount namespace (none should: the engine's mounts were in its own).
+fn remove_dir(dir: &Path) -> Result<()> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    std::fs::remove_dir_all(dir).with_context(|| format!("failed to remove {}", dir.display()))
+}
+
+/// The cgroups dockerd made under `--cgroup-parent` (v1: one per controller; v2: one),
+/// children first; a cgroup that still holds a process stays, which is logged.
+fn remove_cgroups(parent: &str) {
+    let root = Path::new("/sys/fs/cgroup");
+    let mut bases = vec![root.join(parent)];
+    if let Ok(entries) = std::fs::read_dir(root) {
+        bases.extend(entries.flatten().map(|e| e.path().join(parent)));
+    }
+    for base in bases {
+        if !base.is_dir() {
+            continue;
+        }
+        let mut dirs = vec![base.clone()];
+        let mut i = 0;
+        while i < dirs.len() {
+            if let Ok(entries) = std::fs::read_dir(&dirs[i]) {
+                dirs.extend(
+                    entries
+                        .flatten()
+                        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                        .map(|e| e.path()),
+                );
+            }
+            i += 1;
+        }
+        for dir in dirs.iter().rev() {
+            if let Err(e) = std::fs::remove_dir(dir) {
+                eprintln!("xtask: could not remove cgroup {}: {e}", dir.display());
+            }
+        }
+    }
+}
+
+/// SIGTERM, then SIGKILL after [`STOP_TIMEOUT`].
+fn terminate(child: &mut Child) {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!(
+        "xtask: the second engine's dockerd did not stop within {STOP_TIMEOUT:?}; killing it"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// The processes in a network namespace (`ip netns pids`).
+fn netns_pids(netns: &str) -> Result<Vec<i32>> {
+    let out = Command::new("ip")
+        .args(["netns", "pids", netns])
+        .output()
+        .context("failed to run ip netns pids")?;
+    if !out.status.success() {
+        bail!(
+            "`ip netns pids {netns}` failed with {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect())
+}
+
+fn ip(args: &[&str]) -> Result<()> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .with_context(|| format!("failed to run ip {}", args.join(" ")))?;
+    if !out.status.success() {
+        bail!(
+            "`ip {}` failed with {}: {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    sebs_container::last_lines(&text, n)
+}
