@@ -340,8 +340,14 @@ fn teardown(s: &Slot) -> Result<()> {
         }
         ip(&["netns", "del", &netns])?;
     }
-    if Path::new("/sys/class/net").join(s.veth_host()).exists() {
-        ip(&["link", "del", &s.veth_host()])?;
+    // Deleting the namespace deletes the pair, asynchronously: gone meanwhile is fine.
+    let veth = Path::new("/sys/class/net").join(s.veth_host());
+    if veth.exists() {
+        if let Err(e) = ip(&["link", "del", &s.veth_host()]) {
+            if veth.exists() {
+                return Err(e);
+            }
+        }
     }
     remove_cgroups(&s.cgroup_parent());
     for dir in [s.run_dir(), s.data_root()] {

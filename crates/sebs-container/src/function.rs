@@ -185,6 +185,18 @@ pub(crate) fn image_is_missing(e: &bollard::errors::Error) -> bool {
     )
 }
 
+/// How the code package and the agent get into a function container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Delivery {
+    /// Bind-mounted read-only from this host's file system: the engine must see it (a
+    /// local engine).
+    #[default]
+    Mount,
+    /// Already in the image, at the same paths (a per-package image built on the engine,
+    /// [`crate::transfer::build_function_image`]): nothing is mounted, so any engine runs it.
+    Image,
+}
+
 /// One function container to run.
 ///
 /// Fields are public because any combination is valid; [`ContainerSpec::new`] fills in the
@@ -200,6 +212,8 @@ pub struct ContainerSpec {
     /// Host executable mounted read-only at [`sebs_wire::AGENT_PATH`]; the container runs
     /// exactly that, as PID 1.
     pub agent_binary: PathBuf,
+    /// Whether `code_dir` and `agent_binary` are bind-mounted or already in `image`.
+    pub delivery: Delivery,
     /// Passed to the agent as environment variables; its port is the one probed.
     pub agent: AgentSettings,
     /// More environment variables (storage addresses, keys), after the agent's.
@@ -245,6 +259,7 @@ impl ContainerSpec {
             image: image.into(),
             code_dir: code_dir.into(),
             agent_binary: agent_binary.into(),
+            delivery: Delivery::Mount,
             agent,
             env: Vec::new(),
             labels: BTreeMap::new(),
@@ -309,10 +324,13 @@ impl ContainerSpec {
             "rw,exec,nosuid,nodev,mode=1777,size={}",
             self.tmp_size_bytes.unwrap_or(0)
         );
-        let mut mounts = vec![
-            bind(&self.code_dir, sebs_wire::CODE_DIR),
-            bind(&self.agent_binary, sebs_wire::AGENT_PATH),
-        ];
+        let mut mounts = match self.delivery {
+            Delivery::Mount => vec![
+                bind(&self.code_dir, sebs_wire::CODE_DIR),
+                bind(&self.agent_binary, sebs_wire::AGENT_PATH),
+            ],
+            Delivery::Image => Vec::new(),
+        };
         let tmpfs = if self.tmp_on_disk {
             // Anonymous: removed with the container (`v`); labelled as the container is, so
             // a volume left by a container removed without `v` is still known as ours.
@@ -412,11 +430,15 @@ pub async fn create_and_start(
     docker: &Docker,
     spec: &ContainerSpec,
 ) -> Result<StartedContainer, ContainerError> {
-    for path in [&spec.code_dir, &spec.agent_binary] {
+    let mounted: &[&PathBuf] = match spec.delivery {
+        Delivery::Mount => &[&spec.code_dir, &spec.agent_binary],
+        Delivery::Image => &[],
+    };
+    for path in mounted {
         if let Err(e) = std::fs::metadata(path) {
             return Err(ContainerError::MountSource {
                 container: spec.name.clone(),
-                path: path.clone(),
+                path: path.to_path_buf(),
                 reason: e.to_string(),
             });
         }

@@ -17,6 +17,10 @@
 //! - [`service::ServiceSpec`] describes a long-lived service container of ours (the embedded
 //!   stores): a data volume, a port published on one host address, no capabilities;
 //!   [`service::import_image`] makes a `FROM scratch` image of a few files.
+//! - [`transfer`]: an image copied from one engine to another without a registry, and a
+//!   per-package image holding the code package and the agent, built on the engine from a
+//!   context sent from here, for engines that cannot see this host's files
+//!   ([`function::Delivery::Image`]: the container then mounts nothing).
 //! - [`testing`] names and labels test containers, for this and other crates' tests.
 //! - [`text`]: the last lines of a command's output for errors, and names made fit for a
 //!   container name.
@@ -32,6 +36,7 @@ pub mod run;
 pub mod service;
 pub mod testing;
 pub mod text;
+pub mod transfer;
 
 pub use binaries::{find_static_binary, host_triple, BinaryError, AGENT_BINARY, AGENT_BIN_ENV};
 pub use bollard::Docker;
@@ -41,7 +46,7 @@ pub use engine::{
 pub use function::{
     create_and_start, inspect, inspect_state, kill, list_labelled, logs, memory_stats,
     network_address, remove, remove_labelled, stop, update_resources, wait_alive, ContainerError,
-    ContainerGuard, ContainerSpec, ContainerState, MemoryStat, StartedContainer,
+    ContainerGuard, ContainerSpec, ContainerState, Delivery, MemoryStat, StartedContainer,
 };
 
 pub use service::{

@@ -6,6 +6,7 @@
 
 mod engine;
 mod lifecycle;
+mod remote;
 mod support;
 
-sebs_testkit::main!(lifecycle::trials(), engine::trials());
+sebs_testkit::main!(lifecycle::trials(), engine::trials(), remote::trials());

@@ -46,7 +46,7 @@ pub struct Fixture {
 }
 
 impl Fixture {
-    fn new(test: &str, image: String) -> Fixture {
+    pub fn new(test: &str, image: String) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let code_dir = dir.path().join("code");
         std::fs::create_dir(&code_dir).unwrap();
