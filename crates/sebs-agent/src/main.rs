@@ -3,8 +3,8 @@
 
 use std::process::ExitCode;
 
-/// The most runtime threads the agent starts, and the most blocking ones.
-const MAX_THREADS: usize = 4;
+/// The most blocking threads the runtime starts.
+const MAX_BLOCKING_THREADS: usize = 4;
 
 fn main() -> ExitCode {
     let mut args = std::env::args_os().skip(1);
@@ -32,12 +32,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // The agent waits on sockets and pipes; a few threads serve any number of workers. Each
-    // thread is a task of the container's pids limit, which is the function's to use.
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS));
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .max_blocking_threads(MAX_THREADS)
+    // One thread serves every connection and worker pipe: a call's request, its pipe write,
+    // the worker's reply and the answer then happen on the thread that was woken for them,
+    // with no hand-off between runtime threads (each a futex wake-up and a context switch,
+    // which cost more than the agent's own work on a warm call). The agent only waits on
+    // sockets and pipes; the function has the other cores. Blocking threads, which nothing
+    // on the warm path uses, are each a task of the container's pids limit.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
         .enable_all()
         .build()
     {
