@@ -36,13 +36,30 @@ async fn the_second_engine_shares_nothing_with_the_first() {
     assert_ne!(i1.id, i2.id, "{i1:?} {i2:?}");
     assert_ne!(i1.root_dir, i2.root_dir, "{i1:?} {i2:?}");
 
-    let image = sebs_testkit::python_image(&d1).await;
-    assert!(sebs_container::image::image_exists(&d1, &image)
+    // An image made on the first is not on the second (other tests copy the base image
+    // there, so this test makes one of its own).
+    let tag = format!(
+        "sebs-local-test/only-here:{}",
+        sebs_container::testing::unique_name("engine")
+    );
+    let file = sebs_container::ImageFile {
+        path: "marker".to_string(),
+        contents: b"first engine".to_vec(),
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+    };
+    sebs_container::import_image(&d1, &tag, &[file], vec!["LABEL sebs-local.test=1".into()])
         .await
-        .unwrap());
-    assert!(!sebs_container::image::image_exists(&d2, &image)
+        .unwrap();
+    let on = (
+        sebs_container::image::image_exists(&d1, &tag).await,
+        sebs_container::image::image_exists(&d2, &tag).await,
+    );
+    sebs_container::transfer::remove_image(&d1, &first.to_string(), &tag)
         .await
-        .unwrap());
+        .unwrap();
+    assert!(on.0.unwrap() && !on.1.unwrap(), "{tag}");
 
     // dockerd's own view of the file system (its mount namespace), through /proc.
     let pid = std::env::var("SEBS_ENGINE2_PID").expect("SEBS_ENGINE2_PID is set with SEBS_ENGINE2");
