@@ -8,11 +8,10 @@
 
 use std::path::{Path, PathBuf};
 
-/// Where a container sees its own cgroup.
-pub const DEFAULT_ROOT: &str = "/sys/fs/cgroup";
+use sebs_memory::files::{parse_limit, parse_stat};
 
-/// v1 reports "no limit" as a huge page-aligned number; anything at or above this is unlimited.
-const V1_UNLIMITED: u64 = 1 << 62;
+/// Where a container sees its own cgroup.
+pub const DEFAULT_ROOT: &str = sebs_memory::DEFAULT_CGROUP_ROOT;
 
 /// The memory cgroup the agent runs in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,42 +31,30 @@ impl MemoryCgroup {
 
     /// Whether a memory limit is set, as far as the cgroup files tell.
     pub fn limited(&self) -> bool {
-        if let Some(text) = read(&self.root.join("memory.max")) {
-            return limited_v2(&text);
-        }
-        read(&self.root.join("memory/memory.limit_in_bytes")).is_some_and(|t| limited_v1(&t))
+        let v2 = self.root.join("memory.max");
+        let (path, text) = match read(&v2) {
+            Some(text) => (v2, text),
+            None => {
+                let v1 = self.root.join("memory/memory.limit_in_bytes");
+                match read(&v1) {
+                    Some(text) => (v1, text),
+                    None => return false,
+                }
+            }
+        };
+        parse_limit(&text, &path).is_ok_and(|limit| limit.is_some())
     }
 
     /// How many processes the kernel has OOM-killed in this cgroup, when it says.
     pub fn oom_kills(&self) -> Option<u64> {
-        if let Some(text) = read(&self.root.join("memory.events")) {
-            return keyed(&text, "oom_kill");
-        }
-        read(&self.root.join("memory/memory.oom_control")).and_then(|t| keyed(&t, "oom_kill"))
+        let text = read(&self.root.join("memory.events"))
+            .or_else(|| read(&self.root.join("memory/memory.oom_control")))?;
+        parse_stat(&text).get("oom_kill").copied()
     }
 }
 
 fn read(path: &Path) -> Option<String> {
     std::fs::read_to_string(path).ok()
-}
-
-/// v2 `memory.max`: `max` or a number of bytes.
-fn limited_v2(text: &str) -> bool {
-    let t = text.trim();
-    !t.is_empty() && t != "max"
-}
-
-/// v1 `memory.limit_in_bytes`: a number of bytes, huge when unlimited.
-fn limited_v1(text: &str) -> bool {
-    text.trim().parse::<u64>().is_ok_and(|v| v < V1_UNLIMITED)
-}
-
-/// The value of `key` in a flat-keyed file (`key value` per line).
-fn keyed(text: &str, key: &str) -> Option<u64> {
-    text.lines().find_map(|line| {
-        let (k, v) = line.split_once(' ')?;
-        (k == key).then(|| v.trim().parse().ok()).flatten()
-    })
 }
 
 #[cfg(test)]

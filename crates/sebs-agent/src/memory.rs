@@ -13,216 +13,59 @@
 //! the whole container (agent, idle worker, page cache), the worker's figure its whole
 //! process (interpreter, imported function).
 //!
-//! The agent's cgroup is found as the kernel shows it to the agent itself: the memory cgroup
+//! The agent's cgroup is found as the kernel shows it to the agent itself (sebs-memory's
+//! `find_own_cgroup`, whose peak reader this module uses): the memory cgroup
 //! mount under the cgroup root (`<root>/memory` on v1, `<root>` on v2) whose root is a prefix
 //! of the agent's own cgroup path in `/proc/self/cgroup`. Docker mounts the container's own
 //! cgroup there, read-only unless the container is privileged; a read-only mount leaves the
 //! worker's figure.
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use sebs_memory::{CgroupError, FileError, PeakTracker};
 use sebs_wire::MemorySource;
-
-/// Which cgroup hierarchy a peak file belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Version {
-    /// `memory.max_usage_in_bytes` under the `memory` controller's own mount.
-    V1,
-    /// `memory.peak` in the unified hierarchy.
-    V2,
-}
-
-impl Version {
-    pub fn peak_file(self) -> &'static str {
-        match self {
-            Version::V1 => "memory.max_usage_in_bytes",
-            Version::V2 => "memory.peak",
-        }
-    }
-}
 
 /// Why the cgroup peak cannot be used. Messages read after "failed to".
 #[derive(Debug, thiserror::Error)]
 pub enum PeakError {
-    #[error("read {path}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("find the agent's own memory cgroup mounted under {root}")]
-    NotMounted { root: PathBuf },
-    #[error("open {path} for resetting")]
-    Open {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("reset {path}")]
-    Reset {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("parse {path}: {text:?} is not a number of bytes")]
-    Parse { path: PathBuf, text: String },
+    #[error(transparent)]
+    Find(#[from] CgroupError),
+    #[error(transparent)]
+    File(#[from] FileError),
 }
 
-/// The peak file of a memory cgroup, open for resetting and reading.
+/// The peak file of the agent's own memory cgroup, open for resetting and reading
+/// (sebs-memory's [`PeakTracker`]).
 #[derive(Debug)]
 pub struct CgroupPeak {
-    file: File,
-    path: PathBuf,
-    version: Version,
+    tracker: PeakTracker,
 }
 
 impl CgroupPeak {
     /// Opens the peak file of the memory cgroup the agent runs in, as mounted under
     /// `cgroup_root`, and checks that it can be reset.
     pub fn open_own(cgroup_root: &Path) -> Result<CgroupPeak, PeakError> {
-        let read = |path: &str| {
-            std::fs::read_to_string(path).map_err(|source| PeakError::Read {
-                path: path.into(),
-                source,
-            })
-        };
-        let mountinfo = read("/proc/self/mountinfo")?;
-        let own = read("/proc/self/cgroup")?;
-        let (dir, version) =
-            own_memory_dir(&mountinfo, &own, cgroup_root).ok_or_else(|| PeakError::NotMounted {
-                root: cgroup_root.to_path_buf(),
-            })?;
-        CgroupPeak::open(&dir, version)
-    }
-
-    /// Opens the peak file in cgroup directory `dir` and resets it once, to find out
-    /// whether the kernel and the mount allow it.
-    pub fn open(dir: &Path, version: Version) -> Result<CgroupPeak, PeakError> {
-        let path = dir.join(version.peak_file());
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(|source| PeakError::Open {
-                path: path.clone(),
-                source,
-            })?;
-        let peak = CgroupPeak {
-            file,
-            path,
-            version,
-        };
-        peak.reset()?;
-        peak.read()?;
-        Ok(peak)
+        let cgroup = sebs_memory::find_own_cgroup(cgroup_root)?;
+        Ok(CgroupPeak {
+            tracker: cgroup.resettable_peak()?,
+        })
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    pub fn version(&self) -> Version {
-        self.version
+        self.tracker.path()
     }
 
     /// Sets the peak to the current usage (on v2, for reads through this file only).
     pub fn reset(&self) -> Result<(), PeakError> {
-        // v1 wants a number (any resets the watermark); v2 takes any non-empty string.
-        self.file
-            .write_at(b"0\n", 0)
-            .map(drop)
-            .map_err(|source| PeakError::Reset {
-                path: self.path.clone(),
-                source,
-            })
+        Ok(self.tracker.reset_strictly()?)
     }
 
     /// The peak in bytes since the last reset.
     pub fn read(&self) -> Result<u64, PeakError> {
-        let mut buf = [0u8; 32];
-        let n = self
-            .file
-            .read_at(&mut buf, 0)
-            .map_err(|source| PeakError::Read {
-                path: self.path.clone(),
-                source,
-            })?;
-        let text = String::from_utf8_lossy(&buf[..n]);
-        text.trim().parse().map_err(|_| PeakError::Parse {
-            path: self.path.clone(),
-            text: text.into_owned(),
-        })
+        Ok(self.tracker.read()?)
     }
-}
-
-/// The directory of the agent's own memory cgroup, from `/proc/self/mountinfo` and
-/// `/proc/self/cgroup`, when it is mounted under `cgroup_root`.
-///
-/// The last mount at a mount point is the visible one; its root (the cgroup path it shows)
-/// must be a prefix of the agent's cgroup path, and the rest of that path leads to the
-/// agent's directory below the mount point.
-pub fn own_memory_dir(
-    mountinfo: &str,
-    self_cgroup: &str,
-    cgroup_root: &Path,
-) -> Option<(PathBuf, Version)> {
-    let v1_point = cgroup_root.join("memory");
-    let mut visible: Option<(&str, Version)> = None;
-    for line in mountinfo.lines() {
-        // `id parent major:minor root mount-point options [optional…] - fstype source super-options`
-        let Some((left, right)) = line.split_once(" - ") else {
-            continue;
-        };
-        let fields: Vec<&str> = left.split(' ').collect();
-        let (Some(root), Some(point)) = (fields.get(3), fields.get(4)) else {
-            continue;
-        };
-        let mut right = right.split(' ');
-        let fstype = right.next().unwrap_or("");
-        let super_options = right.nth(1).unwrap_or("");
-        let point = Path::new(point);
-        if fstype == "cgroup"
-            && point == v1_point
-            && super_options.split(',').any(|o| o == "memory")
-        {
-            visible = Some((root, Version::V1));
-        } else if fstype == "cgroup2" && point == cgroup_root {
-            visible = Some((root, Version::V2));
-        } else if point == v1_point || point == cgroup_root {
-            // Something else mounted over it hides what was there.
-            if visible.is_some_and(|(_, v)| (v == Version::V1) == (point == v1_point)) {
-                visible = None;
-            }
-        }
-    }
-    let (root, version) = visible?;
-    let own = self_cgroup.lines().find_map(|line| {
-        let mut parts = line.splitn(3, ':');
-        let (_id, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
-        let wanted = match version {
-            Version::V1 => controllers.split(',').any(|c| c == "memory"),
-            Version::V2 => controllers.is_empty(),
-        };
-        wanted.then_some(path)
-    })?;
-    let rest = if root == "/" {
-        own.strip_prefix('/')?
-    } else {
-        let rest = own.strip_prefix(root)?;
-        if !(rest.is_empty() || rest.starts_with('/')) {
-            return None;
-        }
-        rest.trim_start_matches('/')
-    };
-    let point = match version {
-        Version::V1 => v1_point,
-        Version::V2 => cgroup_root.to_path_buf(),
-    };
-    Some((point.join(rest), version))
 }
 
 /// An invocation's peak memory and where it comes from.
@@ -360,75 +203,6 @@ impl Meter {
 mod tests {
     use super::*;
 
-    fn check_dir(mountinfo: &str, self_cgroup: &str, expect: Option<(&str, Version)>) {
-        let got = own_memory_dir(mountinfo, self_cgroup, Path::new("/sys/fs/cgroup"));
-        let expect = expect.map(|(p, v)| (PathBuf::from(p), v));
-        assert_eq!(got, expect, "{mountinfo}\n{self_cgroup}");
-    }
-
-    const DOCKER_ID: &str = "7177d40192f4fc773025b04ae368be23dcc139082c4a26e6cdf82b8dbea697d4";
-
-    #[test]
-    fn finds_the_own_cgroup() {
-        let own_v1 = format!("5:pids:/docker/{DOCKER_ID}\n4:memory:/docker/{DOCKER_ID}\n");
-        let container_v1 = format!(
-            "230 234 0:30 / /sys/fs/cgroup rw,nosuid - tmpfs tmpfs rw,mode=755\n\
-             238 234 0:32 /docker/{DOCKER_ID} /sys/fs/cgroup/memory ro,nosuid - cgroup cgroup rw,memory\n\
-             239 234 0:33 /docker/{DOCKER_ID} /sys/fs/cgroup/pids ro,nosuid - cgroup cgroup rw,pids\n"
-        );
-        // Docker's own mount in a container on cgroup v1: the container's cgroup itself.
-        check_dir(
-            &container_v1,
-            &own_v1,
-            Some(("/sys/fs/cgroup/memory", Version::V1)),
-        );
-        // The parent mounted over it (as the container test does): the agent's dir below.
-        let over = format!("{container_v1}92 238 0:32 /docker /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n");
-        check_dir(
-            &over,
-            &own_v1,
-            Some((&format!("/sys/fs/cgroup/memory/{DOCKER_ID}"), Version::V1)),
-        );
-        // A host: the whole hierarchy, the agent in some cgroup of it.
-        check_dir(
-            "35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n",
-            "4:memory:/process_api/5daa\n",
-            Some(("/sys/fs/cgroup/memory/process_api/5daa", Version::V1)),
-        );
-        // A mount that shows another cgroup is not ours.
-        check_dir(
-            "35 31 0:32 /docker/other /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n",
-            &own_v1,
-            None,
-        );
-        check_dir(
-            "35 31 0:32 /docker/7177 /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n",
-            &own_v1,
-            None,
-        );
-        // cgroup v2 with a cgroup namespace: both say `/`.
-        let v2 = "1006 1005 0:29 / /sys/fs/cgroup ro,nosuid - cgroup2 cgroup2 rw,nsdelegate\n";
-        check_dir(v2, "0::/\n", Some(("/sys/fs/cgroup", Version::V2)));
-        check_dir(
-            "30 20 0:29 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n",
-            "0::/system.slice/docker-abc.scope\n",
-            Some(("/sys/fs/cgroup/system.slice/docker-abc.scope", Version::V2)),
-        );
-        // No memory cgroup mounted, or a tmpfs over it.
-        check_dir("", "0::/\n", None);
-        check_dir(
-            &format!("{v2}1100 1006 0:40 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n"),
-            "0::/\n",
-            None,
-        );
-        // A v1 mount of another controller at the memory mount point does not count.
-        check_dir(
-            "35 31 0:32 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,cpu\n",
-            "4:memory:/x\n",
-            None,
-        );
-    }
-
     #[test]
     fn choosing_the_figure() {
         let check = |cgroup, kb, reset, expect: Option<(u64, MemorySource)>| {
@@ -461,33 +235,15 @@ mod tests {
     }
 
     /// A fake peak file: resets write to it, reads read it back.
-    fn fake(version: Version, text: &str) -> (tempfile::TempDir, CgroupPeak) {
+    fn fake(text: &str) -> (tempfile::TempDir, CgroupPeak) {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join(version.peak_file()), text).unwrap();
-        let peak = CgroupPeak::open(dir.path(), version).unwrap();
-        (dir, peak)
-    }
-
-    #[test]
-    fn peak_files() {
-        // Opening resets once: the reset writes 0, which the check reads back.
-        let (dir, peak) = fake(Version::V1, "9\n");
-        assert_eq!(
-            std::fs::read_to_string(dir.path().join("memory.max_usage_in_bytes")).unwrap(),
-            "0\n"
-        );
-        std::fs::write(peak.path(), "4096\n").unwrap();
-        assert_eq!(peak.read().unwrap(), 4096);
-        std::fs::write(peak.path(), "max\n").unwrap();
-        assert!(matches!(peak.read(), Err(PeakError::Parse { .. })));
-
-        let (_dir, peak) = fake(Version::V2, "7\n");
-        assert!(peak.path().ends_with("memory.peak"));
-        assert_eq!(peak.read().unwrap(), 0);
-
-        let missing = tempfile::tempdir().unwrap();
-        let err = CgroupPeak::open(missing.path(), Version::V2).unwrap_err();
-        assert!(err.to_string().contains("memory.peak"), "{err}");
+        std::fs::write(dir.path().join("memory.max_usage_in_bytes"), text).unwrap();
+        let cgroup = sebs_memory::MemoryCgroup {
+            dir: dir.path().to_path_buf(),
+            version: sebs_memory::Version::V1,
+        };
+        let tracker = cgroup.resettable_peak().unwrap();
+        (dir, CgroupPeak { tracker })
     }
 
     #[test]
@@ -504,7 +260,7 @@ mod tests {
             drop(request);
             peak.map(|p| p.source)
         };
-        let (_dir, peak) = fake(Version::V1, "1\n");
+        let (_dir, peak) = fake("1\n");
         let meter = Meter::new(Some(peak));
         assert!(meter.uses_cgroup());
         assert_eq!(source(&meter, &|| ()), Some(MemorySource::Cgroup));

@@ -145,6 +145,8 @@ pub enum CgroupError {
     NoMemoryLine { path: PathBuf, version: Version },
     #[error("parse {path}: line {line:?} is not `id:controllers:path`")]
     BadProcLine { path: PathBuf, line: String },
+    #[error("find this process's own memory cgroup mounted under {root}")]
+    OwnNotMounted { root: PathBuf },
 }
 
 /// Tells which hierarchy is mounted at `root`.
@@ -359,10 +361,158 @@ pub fn find_pid_cgroup(
     cgroup_from_proc_text(root, &text, &path)
 }
 
+/// The memory cgroup this process runs in, as mounted under `root` (normally
+/// [`DEFAULT_CGROUP_ROOT`]): what a process inside a container (the agent) sees of its own
+/// cgroup. Reads `/proc/self/mountinfo` and `/proc/self/cgroup`.
+pub fn find_own_cgroup(root: &Path) -> Result<MemoryCgroup, CgroupError> {
+    let read = |path: &str| {
+        std::fs::read_to_string(path).map_err(|source| CgroupError::Io {
+            path: path.into(),
+            source,
+        })
+    };
+    let mountinfo = read("/proc/self/mountinfo")?;
+    let own = read("/proc/self/cgroup")?;
+    own_memory_cgroup(&mountinfo, &own, root).ok_or_else(|| CgroupError::OwnNotMounted {
+        root: root.to_path_buf(),
+    })
+}
+
+/// The memory cgroup of a process, from the text of its `/proc/self/mountinfo` and
+/// `/proc/self/cgroup`, when it is mounted under `root` (a pure function).
+///
+/// The memory cgroup mount is `<root>/memory` on v1 and `<root>` on v2 (Docker mounts the
+/// container's own cgroup there). The last mount at a mount point is the visible one; its root
+/// (the cgroup path it shows) must be a prefix of the process's cgroup path, and the rest of
+/// that path leads to the process's directory below the mount point.
+pub fn own_memory_cgroup(mountinfo: &str, self_cgroup: &str, root: &Path) -> Option<MemoryCgroup> {
+    let v1_point = root.join("memory");
+    let mut visible: Option<(&str, Version)> = None;
+    for line in mountinfo.lines() {
+        // `id parent major:minor root mount-point options [optional…] - fstype source super-options`
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let fields: Vec<&str> = left.split(' ').collect();
+        let (Some(mount_root), Some(point)) = (fields.get(3), fields.get(4)) else {
+            continue;
+        };
+        let mut right = right.split(' ');
+        let fstype = right.next().unwrap_or("");
+        let super_options = right.nth(1).unwrap_or("");
+        let point = Path::new(point);
+        if fstype == "cgroup"
+            && point == v1_point
+            && super_options.split(',').any(|o| o == "memory")
+        {
+            visible = Some((mount_root, Version::V1));
+        } else if fstype == "cgroup2" && point == root {
+            visible = Some((mount_root, Version::V2));
+        } else if point == v1_point || point == root {
+            // Something else mounted over it hides what was there.
+            if visible.is_some_and(|(_, v)| (v == Version::V1) == (point == v1_point)) {
+                visible = None;
+            }
+        }
+    }
+    let (mount_root, version) = visible?;
+    let lines = parse_proc_cgroup(self_cgroup, Path::new("/proc/self/cgroup")).ok()?;
+    let own = memory_path_in(&lines, version)?;
+    let rest = if mount_root == "/" {
+        own.strip_prefix('/')?
+    } else {
+        let rest = own.strip_prefix(mount_root)?;
+        if !(rest.is_empty() || rest.starts_with('/')) {
+            return None;
+        }
+        rest.trim_start_matches('/')
+    };
+    let point = match version {
+        Version::V1 => v1_point,
+        Version::V2 => root.to_path_buf(),
+    };
+    Some(MemoryCgroup {
+        dir: point.join(rest),
+        version,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::fs;
+
+    fn check_own(mountinfo: &str, self_cgroup: &str, expect: Option<(&str, Version)>) {
+        let got = own_memory_cgroup(mountinfo, self_cgroup, Path::new("/sys/fs/cgroup"));
+        let expect = expect.map(|(p, version)| MemoryCgroup {
+            dir: PathBuf::from(p),
+            version,
+        });
+        assert_eq!(got, expect, "{mountinfo}\n{self_cgroup}");
+    }
+
+    const DOCKER_ID: &str = "7177d40192f4fc773025b04ae368be23dcc139082c4a26e6cdf82b8dbea697d4";
+
+    #[test]
+    fn finds_the_own_cgroup() {
+        let own_v1 = format!("5:pids:/docker/{DOCKER_ID}\n4:memory:/docker/{DOCKER_ID}\n");
+        let container_v1 = format!(
+            "230 234 0:30 / /sys/fs/cgroup rw,nosuid - tmpfs tmpfs rw,mode=755\n\
+             238 234 0:32 /docker/{DOCKER_ID} /sys/fs/cgroup/memory ro,nosuid - cgroup cgroup rw,memory\n\
+             239 234 0:33 /docker/{DOCKER_ID} /sys/fs/cgroup/pids ro,nosuid - cgroup cgroup rw,pids\n"
+        );
+        // Docker's own mount in a container on cgroup v1: the container's cgroup itself.
+        check_own(
+            &container_v1,
+            &own_v1,
+            Some(("/sys/fs/cgroup/memory", Version::V1)),
+        );
+        // The parent mounted over it (as the agent's container test does): the dir below.
+        let over = format!("{container_v1}92 238 0:32 /docker /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n");
+        check_own(
+            &over,
+            &own_v1,
+            Some((&format!("/sys/fs/cgroup/memory/{DOCKER_ID}"), Version::V1)),
+        );
+        // A host: the whole hierarchy, the process in some cgroup of it.
+        check_own(
+            "35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n",
+            "4:memory:/process_api/5daa\n",
+            Some(("/sys/fs/cgroup/memory/process_api/5daa", Version::V1)),
+        );
+        // A mount that shows another cgroup is not ours.
+        check_own(
+            "35 31 0:32 /docker/other /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n",
+            &own_v1,
+            None,
+        );
+        check_own(
+            "35 31 0:32 /docker/7177 /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n",
+            &own_v1,
+            None,
+        );
+        // cgroup v2 with a cgroup namespace: both say `/`.
+        let v2 = "1006 1005 0:29 / /sys/fs/cgroup ro,nosuid - cgroup2 cgroup2 rw,nsdelegate\n";
+        check_own(v2, "0::/\n", Some(("/sys/fs/cgroup", Version::V2)));
+        check_own(
+            "30 20 0:29 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n",
+            "0::/system.slice/docker-abc.scope\n",
+            Some(("/sys/fs/cgroup/system.slice/docker-abc.scope", Version::V2)),
+        );
+        // No memory cgroup mounted, or a tmpfs over it.
+        check_own("", "0::/\n", None);
+        check_own(
+            &format!("{v2}1100 1006 0:40 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n"),
+            "0::/\n",
+            None,
+        );
+        // A v1 mount of another controller at the memory mount point does not count.
+        check_own(
+            "35 31 0:32 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,cpu\n",
+            "4:memory:/x\n",
+            None,
+        );
+    }
 
     const ID: &str = "4f1c2a7e9b3d5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8";
     const OTHER: &str = "4f1c000000000000000000000000000000000000000000000000000000000000";

@@ -8,7 +8,7 @@ use std::io::ErrorKind;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use crate::cgroup::{MemoryCgroup, Version};
+use crate::cgroup::MemoryCgroup;
 
 /// A v1 limit at or above this is "no limit": the kernel reports its page-counter maximum
 /// (`0x7FFFFFFFFFFFF000` on 64-bit hosts, `u64::MAX` on old kernels) rather than a number a
@@ -24,8 +24,14 @@ pub enum FileError {
         #[source]
         source: std::io::Error,
     },
-    #[error("write {path}")]
-    Write {
+    #[error("open {path} for resetting")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("reset {path}")]
+    Reset {
         path: PathBuf,
         #[source]
         source: std::io::Error,
@@ -118,9 +124,31 @@ impl MemoryCgroup {
         Ok(Some(PeakTracker {
             file,
             path,
-            version: self.version,
             writable,
         }))
+    }
+
+    /// Opens the peak file for resetting and reading, and resets it once to find out whether
+    /// the kernel and the mount allow it: an error says why the peak cannot be reset here
+    /// (no peak file, a read-only mount, a kernel that refuses).
+    pub fn resettable_peak(&self) -> Result<PeakTracker, FileError> {
+        let path = self.peak_path();
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|source| FileError::Open {
+                path: path.clone(),
+                source,
+            })?;
+        let tracker = PeakTracker {
+            file,
+            path,
+            writable: true,
+        };
+        tracker.reset_strictly()?;
+        tracker.read()?;
+        Ok(tracker)
     }
 }
 
@@ -133,7 +161,6 @@ impl MemoryCgroup {
 pub struct PeakTracker {
     file: File,
     path: PathBuf,
-    version: Version,
     writable: bool,
 }
 
@@ -163,19 +190,29 @@ impl PeakTracker {
         if !self.writable {
             return Ok(false);
         }
-        // v2 takes any non-empty string; v1 takes "0" (any value resets the watermark).
-        let text: &[u8] = match self.version {
-            Version::V1 => b"0\n",
-            Version::V2 => b"reset\n",
-        };
-        match self.file.write_at(text, 0) {
-            Ok(_) => Ok(true),
-            Err(e) if e.raw_os_error().is_some_and(is_refusal) => Ok(false),
-            Err(source) => Err(FileError::Write {
+        match self.reset_strictly() {
+            Ok(()) => Ok(true),
+            Err(FileError::Reset { source, .. })
+                if source.raw_os_error().is_some_and(is_refusal) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Resets the peak to the current usage; a refusal is an error too (for a tracker from
+    /// [`MemoryCgroup::resettable_peak`], where resetting worked once).
+    pub fn reset_strictly(&self) -> Result<(), FileError> {
+        // v1 takes a number (any value resets the watermark), v2 any non-empty string: "0"
+        // serves both (and reads back as a number from a fake file in tests).
+        self.file
+            .write_at(b"0\n", 0)
+            .map(drop)
+            .map_err(|source| FileError::Reset {
                 path: self.path.clone(),
                 source,
-            }),
-        }
+            })
     }
 }
 
@@ -194,6 +231,7 @@ fn is_refusal(errno: i32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cgroup::Version;
     use std::fs;
 
     fn check_limit(text: &str, expect: Option<Option<u64>>) {
@@ -251,7 +289,10 @@ mod tests {
         let mut tracker = cg.peak_tracker().unwrap().unwrap();
         assert_eq!(tracker.read().unwrap(), 5000);
         assert!(tracker.reset().unwrap());
-        assert_eq!(fs::read_to_string(cg.peak_path()).unwrap(), "reset\n");
+        // Regular files keep the tail of the old text; the kernel's file does not.
+        assert!(fs::read_to_string(cg.peak_path())
+            .unwrap()
+            .starts_with("0\n"));
     }
 
     #[test]
@@ -292,5 +333,29 @@ mod tests {
         );
         let err = cg.stat().unwrap_err();
         assert!(err.to_string().contains("memory.stat"), "{err}");
+    }
+
+    #[test]
+    fn resettable_peaks() {
+        // Opening resets once: the reset writes 0, which the check reads back.
+        let (_t, cg) = fake(Version::V1, &[("memory.max_usage_in_bytes", "9\n")]);
+        let tracker = cg.resettable_peak().unwrap();
+        assert_eq!(fs::read_to_string(cg.peak_path()).unwrap(), "0\n");
+        fs::write(tracker.path(), "4096\n").unwrap();
+        assert_eq!(tracker.read().unwrap(), 4096);
+        fs::write(tracker.path(), "max\n").unwrap();
+        assert!(matches!(tracker.read(), Err(FileError::Parse { .. })));
+
+        let (_t, cg) = fake(Version::V2, &[("memory.peak", "7\n")]);
+        let tracker = cg.resettable_peak().unwrap();
+        assert!(tracker.path().ends_with("memory.peak"));
+        assert_eq!(tracker.read().unwrap(), 0);
+
+        let (_t, cg) = fake(Version::V2, &[]);
+        let err = cg.resettable_peak().unwrap_err();
+        assert!(
+            matches!(&err, FileError::Open { path, .. } if path.ends_with("memory.peak")),
+            "{err}"
+        );
     }
 }

@@ -24,8 +24,8 @@ pub mod precision;
 pub mod sampler;
 
 pub use cgroup::{
-    cgroup_from_proc_text, detect_layout, find_container_cgroup, find_pid_cgroup, CgroupError,
-    Layout, MemoryCgroup, Version, DEFAULT_CGROUP_ROOT,
+    cgroup_from_proc_text, detect_layout, find_container_cgroup, find_own_cgroup, find_pid_cgroup,
+    own_memory_cgroup, CgroupError, Layout, MemoryCgroup, Version, DEFAULT_CGROUP_ROOT,
 };
 pub use clock::{thread_cpu_time, CpuTimeError};
 pub use files::{FileError, PeakTracker};
