@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use sebs_platform::memory::{self, MeasureDir, MemoryConfig};
+use sebs_memory::MeasureDir;
+use sebs_platform::memory::{self, MemoryConfig};
 use sebs_platform::MemorySection;
 use tokio::signal::unix::{signal, SignalKind};
 

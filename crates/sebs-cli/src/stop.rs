@@ -4,8 +4,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use sebs_memory::MeasureDir;
 use sebs_memory::{End, MemoryReport, SebsMemoryStats, Source};
-use sebs_platform::memory::{MeasureDir, MeasurerStop};
+use sebs_platform::memory::MeasurerStop;
 use sebs_platform::{DeploymentFile, MemorySection, Platform, PlatformConfig, StopOutcome};
 use sebs_wire::InvocationRecord;
 
@@ -201,7 +202,7 @@ async fn finish_memory(
              its last second of samples may be missing"
         ),
     }
-    let journals = sebs_platform::memory::read_journals(&dir, ids)?;
+    let journals = sebs_memory::read_journals(&dir, ids)?;
     let mut all = Vec::with_capacity(journals.len());
     for (id, m) in ids.iter().zip(journals) {
         let Some(m) = m else {

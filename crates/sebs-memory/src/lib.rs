@@ -11,6 +11,10 @@
 //!   [`Measurements`] of that container (its [`Sample`]s, precision errors, why it [`End`]ed).
 //! - [`Recorder`] builds the same [`Measurements`] from samples fed from outside, for hosts
 //!   where cgroup files are not visible and the platform reads the engine's stats instead.
+//! - [`journal`]: the journal a measuring process writes as it samples ([`MeasureDir`],
+//!   [`JournalLine`], [`Journal`], SeBS's measurement file [`SebsLines`]) and its [`replay`]
+//!   into [`Measurements`] ([`read_journals`]); [`Segmented`] samples a container into its
+//!   journal in segments, [`ReadingsJournal`] journals readings fed from outside.
 //! - [`SebsMemoryStats`] is SeBS's `memory_stats.json`, byte for byte; [`MemoryReport`] is our
 //!   richer file with timestamps and percentiles. Both are serde types of their own.
 //! - [`measure_precision`] samples one file for a while and returns a [`PrecisionReport`].
@@ -18,10 +22,12 @@
 pub mod cgroup;
 mod clock;
 pub mod files;
+pub mod journal;
 pub mod measurements;
 pub mod output;
 pub mod precision;
 pub mod sampler;
+pub mod segments;
 
 pub use cgroup::{
     cgroup_from_proc_text, detect_layout, find_container_cgroup, find_own_cgroup, find_pid_cgroup,
@@ -29,9 +35,14 @@ pub use cgroup::{
 };
 pub use clock::{thread_cpu_time, CpuTimeError};
 pub use files::{FileError, PeakTracker};
+pub use journal::{
+    read_journal, read_journals, replay, Journal, JournalError, JournalLine, MeasureDir,
+    ReadingsJournal, SebsLines,
+};
 pub use measurements::{End, Measurements, Recorder, Sample, Source};
 pub use output::{
     ContainerReport, InvocationSpan, MemoryReport, OutputError, SebsContainerStats, SebsMemoryStats,
 };
 pub use precision::{measure_precision, PrecisionReport};
 pub use sampler::{SampleHandle, Sampler, SamplerError};
+pub use segments::Segmented;

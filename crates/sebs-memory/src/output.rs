@@ -221,6 +221,46 @@ pub enum EndName {
     Failed,
 }
 
+impl From<Source> for SourceName {
+    fn from(source: Source) -> SourceName {
+        match source {
+            Source::Cgroup(Version::V1) => SourceName::CgroupV1,
+            Source::Cgroup(Version::V2) => SourceName::CgroupV2,
+            Source::EngineStats => SourceName::EngineStats,
+        }
+    }
+}
+
+impl From<SourceName> for Source {
+    fn from(name: SourceName) -> Source {
+        match name {
+            SourceName::CgroupV1 => Source::Cgroup(Version::V1),
+            SourceName::CgroupV2 => Source::Cgroup(Version::V2),
+            SourceName::EngineStats => Source::EngineStats,
+        }
+    }
+}
+
+impl EndName {
+    /// The name of `end`, and what failed when it failed.
+    pub fn of(end: &End) -> (EndName, Option<String>) {
+        match end {
+            End::Stopped => (EndName::Stopped, None),
+            End::ContainerGone => (EndName::ContainerGone, None),
+            End::Failed(why) => (EndName::Failed, Some(why.clone())),
+        }
+    }
+
+    /// The [`End`] this name stands for, with `error` as what failed.
+    pub fn to_end(self, error: Option<String>) -> End {
+        match self {
+            EndName::Stopped => End::Stopped,
+            EndName::ContainerGone => End::ContainerGone,
+            EndName::Failed => End::Failed(error.unwrap_or_default()),
+        }
+    }
+}
+
 /// A distribution's summary; every field is a value from the data (nearest rank).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
@@ -343,18 +383,10 @@ impl ContainerReport {
     }
 
     pub fn from_measurements(m: &Measurements) -> ContainerReport {
-        let (end, error) = match &m.end {
-            End::Stopped => (EndName::Stopped, None),
-            End::ContainerGone => (EndName::ContainerGone, None),
-            End::Failed(why) => (EndName::Failed, Some(why.clone())),
-        };
+        let (end, error) = EndName::of(&m.end);
         ContainerReport {
             container: m.container.clone(),
-            source: match m.source {
-                Source::Cgroup(Version::V1) => SourceName::CgroupV1,
-                Source::Cgroup(Version::V2) => SourceName::CgroupV2,
-                Source::EngineStats => SourceName::EngineStats,
-            },
+            source: m.source.into(),
             cgroup: m.cgroup.clone(),
             interval_us: m.interval.as_micros() as u64,
             started_at: m.started_at.to_string(),

@@ -109,7 +109,7 @@ pub struct LocalSection {
 pub struct MemorySection {
     /// The measuring process.
     pub pid: u32,
-    /// Its [`crate::memory::MeasureDir`]: journals, log and markers.
+    /// Its [`sebs_memory::MeasureDir`]: journals, log and markers.
     pub dir: PathBuf,
     /// Milliseconds between samples, as the user asked.
     pub interval_ms: u64,
@@ -235,7 +235,7 @@ impl DeploymentFile {
     /// `memory_measurements` for SeBS's.
     pub fn set_memory(&mut self, memory: Option<MemorySection>) {
         self.memory_measurements = memory.as_ref().map(|m| SebsMemoryMeasurements {
-            file: crate::memory::MeasureDir::new(m.dir.clone()).sebs_measurements(),
+            file: sebs_memory::MeasureDir::new(m.dir.clone()).sebs_measurements(),
             pids: vec![m.pid],
         });
         self.sebs_local.memory = memory;
