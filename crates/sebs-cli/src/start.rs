@@ -222,7 +222,7 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
     if let Err(e) = file.write(&args.output) {
         // Nobody could stop containers the file does not list: take them down again.
         if let Some(section) = &file.sebs_local.memory {
-            measure::abandon(section).await;
+            sebs_platform::memory::abandon(section).await;
         }
         platform.shutdown().await;
         return Err(e).exit(Exit::BadInput, "the containers were removed again");

@@ -4,10 +4,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use sebs_memory::MeasureDir;
-use sebs_memory::{End, MemoryReport, SebsMemoryStats, Source};
-use sebs_platform::memory::MeasurerStop;
-use sebs_platform::{DeploymentFile, MemorySection, Platform, PlatformConfig, StopOutcome};
+use sebs_platform::{DeploymentFile, Platform, PlatformConfig, StopOutcome};
 use sebs_wire::InvocationRecord;
 
 use crate::exit::{Exit, ExitContext, Failure};
@@ -15,9 +12,6 @@ use crate::setup;
 
 /// Containers stopped at once.
 const CONCURRENCY: usize = 8;
-
-/// How long the measuring process may take to close its journals after SIGTERM.
-const MEASURER_GRACE: Duration = Duration::from_secs(10);
 
 /// SeBS's default memory file.
 const DEFAULT_MEMORY_OUTPUT: &str = "memory_stats.json";
@@ -76,7 +70,7 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
             .collect();
         // Asked while the containers still run: when each call ran, for the profiles.
         let logs = invocation_logs(&file).await;
-        match finish_memory(section, &ids, &logs, &stats, &report).await {
+        match sebs_platform::memory::finish(section, &ids, &logs, &stats, &report).await {
             Ok(()) => {
                 // The page goes beside the memory files and shows every result there, and
                 // the report just written whatever its name. The measurements are written:
@@ -88,7 +82,10 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
                 }
             }
             Err(e) => {
-                tracing::error!("failed to write the memory measurements: {e:#}");
+                tracing::error!(
+                    "failed to write the memory measurements: {:#}",
+                    anyhow::Error::from(e)
+                );
                 exit = Exit::Environment;
             }
         }
@@ -175,78 +172,6 @@ async fn invocation_logs(file: &DeploymentFile) -> HashMap<String, Vec<Invocatio
         }
     }
     logs
-}
-
-/// Ends the measuring process, then writes SeBS's memory file and our report from its
-/// journals (also those of containers that died), and removes the journals.
-async fn finish_memory(
-    section: &MemorySection,
-    ids: &[String],
-    logs: &HashMap<String, Vec<InvocationRecord>>,
-    stats: &Path,
-    report: &Path,
-) -> anyhow::Result<()> {
-    use anyhow::Context;
-    let dir = MeasureDir::new(section.dir.clone());
-    match sebs_platform::memory::stop_measurer(section.pid, &dir, MEASURER_GRACE).await {
-        MeasurerStop::Stopped => {
-            tracing::info!(pid = section.pid, "stopped the memory measuring process")
-        }
-        MeasurerStop::AlreadyGone => tracing::info!(
-            pid = section.pid,
-            "the memory measuring process had already ended"
-        ),
-        MeasurerStop::Killed => tracing::warn!(
-            pid = section.pid,
-            "the memory measuring process did not finish within {MEASURER_GRACE:?} and was killed; \
-             its last second of samples may be missing"
-        ),
-    }
-    let journals = sebs_memory::read_journals(&dir, ids)?;
-    let mut all = Vec::with_capacity(journals.len());
-    for (id, m) in ids.iter().zip(journals) {
-        let Some(m) = m else {
-            tracing::warn!(container = %id, "no memory was measured for container {id}: it has no journal in {}", dir.path.display());
-            continue;
-        };
-        if m.source == Source::EngineStats {
-            tracing::warn!(
-                container = %id,
-                "the memory of container {id} comes from the engine's stats stream (source engine-stats, \
-                 about one sample per second), as its cgroup files were not visible"
-            );
-        }
-        match &m.end {
-            End::Stopped => {}
-            End::ContainerGone => tracing::warn!(
-                container = %id,
-                "container {id} went away during the measurement: its memory profile ends early"
-            ),
-            End::Failed(why) => {
-                tracing::warn!(container = %id, "measuring container {id} ended early: failed to {why}")
-            }
-        }
-        all.push(m);
-    }
-    SebsMemoryStats::from_measurements(&all).write(stats)?;
-    let mut memory_report = MemoryReport::from_measurements(&all);
-    for container in &mut memory_report.containers {
-        if let Some(log) = logs.get(&container.container) {
-            container.add_invocations(log);
-        }
-    }
-    memory_report.write(report)?;
-    let samples: usize = all.iter().map(|m| m.samples.len()).sum();
-    tracing::info!(
-        containers = all.len(),
-        samples,
-        "memory statistics in {}, report in {}",
-        stats.display(),
-        report.display()
-    );
-    std::fs::remove_dir_all(&dir.path)
-        .with_context(|| format!("failed to remove {}", dir.path.display()))?;
-    Ok(())
 }
 
 /// An engine failure outranks a lost function, which outranks success.

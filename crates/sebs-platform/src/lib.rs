@@ -18,9 +18,11 @@
 //!   from `sebs-ports` where the bridge is out of reach or the user asks.
 //! - [`DeploymentFile`]: `out.json` of `start`/`stop`, in SeBS's format plus a section of ours;
 //!   [`Platform::stop_instance`] stops what it lists.
-//! - [`memory`]: measures the memory of running functions ([`memory::measure`], from their
-//!   cgroup, else from the engine's stats), journalled so that `stop` can summarise it even
-//!   when a container or the measurer died; [`MemorySection`] records it in `out.json`.
+//! - [`memory`]: the measurer of a deployment's memory: [`memory::launch`] starts it as a
+//!   process of its own, which runs [`memory::measure`] (each container from its cgroup, else
+//!   from the engine's stats, journalled by sebs-memory so that `stop` can summarise it even
+//!   when a container or the measurer died); [`memory::finish`] ends it and writes the memory
+//!   files; [`MemorySection`] records it in `out.json`.
 //! - [`DockerBuildEnv`]: installs a package's dependencies in a build container of the run
 //!   image (the `sebs_package::BuildEnv` of this platform).
 //! - [`find_agent_binary`]: where the static in-container agent is.

@@ -6,16 +6,20 @@
 //! measured and how it is journalled is sebs-memory's ([`sebs_memory::journal`],
 //! [`Segmented`]); the engine's calls are sebs-container's. This module only composes them.
 
+use std::collections::HashMap;
+use std::ffi::OsString;
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use sebs_container::{Docker, MemoryStat};
 use sebs_memory::{
-    End, Journal, JournalError, MeasureDir, MemoryCgroup, ReadingsJournal, Sampler, SebsLines,
-    Segmented,
+    End, Journal, JournalError, MeasureDir, MemoryCgroup, MemoryReport, OutputError,
+    ReadingsJournal, Sampler, SebsLines, SebsMemoryStats, Segmented, Source,
 };
+use sebs_wire::InvocationRecord;
 
 /// How often samples reach the journal.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
@@ -41,11 +45,75 @@ impl MemoryConfig {
     }
 }
 
-/// Why measuring failed.
+use crate::MemorySection;
+
+/// The subcommand of our binary that runs [`measure`] (hidden in `sebs-local`).
+pub const MEASURE_SUBCOMMAND: &str = "measure";
+
+/// How long [`launch`] waits for the measurer to have begun sampling every container.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long [`abandon`] gives the measurer to close its journals.
+const ABANDON_GRACE: Duration = Duration::from_secs(5);
+
+/// How long [`finish`] gives the measurer to close its journals after SIGTERM.
+pub const MEASURER_GRACE: Duration = Duration::from_secs(10);
+
+/// Why measuring, or starting the measurer, failed.
 #[derive(Debug, thiserror::Error)]
 pub enum MemoryError {
     #[error(transparent)]
     Journal(#[from] JournalError),
+    #[error(transparent)]
+    Output(#[from] OutputError),
+    #[error("resolve {path}")]
+    Resolve {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("use {path} for the memory measurement: it exists and is not a memory measurement directory; move it away or choose another output")]
+    NotMeasureDir { path: PathBuf },
+    #[error("remove {path}")]
+    RemoveDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("create {path}")]
+    CreateLog {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("start the memory measuring process {program}")]
+    Spawn {
+        program: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("wait for the measuring process: {why}; its log {log} ends with:\n{tail}")]
+    NotReady {
+        why: String,
+        log: PathBuf,
+        tail: String,
+    },
+}
+
+impl MemoryError {
+    /// Whether the user's input is to blame (the output's place), rather than the machine.
+    pub fn is_bad_input(&self) -> bool {
+        match self {
+            MemoryError::Journal(e) => matches!(e, JournalError::CreateDir { .. }),
+            MemoryError::Resolve { .. }
+            | MemoryError::NotMeasureDir { .. }
+            | MemoryError::RemoveDir { .. }
+            | MemoryError::CreateLog { .. } => true,
+            MemoryError::Output(_) | MemoryError::Spawn { .. } | MemoryError::NotReady { .. } => {
+                false
+            }
+        }
+    }
 }
 
 /// Where a container's memory can be read.
@@ -279,7 +347,7 @@ fn is_measurer(pid: nix::unistd::Pid, dir: &MeasureDir) -> bool {
                 .map(|(_, rest)| rest.trim_start().starts_with('Z'))
         })
         .unwrap_or(false);
-    !zombie && args.contains(&&b"measure"[..]) && args.contains(&dir_arg)
+    !zombie && args.contains(&MEASURE_SUBCOMMAND.as_bytes()) && args.contains(&dir_arg)
 }
 
 /// Ends the measurer `pid` over `dir`: SIGTERM, then waits up to `grace` for it to close its
@@ -307,4 +375,245 @@ pub async fn stop_measurer(pid: u32, dir: &MeasureDir, grace: Duration) -> Measu
         let _ = kill(pid, Signal::SIGKILL);
     }
     MeasurerStop::Killed
+}
+
+/// What the measuring process is told on its command line, after [`MEASURE_SUBCOMMAND`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeasurerArgs {
+    /// The measurement directory: journals, log, markers.
+    pub dir: PathBuf,
+    /// Milliseconds between two samples.
+    pub interval_ms: u64,
+    /// Where the cgroup hierarchy is mounted.
+    pub cgroup_root: PathBuf,
+    /// The containers to measure.
+    pub containers: Vec<String>,
+}
+
+impl MeasurerArgs {
+    /// `measure --dir DIR --interval-ms MS --cgroup-root ROOT ID…`
+    pub fn to_args(&self) -> Vec<OsString> {
+        let mut args: Vec<OsString> = vec![
+            MEASURE_SUBCOMMAND.into(),
+            "--dir".into(),
+            self.dir.clone().into(),
+            "--interval-ms".into(),
+            self.interval_ms.to_string().into(),
+            "--cgroup-root".into(),
+            self.cgroup_root.clone().into(),
+        ];
+        args.extend(self.containers.iter().map(OsString::from));
+        args
+    }
+
+    /// How [`measure`] is to measure.
+    pub fn config(&self) -> MemoryConfig {
+        let mut config = MemoryConfig::new(Duration::from_millis(self.interval_ms));
+        config.cgroup_root = self.cgroup_root.clone();
+        config
+    }
+}
+
+/// Starts the measuring process of the deployment written to `output` and returns once it
+/// samples every container: `program` (our own binary) runs [`MEASURE_SUBCOMMAND`] over
+/// `<output>.memory` ([`MeasureDir::beside`]), detached into its own process group (Ctrl-C in
+/// the terminal does not reach it) and logging to that directory. SeBS forks one measuring
+/// process per container that outlives `sebs local start`; we run one for all.
+pub async fn launch(
+    program: &Path,
+    output: &Path,
+    interval_ms: u64,
+    cgroup_root: &Path,
+    containers: &[String],
+) -> Result<MemorySection, MemoryError> {
+    let dir = MeasureDir::beside(output).map_err(|source| MemoryError::Resolve {
+        path: output.to_path_buf(),
+        source,
+    })?;
+    let cgroup_root = std::path::absolute(cgroup_root).map_err(|source| MemoryError::Resolve {
+        path: cgroup_root.to_path_buf(),
+        source,
+    })?;
+    if dir.path.exists() {
+        // A directory of an earlier measurement (its log is there) is replaced; anything else is not ours.
+        if !dir.log().exists() {
+            return Err(MemoryError::NotMeasureDir { path: dir.path });
+        }
+        std::fs::remove_dir_all(&dir.path).map_err(|source| MemoryError::RemoveDir {
+            path: dir.path.clone(),
+            source,
+        })?;
+    }
+    dir.create()?;
+    let log = std::fs::File::create(dir.log()).map_err(|source| MemoryError::CreateLog {
+        path: dir.log(),
+        source,
+    })?;
+    let args = MeasurerArgs {
+        dir: dir.path.clone(),
+        interval_ms,
+        cgroup_root: cgroup_root.clone(),
+        containers: containers.to_vec(),
+    };
+    let mut command = Command::new(program);
+    command
+        .args(args.to_args())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log);
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    let mut child = command.spawn().map_err(|source| MemoryError::Spawn {
+        program: program.to_path_buf(),
+        source,
+    })?;
+    wait_ready(&mut child, &dir).await?;
+    tracing::info!(
+        pid = child.id(),
+        dir = %dir.path.display(),
+        interval_ms,
+        "measuring memory of {} containers until `stop`",
+        containers.len()
+    );
+    Ok(MemorySection {
+        pid: child.id(),
+        dir: dir.path,
+        interval_ms,
+        cgroup_root,
+    })
+}
+
+/// Waits for the ready marker; a measurer that exits or takes longer than [`READY_TIMEOUT`]
+/// is a failure that quotes the end of its log.
+async fn wait_ready(child: &mut Child, dir: &MeasureDir) -> Result<(), MemoryError> {
+    let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
+    loop {
+        if dir.ready_marker().exists() {
+            return Ok(());
+        }
+        let exited = child.try_wait().ok().flatten();
+        let timed_out = tokio::time::Instant::now() >= deadline;
+        if exited.is_some() || timed_out {
+            if timed_out {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            let log = std::fs::read_to_string(dir.log()).unwrap_or_default();
+            let why = match exited {
+                Some(status) => format!("it exited ({status})"),
+                None => format!("it did not begin within {READY_TIMEOUT:?}"),
+            };
+            return Err(MemoryError::NotReady {
+                why,
+                log: dir.log(),
+                tail: sebs_container::text::last_lines(&log, 10),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Ends a measuring process [`launch`] started and removes its directory, when `start`
+/// cannot finish.
+pub async fn abandon(section: &MemorySection) {
+    let dir = MeasureDir::new(section.dir.clone());
+    stop_measurer(section.pid, &dir, ABANDON_GRACE).await;
+    let _ = std::fs::remove_dir_all(&dir.path);
+}
+
+/// Ends the measuring process of a deployment, then writes SeBS's memory file `stats` and
+/// our report `report` from its journals (also those of containers that died), with each
+/// container's invocations from `logs` (by container id), and removes the journals.
+pub async fn finish(
+    section: &MemorySection,
+    containers: &[String],
+    logs: &HashMap<String, Vec<InvocationRecord>>,
+    stats: &Path,
+    report: &Path,
+) -> Result<(), MemoryError> {
+    let dir = MeasureDir::new(section.dir.clone());
+    match stop_measurer(section.pid, &dir, MEASURER_GRACE).await {
+        MeasurerStop::Stopped => {
+            tracing::info!(pid = section.pid, "stopped the memory measuring process")
+        }
+        MeasurerStop::AlreadyGone => tracing::info!(
+            pid = section.pid,
+            "the memory measuring process had already ended"
+        ),
+        MeasurerStop::Killed => tracing::warn!(
+            pid = section.pid,
+            "the memory measuring process did not finish within {MEASURER_GRACE:?} and was killed; \
+             its last second of samples may be missing"
+        ),
+    }
+    let journals = sebs_memory::read_journals(&dir, containers)?;
+    let mut all = Vec::with_capacity(journals.len());
+    for (id, m) in containers.iter().zip(journals) {
+        let Some(m) = m else {
+            tracing::warn!(container = %id, "no memory was measured for container {id}: it has no journal in {}", dir.path.display());
+            continue;
+        };
+        if m.source == Source::EngineStats {
+            tracing::warn!(
+                container = %id,
+                "the memory of container {id} comes from the engine's stats stream (source engine-stats, \
+                 about one sample per second), as its cgroup files were not visible"
+            );
+        }
+        match &m.end {
+            End::Stopped => {}
+            End::ContainerGone => tracing::warn!(
+                container = %id,
+                "container {id} went away during the measurement: its memory profile ends early"
+            ),
+            End::Failed(why) => {
+                tracing::warn!(container = %id, "measuring container {id} ended early: failed to {why}")
+            }
+        }
+        all.push(m);
+    }
+    SebsMemoryStats::from_measurements(&all).write(stats)?;
+    let mut memory_report = MemoryReport::from_measurements(&all);
+    for container in &mut memory_report.containers {
+        if let Some(log) = logs.get(&container.container) {
+            container.add_invocations(log);
+        }
+    }
+    memory_report.write(report)?;
+    let samples: usize = all.iter().map(|m| m.samples.len()).sum();
+    tracing::info!(
+        containers = all.len(),
+        samples,
+        "memory statistics in {}, report in {}",
+        stats.display(),
+        report.display()
+    );
+    std::fs::remove_dir_all(&dir.path).map_err(|source| MemoryError::RemoveDir {
+        path: dir.path.clone(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn measurer_arguments() {
+        let args = MeasurerArgs {
+            dir: "/x/out.json.memory".into(),
+            interval_ms: 10,
+            cgroup_root: "/sys/fs/cgroup".into(),
+            containers: vec!["abc".into(), "def".into()],
+        };
+        let words: Vec<String> = args
+            .to_args()
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            words.join(" "),
+            "measure --dir /x/out.json.memory --interval-ms 10 --cgroup-root /sys/fs/cgroup abc def"
+        );
+        assert_eq!(args.config().interval, Duration::from_millis(10));
+    }
 }
