@@ -20,7 +20,7 @@
 //! cgroup there, read-only unless the container is privileged; a read-only mount leaves the
 //! worker's figure.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -32,8 +32,12 @@ use sebs_wire::MemorySource;
 pub enum PeakError {
     #[error(transparent)]
     Find(#[from] CgroupError),
-    #[error(transparent)]
-    File(#[from] FileError),
+    #[error("use the peak of memory cgroup {cgroup}")]
+    Open {
+        cgroup: PathBuf,
+        #[source]
+        source: FileError,
+    },
 }
 
 /// The peak file of the agent's own memory cgroup, open for resetting and reading
@@ -48,9 +52,11 @@ impl CgroupPeak {
     /// `cgroup_root`, and checks that it can be reset.
     pub fn open_own(cgroup_root: &Path) -> Result<CgroupPeak, PeakError> {
         let cgroup = sebs_memory::find_own_cgroup(cgroup_root)?;
-        Ok(CgroupPeak {
-            tracker: cgroup.resettable_peak()?,
-        })
+        let tracker = cgroup.resettable_peak().map_err(|source| PeakError::Open {
+            cgroup: cgroup.dir.clone(),
+            source,
+        })?;
+        Ok(CgroupPeak { tracker })
     }
 
     pub fn path(&self) -> &Path {
@@ -58,13 +64,13 @@ impl CgroupPeak {
     }
 
     /// Sets the peak to the current usage (on v2, for reads through this file only).
-    pub fn reset(&self) -> Result<(), PeakError> {
-        Ok(self.tracker.reset_strictly()?)
+    pub fn reset(&self) -> Result<(), FileError> {
+        self.tracker.reset_strictly()
     }
 
     /// The peak in bytes since the last reset.
-    pub fn read(&self) -> Result<u64, PeakError> {
-        Ok(self.tracker.read()?)
+    pub fn read(&self) -> Result<u64, FileError> {
+        self.tracker.read()
     }
 }
 

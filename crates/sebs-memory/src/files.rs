@@ -232,6 +232,7 @@ fn is_refusal(errno: i32) -> bool {
 mod tests {
     use super::*;
     use crate::cgroup::Version;
+    use crate::testing::fake_cgroup as fake;
     use std::fs;
 
     fn check_limit(text: &str, expect: Option<Option<u64>>) {
@@ -259,16 +260,14 @@ mod tests {
         assert_eq!(stat, expect);
     }
 
-    fn fake(version: Version, files: &[(&str, &str)]) -> (tempfile::TempDir, MemoryCgroup) {
-        let t = tempfile::tempdir().unwrap();
-        for (name, text) in files {
-            fs::write(t.path().join(name), text).unwrap();
-        }
-        let cg = MemoryCgroup {
-            dir: t.path().to_path_buf(),
-            version,
-        };
-        (t, cg)
+    /// Resets the peak through a tracker and checks what was written (regular files keep the
+    /// tail of the old text; the kernel's file does not).
+    fn check_reset(cg: &MemoryCgroup) {
+        let mut tracker = cg.peak_tracker().unwrap().unwrap();
+        assert!(tracker.reset().unwrap());
+        assert!(fs::read_to_string(cg.peak_path())
+            .unwrap()
+            .starts_with("0\n"));
     }
 
     #[test]
@@ -286,13 +285,8 @@ mod tests {
         assert_eq!(cg.peak().unwrap(), Some(5000));
         assert_eq!(cg.limit().unwrap(), None);
         assert_eq!(cg.stat().unwrap().get("anon"), Some(&10));
-        let mut tracker = cg.peak_tracker().unwrap().unwrap();
-        assert_eq!(tracker.read().unwrap(), 5000);
-        assert!(tracker.reset().unwrap());
-        // Regular files keep the tail of the old text; the kernel's file does not.
-        assert!(fs::read_to_string(cg.peak_path())
-            .unwrap()
-            .starts_with("0\n"));
+        assert_eq!(cg.peak_tracker().unwrap().unwrap().read().unwrap(), 5000);
+        check_reset(&cg);
     }
 
     #[test]
@@ -308,12 +302,7 @@ mod tests {
         assert_eq!(cg.current().unwrap(), 2000);
         assert_eq!(cg.peak().unwrap(), Some(7000));
         assert_eq!(cg.limit().unwrap(), Some(268_435_456));
-        let mut tracker = cg.peak_tracker().unwrap().unwrap();
-        assert!(tracker.reset().unwrap());
-        // Regular files keep the tail of the old text; the kernel's file does not.
-        assert!(fs::read_to_string(cg.peak_path())
-            .unwrap()
-            .starts_with("0\n"));
+        check_reset(&cg);
     }
 
     #[test]

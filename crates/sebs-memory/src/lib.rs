@@ -28,6 +28,8 @@ pub mod output;
 pub mod precision;
 pub mod sampler;
 pub mod segments;
+#[cfg(test)]
+mod testing;
 
 pub use cgroup::{
     cgroup_from_proc_text, detect_layout, find_container_cgroup, find_own_cgroup, find_pid_cgroup,

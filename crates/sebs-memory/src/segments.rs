@@ -148,16 +148,11 @@ mod tests {
     use super::*;
     use crate::cgroup::Version;
     use crate::journal::{parse_journal, read_journal, MeasureDir};
+    use crate::testing::fake_cgroup;
 
     #[test]
     fn segments_of_a_real_sampler_neither_lose_nor_repeat_deadlines() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("memory.usage_in_bytes");
-        std::fs::write(&file, "4096\n").unwrap();
-        let cgroup = MemoryCgroup {
-            dir: dir.path().to_path_buf(),
-            version: Version::V1,
-        };
+        let (dir, cgroup) = fake_cgroup(Version::V1, &[("memory.usage_in_bytes", "4096\n")]);
         let measure_dir = MeasureDir::new(dir.path().join("m"));
         measure_dir.create().unwrap();
         let sampler = Sampler::start().unwrap();

@@ -592,28 +592,3 @@ pub async fn finish(
         source,
     })
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn measurer_arguments() {
-        let args = MeasurerArgs {
-            dir: "/x/out.json.memory".into(),
-            interval_ms: 10,
-            cgroup_root: "/sys/fs/cgroup".into(),
-            containers: vec!["abc".into(), "def".into()],
-        };
-        let words: Vec<String> = args
-            .to_args()
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
-        assert_eq!(
-            words.join(" "),
-            "measure --dir /x/out.json.memory --interval-ms 10 --cgroup-root /sys/fs/cgroup abc def"
-        );
-        assert_eq!(args.config().interval, Duration::from_millis(10));
-    }
-}
