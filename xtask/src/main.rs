@@ -21,8 +21,10 @@ use anyhow::Result;
 const USAGE: &str = "usage: cargo xtask <test|bench|agent> [args...]
 
   test [cargo test args]   prepare Docker, the agent and images, then run every test
-  bench [--quick]          prepare, then run the benchmark and print its figures
-                           (written to target/bench/summary.json)
+  bench [--quick] [--only GROUP,...]
+                           prepare, then run the benchmark and print its figures
+                           (written to target/bench/summary.json); groups: cold, start,
+                           warm, deployments, batches, perf-cost, storage
   agent                    build the static in-container agent and the static store
                            (embedded S3/DynamoDB), and print their paths
   engine2 <command...>     run a command with the tests' second Docker engine up
