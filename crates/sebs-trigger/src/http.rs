@@ -7,13 +7,16 @@
 //! function and not TCP set-up; [`TriggerConfig::keep_alive`] turns that off to reproduce
 //! SeBS's one-connection-per-call behaviour.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::{self, SendRequest};
-use hyper::{header, Request};
+use hyper::header::HeaderValue;
+use hyper::{header, Method, Request, Uri};
 use hyper_util::rt::TokioIo;
 use sebs_wire::{EpochMicros, ErrorAnswer, InvocationAnswer};
 
@@ -136,10 +139,56 @@ pub struct UrlError {
 pub struct Trigger {
     pub(crate) host: String,
     pub(crate) port: u16,
-    path: String,
     url: String,
     config: TriggerConfig,
-    idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
+    /// Made once: a call's timed section builds its request from clones of these.
+    uri: Uri,
+    host_header: HeaderValue,
+    idle: Mutex<Vec<Connection>>,
+}
+
+/// hyper's state machine of one HTTP/1.1 connection.
+type Driver = Pin<Box<http1::Connection<TokioIo<tokio::net::TcpStream>, Full<Bytes>>>>;
+
+/// One connection: the handle requests are sent through, and the connection's state machine,
+/// which the calling task drives itself while it waits for its answer. A call so crosses no
+/// task (and, on a multi-threaded runtime, no thread): a connection task of its own would
+/// cost a hand-off each way, several times the C client's whole round trip.
+struct Connection {
+    sender: SendRequest<Full<Bytes>>,
+    /// `None` once the connection ended; then it is not reused.
+    driver: Option<Driver>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("open", &self.driver.is_some())
+            .finish()
+    }
+}
+
+/// Polls `driver` (while it lasts) alongside `work`, in this task, until `work` is done.
+async fn drive<F: Future>(driver: &mut Option<Driver>, work: F) -> F::Output {
+    let mut work = std::pin::pin!(work);
+    std::future::poll_fn(|cx| {
+        if let Some(d) = driver.as_mut() {
+            if d.as_mut().poll(cx).is_ready() {
+                // The connection ended (the peer closed it, or it failed): drop it, so that a
+                // request still waiting on it fails instead of waiting forever.
+                *driver = None;
+            }
+        }
+        work.as_mut().poll(cx)
+    })
+    .await
+}
+
+/// Why one attempt on one connection gave no answer.
+enum Attempt {
+    /// The request never left: a kept-alive connection the agent had closed meanwhile.
+    Unsent(hyper::Error),
+    Failed(hyper::Error),
 }
 
 impl Trigger {
@@ -164,12 +213,18 @@ impl Trigger {
         if host.is_empty() {
             return Err(err("no host"));
         }
+        let uri: Uri = path
+            .parse()
+            .map_err(|_| err("the path is not a valid URI path"))?;
+        let host_header = HeaderValue::from_str(&format!("{host}:{port}"))
+            .map_err(|_| err("the host is not a valid header value"))?;
         Ok(Trigger {
             host: host.to_string(),
             port,
-            path: path.to_string(),
             url: format!("http://{authority}{path}"),
             config,
+            uri,
+            host_header,
             idle: Mutex::new(Vec::new()),
         })
     }
@@ -185,30 +240,31 @@ impl Trigger {
     }
 
     /// Like [`Trigger::invoke`] with a body that is already serialised.
+    ///
+    /// The client time runs from just before a connection is taken to the answer's last
+    /// byte; SeBS's record is built after the clock stops.
     pub async fn invoke_raw(&self, body: Bytes) -> Result<ExecutionResult, InvokeError> {
         let begin = EpochMicros::now();
         let start = Instant::now();
-        let times = |startup: Duration, first_byte: Option<Duration>| {
-            let elapsed = start.elapsed();
-            RequestTimes {
-                begin,
-                end: EpochMicros(begin.0 + elapsed.as_micros() as i64),
-                client_us: elapsed.as_micros() as i64,
-                http_startup: startup.as_secs_f64(),
-                http_first_byte_return: first_byte.map_or(0.0, |d| d.as_secs_f64()),
+        let outcome = tokio::time::timeout(self.config.timeout, self.exchange(body, start)).await;
+        let elapsed = start.elapsed();
+        let times = |startup: Duration, first_byte: Option<Duration>| RequestTimes {
+            begin,
+            end: EpochMicros(begin.0 + elapsed.as_micros() as i64),
+            client_us: elapsed.as_micros() as i64,
+            http_startup: startup.as_secs_f64(),
+            http_first_byte_return: first_byte.map_or(0.0, |d| d.as_secs_f64()),
+        };
+        let exchange = match outcome {
+            Ok(result) => result?,
+            Err(_) => {
+                return Err(InvokeError::Timeout {
+                    url: self.url.clone(),
+                    timeout: self.config.timeout,
+                    times: times(Duration::ZERO, None),
+                })
             }
         };
-        let exchange =
-            match tokio::time::timeout(self.config.timeout, self.exchange(body, start)).await {
-                Ok(result) => result?,
-                Err(_) => {
-                    return Err(InvokeError::Timeout {
-                        url: self.url.clone(),
-                        timeout: self.config.timeout,
-                        times: times(Duration::ZERO, None),
-                    })
-                }
-            };
         let times = times(exchange.startup, Some(exchange.first_byte));
         if let (Some(expected), Some(found)) = (&self.config.expect_instance, &exchange.instance) {
             if expected != found {
@@ -223,71 +279,97 @@ impl Trigger {
         read_answer(&self.url, exchange.status, &exchange.body, times)
     }
 
-    /// Sends one request and reads the whole answer.
+    /// Sends one request and reads the whole answer, retrying once on a fresh connection
+    /// when a kept-alive one turns out closed before the request left.
     async fn exchange(&self, body: Bytes, start: Instant) -> Result<Exchange, InvokeError> {
         loop {
-            let (mut sender, reused) = self.connection().await?;
-            let startup = start.elapsed();
-            match sender.try_send_request(self.request(body.clone())).await {
-                Ok(response) => {
-                    let first_byte = start.elapsed();
-                    let status = response.status().as_u16();
-                    let instance = response
-                        .headers()
-                        .get(sebs_wire::INSTANCE_HEADER)
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_string);
-                    let reusable = self.config.keep_alive
-                        && !response
-                            .headers()
-                            .get(header::CONNECTION)
-                            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
-                    let body = response
-                        .into_body()
-                        .collect()
-                        .await
-                        .map_err(|source| InvokeError::Http {
-                            url: self.url.clone(),
-                            source,
-                        })?
-                        .to_bytes();
-                    if reusable {
+            let (mut connection, reused) = self.connection().await?;
+            let attempt = drive(
+                &mut connection.driver,
+                self.round_trip(&mut connection.sender, body.clone(), start),
+            )
+            .await;
+            match attempt {
+                Ok((exchange, reusable)) => {
+                    if reusable && connection.driver.is_some() {
                         self.idle
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
-                            .push(sender);
+                            .push(connection);
                     }
-                    return Ok(Exchange {
-                        status,
-                        body,
-                        startup,
-                        first_byte,
-                        instance,
-                    });
+                    return Ok(exchange);
                 }
-                // A kept-alive connection that the agent had closed: the request never left,
-                // so nothing ran; send it on a fresh connection.
-                Err(mut e) => {
-                    if reused && e.take_message().is_some() {
-                        continue;
-                    }
+                // Nothing ran: send it again on another connection.
+                Err(Attempt::Unsent(_)) if reused => continue,
+                Err(Attempt::Unsent(source) | Attempt::Failed(source)) => {
                     return Err(InvokeError::Http {
                         url: self.url.clone(),
-                        source: e.into_error(),
-                    });
+                        source,
+                    })
                 }
             }
         }
     }
 
+    /// One request on one connection; the answer and whether the connection may be reused.
+    async fn round_trip(
+        &self,
+        sender: &mut SendRequest<Full<Bytes>>,
+        body: Bytes,
+        start: Instant,
+    ) -> Result<(Exchange, bool), Attempt> {
+        sender.ready().await.map_err(Attempt::Unsent)?;
+        let startup = start.elapsed();
+        let response = match sender.try_send_request(self.request(body)).await {
+            Ok(response) => response,
+            Err(mut e) => {
+                let unsent = e.take_message().is_some();
+                let e = e.into_error();
+                return Err(if unsent {
+                    Attempt::Unsent(e)
+                } else {
+                    Attempt::Failed(e)
+                });
+            }
+        };
+        let first_byte = start.elapsed();
+        let status = response.status().as_u16();
+        let instance = response
+            .headers()
+            .get(sebs_wire::INSTANCE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let reusable = self.config.keep_alive
+            && !response
+                .headers()
+                .get(header::CONNECTION)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(Attempt::Failed)?
+            .to_bytes();
+        Ok((
+            Exchange {
+                status,
+                body,
+                startup,
+                first_byte,
+                instance,
+            },
+            reusable,
+        ))
+    }
+
     /// An idle kept-alive connection when there is one, else a new one; says which.
-    async fn connection(&self) -> Result<(SendRequest<Full<Bytes>>, bool), InvokeError> {
+    async fn connection(&self) -> Result<(Connection, bool), InvokeError> {
         if self.config.keep_alive {
             loop {
                 let candidate = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-                let Some(mut sender) = candidate else { break };
-                if !sender.is_closed() && sender.ready().await.is_ok() {
-                    return Ok((sender, true));
+                let Some(connection) = candidate else { break };
+                if !connection.sender.is_closed() {
+                    return Ok((connection, true));
                 }
             }
         }
@@ -299,32 +381,35 @@ impl Trigger {
             })?;
         // Requests are small: send them now rather than waiting for more bytes (Nagle).
         let _ = stream.set_nodelay(true);
-        let (sender, connection) =
-            http1::handshake(TokioIo::new(stream))
-                .await
-                .map_err(|source| InvokeError::Http {
-                    url: self.url.clone(),
-                    source,
-                })?;
-        tokio::spawn(async move {
-            // Ends when the agent or we close the connection; errors then are not news.
-            let _ = connection.await;
-        });
-        Ok((sender, false))
+        let (sender, driver) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|source| InvokeError::Http {
+                url: self.url.clone(),
+                source,
+            })?;
+        Ok((
+            Connection {
+                sender,
+                driver: Some(Box::pin(driver)),
+            },
+            false,
+        ))
     }
 
     fn request(&self, body: Bytes) -> Request<Full<Bytes>> {
-        let mut builder = Request::post(self.path.as_str())
-            .header(header::HOST, format!("{}:{}", self.host, self.port))
-            .header(header::CONTENT_TYPE, "application/json");
+        let mut request = Request::new(Full::new(body));
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = self.uri.clone();
+        let headers = request.headers_mut();
+        headers.insert(header::HOST, self.host_header.clone());
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         if !self.config.keep_alive {
-            builder = builder.header(header::CONNECTION, "close");
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
-        // Path and headers were validated in `new`, so building cannot fail; fall back to
-        // a bare request rather than panic.
-        builder
-            .body(Full::new(body.clone()))
-            .unwrap_or_else(|_| Request::new(Full::new(body)))
+        request
     }
 }
 
@@ -447,7 +532,7 @@ mod tests {
         match (Trigger::new(url, TriggerConfig::default()), expect) {
             (Ok(t), Ok((host, port, path))) => {
                 assert_eq!(
-                    (t.host.as_str(), t.port, t.path.as_str()),
+                    (t.host.as_str(), t.port, t.uri.path()),
                     (host, port, path),
                     "{url}"
                 )
