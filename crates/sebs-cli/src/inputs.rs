@@ -103,7 +103,24 @@ pub async fn prepare(
     args: &InputArgs,
 ) -> Result<PreparedInput, Failure> {
     let needs = add_storage_modules(bench).await?;
-    let bench: &BenchmarkDir = bench;
+    prepare_with(bench, &needs, size, args).await
+}
+
+/// Whether `bench` (its `modules` completed by [`add_storage_modules`]) uses no storage: its
+/// input is then made without any store, and its functions need no storage variables.
+pub fn storage_free(bench: &BenchmarkDir) -> bool {
+    !bench.config.modules.contains(&Module::Storage)
+        && !bench.config.modules.contains(&Module::Nosql)
+}
+
+/// [`prepare`] once [`add_storage_modules`] has completed `bench`'s modules and said what
+/// its `input.py` needs.
+pub async fn prepare_with(
+    bench: &BenchmarkDir,
+    needs: &Needs,
+    size: Size,
+    args: &InputArgs,
+) -> Result<PreparedInput, Failure> {
     let want_object = bench.config.modules.contains(&Module::Storage);
     let want_nosql = bench.config.modules.contains(&Module::Nosql);
     let root = data_root(args.data_dir.as_deref(), bench);
@@ -161,7 +178,7 @@ pub async fn prepare(
         }
         None => embedded_storage(want_object, want_nosql).await?,
     };
-    let resources = sebs_storage::prepare_resources(&storage, &bench.name, &needs)
+    let resources = sebs_storage::prepare_resources(&storage, &bench.name, needs)
         .await
         .map_err(|e| {
             storage_failure(

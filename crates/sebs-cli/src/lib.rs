@@ -68,6 +68,7 @@ enum Command {
 
 /// Runs the command line of this process and returns its exit code.
 pub fn main() -> ExitCode {
+    setup::process_start();
     let cli = Cli::parse();
     setup::logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

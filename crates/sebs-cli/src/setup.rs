@@ -278,6 +278,25 @@ impl BenchmarkArgs {
         .await
     }
 
+    /// [`package_for`] the image these options' language runs in, already resolved.
+    pub async fn package_for(
+        &self,
+        platform: &Platform,
+        bench: &BenchmarkDir,
+        image: &str,
+    ) -> Result<sebs_package::Package, Failure> {
+        package_for(
+            platform,
+            bench,
+            image,
+            self.language,
+            &self.language_version,
+            self.cache.as_deref(),
+            self.update_code,
+        )
+        .await
+    }
+
     /// The benchmark's code package from the cache, built (its dependencies installed
     /// through `env`) when missing or when `--update-code` asks.
     pub async fn package(
@@ -340,9 +359,24 @@ pub async fn prepare(
     force: bool,
 ) -> Result<(String, sebs_package::Package), Failure> {
     let image = crate::images::resolve(platform.docker(), language, version).await?;
+    let package = package_for(platform, bench, &image, language, version, cache, force).await?;
+    Ok((image, package))
+}
+
+/// The benchmark's package for `image` (already resolved), its dependencies installed in a
+/// build container of that image.
+pub async fn package_for(
+    platform: &Platform,
+    bench: &BenchmarkDir,
+    image: &str,
+    language: Language,
+    version: &str,
+    cache: Option<&Path>,
+    force: bool,
+) -> Result<sebs_package::Package, Failure> {
     let env = DockerBuildEnv::new(
         platform.docker().clone(),
-        &image,
+        image,
         tokio::runtime::Handle::current(),
     );
     let package = build_package(bench, cache, language, version, force, env).await?;
@@ -353,7 +387,19 @@ pub async fn prepare(
         reused = package.reused,
         "code package ready"
     );
-    Ok((image, package))
+    Ok(package)
+}
+
+/// Time since this process started (since `main` ran), for the debug log of each phase of
+/// a command, so that a slow phase shows where it is (`RUST_LOG=debug`).
+pub fn since_start() -> std::time::Duration {
+    process_start().elapsed()
+}
+
+/// The moment [`main`](crate::main) began; set once, on first use.
+pub fn process_start() -> std::time::Instant {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    *START.get_or_init(std::time::Instant::now)
 }
 
 #[cfg(test)]

@@ -147,7 +147,18 @@ async fn check_replaceable(platform: &Platform, output: &Path) -> Result<(), Fai
     Ok(())
 }
 
+/// Logs how long after process start `phase` ended (`RUST_LOG=debug`): where a start's time
+/// goes, phase by phase.
+fn phase(phase: &str) {
+    tracing::debug!(
+        phase,
+        ms = setup::since_start().as_secs_f64() * 1e3,
+        "start: phase done"
+    );
+}
+
 pub async fn run(args: Args) -> Result<Exit, Failure> {
+    phase("parse");
     let mut bench = args.bench.find()?;
     let mut fconfig = FunctionConfig::from_benchmark(
         &bench.config,
@@ -159,7 +170,6 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
     fconfig.cpus = args.cpus;
     args.sandbox.apply(&mut fconfig.sandbox)?;
     setup::check_config(&fconfig)?;
-    // Before inputs are uploaded or stores started: a file still in use is refused first.
     let docker = setup::docker().await?;
     let platform = setup::platform(docker, |config| {
         config.privileged = args.privileged;
@@ -170,28 +180,71 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
         config.labels = args.labels.iter().cloned().collect::<BTreeMap<_, _>>();
     })
     .await?;
-    check_replaceable(&platform, &args.output).await?;
-    let prepared = inputs::prepare(&mut bench, args.size, &args.inputs).await?;
-    // Before any function starts, so that a store that cannot start leaves nothing behind.
-    let storage_block = inputs::object_block(&args.inputs, &prepared).await?;
-    let input = prepared.input.clone();
-    fconfig.env = prepared.env.clone();
+    phase("engine connected");
+    // At once, as none needs another: whether the file is still in use, what input.py asks
+    // for (python3), and the image. A file still in use is refused first, before inputs are
+    // uploaded or stores started.
+    let (replaceable, needs, image) = tokio::join!(
+        check_replaceable(&platform, &args.output),
+        inputs::add_storage_modules(&mut bench),
+        crate::images::resolve(
+            platform.docker(),
+            args.bench.language,
+            &args.bench.language_version
+        ),
+    );
+    replaceable?;
+    let needs = needs?;
+    let image = image?;
+    phase("file checked, input.py inspected, image found");
     let name = format!(
         "{}-{}-{}",
         bench.name, args.bench.language, fconfig.memory_mb
     );
     let n = args.deployments as usize;
     let started = std::time::Instant::now();
+    let deploy = |fconfig: FunctionConfig| {
+        let (bench, platform, image, name) = (&bench, &platform, &image, &name);
+        let args = &args;
+        async move {
+            let package = args.bench.package_for(platform, bench, image).await?;
+            phase("package ready");
+            let functions = platform
+                .create_functions(n, name, &bench.name, &package, image, &fconfig)
+                .await
+                .map_err(setup::platform_failure(format!(
+                    "failed to start {n} containers of {name}"
+                )))?;
+            phase("containers answer");
+            Ok::<_, Failure>(functions)
+        }
+    };
+    let input_side = async {
+        let prepared = inputs::prepare_with(&bench, &needs, args.size, &args.inputs).await?;
+        phase("input generated");
+        // Before any function starts when the benchmark has storage (below), so that a store
+        // that cannot start leaves nothing behind; a store-free benchmark's block is only
+        // SeBS's formality and never fails the start.
+        let block = inputs::object_block(&args.inputs, &prepared).await?;
+        phase("storage block");
+        Ok::<_, Failure>((prepared, block))
+    };
     // Packaging, starting and the measurer's launch all run under Ctrl-C watch, so that no
     // container outlives an interrupted start.
     let work = async {
-        let (image, package) = args.bench.prepare(&platform, &bench).await?;
-        let functions = platform
-            .create_functions(n, &name, &bench.name, &package, &image, &fconfig)
-            .await
-            .map_err(setup::platform_failure(format!(
-                "failed to start {n} containers of {name}"
-            )))?;
+        let ((prepared, block), functions) = if inputs::storage_free(&bench) {
+            // Nothing the containers are given depends on the input: input.py runs while
+            // they start. Its failure drops the start (the platform removes what it made).
+            tokio::try_join!(input_side, deploy(fconfig))?
+        } else {
+            // The containers need the storage's variables, which preparing the input gives.
+            let (prepared, block) = input_side.await?;
+            fconfig.env = prepared.env.clone();
+            let functions = deploy(fconfig).await?;
+            ((prepared, block), functions)
+        };
+        // Only once the start cannot fail any more for its input: nothing stops a measurer
+        // of a start that failed.
         let memory = match args.measure_interval {
             Some(ms) => {
                 let ids: Vec<String> = functions.iter().map(|f| f.container.id.clone()).collect();
@@ -199,18 +252,19 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
             }
             None => None,
         };
-        Ok((functions, memory))
+        Ok((prepared, block, (functions, memory)))
     };
-    let (functions, memory) = match setup::until_ctrl_c(&platform, work).await {
-        Ok(done) => done,
-        Err(failure) => {
-            platform.shutdown().await;
-            return Err(failure);
-        }
-    };
+    let (prepared, storage_block, (functions, memory)) =
+        match setup::until_ctrl_c(&platform, work).await {
+            Ok(done) => done,
+            Err(failure) => {
+                platform.shutdown().await;
+                return Err(failure);
+            }
+        };
     let mut file = DeploymentFile::new(
         &functions,
-        input,
+        prepared.input.clone(),
         args.removes_containers(),
         Some(platform.config().ports.lock_dir.clone()),
     );
@@ -227,6 +281,7 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
         platform.shutdown().await;
         return Err(e).exit(Exit::BadInput, "the containers were removed again");
     }
+    phase("out.json written");
     for f in &functions {
         println!("{}", f.url());
     }

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use sebs_testkit::{trial, Trial, AGENT, ENGINE};
+use sebs_testkit::{trial, Trial, AGENT, ENGINE, PYTHON3};
 use serde_json::Value;
 
 sebs_testkit::main!(
@@ -49,6 +49,12 @@ fn trials() -> Vec<Trial> {
         ),
         trial!(cleanup_removes_every_labelled_container, ENGINE, AGENT),
         trial!(ctrl_c_during_start_leaves_no_container, ENGINE, AGENT),
+        trial!(
+            a_failing_input_py_fails_start_and_leaves_no_container,
+            ENGINE,
+            AGENT,
+            PYTHON3
+        ),
         trial!(report_writes_the_page_of_a_results_directory),
         trial!(
             the_sandbox_is_strict_by_default_and_loosened_by_flags,
@@ -473,6 +479,56 @@ fn ctrl_c_during_start_leaves_no_container() {
         "containers left after Ctrl-C"
     );
     assert!(!out.exists(), "no out.json for an interrupted start");
+}
+
+/// `start` runs input.py while its containers start; an input.py that fails (here after the
+/// containers had time to be created) still fails the start as bad input (exit 2), naming
+/// its error, with no container left and no out.json.
+fn a_failing_input_py_fails_start_and_leaves_no_container() {
+    let cli = Cli::new();
+    let bench = cli.path("benchmarks/900.tests/930.bad-input");
+    std::fs::create_dir_all(bench.join("python")).unwrap();
+    std::fs::write(
+        bench.join("config.json"),
+        r#"{"timeout": 10, "memory": 128, "languages": ["python"], "modules": []}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        bench.join("python/function.py"),
+        "def handler(event):\n    return {}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        bench.join("input.py"),
+        "import time\n\n\
+         def generate_input(data_dir, size, benchmarks_bucket, input_paths, output_paths, upload_func, nosql_func):\n\
+         \x20   time.sleep(3)\n\
+         \x20   raise ValueError('no input today')\n",
+    )
+    .unwrap();
+    let out = cli.path("out.json");
+    let root = cli.path("benchmarks");
+    let run = cli.run(&[
+        "start",
+        "930.bad-input",
+        "test",
+        out.to_str().unwrap(),
+        "--benchmarks-dir",
+        root.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("no input today"), "{stderr}");
+    assert!(
+        stderr.contains("failed to make the input of 930.bad-input"),
+        "{stderr}"
+    );
+    assert_eq!(
+        cli.containers(),
+        Vec::<String>::new(),
+        "containers left after a failed input.py"
+    );
+    assert!(!out.exists(), "no out.json for a failed start");
 }
 
 /// `report DIR`: the page of a results directory (found in DIR/perf-cost), its path on
