@@ -56,6 +56,7 @@ pub use service::{
 };
 
 pub use image::{
-    ensure_image, BaseImageBuilder, ImageChoice, ImageError, ImageSource, ResolvedImage,
+    build_fallback, ensure_image, BaseImageBuilder, ImageChoice, ImageError, ImageSource,
+    ResolvedImage,
 };
 pub use text::{last_lines, name_part};
