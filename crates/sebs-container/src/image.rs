@@ -6,7 +6,8 @@
 //!
 //! - [`choice`]: which image a language version runs in ([`ImageChoice`], tags and references);
 //! - [`build`]: the base image's build ([`BaseImageBuilder`]: debootstrap, apt-get inside, one
-//!   build at a time);
+//!   build at a time); it never installs anything on the host: a missing debootstrap is
+//!   [`ImageError::DebootstrapMissing`], and whether to install it is the front end's call;
 //! - [`apt`]: what apt and dpkg say (the host's mirror, the versions a root filesystem serves);
 //! - [`import`]: the root filesystem into the engine, tagged.
 
@@ -150,7 +151,8 @@ pub async fn ensure_image(
 }
 
 /// The last step of [`ensure_image`]: builds `choice`'s fallback with `builder` unless it
-/// appears while waiting for another build.
+/// appears while waiting for another build. A front end that installed debootstrap after
+/// [`ImageError::DebootstrapMissing`] calls this again, without a second pull.
 pub async fn build_fallback(
     docker: &Docker,
     choice: &ImageChoice,

@@ -8,7 +8,9 @@
 //! - [`image::ImageChoice`] names the official image of a language version and our offline
 //!   fallback; [`image::ensure_image`] resolves it to a present [`image::ResolvedImage`],
 //!   building the fallback with an [`image::BaseImageBuilder`] (debootstrap + import) when
-//!   nothing else works.
+//!   nothing else works. It installs nothing on the host: without debootstrap it fails with
+//!   [`image::ImageError::DebootstrapMissing`], and a front end may install it and call
+//!   [`image::build_fallback`].
 //! - [`function::ContainerSpec`] describes one function container (code and agent mounts,
 //!   limits, published port, labels); [`function::create_and_start`] runs it and returns a
 //!   [`function::StartedContainer`] with the agent's address, and [`function::wait_alive`]

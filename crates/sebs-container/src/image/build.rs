@@ -1,5 +1,9 @@
 //! The base-image build: debootstrap into a temporary root filesystem, more packages with
 //! apt-get inside it, then its import, one build at a time on this machine.
+//!
+//! Nothing here installs host packages: without debootstrap the build fails with
+//! [`ImageError::DebootstrapMissing`] and a hint, and the front end (`sebs-local`, as root on
+//! Debian) decides whether to install it, says so, and builds again.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -128,7 +132,7 @@ impl BaseImageBuilder {
                 image: image.to_string(),
             });
         }
-        let debootstrap = ensure_debootstrap(image).await?;
+        let debootstrap = find_debootstrap(image)?;
         let mirror = match &self.mirror {
             Some(m) => m.clone(),
             None => host_mirror(&self.apt_dir, &self.suite),
@@ -218,44 +222,24 @@ async fn install_later(rootfs: &Path, packages: &[String]) -> Result<(), ImageEr
     run(chroot(&["apt-get", "clean"])).await
 }
 
-/// Finds debootstrap, installing it with apt-get when we are root on Debian.
-async fn ensure_debootstrap(image: &str) -> Result<PathBuf, ImageError> {
-    if let Some(path) = find_program("debootstrap") {
-        return Ok(path);
-    }
-    let on_debian = Path::new("/etc/debian_version").exists();
-    if !on_debian {
-        return Err(ImageError::DebootstrapMissing {
-            image: image.to_string(),
-            hint: "install it with your distribution's package manager, or pull the official \
-                   image with `docker pull`"
-                .to_string(),
-        });
-    }
-    if !nix::unistd::geteuid().is_root() {
-        return Err(ImageError::DebootstrapMissing {
-            image: image.to_string(),
-            hint: "install it with `sudo apt-get install -y debootstrap`".to_string(),
-        });
-    }
-    tracing::info!("installing debootstrap with apt-get");
-    let install = || {
-        let mut c = tokio::process::Command::new("apt-get");
-        c.args(["install", "-y", "debootstrap"])
-            .env("DEBIAN_FRONTEND", "noninteractive");
-        c
-    };
-    if run(install()).await.is_err() {
-        // A fresh machine may have no package lists yet.
-        let mut update = tokio::process::Command::new("apt-get");
-        update.arg("update");
-        run(update).await?;
-        run(install()).await?;
-    }
+/// Finds debootstrap; a missing one is an error whose hint says how to install it (never
+/// installed from here: see the module's documentation).
+fn find_debootstrap(image: &str) -> Result<PathBuf, ImageError> {
     find_program("debootstrap").ok_or_else(|| ImageError::DebootstrapMissing {
         image: image.to_string(),
-        hint: "apt-get installed it but it is not on PATH or in /usr/sbin".to_string(),
+        hint: debootstrap_hint(Path::new("/etc/debian_version").exists()),
     })
+}
+
+/// How to get debootstrap on this host: apt-get on Debian and its derivatives, else the
+/// distribution's own package manager; or no build at all, with the official image.
+fn debootstrap_hint(on_debian: bool) -> String {
+    let install = if on_debian {
+        "install it with `apt-get install -y debootstrap`"
+    } else {
+        "install it with your distribution's package manager"
+    };
+    format!("{install}, or pull the official image with `docker pull`")
 }
 
 fn find_program(name: &str) -> Option<PathBuf> {
