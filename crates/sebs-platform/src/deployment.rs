@@ -454,7 +454,7 @@ impl Platform {
                     port,
                     source,
                 })?;
-            crate::function::release_persisted(allocator, id, port).await?;
+            crate::ports::release_persisted(allocator, id, port).await?;
         }
         Ok(outcome)
     }

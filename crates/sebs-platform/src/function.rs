@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 
 use sebs_container::{ContainerError, ContainerSpec, Docker, StartedContainer};
 use sebs_package::{BenchmarkConfig, Package};
-use sebs_ports::{Allocator, AllocatorConfig, PortError, PortLease};
+use sebs_ports::{AllocatorConfig, PortError};
 use sebs_trigger::{ExecutionResult, InvokeError, Trigger, TriggerConfig};
 use sebs_wire::{AgentSettings, Language};
 
 use crate::addressing::{environment_needs_publish, reachable, Addressing, HostFacts};
+use crate::ports::PortLeases;
 use crate::sandbox::{Sandbox, SandboxRecord, TmpOn};
 
 /// Label naming the function a container serves.
@@ -345,8 +346,8 @@ pub struct Platform {
     live: Arc<Mutex<BTreeMap<String, Option<u16>>>>,
     /// Whether to publish, once [`Addressing::Auto`] has decided.
     publish: Arc<OnceLock<bool>>,
-    /// Made on the first published function; leases of vanished containers are reclaimed then.
-    allocator: Arc<tokio::sync::OnceCell<Allocator>>,
+    /// Host ports leased for published containers.
+    ports: PortLeases,
     /// Create requests whose future was dropped before the engine answered (Ctrl-C during
     /// a start): the engine may still make those containers, after `shutdown` has looked.
     abandoned_creates: Arc<AtomicUsize>,
@@ -384,12 +385,12 @@ impl Platform {
             let _ = publish.set(decided);
         }
         Platform {
+            ports: PortLeases::new(docker.clone(), config.ports.clone()),
             docker,
             config,
             run_id: uuid::Uuid::new_v4().simple().to_string(),
             live: Arc::default(),
             publish: Arc::new(publish),
-            allocator: Arc::default(),
             abandoned_creates: Arc::default(),
         }
     }
@@ -529,7 +530,7 @@ impl Platform {
         // frees its port.
         if result.is_ok() {
             self.forget(id);
-            self.release_port(id, function.published_port).await?;
+            self.ports.release(id, function.published_port).await?;
         }
         result
     }
@@ -541,7 +542,7 @@ impl Platform {
             std::mem::take(&mut *self.live.lock().unwrap_or_else(|p| p.into_inner()));
         for (id, port) in live {
             self.remove_quietly(&id).await;
-            if let Err(e) = self.release_port(&id, port).await {
+            if let Err(e) = self.ports.release(&id, port).await {
                 tracing::warn!("failed to {}", sebs_wire::ErrorChain(&e));
             }
         }
@@ -683,7 +684,7 @@ impl Platform {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let lease = self.lease_port(l.name, &refused).await?;
+            let lease = self.ports.lease(l.name, self.held_ports(&refused)).await?;
             let port = lease.port();
             let spec = spec.clone().publish_local(port);
             match self.create_container(&spec).await {
@@ -790,77 +791,8 @@ impl Platform {
         spec
     }
 
-    /// The allocator, made (and stale leases reclaimed) on first use.
-    pub(crate) async fn allocator(&self) -> Result<&Allocator, PortError> {
-        self.allocator
-            .get_or_try_init(|| async {
-                let allocator = Allocator::new(self.config.ports.clone())?;
-                self.reclaim_stale(&allocator).await;
-                Ok(allocator)
-            })
-            .await
-    }
-
-    /// Frees ports persisted for containers that no longer run. Only leases seen *before*
-    /// listing the containers are candidates: a lease persisted after the listing belongs to
-    /// a container the listing could not have seen.
-    async fn reclaim_stale(&self, allocator: &Allocator) {
-        let before: BTreeSet<String> = match allocator.persisted() {
-            Ok(p) => p.into_iter().map(|p| p.container).collect(),
-            Err(e) => return tracing::warn!("failed to {}", sebs_wire::ErrorChain(&e)),
-        };
-        if before.is_empty() {
-            return;
-        }
-        let running: BTreeSet<String> = match sebs_container::list_labelled(
-            &self.docker,
-            &[sebs_container::function::OWNER_LABEL],
-        )
-        .await
-        {
-            Ok(list) => list
-                .into_iter()
-                .filter(|c| {
-                    !matches!(
-                        c.state.as_ref().map(|s| s.to_string()).as_deref(),
-                        Some("exited" | "dead")
-                    )
-                })
-                .filter_map(|c| c.id)
-                .collect(),
-            Err(e) => return tracing::warn!("failed to {}", sebs_wire::ErrorChain(&e)),
-        };
-        let allocator = allocator.clone();
-        let reclaimed = tokio::task::spawn_blocking(move || {
-            allocator.reclaim_stale(|id| !before.contains(id) || running.contains(id))
-        })
-        .await;
-        match reclaimed {
-            Ok(Ok(ports)) if !ports.is_empty() => {
-                tracing::info!(
-                    count = ports.len(),
-                    "freed host ports of containers that are gone"
-                )
-            }
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::warn!("failed to {}", sebs_wire::ErrorChain(&e)),
-            Err(e) => tracing::warn!(
-                "the port reclaiming task failed: {}",
-                sebs_wire::ErrorChain(&e)
-            ),
-        }
-    }
-
-    async fn lease_port(
-        &self,
-        function: &str,
-        refused: &BTreeSet<u16>,
-    ) -> Result<PortLease, PlatformError> {
-        let port_err = |source| PlatformError::Port {
-            function: function.to_string(),
-            source,
-        };
-        let allocator = self.allocator().await.map_err(port_err)?.clone();
+    /// The ports of this platform's live containers, and `refused`: none of them may be leased.
+    fn held_ports(&self, refused: &BTreeSet<u16>) -> BTreeSet<u16> {
         let mut held: BTreeSet<u16> = self
             .live
             .lock()
@@ -870,35 +802,13 @@ impl Platform {
             .copied()
             .collect();
         held.extend(refused);
-        tokio::task::spawn_blocking(move || allocator.allocate(&held))
-            .await
-            .map_err(|e| PlatformError::PortTask {
-                function: function.to_string(),
-                reason: e.to_string(),
-            })?
-            .map_err(port_err)
-    }
-
-    /// Frees the port persisted for container `id`, if it has one.
-    pub(crate) async fn release_port(
-        &self,
-        id: &str,
-        port: Option<u16>,
-    ) -> Result<(), PlatformError> {
-        let Some(port) = port else { return Ok(()) };
-        let err = |source| PlatformError::ReleasePort {
-            container: id.to_string(),
-            port,
-            source,
-        };
-        let allocator = self.allocator().await.map_err(err)?.clone();
-        release_persisted(allocator, id, port).await
+        held
     }
 
     /// Removes a container that did not make it and frees its port.
     async fn discard(&self, id: &str, port: Option<u16>) {
         self.remove_quietly(id).await;
-        if let Err(e) = self.release_port(id, port).await {
+        if let Err(e) = self.ports.release(id, port).await {
             tracing::warn!("failed to {}", sebs_wire::ErrorChain(&e));
         }
     }
@@ -1029,31 +939,5 @@ mod tests {
         assert_eq!(nano_cpus(0.5), 500_000_000);
         assert_eq!(nano_cpus(1.25), 1_250_000_000);
         assert_eq!(nano_cpus(-1.0), 0);
-    }
-}
-
-/// Frees `port`, leased for container `id`, off the async threads (it takes a file lock).
-pub(crate) async fn release_persisted(
-    allocator: Allocator,
-    id: &str,
-    port: u16,
-) -> Result<(), PlatformError> {
-    let owner = id.to_string();
-    match tokio::task::spawn_blocking(move || allocator.release_persisted(port, &owner)).await {
-        Ok(result) => result
-            .map(drop)
-            .map_err(|source| PlatformError::ReleasePort {
-                container: id.to_string(),
-                port,
-                source,
-            }),
-        Err(e) => {
-            tracing::warn!(
-                port,
-                "the port releasing task failed: {}",
-                sebs_wire::ErrorChain(&e)
-            );
-            Ok(())
-        }
     }
 }

@@ -15,7 +15,8 @@
 //!   pids limit, no capabilities), the agent the timeout and the function's user.
 //!   [`SandboxRecord`] is what `out.json` and experiment results say the sandbox was.
 //! - [`Addressing`]: a function is reached on its bridge IP, or on a port of 127.0.0.1 leased
-//!   from `sebs-ports` where the bridge is out of reach or the user asks.
+//!   from `sebs-ports` where the bridge is out of reach or the user asks; the `ports` module
+//!   holds a platform's leases (made, reclaimed when stale, freed).
 //! - [`DeploymentFile`]: `out.json` of `start`/`stop`, in SeBS's format plus a section of ours;
 //!   [`Platform::stop_instance`] stops what it lists.
 //! - [`memory`]: the measurer of a deployment's memory: [`memory::launch`] starts it as a
@@ -37,6 +38,7 @@ mod build;
 mod deployment;
 mod function;
 pub mod memory;
+mod ports;
 mod sandbox;
 mod update;
 

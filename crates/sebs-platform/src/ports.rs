@@ -1,0 +1,149 @@
+//! Host ports of published functions: one platform's leases from `sebs-ports`, its allocator
+//! made on first use, and leases of containers that are gone reclaimed then.
+//!
+//! The engine is asked which containers still run only here; the leasing itself (lock files,
+//! the choice of a port) is `sebs-ports`', which knows nothing of Docker.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use sebs_container::Docker;
+use sebs_ports::{Allocator, AllocatorConfig, PortError, PortLease};
+
+use crate::function::PlatformError;
+
+/// The port leases of one [`crate::Platform`] and its clones, which share its allocator.
+#[derive(Debug, Clone)]
+pub(crate) struct PortLeases {
+    docker: Docker,
+    config: AllocatorConfig,
+    /// Made on the first published function; leases of vanished containers are reclaimed then.
+    allocator: Arc<tokio::sync::OnceCell<Allocator>>,
+}
+
+impl PortLeases {
+    pub(crate) fn new(docker: Docker, config: AllocatorConfig) -> PortLeases {
+        PortLeases {
+            docker,
+            config,
+            allocator: Arc::default(),
+        }
+    }
+
+    /// The allocator, made (and stale leases reclaimed) on first use.
+    async fn allocator(&self) -> Result<&Allocator, PortError> {
+        self.allocator
+            .get_or_try_init(|| async {
+                let allocator = Allocator::new(self.config.clone())?;
+                reclaim_stale(&self.docker, &allocator).await;
+                Ok(allocator)
+            })
+            .await
+    }
+
+    /// Leases a port for `function` that is none of `held` (the ports of the platform's live
+    /// containers, and any the engine refused to publish).
+    pub(crate) async fn lease(
+        &self,
+        function: &str,
+        held: BTreeSet<u16>,
+    ) -> Result<PortLease, PlatformError> {
+        let port_err = |source| PlatformError::Port {
+            function: function.to_string(),
+            source,
+        };
+        let allocator = self.allocator().await.map_err(port_err)?.clone();
+        tokio::task::spawn_blocking(move || allocator.allocate(&held))
+            .await
+            .map_err(|e| PlatformError::PortTask {
+                function: function.to_string(),
+                reason: e.to_string(),
+            })?
+            .map_err(port_err)
+    }
+
+    /// Frees the port persisted for container `id`, if it has one.
+    pub(crate) async fn release(&self, id: &str, port: Option<u16>) -> Result<(), PlatformError> {
+        let Some(port) = port else { return Ok(()) };
+        let err = |source| PlatformError::ReleasePort {
+            container: id.to_string(),
+            port,
+            source,
+        };
+        let allocator = self.allocator().await.map_err(err)?.clone();
+        release_persisted(allocator, id, port).await
+    }
+}
+
+/// Frees ports persisted for containers that no longer run. Only leases seen *before*
+/// listing the containers are candidates: a lease persisted after the listing belongs to
+/// a container the listing could not have seen.
+async fn reclaim_stale(docker: &Docker, allocator: &Allocator) {
+    let before: BTreeSet<String> = match allocator.persisted() {
+        Ok(p) => p.into_iter().map(|p| p.container).collect(),
+        Err(e) => return tracing::warn!("failed to {}", sebs_wire::ErrorChain(&e)),
+    };
+    if before.is_empty() {
+        return;
+    }
+    let running: BTreeSet<String> =
+        match sebs_container::list_labelled(docker, &[sebs_container::function::OWNER_LABEL]).await
+        {
+            Ok(list) => list
+                .into_iter()
+                .filter(|c| {
+                    !matches!(
+                        c.state.as_ref().map(|s| s.to_string()).as_deref(),
+                        Some("exited" | "dead")
+                    )
+                })
+                .filter_map(|c| c.id)
+                .collect(),
+            Err(e) => return tracing::warn!("failed to {}", sebs_wire::ErrorChain(&e)),
+        };
+    let allocator = allocator.clone();
+    let reclaimed = tokio::task::spawn_blocking(move || {
+        allocator.reclaim_stale(|id| !before.contains(id) || running.contains(id))
+    })
+    .await;
+    match reclaimed {
+        Ok(Ok(ports)) if !ports.is_empty() => {
+            tracing::info!(
+                count = ports.len(),
+                "freed host ports of containers that are gone"
+            )
+        }
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!("failed to {}", sebs_wire::ErrorChain(&e)),
+        Err(e) => tracing::warn!(
+            "the port reclaiming task failed: {}",
+            sebs_wire::ErrorChain(&e)
+        ),
+    }
+}
+
+/// Frees `port`, leased for container `id`, off the async threads (it takes a file lock).
+pub(crate) async fn release_persisted(
+    allocator: Allocator,
+    id: &str,
+    port: u16,
+) -> Result<(), PlatformError> {
+    let owner = id.to_string();
+    match tokio::task::spawn_blocking(move || allocator.release_persisted(port, &owner)).await {
+        Ok(result) => result
+            .map(drop)
+            .map_err(|source| PlatformError::ReleasePort {
+                container: id.to_string(),
+                port,
+                source,
+            }),
+        Err(e) => {
+            tracing::warn!(
+                port,
+                "the port releasing task failed: {}",
+                sebs_wire::ErrorChain(&e)
+            );
+            Ok(())
+        }
+    }
+}
