@@ -1,15 +1,12 @@
 //! `sebs-local cleanup`: remove every container sebs-local started, whatever state files exist.
 //!
-//! Global by design: it finds containers by the label `sebs-local=1` that every container of
-//! ours carries, so it also removes the functions of other `start`s still running. `--label`
-//! narrows it to containers that also carry the given labels. The stores (`storage start`,
-//! the embedded ones) carry it too but are left alone: they outlive every deployment, and
-//! `storage stop` is how they go.
+//! Global by design (see [`sebs_platform::cleanup`]): it also removes the functions of other
+//! `start`s still running. `--label` narrows it to containers that also carry the given labels.
+//! The stores (`storage start`, the embedded ones) carry our label too but are left alone: they
+//! outlive every deployment, and `storage stop` is how they go.
 
-use std::collections::BTreeSet;
-
-use sebs_container::function::OWNER_LABEL;
-use sebs_ports::{Allocator, AllocatorConfig};
+use sebs_platform::Cleanup;
+use sebs_ports::AllocatorConfig;
 
 use crate::exit::{Exit, ExitContext, Failure};
 use crate::setup;
@@ -24,57 +21,37 @@ pub struct Args {
 
 pub async fn run(args: Args) -> Result<Exit, Failure> {
     let docker = setup::docker().await?;
-    let mut filter = vec![OWNER_LABEL];
-    filter.extend(args.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let found = sebs_container::list_labelled(&docker, &filter).await.exit(
-        Exit::Environment,
-        "failed to list the containers of sebs-local",
-    )?;
-    let mut removed = BTreeSet::new();
-    let mut exit = Exit::Ok;
-    let (stores, found): (Vec<_>, Vec<_>) = found.into_iter().partition(|c| {
-        c.labels
-            .as_ref()
-            .is_some_and(|l| l.contains_key(sebs_storage::embedded::STORE_LABEL))
-    });
-    if !stores.is_empty() {
+    let what = Cleanup {
+        labels: args.labels,
+        spare: vec![sebs_storage::embedded::STORE_LABEL.to_string()],
+        ports: AllocatorConfig::from_env(),
+    };
+    let report = sebs_platform::cleanup(&docker, &what)
+        .await
+        .exit(Exit::Environment, "failed to clean up")?;
+    if report.spared > 0 {
         tracing::info!(
             "left {} store(s) running (`sebs-local storage stop` removes them)",
-            stores.len()
+            report.spared
         );
     }
-    for id in found.into_iter().filter_map(|c| c.id) {
-        match sebs_container::remove(&docker, &id, true).await {
-            Ok(()) | Err(sebs_container::ContainerError::NotFound { .. }) => {
-                removed.insert(id);
-            }
-            Err(e) => {
-                tracing::error!("failed to {}", sebs_wire::ErrorChain(&e));
-                exit = Exit::Environment;
-            }
-        }
+    for e in &report.failed {
+        tracing::error!("failed to {}", sebs_wire::ErrorChain(e));
     }
-    // Free the host ports leased for the containers just removed (and only those: other
-    // leases may belong to a `start` that is running right now).
-    let freed = match Allocator::new(AllocatorConfig::from_env()) {
-        Ok(allocator) => allocator
-            .reclaim_stale(|id| !removed.contains(id))
-            .map(|p| p.len()),
-        Err(e) => Err(e),
-    };
-    let freed = match freed {
-        Ok(n) => n,
-        Err(e) => {
-            tracing::warn!(
-                "failed to free the host ports of removed containers: failed to {}",
-                sebs_wire::ErrorChain(&e)
-            );
-            0
-        }
-    };
+    if let Some(e) = &report.ports_error {
+        tracing::warn!(
+            "failed to free the host ports of removed containers: failed to {}",
+            sebs_wire::ErrorChain(e)
+        );
+    }
     eprintln!(
-        "removed {} containers, freed {freed} host ports",
-        removed.len()
+        "removed {} containers, freed {} host ports",
+        report.removed.len(),
+        report.freed_ports
     );
-    Ok(exit)
+    Ok(if report.failed.is_empty() {
+        Exit::Ok
+    } else {
+        Exit::Environment
+    })
 }

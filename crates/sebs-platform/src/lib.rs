@@ -24,6 +24,8 @@
 //!   from the engine's stats, journalled by sebs-memory so that `stop` can summarise it even
 //!   when a container or the measurer died); [`memory::finish`] ends it and writes the memory
 //!   files; [`MemorySection`] records it in `out.json`.
+//! - [`cleanup`]: removes every container of ours (narrowed by labels, some spared) and frees
+//!   the host ports leased for them, whatever state files exist ([`CleanupReport`]).
 //! - [`DockerBuildEnv`]: installs a package's dependencies in a build container of the run
 //!   image (the `sebs_package::BuildEnv` of this platform).
 //! - [`find_agent_binary`]: where the static in-container agent is.
@@ -35,6 +37,7 @@
 mod addressing;
 mod agent;
 mod build;
+mod cleanup;
 mod deployment;
 mod function;
 pub mod memory;
@@ -45,6 +48,7 @@ mod update;
 pub use addressing::{environment_needs_publish, reachable, Addressing, HostFacts};
 pub use agent::{find_agent_binary, AGENT_BIN_ENV};
 pub use build::{DockerBuildEnv, HostSettings};
+pub use cleanup::{cleanup, Cleanup, CleanupError, CleanupReport};
 pub use deployment::{
     host_architecture, listed_containers, DeploymentError, DeploymentFile, FunctionEntry, Instance,
     ListedContainer, LocalSection, MemorySection, SebsFunctionConfig, SebsMemoryMeasurements,

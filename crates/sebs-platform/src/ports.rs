@@ -147,3 +147,15 @@ pub(crate) async fn release_persisted(
         }
     }
 }
+
+/// Frees the ports leased for `removed` containers, and only those: other leases may belong
+/// to a `start` running right now. Returns how many were freed. It takes no lock that another
+/// process holds for long (a lease being made is skipped), so it may run on an async thread.
+pub(crate) fn free_leases_of(
+    config: AllocatorConfig,
+    removed: &BTreeSet<String>,
+) -> Result<usize, PortError> {
+    Allocator::new(config)?
+        .reclaim_stale(|id| !removed.contains(id))
+        .map(|freed| freed.len())
+}
