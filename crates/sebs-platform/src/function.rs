@@ -117,8 +117,9 @@ pub const MAX_MEMORY_MB: u64 = i64::MAX as u64 >> 20;
 /// The largest CPU limit the engine can be given (its field is an i64 of nano-CPUs).
 pub const MAX_CPUS: f64 = 1e9;
 /// The smallest pids limit a function may have (0, no limit, aside): the agent alone holds
-/// up to 9 tasks (its main thread, 4 runtime and 4 blocking threads), and a limit below
-/// that starts a container whose agent cannot start its threads and exits late.
+/// up to 6 tasks (its main thread, the worker spawner and up to 4 blocking threads started
+/// on demand; it serves on a current-thread runtime), with room for its workers' first
+/// threads, and a limit below that starts a container whose agent cannot start its threads and exits late.
 pub const MIN_PIDS_LIMIT: u64 = 16;
 /// The most containers one call starts: as many as a bridge network (a /16) has addresses
 /// for. Far more would not start anyway, and their futures alone would exhaust memory.
