@@ -78,14 +78,57 @@ fn pick(
             })
         };
     }
+    // A guessed binary that needs a dynamic loader (`cargo build`'s own `target/debug/NAME`
+    // beside a test or CLI executable) cannot run in a FROM-scratch container ("exec
+    // /NAME: no such file or directory" in a restart loop): skip it for the static one.
     [beside_exe, workspace]
         .into_iter()
         .flatten()
-        .find(|p| p.is_file())
+        .find(|p| p.is_file() && !needs_loader(p))
         .ok_or_else(|| BinaryError::NotFound {
             name: name.to_string(),
             env: env.to_string(),
         })
+}
+
+/// Whether `path` is a 64-bit little-endian ELF file with a `PT_INTERP` program header (it
+/// names a dynamic loader, which a FROM-scratch container lacks). Anything that cannot be
+/// read as such counts as not needing one: the engine then says what is wrong with it.
+fn needs_loader(path: &Path) -> bool {
+    const PT_INTERP: u32 = 3;
+    let Ok(bytes) = std::fs::read(path) else {
+        return false;
+    };
+    let u16_at = |at: usize| {
+        bytes
+            .get(at..at + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+    };
+    let u32_at = |at: usize| {
+        bytes
+            .get(at..at + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let u64_at = |at: usize| {
+        bytes
+            .get(at..at + 8)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map(u64::from_le_bytes)
+    };
+    // Magic, ELFCLASS64, ELFDATA2LSB.
+    if bytes.get(..6) != Some(&[0x7f, b'E', b'L', b'F', 2, 1][..]) {
+        return false;
+    }
+    let (Some(phoff), Some(phentsize), Some(phnum)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38))
+    else {
+        return false;
+    };
+    let Ok(phoff) = usize::try_from(phoff) else {
+        return false;
+    };
+    (0..usize::from(phnum))
+        .filter_map(|i| u32_at(phoff + i * usize::from(phentsize)))
+        .any(|p_type| p_type == PT_INTERP)
 }
 
 /// The target triple `cargo xtask agent` builds for on this host.
@@ -122,5 +165,32 @@ mod tests {
         // A relative path is made absolute: the engine mounts absolute paths only.
         let got = p(None, Some(PathBuf::from("Cargo.toml")), None, None).unwrap();
         assert!(got.is_absolute() && got.ends_with("Cargo.toml"), "{got:?}");
+    }
+
+    #[test]
+    fn a_guessed_binary_that_needs_a_loader_is_passed_over() {
+        // This test executable is linked dynamically, as `cargo build`'s binaries are.
+        let dynamic = std::env::current_exe().unwrap();
+        assert!(needs_loader(&dynamic), "{dynamic:?}");
+        let dir = tempfile::tempdir().unwrap();
+        let other = dir.path().join("static");
+        std::fs::write(&other, b"not an ELF file").unwrap();
+        assert!(!needs_loader(&other));
+        assert_eq!(
+            pick(
+                "x",
+                "X_BIN",
+                None,
+                None,
+                Some(dynamic.clone()),
+                Some(other.clone())
+            ),
+            Ok(other)
+        );
+        // Named explicitly, it is the user's choice.
+        assert_eq!(
+            pick("x", "X_BIN", Some(dynamic.clone()), None, None, None),
+            Ok(dynamic)
+        );
     }
 }
