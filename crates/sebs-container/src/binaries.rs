@@ -95,40 +95,37 @@ fn pick(
 /// names a dynamic loader, which a FROM-scratch container lacks). Anything that cannot be
 /// read as such counts as not needing one: the engine then says what is wrong with it.
 fn needs_loader(path: &Path) -> bool {
-    const PT_INTERP: u32 = 3;
-    let Ok(bytes) = std::fs::read(path) else {
+    use std::io::{Read, Seek, SeekFrom};
+    const PT_INTERP: u64 = 3;
+    // Little-endian bytes as a number.
+    let le = |bytes: &[u8]| bytes.iter().rev().fold(0u64, |n, &b| n << 8 | u64::from(b));
+    // Only the ELF header and the program header table are read: the candidate is checked on
+    // every start, and a static binary is megabytes long.
+    let Ok(mut file) = std::fs::File::open(path) else {
         return false;
     };
-    let u16_at = |at: usize| {
-        bytes
-            .get(at..at + 2)
-            .map(|b| u16::from_le_bytes([b[0], b[1]]))
-    };
-    let u32_at = |at: usize| {
-        bytes
-            .get(at..at + 4)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    };
-    let u64_at = |at: usize| {
-        bytes
-            .get(at..at + 8)
-            .and_then(|b| <[u8; 8]>::try_from(b).ok())
-            .map(u64::from_le_bytes)
-    };
+    let mut header = [0u8; 64];
     // Magic, ELFCLASS64, ELFDATA2LSB.
-    if bytes.get(..6) != Some(&[0x7f, b'E', b'L', b'F', 2, 1][..]) {
+    if file.read_exact(&mut header).is_err() || header[..6] != [0x7f, b'E', b'L', b'F', 2, 1] {
         return false;
     }
-    let (Some(phoff), Some(phentsize), Some(phnum)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38))
-    else {
+    let (phoff, entry, count) = (
+        le(&header[0x20..0x28]),
+        le(&header[0x36..0x38]),
+        le(&header[0x38..0x3a]),
+    );
+    // An ELF64 program header is 56 bytes and a binary has a few dozen: a table of more
+    // than 1 MiB is not a real one, and is not read.
+    if entry < 4 || entry * count > 1 << 20 {
         return false;
-    };
-    let Ok(phoff) = usize::try_from(phoff) else {
+    }
+    let mut table = vec![0u8; (entry * count) as usize];
+    if file.seek(SeekFrom::Start(phoff)).is_err() || file.read_exact(&mut table).is_err() {
         return false;
-    };
-    (0..usize::from(phnum))
-        .filter_map(|i| u32_at(phoff + i * usize::from(phentsize)))
-        .any(|p_type| p_type == PT_INTERP)
+    }
+    table
+        .chunks_exact(entry as usize)
+        .any(|header| le(&header[..4]) == PT_INTERP)
 }
 
 /// The target triple `cargo xtask agent` builds for on this host.
