@@ -24,6 +24,18 @@ use crate::engine::ConnectError;
 /// The label every container of ours carries, so cleanup can find them all.
 pub const OWNER_LABEL: (&str, &str) = ("sebs-local", "1");
 
+/// `labels` as the engine takes them, with [`OWNER_LABEL`] added (over a same-named one):
+/// what every container, volume and image of ours carries.
+pub(crate) fn owned_labels<K: AsRef<str>, V: AsRef<str>>(
+    labels: impl IntoIterator<Item = (K, V)>,
+) -> HashMap<String, String> {
+    labels
+        .into_iter()
+        .map(|(k, v)| (k.as_ref().to_string(), v.as_ref().to_string()))
+        .chain([(OWNER_LABEL.0.to_string(), OWNER_LABEL.1.to_string())])
+        .collect()
+}
+
 /// The network a container joins unless told otherwise.
 pub const DEFAULT_NETWORK: &str = "bridge";
 
@@ -292,12 +304,7 @@ impl ContainerSpec {
 
     /// The engine's view of this spec.
     pub fn to_create_body(&self) -> ContainerCreateBody {
-        let mut labels: HashMap<String, String> = self
-            .labels
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        labels.insert(OWNER_LABEL.0.to_string(), OWNER_LABEL.1.to_string());
+        let labels = owned_labels(&self.labels);
         let env = self
             .agent
             .to_env()

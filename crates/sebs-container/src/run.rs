@@ -4,7 +4,7 @@
 //! exit (or kills it past its deadline), collects its combined output and removes it, also
 //! when any step fails or the calling future is dropped.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -15,7 +15,7 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use futures_util::StreamExt;
 
-use crate::function::{ContainerGuard, DEFAULT_NETWORK, OWNER_LABEL};
+use crate::function::{owned_labels, ContainerGuard, DEFAULT_NETWORK};
 
 /// A host path mounted into a [`RunSpec`]'s container.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,12 +73,7 @@ impl RunSpec {
 
     /// The engine's view of this spec.
     pub fn to_create_body(&self) -> ContainerCreateBody {
-        let mut labels: HashMap<String, String> = self
-            .labels
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        labels.insert(OWNER_LABEL.0.to_string(), OWNER_LABEL.1.to_string());
+        let labels = owned_labels(&self.labels);
         let mounts = self
             .mounts
             .iter()

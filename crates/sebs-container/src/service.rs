@@ -21,7 +21,7 @@ use bollard::Docker;
 use bytes::Bytes;
 use futures_util::StreamExt;
 
-use crate::function::{remove, ContainerError, OWNER_LABEL};
+use crate::function::{owned_labels, remove, ContainerError};
 
 /// Where a service keeps its data.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,12 +79,7 @@ impl ServiceSpec {
     /// The engine's view of this spec: no capabilities, a read-only root, no new privileges,
     /// restarted by the engine unless someone stops it.
     pub fn to_create_body(&self) -> ContainerCreateBody {
-        let mut labels: HashMap<String, String> = self
-            .labels
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        labels.insert(OWNER_LABEL.0.to_string(), OWNER_LABEL.1.to_string());
+        let labels = owned_labels(&self.labels);
         let (typ, source) = match &self.data {
             DataSource::Volume(name) => (MountType::VOLUME, name.clone()),
             DataSource::HostDir(dir) => (MountType::BIND, dir.display().to_string()),
@@ -281,9 +276,7 @@ pub async fn ensure_volume(
     if docker.inspect_volume(name).await.is_ok() {
         return Ok(false);
     }
-    let mut labels: HashMap<String, String> =
-        labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    labels.insert(OWNER_LABEL.0.to_string(), OWNER_LABEL.1.to_string());
+    let labels = owned_labels(labels);
     let request = VolumeCreateRequest {
         name: Some(name.to_string()),
         labels: Some(labels),

@@ -6,7 +6,6 @@
 //! `docker cp` cannot help: the engine refuses to copy into a container whose root file
 //! system is read-only, and every function container's is.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use bollard::query_parameters::{
@@ -16,7 +15,7 @@ use bollard::Docker;
 use bytes::Bytes;
 use futures_util::StreamExt;
 
-use crate::function::OWNER_LABEL;
+use crate::function::owned_labels;
 
 /// The Dockerfile's name in a build context (beside `agent` and `function/`).
 const DOCKERFILE: &str = "Dockerfile";
@@ -157,12 +156,7 @@ pub async fn build_function_image(
                 source,
             })?
     };
-    let mut labels: HashMap<String, String> = spec
-        .labels
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    labels.insert(OWNER_LABEL.0.to_string(), OWNER_LABEL.1.to_string());
+    let labels = owned_labels(spec.labels.iter().copied());
     let options = BuildImageOptionsBuilder::default()
         .dockerfile(DOCKERFILE)
         .t(spec.tag)
