@@ -103,7 +103,7 @@ pub fn ensure_chromium() -> Result<()> {
 }
 
 pub fn ensure_engine() -> Result<()> {
-    if engine_answers() {
+    if engine_answers(None) {
         return Ok(());
     }
     if let Some(host) = std::env::var_os("DOCKER_HOST") {
@@ -153,7 +153,7 @@ fn start_dockerd() -> Result<()> {
     let mut child = cmd.spawn().context("failed to start dockerd")?;
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
-        if engine_answers() {
+        if engine_answers(None) {
             eprintln!("xtask: dockerd answers");
             return Ok(());
         }
@@ -174,9 +174,13 @@ fn start_dockerd() -> Result<()> {
     )
 }
 
-fn engine_answers() -> bool {
-    Command::new("docker")
-        .args(["version", "--format", "{{.Server.Version}}"])
+/// Whether the engine at `host` (`-H`; the docker CLI's default when `None`) answers.
+pub(crate) fn engine_answers(host: Option<&str>) -> bool {
+    let mut cmd = Command::new("docker");
+    if let Some(host) = host {
+        cmd.args(["-H", host]);
+    }
+    cmd.args(["version", "--format", "{{.Server.Version}}"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()

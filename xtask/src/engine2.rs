@@ -119,13 +119,7 @@ impl Engine2 {
         let deadline = Instant::now() + START_TIMEOUT;
         let url = self.url();
         loop {
-            let answers = Command::new("docker")
-                .args(["-H", &url, "version", "--format", "{{.Server.Version}}"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            if answers {
+            if crate::docker::engine_answers(Some(&url)) {
                 return Ok(());
             }
             if let Some(child) = self.dockerd.as_mut() {
