@@ -35,6 +35,15 @@ pub fn ensure_node() -> Result<()> {
     )
 }
 
+/// The second engine runs in namespaces the tests make with `ip` (veth pair, netns) and
+/// `nsenter`/`unshare`; install Debian's `iproute2` and `util-linux` where we may.
+pub fn ensure_netns_tools() -> Result<()> {
+    let why = "the second engine runs in a network namespace of its own";
+    ensure_program("ip", "iproute2", why)?;
+    ensure_program("nsenter", "util-linux", why)?;
+    ensure_program("unshare", "util-linux", why)
+}
+
 /// sebs-store's tests install boto3 and minio into a venv and the `minio` and AWS SDK npm
 /// packages with npm; install Debian's `python3-venv` and `npm` where we may.
 pub fn ensure_store_test_tools() -> Result<()> {

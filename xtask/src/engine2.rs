@@ -80,6 +80,7 @@ impl Slot {
 impl Engine2 {
     /// Claims a slot and starts the engine in it; returns once it answers over TCP.
     pub fn start() -> Result<Engine2> {
+        crate::docker::ensure_netns_tools()?;
         let lock_path = Path::new("/run/sebs-local-engine2.lock");
         let lock = File::create(lock_path)
             .with_context(|| format!("failed to create {}", lock_path.display()))?;
