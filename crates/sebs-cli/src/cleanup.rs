@@ -8,7 +8,7 @@
 use sebs_platform::Cleanup;
 use sebs_ports::AllocatorConfig;
 
-use crate::exit::{Exit, ExitContext, Failure};
+use crate::exit::{Exit, Failure};
 use crate::setup;
 use crate::start::parse_label;
 
@@ -17,41 +17,60 @@ pub struct Args {
     /// Only containers that also carry this label KEY=VALUE (repeatable).
     #[arg(long = "label", value_parser = parse_label)]
     pub labels: Vec<(String, String)>,
+    /// On these engines (each, in turn).
+    #[command(flatten)]
+    pub engines: setup::EngineArgs,
 }
 
 pub async fn run(args: Args) -> Result<Exit, Failure> {
-    let docker = setup::docker().await?;
     let what = Cleanup {
         labels: args.labels,
         spare: vec![sebs_storage::embedded::STORE_LABEL.to_string()],
         ports: AllocatorConfig::from_env(),
     };
-    let report = sebs_platform::cleanup(&docker, &what)
-        .await
-        .exit(Exit::Environment, "failed to clean up")?;
-    if report.spared > 0 {
-        tracing::info!(
-            "left {} store(s) running (`sebs-local storage stop` removes them)",
-            report.spared
-        );
+    let (mut removed, mut freed, mut failed) = (0, 0, false);
+    // Each engine in turn, and all of them even when one fails: a remote engine that went
+    // away must not keep this host's containers (and their leased ports) behind.
+    for address in args.engines.addresses()? {
+        let docker = match sebs_container::connect_to(&address).await {
+            Ok(docker) => docker,
+            Err(e) => {
+                tracing::error!("failed to {}", sebs_wire::ErrorChain(&e));
+                failed = true;
+                continue;
+            }
+        };
+        let report = match sebs_platform::cleanup(&docker, &what).await {
+            Ok(report) => report,
+            Err(e) => {
+                tracing::error!(
+                    "failed to clean up the engine at {address}: failed to {}",
+                    sebs_wire::ErrorChain(&e)
+                );
+                failed = true;
+                continue;
+            }
+        };
+        if report.spared > 0 {
+            tracing::info!(
+                "left {} store(s) running on the engine at {address} (`sebs-local storage \
+                 stop` removes them)",
+                report.spared
+            );
+        }
+        for e in &report.failed {
+            tracing::error!("failed to {}", sebs_wire::ErrorChain(e));
+        }
+        if let Some(e) = &report.ports_error {
+            tracing::warn!(
+                "failed to free the host ports of removed containers: failed to {}",
+                sebs_wire::ErrorChain(e)
+            );
+        }
+        failed |= !report.failed.is_empty();
+        removed += report.removed.len();
+        freed += report.freed_ports;
     }
-    for e in &report.failed {
-        tracing::error!("failed to {}", sebs_wire::ErrorChain(e));
-    }
-    if let Some(e) = &report.ports_error {
-        tracing::warn!(
-            "failed to free the host ports of removed containers: failed to {}",
-            sebs_wire::ErrorChain(e)
-        );
-    }
-    eprintln!(
-        "removed {} containers, freed {} host ports",
-        report.removed.len(),
-        report.freed_ports
-    );
-    Ok(if report.failed.is_empty() {
-        Exit::Ok
-    } else {
-        Exit::Environment
-    })
+    eprintln!("removed {removed} containers, freed {freed} host ports");
+    Ok(if failed { Exit::Environment } else { Exit::Ok })
 }

@@ -34,6 +34,8 @@ pub enum Command {
         sandbox: setup::SandboxArgs,
         #[command(flatten)]
         inputs: inputs::InputArgs,
+        #[command(flatten)]
+        engines: setup::EngineArgs,
     },
 }
 
@@ -46,6 +48,7 @@ pub async fn run(command: Command) -> Result<Exit, Failure> {
         update_code,
         sandbox,
         inputs,
+        engines,
     } = command;
     let mut settings =
         PerfCostSettings::load(&config).exit(Exit::BadInput, "invalid experiment config")?;
@@ -62,7 +65,9 @@ pub async fn run(command: Command) -> Result<Exit, Failure> {
     }
     let prepared = inputs::prepare(&mut bench, settings.input_size, &inputs).await?;
     let docker = setup::docker().await?;
-    let platform = setup::platform(docker, |_| {}).await?;
+    let platform = setup::platform(docker, |_| {})
+        .await?
+        .with_engines(engines.connect().await?);
     let prepare = setup::prepare(
         &platform,
         &bench,

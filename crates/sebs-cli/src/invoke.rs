@@ -26,6 +26,8 @@ pub struct Args {
     pub validate: bool,
     #[command(flatten)]
     pub sandbox: setup::SandboxArgs,
+    #[command(flatten)]
+    pub engines: setup::EngineArgs,
 }
 
 pub async fn run(args: Args) -> Result<Exit, Failure> {
@@ -42,7 +44,9 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
     config.env = prepared.env;
 
     let docker = setup::docker().await?;
-    let platform = setup::platform(docker, |_| {}).await?;
+    let platform = setup::platform(docker, |_| {})
+        .await?
+        .with_engines(args.engines.connect().await?);
 
     let name = format!(
         "{}-{}-{}",

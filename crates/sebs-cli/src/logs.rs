@@ -19,12 +19,20 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
     let file = sebs_platform::DeploymentFile::read(&args.input_json)
         .exit(Exit::BadInput, "cannot read the logs of this deployment")?;
     let docker = setup::docker().await?;
+    // Reading logs needs no agent binary: the path is never used. The platform finds each
+    // instance's engine as out.json records it.
+    let platform =
+        sebs_platform::Platform::new(docker, sebs_platform::PlatformConfig::new(PathBuf::new()));
     // The engine takes a line count or "all"; i64::MAX lines is all of them.
     let tail = args.tail.unwrap_or(i64::MAX as usize);
     let mut exit = Exit::Ok;
     let mut stdout = std::io::stdout().lock();
     for instance in &file.sebs_local.instances {
         let id = &instance.instance_id;
+        let docker = platform.docker_for(instance.engine.as_deref()).await.exit(
+            Exit::Environment,
+            "failed to reach the engine of a container",
+        )?;
         match sebs_container::logs(&docker, id, tail).await {
             Ok(text) => {
                 let header = format!(

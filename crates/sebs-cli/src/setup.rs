@@ -37,6 +37,40 @@ fn colour(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
     terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
+/// Where functions run, for every command that starts or finds them.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct EngineArgs {
+    /// A Docker engine to run functions on, unix:///PATH or tcp://HOST:PORT (repeatable:
+    /// functions are placed on them in turn). An engine that is not this host's local one
+    /// gets the image and a per-package image, and publishes its functions on its host's
+    /// address [default: SEBS_ENGINES, comma-separated, else DOCKER_HOST or the local socket]
+    #[arg(long = "engine", value_name = "URL")]
+    pub engines: Vec<String>,
+}
+
+impl EngineArgs {
+    /// The engines' addresses; a malformed one is bad input.
+    pub fn addresses(&self) -> Result<Vec<sebs_container::EngineAddress>, Failure> {
+        let env = std::env::var(sebs_container::ENGINES_ENV).ok();
+        let host = std::env::var("DOCKER_HOST").ok();
+        sebs_container::engine_addresses(&self.engines, env.as_deref(), host.as_deref())
+            .exit(Exit::BadInput, "bad --engine or SEBS_ENGINES")
+    }
+
+    /// Connects to every engine and finds out which are local.
+    pub async fn connect(&self) -> Result<Vec<sebs_container::Engine>, Failure> {
+        let mut engines = Vec::new();
+        for address in self.addresses()? {
+            let engine = sebs_container::connect_engine(&address)
+                .await
+                .exit(Exit::Environment, "failed to reach a Docker engine")?;
+            tracing::debug!(engine = %engine.address, local = engine.local, "engine");
+            engines.push(engine);
+        }
+        Ok(engines)
+    }
+}
+
 pub async fn docker() -> Result<Docker, Failure> {
     sebs_container::connect()
         .await

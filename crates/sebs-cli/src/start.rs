@@ -55,6 +55,8 @@ pub struct Args {
     /// that runs as root (`--user root`) then has every capability.
     #[arg(long)]
     pub privileged: bool,
+    #[command(flatten)]
+    pub engines: setup::EngineArgs,
     /// Extra label KEY=VALUE on every container (repeatable).
     #[arg(long = "label", value_parser = parse_label)]
     pub labels: Vec<(String, String)>,
@@ -179,7 +181,20 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
         }
         config.labels = args.labels.iter().cloned().collect::<BTreeMap<_, _>>();
     })
-    .await?;
+    .await?
+    .with_engines(args.engines.connect().await?);
+    if args.measure_interval.is_some() {
+        if let Some(remote) = platform.engines().iter().find(|e| !e.local) {
+            return Err(Failure {
+                exit: Exit::BadInput,
+                error: anyhow::anyhow!(
+                    "--measure-interval samples cgroups of this host, and the engine at {} is \
+                     not this host's: its functions' memory cannot be measured yet",
+                    remote.address
+                ),
+            });
+        }
+    }
     phase("engine connected");
     // At once, as none needs another: whether the file is still in use, what input.py asks
     // for (python3), and the image. A file still in use is refused first, before inputs are

@@ -1,5 +1,6 @@
 //! Connecting to the Docker engine: `DOCKER_HOST` or the local socket, ping, API negotiation.
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -53,6 +54,95 @@ pub enum ConnectError {
         address: EngineAddress,
         source: bollard::errors::Error,
     },
+}
+
+/// The environment variable naming the engines functions are placed on, comma-separated.
+pub const ENGINES_ENV: &str = "SEBS_ENGINES";
+
+/// The engines functions are placed on: those given (`--engine`, in order, repeats
+/// dropped), else those of `SEBS_ENGINES` (comma-separated), else the one of `DOCKER_HOST`
+/// or the local socket.
+pub fn engine_addresses(
+    given: &[String],
+    engines_env: Option<&str>,
+    docker_host: Option<&str>,
+) -> Result<Vec<EngineAddress>, ConnectError> {
+    let listed: Vec<&str> = if given.is_empty() {
+        engines_env
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect()
+    } else {
+        given.iter().map(String::as_str).collect()
+    };
+    if listed.is_empty() {
+        return Ok(vec![engine_address(docker_host)?]);
+    }
+    let mut addresses: Vec<EngineAddress> = Vec::new();
+    for url in listed {
+        if url.trim().is_empty() {
+            return Err(ConnectError::UnsupportedHost {
+                host: url.to_string(),
+            });
+        }
+        let address = engine_address(Some(url))?;
+        if !addresses.contains(&address) {
+            addresses.push(address);
+        }
+    }
+    Ok(addresses)
+}
+
+/// An engine functions may be placed on.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    pub address: EngineAddress,
+    pub docker: Docker,
+    /// Whether it is the engine of this host's local socket (same ID and data root), which
+    /// sees this host's files; any other, a `tcp://` one on this host included, is remote.
+    pub local: bool,
+    /// The address of the engine's host, where a remote engine's functions are published
+    /// (`None` for a Unix socket).
+    pub host_ip: Option<IpAddr>,
+}
+
+/// Connects to `address` and finds out whether it is this host's local engine (see
+/// [`Engine::local`]) by comparing what it says it is with what the local socket's says.
+pub async fn connect_engine(address: &EngineAddress) -> Result<Engine, ConnectError> {
+    let docker = connect_to(address).await?;
+    let local_socket = EngineAddress::Unix(PathBuf::from(DEFAULT_SOCKET));
+    let local = if *address == local_socket {
+        true
+    } else if Path::new(DEFAULT_SOCKET).exists() {
+        match connect_to(&local_socket).await {
+            Ok(here) => info(&here, &local_socket).await? == info(&docker, address).await?,
+            Err(_) => false,
+        }
+    } else {
+        false
+    };
+    let host_ip = match address {
+        EngineAddress::Unix(_) => None,
+        EngineAddress::Tcp(host) => {
+            let resolved = tokio::net::lookup_host(host.as_str()).await.map_err(|e| {
+                ConnectError::NoEngine {
+                    address: address.clone(),
+                    reason: format!("its host name does not resolve: {e}"),
+                    hint: hint(address),
+                }
+            })?;
+            let all: Vec<_> = resolved.map(|a| a.ip()).collect();
+            all.iter().find(|ip| ip.is_ipv4()).or(all.first()).copied()
+        }
+    };
+    Ok(Engine {
+        address: address.clone(),
+        docker,
+        local,
+        host_ip,
+    })
 }
 
 /// Who an engine is, as it says itself: two engines of one host share nothing when these
@@ -198,6 +288,43 @@ mod tests {
         );
         check(Some("ssh://me@host"), Err("only unix:// and tcp://"));
         check(Some("unix://"), Err("only unix:// and tcp://"));
+    }
+
+    #[test]
+    fn engines_from_flags_then_sebs_engines_then_docker_host() {
+        let check = |given: &[&str],
+                     env: Option<&str>,
+                     host: Option<&str>,
+                     expect: Result<&[&str], &str>| {
+            let given: Vec<String> = given.iter().map(|s| s.to_string()).collect();
+            let got = engine_addresses(&given, env, host)
+                .map(|v| v.iter().map(ToString::to_string).collect::<Vec<_>>())
+                .map_err(|e| e.to_string());
+            match (got, expect) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "{given:?} {env:?} {host:?}"),
+                (Err(a), Err(b)) => assert!(a.contains(b), "{a}"),
+                (got, expect) => panic!("{given:?} {env:?}: got {got:?}, expected {expect:?}"),
+            }
+        };
+        let local = "unix:///var/run/docker.sock";
+        check(&[], None, None, Ok(&[local]));
+        check(&[], Some(""), Some("tcp://h:2375"), Ok(&["tcp://h:2375"]));
+        check(
+            &[],
+            Some(" tcp://a:1 , ,tcp://b:2"),
+            Some("tcp://h:2375"),
+            Ok(&["tcp://a:1", "tcp://b:2"]),
+        );
+        check(
+            &[local, "tcp://a:1", local],
+            Some("tcp://b:2"),
+            None,
+            Ok(&[local, "tcp://a:1"]),
+        );
+        check(&["tcp://a:1/"], None, None, Ok(&["tcp://a:1"]));
+        check(&["http://a:1"], None, None, Err("only unix:// and tcp://"));
+        check(&[""], None, None, Err("only unix:// and tcp://"));
+        check(&[], Some("tcp://a:1,ftp://b"), None, Err("\"ftp://b\""));
     }
 
     #[tokio::test]

@@ -6,6 +6,7 @@
 //! `docker cp` cannot help: the engine refuses to copy into a container whose root file
 //! system is read-only, and every function container's is.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use bollard::query_parameters::{
@@ -194,6 +195,49 @@ pub async fn build_function_image(
     Ok(())
 }
 
+/// Whether the engine `docker` (named `engine` in errors) has `image`.
+pub async fn image_present(
+    docker: &Docker,
+    engine: &str,
+    image: &str,
+) -> Result<bool, TransferError> {
+    match docker.inspect_image(image).await {
+        Ok(_) => Ok(true),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Ok(false),
+        Err(source) => Err(TransferError::Engine {
+            image: image.to_string(),
+            engine: engine.to_string(),
+            action: "inspect",
+            source,
+        }),
+    }
+}
+
+/// The tags of the images on `docker` (named `engine` in errors) that carry `label`.
+pub async fn labelled_images(
+    docker: &Docker,
+    engine: &str,
+    label: (&str, &str),
+) -> Result<Vec<String>, TransferError> {
+    let filter = format!("{}={}", label.0, label.1);
+    let options = bollard::query_parameters::ListImagesOptionsBuilder::default()
+        .filters(&HashMap::from([("label", vec![filter.as_str()])]))
+        .build();
+    let images =
+        docker
+            .list_images(Some(options))
+            .await
+            .map_err(|source| TransferError::Engine {
+                image: filter.clone(),
+                engine: engine.to_string(),
+                action: "list",
+                source,
+            })?;
+    Ok(images.into_iter().flat_map(|i| i.repo_tags).collect())
+}
+
 /// Removes an image of ours from an engine; one that is not there counts as removed.
 pub async fn remove_image(docker: &Docker, engine: &str, image: &str) -> Result<(), TransferError> {
     let options = RemoveImageOptionsBuilder::default().force(true).build();
@@ -230,6 +274,9 @@ fn build_context(
 ) -> Result<Vec<u8>, (PathBuf, std::io::Error)> {
     let mut tar = tar::Builder::new(Vec::new());
     tar.follow_symlinks(true);
+    // The classic builder refuses GNU sparse entries, which tar would write for files
+    // with holes (a linker's output may have some).
+    tar.sparse(false);
     let mut header = tar::Header::new_gnu();
     header.set_size(dockerfile.len() as u64);
     header.set_mode(0o644);

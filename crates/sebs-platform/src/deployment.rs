@@ -125,6 +125,10 @@ pub struct Instance {
     /// The leased host port when published on 127.0.0.1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub published_port: Option<u16>,
+    /// The engine it runs on (`unix://...`, `tcp://host:port`); absent in files written
+    /// before engines were recorded, which mean the home engine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
 }
 
 /// `out.json` that cannot be read or written.
@@ -211,6 +215,7 @@ impl DeploymentFile {
                 function: f.name.clone(),
                 instance_id: f.container.id.clone(),
                 published_port: f.published_port,
+                engine: Some(f.engine.address.to_string()),
             })
             .collect();
         let any_published = functions.iter().any(|f| f.published_port.is_some());
@@ -333,6 +338,8 @@ pub struct ListedContainer {
     pub instance_id: String,
     /// The function it serves, when the file says.
     pub function: String,
+    /// The engine it runs on, when the file says (ours does); else the home engine.
+    pub engine: Option<String>,
 }
 
 /// The containers a deployment file lists, whoever wrote it: SeBS's `functions[].instance_id`
@@ -357,6 +364,7 @@ pub fn listed_containers(file: &serde_json::Value) -> Vec<ListedContainer> {
         listed.push(ListedContainer {
             instance_id: id.to_string(),
             function: entry[name_key].as_str().unwrap_or_default().to_string(),
+            engine: entry["engine"].as_str().map(str::to_string),
         });
     }
     listed
@@ -381,6 +389,16 @@ impl StopOutcome {
 }
 
 impl Platform {
+    /// The state of container `id` on the engine at `engine` (`None`: the home engine).
+    async fn state_on(
+        &self,
+        engine: Option<&str>,
+        id: &str,
+    ) -> Result<FunctionState, sebs_container::ContainerError> {
+        let docker = self.docker_for(engine).await?;
+        crate::function::container_state(&docker, id).await
+    }
+
     /// The state of each listed container, e.g. to tell a deployment that still runs from one
     /// that was stopped, removed or died.
     pub async fn listed_states(
@@ -390,7 +408,7 @@ impl Platform {
         let mut states = Vec::with_capacity(listed.len());
         for l in listed {
             let state = self
-                .container_state(&l.instance_id)
+                .state_on(l.engine.as_deref(), &l.instance_id)
                 .await
                 .map_err(|source| PlatformError::Inspect {
                     function: l.function.clone(),
@@ -416,8 +434,15 @@ impl Platform {
             container: id.clone(),
             source,
         };
-        let state = self
-            .container_state(id)
+        let docker = self
+            .docker_for(instance.engine.as_deref())
+            .await
+            .map_err(|source| PlatformError::Inspect {
+                function: instance.function.clone(),
+                container: id.clone(),
+                source,
+            })?;
+        let state = crate::function::container_state(&docker, id)
             .await
             .map_err(|source| PlatformError::Inspect {
                 function: instance.function.clone(),
@@ -433,9 +458,9 @@ impl Platform {
         };
         if outcome != StopOutcome::Gone {
             let done = if remove {
-                sebs_container::remove(self.docker(), id, true).await
+                sebs_container::remove(&docker, id, true).await
             } else {
-                sebs_container::stop(self.docker(), id, crate::function::STOP_GRACE).await
+                sebs_container::stop(&docker, id, crate::function::STOP_GRACE).await
             };
             match done {
                 Ok(()) | Err(sebs_container::ContainerError::NotFound { .. }) => {}

@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use sebs_container::{ContainerError, ContainerSpec, Docker, StartedContainer};
+use sebs_container::transfer::TransferError;
+use sebs_container::{ContainerError, ContainerSpec, Delivery, Docker, Engine, StartedContainer};
 use sebs_package::{BenchmarkConfig, Package};
 use sebs_ports::{AllocatorConfig, PortError};
 use sebs_trigger::{ExecutionResult, InvokeError, Trigger, TriggerConfig};
@@ -203,6 +204,8 @@ pub struct Function {
     pub image: String,
     pub config: FunctionConfig,
     pub container: StartedContainer,
+    /// The engine its container runs on.
+    pub engine: Engine,
     /// The host port leased for this function when it is published on 127.0.0.1.
     pub published_port: Option<u16>,
     /// From the create call to the first 200 of `/alive`.
@@ -292,6 +295,15 @@ pub enum PlatformError {
     },
     #[error("lease a host port for function {function}: the port-leasing task failed: {reason}")]
     PortTask { function: String, reason: String },
+    #[error("bring the image of function {function} to the docker engine at {engine}")]
+    Ship {
+        function: String,
+        engine: String,
+        #[source]
+        source: TransferError,
+    },
+    #[error("a remote engine reached over a Unix socket ({engine}) has no host address to publish function {function} on; reach it over tcp://")]
+    NoEngineHost { function: String, engine: String },
     #[error("free host port {port} of container {container}")]
     ReleasePort {
         container: String,
@@ -324,6 +336,9 @@ struct Launch<'a> {
     hash: &'a str,
     image: &'a str,
     config: &'a FunctionConfig,
+    /// The engine to start it on (an index into the platform's engines); `None`: the next
+    /// one in turn.
+    engine: Option<usize>,
 }
 
 /// A container that is up, before it has answered `/alive`.
@@ -338,13 +353,22 @@ struct Placed {
 /// [`Platform::shutdown`] removes them all.
 #[derive(Debug, Clone)]
 pub struct Platform {
+    /// The home engine: images are resolved and packages built here (it sees this host's
+    /// files), and a platform made by [`Platform::new`] places functions here too.
     docker: Docker,
+    /// Where functions are placed, in turn (round robin).
+    engines: Arc<Vec<Engine>>,
+    /// The next engine in turn.
+    next_engine: Arc<AtomicUsize>,
+    /// Per engine, the images known to be there (a remote one's base and per-package
+    /// images); its lock makes each image's copy or build happen once.
+    shipped: Arc<Vec<tokio::sync::Mutex<BTreeSet<String>>>>,
     config: PlatformConfig,
     /// Labels every container this platform starts with [`RUN_LABEL`].
     run_id: String,
-    /// Containers started and not yet removed, with their published port, for
+    /// Containers started and not yet removed, with their published port and engine, for
     /// [`Platform::shutdown`].
-    live: Arc<Mutex<BTreeMap<String, Option<u16>>>>,
+    live: Arc<Mutex<BTreeMap<String, (Option<u16>, usize)>>>,
     /// Whether to publish, once [`Addressing::Auto`] has decided.
     publish: Arc<OnceLock<bool>>,
     /// Host ports leased for published containers.
@@ -385,9 +409,23 @@ impl Platform {
         if let Some(decided) = decided {
             let _ = publish.set(decided);
         }
+        let home = Engine {
+            address: sebs_container::engine_address(std::env::var("DOCKER_HOST").ok().as_deref())
+                .unwrap_or_else(|_| {
+                    sebs_container::EngineAddress::Unix(
+                        sebs_container::engine::DEFAULT_SOCKET.into(),
+                    )
+                }),
+            docker: docker.clone(),
+            local: true,
+            host_ip: None,
+        };
         Platform {
-            ports: PortLeases::new(docker.clone(), config.ports.clone()),
+            ports: PortLeases::new(vec![docker.clone()], config.ports.clone()),
             docker,
+            engines: Arc::new(vec![home]),
+            next_engine: Arc::default(),
+            shipped: Arc::new(vec![tokio::sync::Mutex::default()]),
             config,
             run_id: uuid::Uuid::new_v4().simple().to_string(),
             live: Arc::default(),
@@ -398,6 +436,41 @@ impl Platform {
 
     pub fn docker(&self) -> &Docker {
         &self.docker
+    }
+
+    /// Places functions on `engines` in turn (round robin) instead of the home engine; an
+    /// empty list changes nothing. Remote engines (see [`Engine::local`]) get each image
+    /// copied from the home engine and a per-package image built there, once, and their
+    /// functions are published on the engine host's address.
+    pub fn with_engines(mut self, engines: Vec<Engine>) -> Platform {
+        if !engines.is_empty() {
+            // Host ports are leased for the functions of local engines only; a lease is
+            // stale when its container runs on neither the home engine nor one of those.
+            let mut local = vec![self.docker.clone()];
+            local.extend(engines.iter().filter(|e| e.local).map(|e| e.docker.clone()));
+            self.ports = PortLeases::new(local, self.config.ports.clone());
+            self.shipped = Arc::new(engines.iter().map(|_| Default::default()).collect());
+            self.engines = Arc::new(engines);
+        }
+        self
+    }
+
+    /// The engines functions are placed on.
+    pub fn engines(&self) -> &[Engine] {
+        &self.engines
+    }
+
+    /// The client of the engine at `url` (as `out.json` records it): one of this platform's
+    /// engines, else a new connection; `None` is the home engine.
+    pub async fn docker_for(&self, url: Option<&str>) -> Result<Docker, ContainerError> {
+        let Some(url) = url else {
+            return Ok(self.docker.clone());
+        };
+        if let Some(e) = self.engines.iter().find(|e| e.address.to_string() == url) {
+            return Ok(e.docker.clone());
+        }
+        let address = sebs_container::engine_address(Some(url))?;
+        Ok(sebs_container::connect_to(&address).await?)
     }
 
     pub fn config(&self) -> &PlatformConfig {
@@ -425,6 +498,7 @@ impl Platform {
             hash: &package.hash,
             image,
             config,
+            engine: None,
         })
         .await
     }
@@ -494,7 +568,7 @@ impl Platform {
         &self,
         function: &Function,
     ) -> Result<FunctionState, PlatformError> {
-        self.container_state(&function.container.id)
+        container_state(&function.engine.docker, &function.container.id)
             .await
             .map_err(|source| PlatformError::Inspect {
                 function: function.name.clone(),
@@ -503,23 +577,11 @@ impl Platform {
             })
     }
 
-    pub(crate) async fn container_state(&self, id: &str) -> Result<FunctionState, ContainerError> {
-        match sebs_container::inspect_state(&self.docker, id).await {
-            Ok(s) if s.running => Ok(FunctionState::Running),
-            Ok(s) => Ok(FunctionState::Exited {
-                code: s.exit_code.unwrap_or(-1),
-                oom_killed: s.oom_killed,
-            }),
-            Err(ContainerError::NotFound { .. }) => Ok(FunctionState::Gone),
-            Err(e) => Err(e),
-        }
-    }
-
     /// Stops the function's container, removes it and frees its published port. A container
     /// that is already gone counts as removed.
     pub async fn stop(&self, function: &Function) -> Result<(), PlatformError> {
         let id = &function.container.id;
-        let result = match sebs_container::remove(&self.docker, id, true).await {
+        let result = match sebs_container::remove(&function.engine.docker, id, true).await {
             Ok(()) | Err(ContainerError::NotFound { .. }) => Ok(()),
             Err(source) => Err(PlatformError::Stop {
                 function: function.name.clone(),
@@ -539,10 +601,10 @@ impl Platform {
     /// Removes every container this platform (or a clone of it) started and has not removed
     /// yet, also those whose start was interrupted, and frees their ports.
     pub async fn shutdown(&self) {
-        let live: BTreeMap<String, Option<u16>> =
+        let live: BTreeMap<String, (Option<u16>, usize)> =
             std::mem::take(&mut *self.live.lock().unwrap_or_else(|p| p.into_inner()));
-        for (id, port) in live {
-            self.remove_quietly(&id).await;
+        for (id, (port, engine)) in live {
+            self.remove_quietly(&self.engines[engine].docker, &id).await;
             if let Err(e) = self.ports.release(&id, port).await {
                 tracing::warn!("failed to {}", sebs_wire::ErrorChain(&e));
             }
@@ -553,14 +615,17 @@ impl Platform {
         let mut quiet_since = Instant::now();
         let give_up = Instant::now() + SHUTDOWN_SWEEP_LIMIT;
         loop {
-            match sebs_container::list_labelled(&self.docker, &[(RUN_LABEL, &self.run_id)]).await {
-                Ok(found) => {
-                    for id in found.into_iter().filter_map(|c| c.id) {
-                        quiet_since = Instant::now();
-                        self.remove_quietly(&id).await;
+            for engine in self.engines.iter() {
+                let docker = &engine.docker;
+                match sebs_container::list_labelled(docker, &[(RUN_LABEL, &self.run_id)]).await {
+                    Ok(found) => {
+                        for id in found.into_iter().filter_map(|c| c.id) {
+                            quiet_since = Instant::now();
+                            self.remove_quietly(docker, &id).await;
+                        }
                     }
+                    Err(e) => tracing::warn!("failed to {}", sebs_wire::ErrorChain(&e)),
                 }
-                Err(e) => tracing::warn!("failed to {}", sebs_wire::ErrorChain(&e)),
             }
             let abandoned = self.abandoned_creates.load(Ordering::SeqCst) > 0;
             if !abandoned
@@ -580,35 +645,45 @@ impl Platform {
             function: l.name.to_string(),
             source,
         };
-        let placed = match self.publish.get().copied() {
-            Some(publish) => self.place(l, publish).await?,
-            None => {
-                // Auto, undecided: try the bridge; a refused or accepted connection proves it works.
-                let placed = self.place(l, false).await?;
-                if reachable(placed.container.address, REACHABILITY_TIMEOUT).await {
-                    let _ = self.publish.set(false);
-                    placed
-                } else {
-                    tracing::info!(
-                        address = %placed.container.address,
-                        "the bridge network is not reachable from this host; publishing on 127.0.0.1"
-                    );
-                    let _ = self.publish.set(true);
-                    self.remove_quietly(&placed.container.id).await;
-                    self.place(l, true).await?
+        let index = l.engine.unwrap_or_else(|| {
+            self.next_engine.fetch_add(1, Ordering::SeqCst) % self.engines.len()
+        });
+        let engine = &self.engines[index];
+        let placed = if !engine.local {
+            self.place_remote(l, index).await?
+        } else {
+            match self.publish.get().copied() {
+                Some(publish) => self.place(l, index, publish).await?,
+                None => {
+                    // Auto, undecided: try the bridge; a refused or accepted connection proves it works.
+                    let placed = self.place(l, index, false).await?;
+                    if reachable(placed.container.address, REACHABILITY_TIMEOUT).await {
+                        let _ = self.publish.set(false);
+                        placed
+                    } else {
+                        tracing::info!(
+                            address = %placed.container.address,
+                            "the bridge network is not reachable from this host; publishing on 127.0.0.1"
+                        );
+                        let _ = self.publish.set(true);
+                        self.remove_quietly(&engine.docker, &placed.container.id)
+                            .await;
+                        self.place(l, index, true).await?
+                    }
                 }
             }
         };
         let container = placed.container;
         let alive = sebs_container::wait_alive(
-            &self.docker,
+            &engine.docker,
             &container.id,
             container.address,
             self.config.alive_deadline,
         )
         .await;
         if let Err(e) = alive {
-            self.discard(&container.id, placed.published_port).await;
+            self.discard(&engine.docker, &container.id, placed.published_port)
+                .await;
             return Err(start_err(e));
         }
         let startup = container.created_at.elapsed();
@@ -626,7 +701,8 @@ impl Platform {
         {
             Ok(t) => t,
             Err(source) => {
-                self.discard(&container.id, placed.published_port).await;
+                self.discard(&engine.docker, &container.id, placed.published_port)
+                    .await;
                 return Err(PlatformError::Trigger {
                     function: l.name.to_string(),
                     source,
@@ -636,6 +712,7 @@ impl Platform {
         tracing::info!(
             function = l.name,
             container = %container.id,
+            engine = %engine.address,
             url = %container.address,
             startup_ms = startup.as_secs_f64() * 1e3,
             "function started"
@@ -648,6 +725,7 @@ impl Platform {
             image: l.image.to_string(),
             config: l.config.clone(),
             container,
+            engine: engine.clone(),
             published_port: placed.published_port,
             startup,
             sandbox: self.sandbox_of(l.config),
@@ -658,24 +736,138 @@ impl Platform {
     /// [`sebs_container::create_and_start`], noting when its future is dropped mid-way.
     async fn create_container(
         &self,
+        docker: &Docker,
         spec: &ContainerSpec,
     ) -> Result<StartedContainer, ContainerError> {
         let watch = CreateWatch(&self.abandoned_creates, false);
-        let result = sebs_container::create_and_start(&self.docker, spec).await;
+        let result = sebs_container::create_and_start(docker, spec).await;
         watch.finish();
         result
     }
 
+    /// Creates and starts the container on a remote engine: its image (the run image with
+    /// the code package and the agent in it) is made there first, and the agent's port is
+    /// published on the engine host's address, where the engine picks a free port.
+    async fn place_remote(&self, l: &Launch<'_>, index: usize) -> Result<Placed, PlatformError> {
+        let engine = &self.engines[index];
+        let Some(host_ip) = engine.host_ip else {
+            return Err(PlatformError::NoEngineHost {
+                function: l.name.to_string(),
+                engine: engine.address.to_string(),
+            });
+        };
+        let image = self.ship(l, index).await?;
+        let mut spec = self.spec(l);
+        spec.image = image;
+        spec.delivery = Delivery::Image;
+        spec.publish = Some(std::net::SocketAddr::new(host_ip, 0));
+        let container = self
+            .create_container(&engine.docker, &spec)
+            .await
+            .map_err(|source| PlatformError::Start {
+                function: l.name.to_string(),
+                source,
+            })?;
+        self.remember(&container.id, None, index);
+        Ok(Placed {
+            container,
+            published_port: None,
+        })
+    }
+
+    /// The per-package image of `l` on remote engine `index`, made once: the run image is
+    /// copied there from the home engine when it lacks it, then the code package and the
+    /// agent are built into `sebs-local/function:<package hash>-<agent>`.
+    async fn ship(&self, l: &Launch<'_>, index: usize) -> Result<String, PlatformError> {
+        let engine = &self.engines[index];
+        let name = engine.address.to_string();
+        let err = |source| PlatformError::Ship {
+            function: l.name.to_string(),
+            engine: name.clone(),
+            source,
+        };
+        let tag = format!(
+            "sebs-local/function:{}-{}",
+            &l.hash[..l.hash.len().min(16)],
+            agent_id(&self.config.agent_binary)
+        );
+        let mut shipped = self.shipped[index].lock().await;
+        if shipped.contains(&tag) {
+            return Ok(tag);
+        }
+        let present = |image: &str| {
+            let (docker, image, name) = (engine.docker.clone(), image.to_string(), name.clone());
+            async move { sebs_container::transfer::image_present(&docker, &name, &image).await }
+        };
+        if !present(&tag).await.map_err(err)? {
+            if !shipped.contains(l.image) && !present(l.image).await.map_err(err)? {
+                tracing::info!(image = l.image, engine = %name, "copying the image to the engine");
+                let started = Instant::now();
+                let step = std::sync::atomic::AtomicU64::new(0);
+                let progress = |moved: u64| {
+                    // A line per 64 MiB moved.
+                    let mib = moved >> 26;
+                    if step.fetch_max(mib, Ordering::SeqCst) < mib {
+                        tracing::info!(image = l.image, engine = %name, mib = moved >> 20, "copying");
+                    }
+                };
+                let moved = sebs_container::transfer::copy_image(
+                    &self.docker,
+                    &engine.docker,
+                    &name,
+                    l.image,
+                    &progress,
+                )
+                .await
+                .map_err(err)?;
+                tracing::info!(
+                    image = l.image,
+                    engine = %name,
+                    mib = moved >> 20,
+                    seconds = started.elapsed().as_secs_f64(),
+                    "image copied"
+                );
+            }
+            shipped.insert(l.image.to_string());
+            let labels = [(BENCHMARK_LABEL, l.benchmark), (HASH_LABEL, l.hash)];
+            sebs_container::transfer::build_function_image(
+                &engine.docker,
+                &name,
+                &sebs_container::transfer::FunctionImage {
+                    tag: &tag,
+                    base: l.image,
+                    code_dir: l.package_dir,
+                    agent_binary: &self.config.agent_binary,
+                    labels: &labels,
+                },
+            )
+            .await
+            .map_err(err)?;
+            tracing::info!(image = %tag, engine = %name, "function image built");
+        }
+        shipped.insert(tag.clone());
+        Ok(tag)
+    }
+
     /// Creates and starts the container, on a leased host port when `publish`.
-    async fn place(&self, l: &Launch<'_>, publish: bool) -> Result<Placed, PlatformError> {
+    async fn place(
+        &self,
+        l: &Launch<'_>,
+        index: usize,
+        publish: bool,
+    ) -> Result<Placed, PlatformError> {
         let start_err = |source| PlatformError::Start {
             function: l.name.to_string(),
             source,
         };
+        let docker = &self.engines[index].docker;
         let spec = self.spec(l);
         if !publish {
-            let container = self.create_container(&spec).await.map_err(start_err)?;
-            self.remember(&container.id, None);
+            let container = self
+                .create_container(docker, &spec)
+                .await
+                .map_err(start_err)?;
+            self.remember(&container.id, None, index);
             return Ok(Placed {
                 container,
                 published_port: None,
@@ -688,13 +880,13 @@ impl Platform {
             let lease = self.ports.lease(l.name, self.held_ports(&refused)).await?;
             let port = lease.port();
             let spec = spec.clone().publish_local(port);
-            match self.create_container(&spec).await {
+            match self.create_container(docker, &spec).await {
                 Ok(container) => {
                     let persisted = lease.persist(&container.id);
                     // No await between persisting and remembering: nothing can cancel in between.
-                    self.remember(&container.id, Some(port));
+                    self.remember(&container.id, Some(port), index);
                     if let Err(source) = persisted {
-                        self.discard(&container.id, None).await;
+                        self.discard(docker, &container.id, None).await;
                         return Err(PlatformError::Port {
                             function: l.name.to_string(),
                             source,
@@ -799,23 +991,22 @@ impl Platform {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .values()
-            .flatten()
-            .copied()
+            .filter_map(|(port, _)| *port)
             .collect();
         held.extend(refused);
         held
     }
 
     /// Removes a container that did not make it and frees its port.
-    async fn discard(&self, id: &str, port: Option<u16>) {
-        self.remove_quietly(id).await;
+    async fn discard(&self, docker: &Docker, id: &str, port: Option<u16>) {
+        self.remove_quietly(docker, id).await;
         if let Err(e) = self.ports.release(id, port).await {
             tracing::warn!("failed to {}", sebs_wire::ErrorChain(&e));
         }
     }
 
-    async fn remove_quietly(&self, id: &str) {
-        match sebs_container::remove(&self.docker, id, true).await {
+    async fn remove_quietly(&self, docker: &Docker, id: &str) {
+        match sebs_container::remove(docker, id, true).await {
             Ok(()) | Err(ContainerError::NotFound { .. }) => {}
             Err(e) => {
                 tracing::warn!(container = id, error = %sebs_wire::ErrorChain(&e), "could not remove container")
@@ -824,11 +1015,11 @@ impl Platform {
         self.forget(id);
     }
 
-    fn remember(&self, id: &str, port: Option<u16>) {
+    fn remember(&self, id: &str, port: Option<u16>, engine: usize) {
         self.live
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(id.to_string(), port);
+            .insert(id.to_string(), (port, engine));
     }
 
     pub(crate) fn forget(&self, id: &str) {
@@ -855,11 +1046,44 @@ impl Platform {
                 hash,
                 image: &function.image,
                 config,
+                // The same engine: a replaced function stays where it was placed.
+                engine: self
+                    .engines
+                    .iter()
+                    .position(|e| e.address == function.engine.address),
             })
             .await?;
         let old = std::mem::replace(function, fresh);
         self.stop(&old).await
     }
+}
+
+/// What the engine says container `id` is doing.
+pub(crate) async fn container_state(
+    docker: &Docker,
+    id: &str,
+) -> Result<FunctionState, ContainerError> {
+    match sebs_container::inspect_state(docker, id).await {
+        Ok(s) if s.running => Ok(FunctionState::Running),
+        Ok(s) => Ok(FunctionState::Exited {
+            code: s.exit_code.unwrap_or(-1),
+            oom_killed: s.oom_killed,
+        }),
+        Err(ContainerError::NotFound { .. }) => Ok(FunctionState::Gone),
+        Err(e) => Err(e),
+    }
+}
+
+/// A short identity of the agent binary for image tags: its size and modification time,
+/// so that a rebuilt agent gets new per-package images.
+fn agent_id(agent: &Path) -> String {
+    let meta = std::fs::metadata(agent).ok();
+    let size = meta.as_ref().map_or(0, |m| m.len());
+    let modified = meta
+        .and_then(|m| m.modified().ok())
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    format!("{:x}", (u128::from(size) << 64 ^ modified) as u64)
 }
 
 /// Billionths of a CPU, as the engine counts CPU limits.

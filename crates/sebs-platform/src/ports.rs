@@ -15,16 +15,19 @@ use crate::function::PlatformError;
 /// The port leases of one [`crate::Platform`] and its clones, which share its allocator.
 #[derive(Debug, Clone)]
 pub(crate) struct PortLeases {
-    docker: Docker,
+    /// The engines whose containers publish on this host's ports (the home engine and the
+    /// local ones): a lease is stale only when its container runs on none of them. A remote
+    /// engine's ports are on its own host, where the engine picks them; none is leased here.
+    engines: Vec<Docker>,
     config: AllocatorConfig,
     /// Made on the first published function; leases of vanished containers are reclaimed then.
     allocator: Arc<tokio::sync::OnceCell<Allocator>>,
 }
 
 impl PortLeases {
-    pub(crate) fn new(docker: Docker, config: AllocatorConfig) -> PortLeases {
+    pub(crate) fn new(engines: Vec<Docker>, config: AllocatorConfig) -> PortLeases {
         PortLeases {
-            docker,
+            engines,
             config,
             allocator: Arc::default(),
         }
@@ -35,7 +38,7 @@ impl PortLeases {
         self.allocator
             .get_or_try_init(|| async {
                 let allocator = Allocator::new(self.config.clone())?;
-                reclaim_stale(&self.docker, &allocator).await;
+                reclaim_stale(&self.engines, &allocator).await;
                 Ok(allocator)
             })
             .await
@@ -77,8 +80,9 @@ impl PortLeases {
 
 /// Frees ports persisted for containers that no longer run. Only leases seen *before*
 /// listing the containers are candidates: a lease persisted after the listing belongs to
-/// a container the listing could not have seen.
-async fn reclaim_stale(docker: &Docker, allocator: &Allocator) {
+/// a container the listing could not have seen. A container counts as running when it runs
+/// on any of `engines`; when one cannot be listed, nothing is reclaimed.
+async fn reclaim_stale(engines: &[Docker], allocator: &Allocator) {
     let before: BTreeSet<String> = match allocator.persisted() {
         Ok(p) => p.into_iter().map(|p| p.container).collect(),
         Err(e) => return tracing::warn!("failed to {}", sebs_wire::ErrorChain(&e)),
@@ -86,21 +90,23 @@ async fn reclaim_stale(docker: &Docker, allocator: &Allocator) {
     if before.is_empty() {
         return;
     }
-    let running: BTreeSet<String> =
+    let mut running = BTreeSet::new();
+    for docker in engines {
         match sebs_container::list_labelled(docker, &[sebs_container::function::OWNER_LABEL]).await
         {
-            Ok(list) => list
-                .into_iter()
-                .filter(|c| {
-                    !matches!(
-                        c.state.as_ref().map(|s| s.to_string()).as_deref(),
-                        Some("exited" | "dead")
-                    )
-                })
-                .filter_map(|c| c.id)
-                .collect(),
+            Ok(list) => running.extend(
+                list.into_iter()
+                    .filter(|c| {
+                        !matches!(
+                            c.state.as_ref().map(|s| s.to_string()).as_deref(),
+                            Some("exited" | "dead")
+                        )
+                    })
+                    .filter_map(|c| c.id),
+            ),
             Err(e) => return tracing::warn!("failed to {}", sebs_wire::ErrorChain(&e)),
-        };
+        }
+    }
     let allocator = allocator.clone();
     let reclaimed = tokio::task::spawn_blocking(move || {
         allocator.reclaim_stale(|id| !before.contains(id) || running.contains(id))

@@ -60,7 +60,7 @@ impl Platform {
             ConfigChange::Live => {
                 let memory = config.memory_mb.saturating_mul(1024 * 1024);
                 let updated = sebs_container::update_resources(
-                    self.docker(),
+                    &function.engine.docker,
                     &function.container.id,
                     Some(memory),
                     config.cpus.map(nano_cpus),

@@ -4,6 +4,7 @@
 //! Python image. Every container carries `sebs-local.test=1` and a label unique to the test,
 //! by which the test removes them at the end, also when it fails.
 
+mod engines;
 mod errors;
 mod memory;
 mod packages;
@@ -25,7 +26,8 @@ sebs_testkit::main!(
     packages::trials(),
     sebs_readers::trials(),
     storage::trials(),
-    errors::trials()
+    errors::trials(),
+    engines::trials()
 );
 
 /// The tests of this module, each with what it needs from the machine.

@@ -1,0 +1,159 @@
+//! Functions spread over two engines: this host's and the second engine, which sees none
+//! of this host's files and is reached over TCP (see `cargo xtask test`).
+
+use serde_json::Value;
+
+use sebs_testkit::{trial, Trial, AGENT, ENGINE, ENGINE2};
+
+use crate::{curl_post, str_of, Cli, RUN_KEY};
+
+/// The tests of this module, each with what it needs from the machine.
+pub fn trials() -> Vec<Trial> {
+    vec![trial!(
+        start_places_functions_on_both_engines_and_stop_and_cleanup_leave_nothing,
+        ENGINE,
+        ENGINE2,
+        AGENT
+    )]
+}
+
+/// This test's containers on the second engine, removed with it also when it fails, and
+/// the per-package images built there for it.
+struct Second {
+    docker: sebs_container::Docker,
+    url: String,
+    run: String,
+    hashes: std::cell::RefCell<Vec<String>>,
+}
+
+impl Second {
+    fn containers(&self) -> Vec<String> {
+        sebs_testkit::runtime()
+            .block_on(sebs_container::list_labelled(
+                &self.docker,
+                &[(RUN_KEY, self.run.as_str())],
+            ))
+            .unwrap()
+            .into_iter()
+            .filter_map(|c| c.id)
+            .collect()
+    }
+}
+
+impl Drop for Second {
+    fn drop(&mut self) {
+        let runtime = sebs_testkit::runtime();
+        if let Err(e) = runtime.block_on(sebs_container::remove_labelled(
+            &self.docker,
+            (RUN_KEY, &self.run),
+        )) {
+            eprintln!(
+                "could not remove this test's containers on {}: {e}",
+                self.url
+            );
+        }
+        for hash in self.hashes.borrow().iter() {
+            let images = runtime.block_on(sebs_container::transfer::labelled_images(
+                &self.docker,
+                &self.url,
+                (sebs_platform::HASH_LABEL, hash),
+            ));
+            for image in images.unwrap_or_default() {
+                let removed = runtime.block_on(sebs_container::transfer::remove_image(
+                    &self.docker,
+                    &self.url,
+                    &image,
+                ));
+                if let Err(e) = removed {
+                    eprintln!("could not remove image {image} on {}: {e}", self.url);
+                }
+            }
+        }
+    }
+}
+
+fn start_places_functions_on_both_engines_and_stop_and_cleanup_leave_nothing() {
+    let cli = Cli::new();
+    let second = Second {
+        docker: sebs_testkit::runtime().block_on(sebs_testkit::docker2()),
+        url: sebs_testkit::engine2_address().unwrap().to_string(),
+        run: cli.run.clone(),
+        hashes: Default::default(),
+    };
+    let local = "unix:///var/run/docker.sock";
+    let out = cli.path("out.json");
+    let out = out.to_str().unwrap();
+    let file = cli.start(&[
+        "start",
+        "000.noop",
+        "test",
+        out,
+        "--deployments",
+        "4",
+        "--engine",
+        local,
+        "--engine",
+        &second.url,
+    ]);
+    let functions = file["functions"].as_array().unwrap();
+    second
+        .hashes
+        .borrow_mut()
+        .push(str_of(&functions[0], "hash").to_string());
+    let instances = file["sebs_local"]["instances"].as_array().unwrap();
+    let engines: Vec<&str> = instances.iter().map(|i| str_of(i, "engine")).collect();
+    // In turn.
+    assert_eq!(engines, [local, &second.url, local, &second.url], "{file}");
+    let engine_host = second
+        .url
+        .trim_start_matches("tcp://")
+        .rsplit_once(':')
+        .unwrap()
+        .0
+        .to_string();
+    for (f, engine) in functions.iter().zip(&engines) {
+        let url = str_of(f, "url");
+        if *engine == second.url {
+            assert!(url.starts_with(&format!("{engine_host}:")), "{url}");
+        }
+        let (status, body) = curl_post(url, "{}");
+        assert_eq!(status, 200, "{url}: {body}");
+        let answer: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(answer["result"], serde_json::json!({"output": {}}));
+    }
+    assert_eq!(cli.containers().len(), 2);
+    assert_eq!(second.containers().len(), 2);
+
+    let logs = cli.run(&["logs", out]);
+    assert_eq!(logs.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&logs.stdout);
+    assert_eq!(text.matches("sebs-agent: listening").count(), 4, "{text}");
+
+    let stop = cli.run(&["stop", out]);
+    assert_eq!(stop.status.code(), Some(0));
+    assert_eq!(cli.containers(), Vec::<String>::new());
+    assert_eq!(second.containers(), Vec::<String>::new());
+
+    // SEBS_ENGINES, and a cleanup on the second engine alone.
+    let again = cli.path("again.json");
+    let mut start = cli.command(&["start", "000.noop", "test", again.to_str().unwrap()]);
+    start.env(sebs_container::ENGINES_ENV, &second.url);
+    let started = start.output().unwrap();
+    assert_eq!(
+        started.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    assert_eq!(second.containers().len(), 1);
+    assert_eq!(cli.containers().len(), 0);
+    let label = format!("{RUN_KEY}={}", cli.run);
+    let clean = cli.run(&["cleanup", "--label", &label, "--engine", &second.url]);
+    assert_eq!(clean.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&clean.stderr).contains("removed 1 containers"),
+        "{}",
+        String::from_utf8_lossy(&clean.stderr)
+    );
+    assert_eq!(second.containers(), Vec::<String>::new());
+}
