@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use sebs_package::{
-    BenchmarkDir, InputContext, InputError, Module, Needs, NoStorage, Size, ValidateContext,
+    BenchmarkDir, InputContext, InputError, InputSession, Module, Needs, NoStorage, Size,
+    ValidateContext,
 };
 use sebs_storage::embedded::{self, Kind, StoreOptions};
 use sebs_storage::{InputCalls, Storage, StorageError, StorageFile};
@@ -78,9 +79,14 @@ pub fn data_root(cli: Option<&Path>, bench: &BenchmarkDir) -> Option<PathBuf> {
 
 /// Adds to `bench`'s `modules` the storage its `input.py` asks for (`buckets_count`,
 /// `allocate_nosql`), so that every command packages it with our modules for them (and so
-/// with one hash); returns what it asks for.
-pub async fn add_storage_modules(bench: &mut BenchmarkDir) -> Result<Needs, Failure> {
-    let needs = sebs_package::inspect_needs(bench)
+/// with one hash); returns what it asks for. `session` is `bench`'s `input.py`, which goes on
+/// to generate the input ([`prepare_with`]).
+pub async fn add_storage_modules(
+    bench: &mut BenchmarkDir,
+    session: &mut InputSession,
+) -> Result<Needs, Failure> {
+    let needs = session
+        .inspect()
         .await
         .map_err(|e| input_failure(e, bench))?;
     let want_object = needs.object_storage() || bench.config.modules.contains(&Module::Storage);
@@ -102,8 +108,9 @@ pub async fn prepare(
     size: Size,
     args: &InputArgs,
 ) -> Result<PreparedInput, Failure> {
-    let needs = add_storage_modules(bench).await?;
-    prepare_with(bench, &needs, size, args).await
+    let mut session = InputSession::start(bench);
+    let needs = add_storage_modules(bench, &mut session).await?;
+    prepare_with(bench, session, &needs, size, args).await
 }
 
 /// Whether `bench` (its `modules` completed by [`add_storage_modules`]) uses no storage: its
@@ -114,9 +121,10 @@ pub fn storage_free(bench: &BenchmarkDir) -> bool {
 }
 
 /// [`prepare`] once [`add_storage_modules`] has completed `bench`'s modules and said what
-/// its `input.py` needs.
+/// its `input.py` (`session`) needs.
 pub async fn prepare_with(
     bench: &BenchmarkDir,
+    session: InputSession,
     needs: &Needs,
     size: Size,
     args: &InputArgs,
@@ -153,7 +161,8 @@ pub async fn prepare_with(
             data_dir,
             buckets: None,
         };
-        let input = sebs_package::generate_input(bench, size, &context, &NoStorage)
+        let input = session
+            .generate(size, &context, &NoStorage)
             .await
             .map_err(|e| input_failure(e, bench))?;
         return Ok(PreparedInput {
@@ -194,7 +203,7 @@ pub async fn prepare_with(
         data_dir,
         buckets: resources.buckets.clone(),
     };
-    let generated = sebs_package::generate_input(bench, size, &context, calls.as_ref()).await;
+    let generated = session.generate(size, &context, calls.as_ref()).await;
     let input = match generated {
         Ok(input) => input,
         Err(e) => {

@@ -37,7 +37,8 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
     let mut bench = args.bench.find()?;
     let started = Instant::now();
     // The same modules as invoke and start package, so the same hash.
-    crate::inputs::add_storage_modules(&mut bench).await?;
+    let mut session = sebs_package::InputSession::start(&bench);
+    crate::inputs::add_storage_modules(&mut bench, &mut session).await?;
     // The engine is reached only when there are dependencies to install, so packaging a
     // dependency-free benchmark works (and is timed) without Docker.
     let env = OnDemand {

@@ -162,6 +162,10 @@ fn phase(phase: &str) {
 pub async fn run(args: Args) -> Result<Exit, Failure> {
     phase("parse");
     let mut bench = args.bench.find()?;
+    // python3 first: its start-up (slow here) overlaps the engine's connection, the file's
+    // check, the image and the containers' start; it inspects and then generates.
+    let mut session = sebs_package::InputSession::start(&bench);
+    phase("python3 spawned");
     let mut fconfig = FunctionConfig::from_benchmark(
         &bench.config,
         args.bench.language,
@@ -197,11 +201,11 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
     }
     phase("engine connected");
     // At once, as none needs another: whether the file is still in use, what input.py asks
-    // for (python3), and the image. A file still in use is refused first, before inputs are
+    // for (the session's python3), and the image. A file still in use is refused first, before inputs are
     // uploaded or stores started.
     let (replaceable, needs, image) = tokio::join!(
         check_replaceable(&platform, &args.output),
-        inputs::add_storage_modules(&mut bench),
+        inputs::add_storage_modules(&mut bench, &mut session),
         crate::images::resolve(
             platform.docker(),
             args.bench.language,
@@ -235,7 +239,8 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
         }
     };
     let input_side = async {
-        let prepared = inputs::prepare_with(&bench, &needs, args.size, &args.inputs).await?;
+        let prepared =
+            inputs::prepare_with(&bench, session, &needs, args.size, &args.inputs).await?;
         phase("input generated");
         // Before any function starts when the benchmark has storage (below), so that a store
         // that cannot start leaves nothing behind; a store-free benchmark's block is only

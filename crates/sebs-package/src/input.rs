@@ -275,46 +275,18 @@ pub enum InputError {
     },
 }
 
-/// The Python side: imports `input.py`, then speaks JSON lines with us. The first line on
-/// stdin holds the call's arguments; each storage call goes out as one line on stdout and
-/// waits for its answer on stdin; the last line out is `{"result": ...}`. The benchmark's
-/// own prints go to stderr.
+/// The Python side: imports `input.py` as soon as it starts, then speaks JSON lines with us.
+/// Each command is one line on stdin (`{"command": ..., "args": ...}`); each storage call
+/// goes out as one line on stdout and waits for its answer on stdin; a command's last line
+/// out is `{"result": ...}`. It exits when stdin closes. The benchmark's own prints go to
+/// stderr.
 const DRIVER: &str = include_str!("input_driver.py");
 
 /// What a benchmark needs at run time: its `input.py`'s `buckets_count()` and
 /// `allocate_nosql()`, without calling anything else. A benchmark without `input.py` needs
 /// nothing.
 pub async fn inspect_needs(bench: &BenchmarkDir) -> Result<Needs, InputError> {
-    let input_py = bench.path.join("input.py");
-    if !input_py.is_file() {
-        return Ok(Needs::default());
-    }
-    let answer = run_driver(
-        bench,
-        "inspect input.py",
-        "inspect",
-        serde_json::json!({}),
-        &NoStorage,
-    )
-    .await?;
-    #[derive(Deserialize)]
-    struct Inspected {
-        buckets: Option<(usize, usize)>,
-        #[serde(default)]
-        tables: Option<BTreeMap<String, TableKeys>>,
-    }
-    let inspected: Inspected = serde_json::from_value(answer).map_err(|e| InputError::Shape {
-        benchmark: bench.name.clone(),
-        stage: "inspect input.py",
-        what: format!(
-            "buckets_count() must return two integers and allocate_nosql() a dict of \
-                 {{table: {{\"primary_key\": name, \"secondary_key\": name}}}}: {e}"
-        ),
-    })?;
-    Ok(Needs {
-        buckets: inspected.buckets,
-        tables: inspected.tables.unwrap_or_default(),
-    })
+    InputSession::start(bench).inspect().await
 }
 
 /// The input for `bench` at `size`: what `input.py`'s `generate_input` returns, or, for a
@@ -328,46 +300,323 @@ pub async fn generate_input(
     context: &InputContext,
     storage: &impl StorageCalls,
 ) -> Result<serde_json::Value, InputError> {
-    let input_py = bench.path.join("input.py");
-    if !input_py.is_file() {
-        let path = bench.path.join("input.json");
-        if !path.is_file() {
-            return Err(InputError::NoInput {
-                benchmark: bench.name.clone(),
+    InputSession::start(bench)
+        .generate(size, context, storage)
+        .await
+}
+
+/// One `python3` running a benchmark's `input.py` for the commands of one start: it is
+/// spawned (and imports `input.py`) at [`InputSession::start`], so that the interpreter's
+/// start-up overlaps whatever the caller does meanwhile; [`InputSession::inspect`] and then
+/// [`InputSession::generate`] are answered by the same process, which exits after the
+/// latter. Dropping a session kills its process.
+pub struct InputSession {
+    name: String,
+    path: PathBuf,
+    driver: Driver,
+}
+
+enum Driver {
+    /// The benchmark has no `input.py`.
+    None,
+    /// `python3` could not be spawned: the first command reports it.
+    Failed(Option<InputError>),
+    Running(Box<Running>),
+    /// The process has exited (or its answers cannot be trusted any more).
+    Ended,
+}
+
+struct Running {
+    child: tokio::process::Child,
+    stdin: Option<tokio::process::ChildStdin>,
+    /// Whether the driver still reads what we write (it may have died).
+    alive: bool,
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    /// stderr is read concurrently, so that a chatty script never blocks on a full pipe.
+    stderr: tokio::task::JoinHandle<Vec<u8>>,
+}
+
+impl InputSession {
+    /// Spawns `python3` on `bench`'s `input.py`, if it has one; a spawn that fails is
+    /// reported by the first command.
+    pub fn start(bench: &BenchmarkDir) -> InputSession {
+        let input_py = bench.path.join("input.py");
+        let driver = if !input_py.is_file() {
+            Driver::None
+        } else {
+            match spawn_driver(bench, &input_py) {
+                Ok(running) => Driver::Running(Box::new(running)),
+                Err(source) => Driver::Failed(Some(InputError::Spawn {
+                    benchmark: bench.name.clone(),
+                    source,
+                })),
+            }
+        };
+        InputSession {
+            name: bench.name.clone(),
+            path: bench.path.clone(),
+            driver,
+        }
+    }
+
+    /// What the benchmark needs at run time (see [`inspect_needs`]).
+    pub async fn inspect(&mut self) -> Result<Needs, InputError> {
+        if matches!(self.driver, Driver::None) {
+            return Ok(Needs::default());
+        }
+        let stage = "inspect input.py";
+        let answer = self
+            .command(stage, "inspect", serde_json::json!({}), &NoStorage)
+            .await?;
+        #[derive(Deserialize)]
+        struct Inspected {
+            buckets: Option<(usize, usize)>,
+            #[serde(default)]
+            tables: Option<BTreeMap<String, TableKeys>>,
+        }
+        let inspected: Inspected =
+            serde_json::from_value(answer).map_err(|e| InputError::Shape {
+                benchmark: self.name.clone(),
+                stage,
+                what: format!(
+                    "buckets_count() must return two integers and allocate_nosql() a dict of \
+                     {{table: {{\"primary_key\": name, \"secondary_key\": name}}}}: {e}"
+                ),
+            })?;
+        Ok(Needs {
+            buckets: inspected.buckets,
+            tables: inspected.tables.unwrap_or_default(),
+        })
+    }
+
+    /// The input at `size` (see [`generate_input`]); the session's last command: the
+    /// process is waited for.
+    pub async fn generate(
+        mut self,
+        size: Size,
+        context: &InputContext,
+        storage: &impl StorageCalls,
+    ) -> Result<serde_json::Value, InputError> {
+        if matches!(self.driver, Driver::None) {
+            let path = self.path.join("input.json");
+            if !path.is_file() {
+                return Err(InputError::NoInput {
+                    benchmark: self.name.clone(),
+                });
+            }
+            let text = std::fs::read_to_string(&path).map_err(|source| InputError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            return serde_json::from_str(&text)
+                .map_err(|source| InputError::Parse { path, source });
+        }
+        let (bucket, inputs, outputs) = match &context.buckets {
+            Some(b) => (
+                Some(b.bucket.clone()),
+                b.input_prefixes.clone(),
+                b.output_prefixes.clone(),
+            ),
+            None => (None, Vec::new(), Vec::new()),
+        };
+        let args = serde_json::json!({
+            "size": size.as_str(),
+            "data_dir": context.data_dir,
+            "bucket": bucket,
+            "input_prefixes": inputs,
+            "output_prefixes": outputs,
+        });
+        let stage = "generate input";
+        let value = self.command(stage, "generate", args, storage).await?;
+        self.finish(stage).await?;
+        storage
+            .finish()
+            .await
+            .map_err(|message| InputError::Storage {
+                benchmark: self.name.clone(),
+                stage,
+                message,
+            })?;
+        Ok(value)
+    }
+
+    /// Sends one command and answers its storage calls until its result comes; a driver
+    /// that ends before is waited for and its failure reported.
+    async fn command(
+        &mut self,
+        stage: &'static str,
+        command: &str,
+        args: serde_json::Value,
+        storage: &impl StorageCalls,
+    ) -> Result<serde_json::Value, InputError> {
+        let running = match &mut self.driver {
+            Driver::Running(running) => running,
+            Driver::Failed(error) => {
+                let error = error.take();
+                self.driver = Driver::Ended;
+                return Err(error.unwrap_or_else(|| self.ended(stage)));
+            }
+            Driver::None | Driver::Ended => return Err(self.ended(stage)),
+        };
+        let pipe_err = |source| InputError::Pipe {
+            benchmark: self.name.clone(),
+            source,
+        };
+        let mut line = serde_json::json!({"command": command, "args": args}).to_string();
+        line.push('\n');
+        // A script that dies while importing never reads its command; its exit status
+        // tells why, so a broken pipe here is not the error to report.
+        running.write(line.as_bytes()).await;
+        let mut storage_failure = None;
+        let mut bad_line = None;
+        let mut result = None;
+        while let Some(text) = running.lines.next_line().await.map_err(pipe_err)? {
+            match serde_json::from_str::<DriverLine>(&text) {
+                Ok(DriverLine::Result { result: r }) => {
+                    result = Some(r);
+                    break;
+                }
+                Ok(DriverLine::StorageFailed { storage_failed }) => {
+                    storage_failure = Some(storage_failed)
+                }
+                Ok(DriverLine::Call(call)) => {
+                    let answer = match storage.call(call).await {
+                        Ok(()) => serde_json::json!({"ok": true}),
+                        Err(message) => serde_json::json!({"error": message}),
+                    };
+                    let mut reply = answer.to_string();
+                    reply.push('\n');
+                    running.write(reply.as_bytes()).await;
+                }
+                Err(source) => {
+                    bad_line.get_or_insert((text, source));
+                }
+            }
+        }
+        if let Some(message) = storage_failure {
+            self.driver = Driver::Ended;
+            return Err(InputError::Storage {
+                benchmark: self.name.clone(),
+                stage,
+                message,
             });
         }
-        let text = std::fs::read_to_string(&path).map_err(|source| InputError::Read {
-            path: path.clone(),
+        let Some(result) = result else {
+            // The driver ended without an answer: its status and stderr say why.
+            return Err(match self.finish(stage).await {
+                Err(e) => e,
+                Ok(stderr) => InputError::Shape {
+                    benchmark: self.name.clone(),
+                    stage,
+                    what: format!("input.py ended without an answer; its stderr:\n{stderr}"),
+                },
+            });
+        };
+        if let Some((line, source)) = bad_line {
+            self.driver = Driver::Ended;
+            return Err(InputError::BadJson {
+                benchmark: self.name.clone(),
+                stage,
+                line,
+                source,
+            });
+        }
+        Ok(result)
+    }
+
+    /// Closes the driver's stdin and waits for it to exit; a failed exit is `stage`'s error,
+    /// a clean one gives its stderr.
+    async fn finish(&mut self, stage: &'static str) -> Result<String, InputError> {
+        let Driver::Running(running) = std::mem::replace(&mut self.driver, Driver::Ended) else {
+            return Ok(String::new());
+        };
+        let Running {
+            mut child,
+            stdin,
+            stderr,
+            ..
+        } = *running;
+        drop(stdin);
+        let status = child.wait().await.map_err(|source| InputError::Pipe {
+            benchmark: self.name.clone(),
             source,
         })?;
-        return serde_json::from_str(&text).map_err(|source| InputError::Parse { path, source });
-    }
-    let (bucket, inputs, outputs) = match &context.buckets {
-        Some(b) => (
-            Some(b.bucket.clone()),
-            b.input_prefixes.clone(),
-            b.output_prefixes.clone(),
-        ),
-        None => (None, Vec::new(), Vec::new()),
-    };
-    let args = serde_json::json!({
-        "size": size.as_str(),
-        "data_dir": context.data_dir,
-        "bucket": bucket,
-        "input_prefixes": inputs,
-        "output_prefixes": outputs,
-    });
-    let stage = "generate input";
-    let value = run_driver(bench, stage, "generate", args, storage).await?;
-    storage
-        .finish()
-        .await
-        .map_err(|message| InputError::Storage {
-            benchmark: bench.name.clone(),
+        let stderr = String::from_utf8_lossy(&stderr.await.unwrap_or_default()).into_owned();
+        if status.success() {
+            return Ok(stderr);
+        }
+        if let Some(module) = missing_module(&stderr) {
+            return Err(InputError::MissingModule {
+                benchmark: self.name.clone(),
+                stage,
+                package: pip_package(&module).to_string(),
+                module,
+            });
+        }
+        let status = match status.code() {
+            Some(c) => format!("status {c}"),
+            None => status.to_string(),
+        };
+        Err(InputError::Script {
+            benchmark: self.name.clone(),
             stage,
-            message,
-        })?;
-    Ok(value)
+            status,
+            stderr,
+        })
+    }
+
+    /// A command after the driver ended (a caller's mistake, not the script's).
+    fn ended(&self, stage: &'static str) -> InputError {
+        InputError::Shape {
+            benchmark: self.name.clone(),
+            stage,
+            what: "input.py's driver has already ended".to_string(),
+        }
+    }
+}
+
+impl Running {
+    /// Writes to the driver while it reads; a driver that stopped reading is left to be
+    /// judged by its exit.
+    async fn write(&mut self, bytes: &[u8]) {
+        if let (true, Some(stdin)) = (self.alive, self.stdin.as_mut()) {
+            self.alive = stdin.write_all(bytes).await.is_ok() && stdin.flush().await.is_ok();
+        }
+    }
+}
+
+fn spawn_driver(bench: &BenchmarkDir, input_py: &std::path::Path) -> std::io::Result<Running> {
+    let mut child = tokio::process::Command::new("python3")
+        .arg("-B")
+        .arg("-c")
+        .arg(DRIVER)
+        .arg(input_py)
+        .arg(&bench.name)
+        .current_dir(&bench.path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let stdin = child.stdin.take();
+    let stdout = child.stdout.take().ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::BrokenPipe, "python3 has no stdout pipe")
+    })?;
+    let mut stderr_pipe = child.stderr.take();
+    let stderr = tokio::spawn(async move {
+        let mut s = Vec::new();
+        if let Some(e) = stderr_pipe.as_mut() {
+            let _ = e.read_to_end(&mut s).await;
+        }
+        s
+    });
+    Ok(Running {
+        child,
+        alive: stdin.is_some(),
+        stdin,
+        lines: BufReader::new(stdout).lines(),
+        stderr,
+    })
 }
 
 /// Checks `output` (the handler's return value) for `input` with the benchmark's
@@ -411,7 +660,10 @@ pub async fn validate_output(
         "language": language.as_str(),
         "project_root": project_root.as_ref().map(|d| d.path()),
     });
-    let answer = run_driver(bench, "validate output", "validate", args, storage).await?;
+    let stage = "validate output";
+    let mut session = InputSession::start(bench);
+    let answer = session.command(stage, "validate", args, storage).await?;
+    session.finish(stage).await?;
     let status = answer.get("status").and_then(|s| s.as_str()).unwrap_or("");
     Ok(match status {
         "passed" => Validation::Passed,
@@ -439,124 +691,6 @@ enum DriverLine {
         storage_failed: String,
     },
     Call(StorageCall),
-}
-
-async fn run_driver(
-    bench: &BenchmarkDir,
-    stage: &'static str,
-    mode: &str,
-    args: serde_json::Value,
-    storage: &impl StorageCalls,
-) -> Result<serde_json::Value, InputError> {
-    let pipe_err = |source| InputError::Pipe {
-        benchmark: bench.name.clone(),
-        source,
-    };
-    let mut child = tokio::process::Command::new("python3")
-        .arg("-B")
-        .arg("-c")
-        .arg(DRIVER)
-        .arg(mode)
-        .arg(bench.path.join("input.py"))
-        .arg(&bench.name)
-        .current_dir(&bench.path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|source| InputError::Spawn {
-            benchmark: bench.name.clone(),
-            source,
-        })?;
-    let mut stdin = child.stdin.take();
-    let stdout = child.stdout.take();
-    let mut stderr_pipe = child.stderr.take();
-    // stderr is read concurrently, so that a chatty script never blocks on a full pipe.
-    let stderr_task = tokio::spawn(async move {
-        let mut s = Vec::new();
-        if let Some(e) = stderr_pipe.as_mut() {
-            let _ = e.read_to_end(&mut s).await;
-        }
-        s
-    });
-
-    let mut result = None;
-    let mut storage_failure = None;
-    let mut bad_line = None;
-    if let (Some(input), Some(output)) = (stdin.as_mut(), stdout) {
-        let mut line = args.to_string();
-        line.push('\n');
-        // A script that dies while importing never reads its arguments; its exit status
-        // tells why, so a broken pipe here is not the error to report.
-        let mut alive = input.write_all(line.as_bytes()).await.is_ok();
-        let mut lines = BufReader::new(output).lines();
-        while let Some(text) = lines.next_line().await.map_err(pipe_err)? {
-            match serde_json::from_str::<DriverLine>(&text) {
-                Ok(DriverLine::Result { result: r }) => result = Some(r),
-                Ok(DriverLine::StorageFailed { storage_failed }) => {
-                    storage_failure = Some(storage_failed)
-                }
-                Ok(DriverLine::Call(call)) => {
-                    let answer = match storage.call(call).await {
-                        Ok(()) => serde_json::json!({"ok": true}),
-                        Err(message) => serde_json::json!({"error": message}),
-                    };
-                    let mut reply = answer.to_string();
-                    reply.push('\n');
-                    if alive {
-                        alive = input.write_all(reply.as_bytes()).await.is_ok();
-                    }
-                }
-                Err(source) => {
-                    bad_line.get_or_insert((text, source));
-                }
-            }
-        }
-    }
-    drop(stdin);
-    let status = child.wait().await.map_err(pipe_err)?;
-    let stderr = String::from_utf8_lossy(&stderr_task.await.unwrap_or_default()).into_owned();
-    if let Some(message) = storage_failure {
-        return Err(InputError::Storage {
-            benchmark: bench.name.clone(),
-            stage,
-            message,
-        });
-    }
-    if !status.success() {
-        if let Some(module) = missing_module(&stderr) {
-            return Err(InputError::MissingModule {
-                benchmark: bench.name.clone(),
-                stage,
-                package: pip_package(&module).to_string(),
-                module,
-            });
-        }
-        let status = match status.code() {
-            Some(c) => format!("status {c}"),
-            None => status.to_string(),
-        };
-        return Err(InputError::Script {
-            benchmark: bench.name.clone(),
-            stage,
-            status,
-            stderr,
-        });
-    }
-    if let Some((line, source)) = bad_line {
-        return Err(InputError::BadJson {
-            benchmark: bench.name.clone(),
-            stage,
-            line,
-            source,
-        });
-    }
-    result.ok_or_else(|| InputError::Shape {
-        benchmark: bench.name.clone(),
-        stage,
-        what: format!("input.py ended without an answer; its stderr:\n{stderr}"),
-    })
 }
 
 /// The top-level module of the last `ModuleNotFoundError` in a traceback.

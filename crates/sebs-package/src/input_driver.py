@@ -1,11 +1,12 @@
 # sebs-local's driver of a benchmark's input.py, run by the host's python3 (see input.rs).
 #
-# argv: mode (inspect | generate | validate), path of input.py, benchmark name.
-# stdin, first line: the call's arguments as JSON; later lines: answers to storage calls.
-# stdout: one JSON line per storage call, then {"result": ...}. The benchmark's own prints
-# go to stderr, so that they never spoil the protocol.
+# argv: path of input.py, benchmark name. input.py is imported at once, before any command
+# comes, so that a caller who starts us early finds it loaded.
+# stdin: one command a line, {"command": "inspect" | "generate" | "validate", "args": {...}},
+# and the answers to storage calls; we exit when it closes.
+# stdout: for each command, one JSON line per storage call, then {"result": ...}. The
+# benchmark's own prints go to stderr, so that they never spoil the protocol.
 import importlib.util
-import inspect
 import json
 import os
 import sys
@@ -79,6 +80,8 @@ def project_root_module(root):
 
 
 def accepts_storage(function):
+    # Imported here: only validators need it, and it costs every start its import time.
+    import inspect
     try:
         params = inspect.signature(function).parameters
     except (TypeError, ValueError):
@@ -87,43 +90,54 @@ def accepts_storage(function):
         p.kind == inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
+def inspect_needs(module):
+    buckets = None
+    if hasattr(module, "buckets_count"):
+        n_in, n_out = module.buckets_count()
+        buckets = [int(n_in), int(n_out)]
+    tables = None
+    if hasattr(module, "allocate_nosql"):
+        tables = plain(module.allocate_nosql(), "allocate_nosql()")
+    return {"buckets": buckets, "tables": tables}
+
+
+def generate(module, args):
+    return module.generate_input(
+        args["data_dir"], args["size"], args["bucket"], args["input_prefixes"],
+        args["output_prefixes"], upload_func, nosql_func)
+
+
+def validate(module, args):
+    if args.get("project_root"):
+        project_root_module(args["project_root"])
+    validator = getattr(module, "validate_output", None)
+    if validator is None:
+        return {"status": "none"}
+    call = [args["data_dir"], args["input"], args["output"], args["language"]]
+    if accepts_storage(validator):
+        message = validator(*call, storage=HostStorage())
+    else:
+        message = validator(*call)
+    if message is None:
+        return {"status": "passed"}
+    return {"status": "failed", "message": str(message)}
+
+
 def main():
-    mode, path, name = sys.argv[1:4]
-    args = json.loads(protocol_in.readline() or "{}")
+    path, name = sys.argv[1:3]
     sys.path.insert(0, os.path.dirname(path))
     spec = importlib.util.spec_from_file_location("sebs_benchmark_input", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    if mode == "inspect":
-        buckets = None
-        if hasattr(module, "buckets_count"):
-            n_in, n_out = module.buckets_count()
-            buckets = [int(n_in), int(n_out)]
-        tables = None
-        if hasattr(module, "allocate_nosql"):
-            tables = plain(module.allocate_nosql(), "allocate_nosql()")
-        result = {"buckets": buckets, "tables": tables}
-    elif mode == "generate":
-        result = module.generate_input(
-            args["data_dir"], args["size"], args["bucket"], args["input_prefixes"],
-            args["output_prefixes"], upload_func, nosql_func)
-    else:
-        if args.get("project_root"):
-            project_root_module(args["project_root"])
-        validate = getattr(module, "validate_output", None)
-        if validate is None:
-            result = {"status": "none"}
-        else:
-            call = [args["data_dir"], args["input"], args["output"], args["language"]]
-            if accepts_storage(validate):
-                message = validate(*call, storage=HostStorage())
-            else:
-                message = validate(*call)
-            if message is None:
-                result = {"status": "passed"}
-            else:
-                result = {"status": "failed", "message": str(message)}
-    send({"result": result})
+    commands = {"inspect": lambda args: inspect_needs(module),
+                "generate": lambda args: generate(module, args),
+                "validate": lambda args: validate(module, args)}
+    while True:
+        line = protocol_in.readline()
+        if not line:
+            break
+        request = json.loads(line)
+        send({"result": commands[request["command"]](request.get("args") or {})})
 
 
 main()

@@ -13,7 +13,8 @@
 //! - [`generate_input`] and [`validate_output`] run the benchmark's `input.py` for a
 //!   [`Size`] and report a [`Validation`]; [`inspect_needs`] says what [`Needs`] it has
 //!   (object storage, NoSQL tables). Its storage calls are answered by a [`StorageCalls`]
-//!   the caller provides.
+//!   the caller provides. An [`InputSession`] is one `python3` that inspects and then
+//!   generates, started early so that its start-up overlaps the caller's other work.
 
 pub mod benchmark;
 pub mod cache;
@@ -30,8 +31,9 @@ pub use cache::{default_cache_root, Package, PackageCache, PackageError};
 pub use config::{BenchmarkConfig, ConfigError, Module};
 pub use deps::{BuildEnv, BuildError, Install, InstallRequest, NoDeps};
 pub use input::{
-    generate_input, inspect_needs, validate_output, BucketLayout, InputContext, InputError, Needs,
-    NoStorage, Size, StorageCall, StorageCalls, TableKeys, ValidateContext, Validation,
+    generate_input, inspect_needs, validate_output, BucketLayout, InputContext, InputError,
+    InputSession, Needs, NoStorage, Size, StorageCall, StorageCalls, TableKeys, ValidateContext,
+    Validation,
 };
 pub use layout::{wrapper_files, LayoutError};
 pub use sebs_wire::Language;
