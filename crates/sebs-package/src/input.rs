@@ -1,5 +1,5 @@
 //! Benchmark inputs and output validation, by running the benchmark's `input.py` with the
-//! host's `python3`.
+//! host's `python3` (a pyenv shim's interpreter directly, see [`crate::python`]).
 //!
 //! `input.py` talks to storage through the functions SeBS hands it (`upload_func`,
 //! `nosql_func`, and the `storage` object of `validate_output`). Here those are stubs in a
@@ -586,7 +586,16 @@ impl Running {
 }
 
 fn spawn_driver(bench: &BenchmarkDir, input_py: &std::path::Path) -> std::io::Result<Running> {
-    let mut child = tokio::process::Command::new("python3")
+    let python = crate::python::host_python(
+        std::env::var_os("PATH").as_deref(),
+        std::env::var_os("PYENV_VERSION").as_deref(),
+        &bench.path,
+    );
+    let mut command = tokio::process::Command::new(&python.program);
+    if let Some(path) = &python.path {
+        command.env("PATH", path);
+    }
+    let mut child = command
         .arg("-B")
         .arg("-c")
         .arg(DRIVER)

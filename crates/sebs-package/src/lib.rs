@@ -22,6 +22,7 @@ pub mod config;
 pub mod deps;
 pub mod input;
 pub mod layout;
+pub mod python;
 
 pub use benchmark::{
     default_benchmarks_root, find_benchmark, list_benchmarks, BenchmarkDir, BenchmarkEntry,
