@@ -21,6 +21,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 /// The protocol between the agent and its language workers (JSON lines), and the workers.
+pub mod handoff;
 pub mod worker;
 
 /// What functions that use object storage or NoSQL get: environment and modules.
