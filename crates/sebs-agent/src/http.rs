@@ -10,7 +10,10 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
 use sebs_wire::{
     EpochMicros, ErrorAnswer, ErrorKind, HandlerResult, InvocationAnswer, InvocationLog,
     InvocationRecord, ALIVE_PATH, INSTANCE_HEADER, INVOCATIONS_PATH, INVOCATION_LOG_CAPACITY,
@@ -18,6 +21,7 @@ use sebs_wire::{
 
 use crate::memory::Meter;
 use crate::pool::Pool;
+use crate::worker::SharedState;
 
 /// The largest request body accepted; larger ones are answered 413.
 pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
@@ -37,6 +41,10 @@ pub struct State {
     log: Mutex<Log>,
     /// Ids for requests that bring none.
     ids: RequestIds,
+    /// The shared state of every worker holding a connection: their calls join the log.
+    held: Mutex<Vec<Arc<SharedState>>>,
+    /// Numbers connections passed to workers.
+    connections: AtomicU64,
 }
 
 /// Random-looking version 4 UUIDs without a system call per id.
@@ -97,12 +105,18 @@ impl State {
             instance: None,
             log: Mutex::new(Log::default()),
             ids: RequestIds::new(),
+            held: Mutex::new(Vec::new()),
+            connections: AtomicU64::new(0),
         }
     }
 
     /// Remembers a call whose handler ran from `begin` to `end`.
-    fn record(&self, (begin, end): (EpochMicros, EpochMicros), is_cold: bool, ok: bool) {
+    pub(crate) fn record(&self, span: (EpochMicros, EpochMicros), is_cold: bool, ok: bool) {
         let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        Self::push(&mut log, span, is_cold, ok);
+    }
+
+    fn push(log: &mut Log, (begin, end): (EpochMicros, EpochMicros), is_cold: bool, ok: bool) {
         if log.records.len() == INVOCATION_LOG_CAPACITY {
             log.records.pop_front();
             log.dropped += 1;
@@ -115,7 +129,43 @@ impl State {
         });
     }
 
+    /// Moves the calls a worker served on a connection it holds into the log (all warm).
+    pub(crate) fn take_worker_log(&self, shared: &SharedState) {
+        let (records, lost) = shared.take_log();
+        let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        log.dropped += lost;
+        for (begin, end, ok) in records {
+            Self::push(&mut log, (begin, end), false, ok);
+        }
+    }
+
+    /// Registers (`true`) or forgets a worker holding a connection.
+    pub(crate) fn holding(&self, shared: &Arc<SharedState>, holds: bool) {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        held.retain(|s| !Arc::ptr_eq(s, shared));
+        if holds {
+            held.push(shared.clone());
+        }
+    }
+
+    /// A number for the next connection passed to a worker.
+    pub(crate) fn next_connection(&self) -> u64 {
+        self.connections.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// The value of [`INSTANCE_HEADER`], empty when there is none.
+    pub(crate) fn instance(&self) -> &str {
+        self.instance
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
     fn invocation_log(&self) -> InvocationLog {
+        let held = self.held.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for shared in &held {
+            self.take_worker_log(shared);
+        }
         let log = self.log.lock().unwrap_or_else(|p| p.into_inner());
         InvocationLog {
             invocations: log.records.iter().copied().collect(),
@@ -241,7 +291,7 @@ async fn invoke(state: Arc<State>, req: Request<Incoming>) -> Response<Full<Byte
                 memory_peak_bytes: inv.memory_peak.map(|p| p.bytes),
                 memory_source: inv.memory_peak.map(|p| p.source),
             };
-            match serde_json::to_vec(&answer) {
+            match sebs_wire::handoff::success_body(&answer) {
                 Ok(body) => json(StatusCode::OK, body.into()),
                 Err(e) => {
                     // Only a handler output serde cannot write back (it parsed it) gets here.
@@ -278,6 +328,92 @@ async fn invoke(state: Arc<State>, req: Request<Incoming>) -> Response<Full<Byte
     }
 }
 
+/// An error answer as raw bytes, for a connection the agent writes to directly (a worker
+/// that held it was stopped mid-call).
+pub(crate) fn raw_error(state: &State, answer: &ErrorAnswer) -> Vec<u8> {
+    let date = httpdate::fmt_http_date(std::time::SystemTime::now());
+    let instance = Some(state.instance()).filter(|i| !i.is_empty());
+    sebs_wire::handoff::http_answer(
+        answer.kind.status(),
+        instance,
+        &date,
+        &sebs_wire::handoff::error_body(answer),
+    )
+}
+
+/// Serves a connection over HTTP/1.1 keep-alive until it closes; `read` holds what was
+/// read of it already (by a worker that gave it back).
+pub async fn serve_connection(state: Arc<State>, stream: tokio::net::TcpStream, read: Vec<u8>) {
+    let service = service_fn(move |req| handle(state.clone(), req));
+    let io = Prefixed {
+        read: Bytes::from(read),
+        stream,
+    };
+    // A client hanging up mid-request is its business, not an agent error.
+    let _ = http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(io), service)
+        .await;
+}
+
+/// A connection whose first bytes were already read.
+struct Prefixed {
+    read: Bytes,
+    stream: tokio::net::TcpStream,
+}
+
+impl tokio::io::AsyncRead for Prefixed {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if !self.read.is_empty() {
+            let n = self.read.len().min(buf.remaining());
+            let first = self.read.split_to(n);
+            buf.put_slice(&first);
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Prefixed {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write(cx, data)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
 fn too_large() -> String {
     format!("the request body is larger than {MAX_BODY_BYTES} bytes")
 }
@@ -292,10 +428,7 @@ fn json(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
 }
 
 fn error(status: StatusCode, answer: ErrorAnswer) -> Response<Full<Bytes>> {
-    // An ErrorAnswer holds only strings and flags; encoding it cannot fail.
-    let body = serde_json::to_vec(&answer)
-        .unwrap_or_else(|_| br#"{"error":"internal","kind":"internal"}"#.to_vec());
-    json(status, body.into())
+    json(status, sebs_wire::handoff::error_body(&answer).into())
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@
 
 pub mod cgroup;
 pub mod children;
+pub mod handoff;
 pub mod http;
 pub mod memory;
 pub mod pool;
@@ -34,9 +35,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use sebs_wire::AgentSettings;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::signal::unix::{signal, SignalKind};
@@ -185,7 +183,8 @@ fn listen(port: u16) -> std::io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
-/// Accepts connections forever, one task per connection.
+/// Accepts connections forever, one task per connection: passed to an idle worker that
+/// takes connections (see [`handoff`]), else served here.
 async fn serve(listener: TcpListener, state: Arc<http::State>) {
     loop {
         let stream = match listener.accept().await {
@@ -202,13 +201,9 @@ async fn serve(listener: TcpListener, state: Arc<http::State>) {
         };
         let _ = stream.set_nodelay(true);
         let state = state.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req| http::handle(state.clone(), req));
-            // A client hanging up mid-request is its business, not an agent error.
-            let _ = http1::Builder::new()
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
+        match state.pool.try_hold() {
+            Some(held) => tokio::spawn(handoff::serve(state, held, stream)),
+            None => tokio::spawn(http::serve_connection(state, stream, Vec::new())),
+        };
     }
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use sebs_wire::worker::{Exception, Reply, Request};
 use sebs_wire::{EpochMicros, ErrorAnswer, ErrorKind};
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::cgroup::MemoryCgroup;
 use crate::children::{ExitStatus, Spawner};
@@ -121,6 +121,14 @@ struct Inner {
     slots: Mutex<Vec<Slot>>,
     /// The cgroup's OOM-kill count when we last looked.
     oom_kills_seen: AtomicU64,
+    /// Bumped when a call waits for a worker: workers holding connections give them back.
+    wanted: watch::Sender<u64>,
+}
+
+/// A worker taken from the pool to serve a connection itself, with its permit.
+pub struct Held {
+    pub worker: Worker,
+    permit: OwnedSemaphorePermit,
 }
 
 /// The worker pool. Cheap to clone.
@@ -140,6 +148,7 @@ impl Pool {
             permits: Arc::new(Semaphore::new(workers)),
             slots: Mutex::new(Vec::with_capacity(workers)),
             oom_kills_seen: AtomicU64::new(oom_kills_seen),
+            wanted: watch::Sender::new(0),
             config,
             spawner,
         });
@@ -177,13 +186,57 @@ impl Pool {
         self.lock_slots().push(slot);
     }
 
+    /// An idle worker that has served a call before, to pass a connection to, when one is
+    /// free now, no call waits, its language takes connections, and no call is measured by
+    /// the cgroup's peak (which the agent resets around each call it relays).
+    pub fn try_hold(&self) -> Option<Held> {
+        if !self.inner.config.command.handoff || self.inner.config.meter.uses_cgroup() {
+            return None;
+        }
+        let permit = self.inner.permits.clone().try_acquire_owned().ok()?;
+        let mut slots = self.lock_slots();
+        let ready = slots.iter().position(|s| matches!(s, Slot::Ready(_)))?;
+        match slots.swap_remove(ready) {
+            Slot::Ready(worker) => Some(Held { worker, permit }),
+            Slot::Empty => {
+                slots.push(Slot::Empty);
+                None
+            }
+        }
+    }
+
+    /// Puts a held worker back (`alive`), or its slot empty, and frees its permit.
+    pub fn release(&self, held: Held, alive: bool) {
+        let Held { worker, permit } = held;
+        self.put_slot(if alive {
+            Slot::Ready(worker)
+        } else {
+            Slot::Empty
+        });
+        drop(permit);
+    }
+
+    /// Changes whenever a call waits for a worker.
+    pub fn wanted(&self) -> watch::Receiver<u64> {
+        self.inner.wanted.subscribe()
+    }
+
     /// Runs one call of the handler with `event`, waiting for a free worker first.
     pub async fn invoke(
         &self,
         request_id: &str,
         event: &serde_json::Value,
     ) -> Result<Invocation, CallFailure> {
-        let Ok(permit) = self.inner.permits.clone().acquire_owned().await else {
+        let permits = &self.inner.permits;
+        let permit = match permits.clone().try_acquire_owned() {
+            Ok(permit) => Ok(permit),
+            Err(_) => {
+                // Workers serving connections themselves give one back between requests.
+                self.inner.wanted.send_modify(|n| *n += 1);
+                permits.clone().acquire_owned().await
+            }
+        };
+        let Ok(permit) = permit else {
             return Err(CallFailure::new(
                 ErrorKind::Internal,
                 "the worker pool is closed",
@@ -259,16 +312,10 @@ impl Pool {
             }
             Ok(Err(WorkerError::Died { status })) => {
                 let init_time_us = worker.take_init_time_us();
-                let oom_killed = self.oom_kills_increased();
-                let (kind, mut message) =
-                    describe_death(status, self.inner.config.cgroup.limited(), oom_killed);
-                if kind == ErrorKind::OutOfMemory {
-                    message.push_str(&self.empty_tmp_after_oom().await);
-                }
+                let failure = self.death(status, worker.pid()).await;
                 // After /tmp is emptied, so that the next worker finds the memory it gave back.
                 self.put_slot(Slot::Empty);
-                eprintln!("sebs-agent: worker {} died: {message}", worker.pid());
-                Err(CallFailure::new(kind, message).after_import(init_time_us))
+                Err(failure.after_import(init_time_us))
             }
             Ok(Err(e)) => {
                 worker.kill();
@@ -287,20 +334,37 @@ impl Pool {
                 let init_time_us = worker.take_init_time_us();
                 worker.kill();
                 self.put_slot(Slot::Empty);
-                let ms = timeout.as_millis();
-                eprintln!(
-                    "sebs-agent: worker {} stopped after the {ms} ms timeout",
-                    worker.pid()
-                );
-                Err(CallFailure::new(
-                    ErrorKind::Timeout,
-                    format!(
-                        "the handler ran past the function's timeout of {ms} ms and was stopped"
-                    ),
-                )
-                .after_import(init_time_us))
+                Err(self.timed_out(worker.pid()).after_import(init_time_us))
             }
         }
+    }
+
+    /// The function's timeout.
+    pub fn timeout(&self) -> Duration {
+        self.inner.config.timeout
+    }
+
+    /// What to answer for a call whose worker `pid` was stopped at the timeout.
+    pub fn timed_out(&self, pid: i32) -> CallFailure {
+        let ms = self.inner.config.timeout.as_millis();
+        eprintln!("sebs-agent: worker {pid} stopped after the {ms} ms timeout");
+        CallFailure::new(
+            ErrorKind::Timeout,
+            format!("the handler ran past the function's timeout of {ms} ms and was stopped"),
+        )
+    }
+
+    /// What to answer for a call whose worker `pid` died with `status`; after an OOM kill,
+    /// `/tmp` is emptied first.
+    pub async fn death(&self, status: Option<ExitStatus>, pid: i32) -> CallFailure {
+        let oom_killed = self.oom_kills_increased();
+        let (kind, mut message) =
+            describe_death(status, self.inner.config.cgroup.limited(), oom_killed);
+        if kind == ErrorKind::OutOfMemory {
+            message.push_str(&self.empty_tmp_after_oom().await);
+        }
+        eprintln!("sebs-agent: worker {pid} died: {message}");
+        CallFailure::new(kind, message)
     }
 
     /// What to answer when no worker could be started; a worker OOM-killed during its start

@@ -5,14 +5,15 @@
 //! every language, so a new language needs only its wrapper file and a line here.
 
 use std::ffi::OsString;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sebs_wire::worker::{Exception, ProtocolError, Ready, Reply};
-use sebs_wire::{AgentSettings, ErrorKind, Language};
+use sebs_wire::{handoff, AgentSettings, EpochMicros, ErrorKind, Language};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::unix::pipe;
 use tokio::sync::oneshot;
@@ -40,6 +41,8 @@ pub struct WorkerCommand {
     pub gid: Option<u32>,
     /// Set in the worker's environment besides `HOME`.
     pub env: Vec<(String, String)>,
+    /// Whether the worker takes connections on the warm path ([`sebs_wire::handoff`]).
+    pub handoff: bool,
 }
 
 impl WorkerCommand {
@@ -47,6 +50,7 @@ impl WorkerCommand {
     pub fn from_settings(settings: &AgentSettings) -> WorkerCommand {
         let dir = settings.code_dir.clone();
         let mut env = Vec::new();
+        let handoff = settings.language == Language::Python;
         let (default_runtime, args): (&str, Vec<OsString>) = match settings.language {
             // -u: unbuffered, so a handler's prints reach the log even if it is killed.
             Language::Python => {
@@ -77,6 +81,7 @@ impl WorkerCommand {
             uid: settings.uid,
             gid: settings.gid,
             env,
+            handoff,
         }
     }
 
@@ -161,6 +166,42 @@ fn become_worker(uid: Option<u32>, gid: Option<u32>) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The hand-off socket pair and the shared state file of a worker that takes connections;
+/// the worker's ends are left open across `exec` and named in its environment.
+fn handoff_channel(cmd: &mut Command) -> std::io::Result<(Handoff, [OwnedFd; 2])> {
+    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+    let (ours, theirs) = socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )?;
+    let state = SharedState::create()?;
+    let theirs_state = OwnedFd::from(state.file.try_clone()?);
+    let fds = [theirs.as_raw_fd(), theirs_state.as_raw_fd()];
+    cmd.env(handoff::HANDOFF_FDS_ENV, format!("{},{}", fds[0], fds[1]));
+    // SAFETY: between fork and exec, fcntl alone, on descriptors the closure's owner keeps
+    // open until the spawn returned.
+    unsafe {
+        cmd.pre_exec(move || {
+            for fd in fds {
+                nix::fcntl::fcntl(
+                    BorrowedFd::borrow_raw(fd),
+                    nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+                )?;
+            }
+            Ok(())
+        });
+    }
+    Ok((
+        Handoff {
+            socket: ours,
+            state: Arc::new(state),
+        },
+        [theirs, theirs_state],
+    ))
+}
+
 /// One pipe between the agent and a worker.
 struct WorkerPipe {
     ours: OwnedFd,
@@ -226,6 +267,8 @@ pub enum WorkerError {
     },
     #[error(transparent)]
     Protocol(#[from] ProtocolError),
+    #[error("understand worker {pid}: it sent {line:?} while it held a connection")]
+    Unexpected { pid: i32, line: String },
 }
 
 /// A running worker that has imported the function.
@@ -239,6 +282,116 @@ pub struct Worker {
     /// The import time, until the first call has reported it.
     unreported_init_us: Option<u64>,
     line: Vec<u8>,
+    /// A line [`Worker::next_line`] is reading, kept when its future is dropped.
+    partial: Vec<u8>,
+    /// The hand-off socket and shared state, for a worker that takes connections.
+    handoff: Option<Handoff>,
+}
+
+/// The agent's side of a worker's hand-off channel ([`sebs_wire::handoff`]).
+#[derive(Debug)]
+struct Handoff {
+    socket: OwnedFd,
+    state: Arc<SharedState>,
+}
+
+/// A worker's shared state file, read by the agent without waking the worker.
+#[derive(Debug)]
+pub struct SharedState {
+    file: std::fs::File,
+    /// How many of the worker's handler spans the agent has taken from the ring.
+    log_read: Mutex<u64>,
+}
+
+/// The call a worker is running, as it published it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Busy {
+    /// The seqlock counter at the read: it changes when the call ends.
+    pub seq: u64,
+    pub since: EpochMicros,
+    pub request_id: String,
+}
+
+impl SharedState {
+    fn create() -> std::io::Result<SharedState> {
+        use nix::sys::memfd::{memfd_create, MFdFlags};
+        let fd = memfd_create(c"sebs-worker-state", MFdFlags::MFD_CLOEXEC)?;
+        let file = std::fs::File::from(fd);
+        file.set_len(handoff::state::SIZE as u64)?;
+        Ok(SharedState {
+            file,
+            log_read: Mutex::new(0),
+        })
+    }
+
+    fn read_at(&self, offset: usize, buf: &mut [u8]) -> bool {
+        use std::os::unix::fs::FileExt;
+        self.file.read_exact_at(buf, offset as u64).is_ok()
+    }
+
+    fn u64_at(&self, offset: usize) -> Option<u64> {
+        let mut b = [0u8; 8];
+        self.read_at(offset, &mut b).then(|| u64::from_le_bytes(b))
+    }
+
+    /// The running call, `None` between calls (or when no consistent copy could be read).
+    pub fn busy(&self) -> Option<Busy> {
+        use handoff::state::*;
+        for _ in 0..100 {
+            let mut head = [0u8; LOG_WRITTEN];
+            if !self.read_at(0, &mut head) {
+                return None;
+            }
+            let seq = u64::from_le_bytes(head[SEQ..SEQ + 8].try_into().ok()?);
+            if seq % 2 == 1 || self.u64_at(SEQ) != Some(seq) {
+                std::thread::yield_now();
+                continue;
+            }
+            let since = i64::from_le_bytes(head[BUSY_SINCE_US..BUSY_SINCE_US + 8].try_into().ok()?);
+            if since == 0 {
+                return None;
+            }
+            let len = (u64::from_le_bytes(head[ID_LEN..ID_LEN + 8].try_into().ok()?) as usize)
+                .min(ID_MAX);
+            return Some(Busy {
+                seq,
+                since: EpochMicros(since),
+                request_id: String::from_utf8_lossy(&head[REQUEST_ID..REQUEST_ID + len])
+                    .into_owned(),
+            });
+        }
+        None
+    }
+
+    /// The seqlock counter now.
+    pub fn seq(&self) -> Option<u64> {
+        self.u64_at(handoff::state::SEQ)
+    }
+
+    /// The handler spans the worker wrote since the last call: `(begin, end, ok)`, and how
+    /// many were overwritten before they could be read.
+    pub fn take_log(&self) -> (Vec<(EpochMicros, EpochMicros, bool)>, u64) {
+        use handoff::state::*;
+        let mut read = self.log_read.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(written) = self.u64_at(LOG_WRITTEN) else {
+            return (Vec::new(), 0);
+        };
+        let lost = written
+            .saturating_sub(*read)
+            .saturating_sub(RING_SLOTS as u64);
+        let mut records = Vec::new();
+        for n in (*read + lost)..written {
+            let mut r = [0u8; RECORD];
+            if !self.read_at(RING + RECORD * (n as usize % RING_SLOTS), &mut r) {
+                break;
+            }
+            let field =
+                |i: usize| i64::from_le_bytes(r[i * 8..i * 8 + 8].try_into().unwrap_or_default());
+            records.push((EpochMicros(field(0)), EpochMicros(field(1)), field(2) != 0));
+        }
+        *read = written;
+        (records, lost)
+    }
 }
 
 impl Worker {
@@ -254,6 +407,11 @@ impl Worker {
         };
         let mut cmd = command.command();
         let (stdin, stdout) = worker_pipes(command.uid, command.gid).map_err(spawn_err)?;
+        let channel = if command.handoff {
+            Some(handoff_channel(&mut cmd).map_err(spawn_err)?)
+        } else {
+            None
+        };
         cmd.stdin(Stdio::from(stdin.theirs))
             .stdout(Stdio::from(stdout.theirs));
         let (child, exit) = spawner.spawn(cmd).await.map_err(|source| {
@@ -268,6 +426,8 @@ impl Worker {
         })?;
         let children = spawner.children();
         let pid = child.id() as i32;
+        // The worker's ends were copied into it; ours alone stay open.
+        let handoff = channel.map(|(ours, _theirs)| ours);
         let pipes = pipe::Sender::from_owned_fd(stdin.ours)
             .and_then(|stdin| Ok((stdin, pipe::Receiver::from_owned_fd(stdout.ours)?)))
             .map_err(spawn_err);
@@ -286,6 +446,8 @@ impl Worker {
             exit,
             unreported_init_us: None,
             line: Vec::new(),
+            partial: Vec::new(),
+            handoff,
         };
         let limit_ms = import_limit.as_millis() as u64;
         let ready = match tokio::time::timeout(import_limit, worker.read_line()).await {
@@ -352,6 +514,102 @@ impl Worker {
                 source,
             }),
         }
+    }
+
+    /// Whether the worker takes connections.
+    pub fn takes_connections(&self) -> bool {
+        self.handoff.is_some()
+    }
+
+    /// The worker's shared state, for a worker that takes connections.
+    pub fn shared_state(&self) -> Option<Arc<SharedState>> {
+        self.handoff.as_ref().map(|h| h.state.clone())
+    }
+
+    /// Passes connection `conn` to the worker as number `number`.
+    pub async fn hand_off(
+        &mut self,
+        conn: BorrowedFd<'_>,
+        number: u64,
+        instance: &str,
+    ) -> Result<(), WorkerError> {
+        use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+        let pid = self.pid;
+        let Some(h) = &self.handoff else {
+            return Err(WorkerError::Pipe {
+                pid,
+                source: std::io::Error::other("the worker takes no connections"),
+            });
+        };
+        let fds = [conn.as_raw_fd()];
+        let iov = [std::io::IoSlice::new(b"c")];
+        // One byte on a blocking unix socket the worker drains: this does not block.
+        sendmsg::<()>(
+            h.socket.as_raw_fd(),
+            &iov,
+            &[ControlMessage::ScmRights(&fds)],
+            MsgFlags::empty(),
+            None,
+        )
+        .map_err(|e| WorkerError::Pipe {
+            pid,
+            source: e.into(),
+        })?;
+        let line = handoff::ToWorker::Connection {
+            connection: number,
+            instance: instance.to_string(),
+        };
+        self.send(&line.encode()).await
+    }
+
+    /// Asks the worker to give connection `number` back between requests.
+    pub async fn give_back(&mut self, number: u64) -> Result<(), WorkerError> {
+        self.send(&handoff::ToWorker::GiveBack { give_back: number }.encode())
+            .await
+    }
+
+    async fn send(&mut self, line: &[u8]) -> Result<(), WorkerError> {
+        match self.stdin.write_all(line).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(self.died().await),
+            Err(source) => Err(WorkerError::Pipe {
+                pid: self.pid,
+                source,
+            }),
+        }
+    }
+
+    /// The worker's next line, or its death. Cancel-safe: a partly read line is kept.
+    pub async fn next_line(&mut self) -> Result<Vec<u8>, WorkerError> {
+        loop {
+            let read = tokio::select! {
+                biased;
+                read = self.stdout.read_until(b'\n', &mut self.partial) => read,
+                status = &mut self.exit => return Err(WorkerError::Died { status: status.ok() }),
+            };
+            match read {
+                Ok(0) => return Err(self.died().await),
+                Ok(_) if self.partial.last() == Some(&b'\n') => {
+                    return Ok(std::mem::take(&mut self.partial))
+                }
+                Ok(_) => continue,
+                Err(source) => {
+                    return Err(WorkerError::Pipe {
+                        pid: self.pid,
+                        source,
+                    })
+                }
+            }
+        }
+    }
+
+    /// Kills the worker and waits (briefly) until it is gone.
+    pub async fn kill_and_wait(&mut self) -> Option<ExitStatus> {
+        self.kill();
+        tokio::time::timeout(EXIT_GRACE, &mut self.exit)
+            .await
+            .ok()
+            .and_then(Result::ok)
     }
 
     /// Stops the worker and everything it started.

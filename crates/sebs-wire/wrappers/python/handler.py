@@ -30,7 +30,7 @@ def _protocol_streams():
     # Duplicate the pipes to the agent, then point fd 1 at the log (fd 2) and fd 0 at
     # /dev/null: everything the function prints goes to stderr, and only this module can
     # read requests or write replies.
-    proto_in = os.fdopen(os.dup(0), "rb")
+    proto_in = _Lines(os.dup(0))
     proto_out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     devnull = os.open(os.devnull, os.O_RDONLY)
@@ -38,6 +38,35 @@ def _protocol_streams():
     os.close(devnull)
     sys.stdout = sys.stderr
     return proto_in, proto_out
+
+
+class _Lines:
+    """Lines from the agent, read from a raw descriptor, so that the hand-off can poll it
+    and see whether a whole line is already buffered."""
+
+    def __init__(self, fd):
+        self.fd = fd
+        self.buf = bytearray()
+
+    def readline(self):
+        start = 0
+        while True:
+            at = self.buf.find(b"\n", start)
+            if at >= 0:
+                line = bytes(self.buf[: at + 1])
+                del self.buf[: at + 1]
+                return line
+            start = len(self.buf)
+            if not self.fill():
+                return b""
+
+    def has_line(self):
+        return b"\n" in self.buf
+
+    def fill(self):
+        data = os.read(self.fd, 1 << 20)
+        self.buf += data
+        return bool(data)
 
 
 def _exception_fields(exc):
@@ -132,38 +161,323 @@ def main():
 
     reset_peak, peak_rss = _rss_meter()
 
-    while True:
-        line = proto_in.readline()
-        if not line:
-            return
-        request = json.loads(line)
-        event = request.get("event")
+    def call(event):
+        """Runs the handler once: ("ok", begin, end, encoded output, rss) or
+        (failure kind, begin, end, exception fields)."""
         was_reset = reset_peak()
         begin = time.time_ns() // 1000
         try:
             output = handler(event)
         except BaseException as exc:  # noqa: B036 - sys.exit() in a handler is its error too
             end = time.time_ns() // 1000
-            fields = {"ok": False, "kind": "handler_error", "begin_us": begin, "end_us": end}
-            fields.update(_exception_fields(exc))
-            send(json.dumps(fields))
-            continue
+            return "handler_error", begin, end, _exception_fields(exc)
         end = time.time_ns() // 1000
         try:
-            encoded = json.dumps(output, allow_nan=False)
+            encoded = _encode_output(output)
         except BaseException as exc:  # noqa: B036
-            fields = {"ok": False, "kind": "bad_output", "begin_us": begin, "end_us": end}
-            fields.update(_exception_fields(exc))
+            return "bad_output", begin, end, _exception_fields(exc)
+        return "ok", begin, end, encoded, peak_rss(was_reset)
+
+    fds = os.environ.pop("SEBS_HANDOFF_FDS", None)
+    handoff = _Handoff(fds, proto_in, send, call) if fds else None
+
+    while True:
+        line = proto_in.readline()
+        if not line:
+            return
+        request = json.loads(line)
+        if "connection" in request:
+            if handoff is None:
+                send(json.dumps({"released": request["connection"], "leftover": ""}))
+            else:
+                handoff.serve(request["connection"], request.get("instance") or None)
+            continue
+        if "give_back" in request:
+            # The connection it names was already given back.
+            continue
+        outcome = call(request.get("event"))
+        kind, begin, end = outcome[0], outcome[1], outcome[2]
+        if kind != "ok":
+            fields = {"ok": False, "kind": kind, "begin_us": begin, "end_us": end}
+            fields.update(outcome[3])
             send(json.dumps(fields))
             continue
-        rss = peak_rss(was_reset)
+        rss = outcome[4]
         memory = ""
         if rss is not None:
             memory = '"max_rss_kb": %d, "max_rss_reset": %s, ' % (rss[0], "true" if rss[1] else "false")
         send(
             '{"ok": true, "begin_us": %d, "end_us": %d, %s"output": %s}'
-            % (begin, end, memory, encoded)
+            % (begin, end, memory, outcome[3])
         )
+
+
+# The largest request body the agent accepts (sebs_agent::http::MAX_BODY_BYTES); the worker
+# gives larger ones back, for the agent's 413.
+MAX_BODY_BYTES = 64 * 1024 * 1024
+_REASONS = {200: "OK", 500: "Internal Server Error"}
+# sebs_wire::handoff::state: where the worker publishes its running call and handler spans.
+_SEQ, _BUSY, _ID_LEN, _ID, _ID_MAX, _WRITTEN, _RING, _RECORD, _SLOTS = (
+    0, 8, 16, 24, 96, 120, 128, 24, 8192
+)
+_STATE_SIZE = _RING + _RECORD * _SLOTS
+
+
+def _encode_output(output):
+    """The handler's output as the agent writes it back (serde_json): compact, UTF-8, keys
+    sorted."""
+    import json
+
+    return json.dumps(output, allow_nan=False, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
+def _micros(us):
+    # sebs_wire::EpochMicros's "seconds.micros".
+    sign = "-" if us < 0 else ""
+    us = abs(us)
+    return "%s%d.%06d" % (sign, us // 1000000, us % 1000000)
+
+
+def _http_answer(status, instance, date, body):
+    """The bytes the agent's HTTP server writes for an answer (sebs_wire::handoff::http_answer)."""
+    head = "HTTP/1.1 %d %s\r\ncontent-type: application/json\r\n" % (status, _REASONS[status])
+    if instance:
+        head += "x-sebs-instance: %s\r\n" % instance
+    head += "content-length: %d\r\ndate: %s\r\n\r\n" % (len(body), date)
+    return head.encode("latin-1") + body
+
+
+def _success_body(begin, end, request_id, output, agent_time_us, rss):
+    """sebs_wire::InvocationAnswer as the agent encodes it, for a warm call; `output` is
+    already encoded."""
+    import json
+
+    body = '{"begin":"%s","end":"%s","request_id":%s,"is_cold":false,"result":{"output":%s},' % (
+        _micros(begin),
+        _micros(end),
+        json.dumps(request_id, ensure_ascii=False),
+        output,
+    )
+    body += '"init_time_us":0,"agent_time_us":%d' % agent_time_us
+    if rss is not None:
+        body += ',"memory_peak_bytes":%d,"memory_source":"%s"' % (
+            rss[0] * 1024,
+            "process" if rss[1] else "process_lifetime",
+        )
+    return (body + "}").encode("utf-8")
+
+
+def _failure_body(kind, begin, end, request_id, fields):
+    """sebs_wire::ErrorAnswer as the agent encodes it, for a warm call whose handler raised
+    or returned something that is not JSON."""
+    import json
+
+    answer = {
+        "error": "%s: %s" % (fields["type"], fields["error"]),
+        "kind": kind,
+        "type": fields["type"],
+        "traceback": fields["traceback"],
+        "request_id": request_id,
+        "is_cold": False,
+        "begin": _micros(begin),
+        "end": _micros(end),
+    }
+    return json.dumps(answer, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _reject_constant(name):
+    # NaN and Infinity are not JSON; the agent answers such a body 400.
+    raise ValueError(name)
+
+
+class _Handoff:
+    """Serves connections the agent passes over the hand-off socket (sebs_wire::handoff)."""
+
+    def __init__(self, fds, lines, send, call):
+        import mmap
+        import random
+        import socket
+
+        sock_fd, state_fd = (int(f) for f in fds.split(","))
+        self.sock = socket.socket(fileno=sock_fd)
+        self.state = mmap.mmap(state_fd, _STATE_SIZE)
+        os.close(state_fd)
+        self.lines, self.send, self.call = lines, send, call
+        self.seq = 0
+        self.written = 0
+        self.random = random.Random()
+        self.date_second = None
+        self.date = ""
+
+    def _http_date(self, now_s):
+        if now_s != self.date_second:
+            import email.utils
+
+            self.date = email.utils.formatdate(now_s, usegmt=True)
+            self.date_second = now_s
+        return self.date
+
+    def _request_id(self, given):
+        if given:
+            return given
+        import uuid
+
+        return str(uuid.UUID(int=self.random.getrandbits(128), version=4))
+
+    def _publish_busy(self, since_us, request_id):
+        import struct
+
+        rid = request_id.encode("utf-8")[:_ID_MAX]
+        self.seq += 1
+        struct.pack_into("<Q", self.state, _SEQ, self.seq)
+        struct.pack_into("<qQ", self.state, _BUSY, since_us, len(rid))
+        self.state[_ID : _ID + len(rid)] = rid
+        self.seq += 1
+        struct.pack_into("<Q", self.state, _SEQ, self.seq)
+
+    def _publish_done(self, begin, end, ok):
+        import struct
+
+        struct.pack_into(
+            "<qqQ", self.state, _RING + _RECORD * (self.written % _SLOTS), begin, end, int(ok)
+        )
+        self.written += 1
+        self.seq += 1
+        struct.pack_into("<Q", self.state, _SEQ, self.seq)
+        struct.pack_into("<q", self.state, _BUSY, 0)
+        struct.pack_into("<Q", self.state, _WRITTEN, self.written)
+        self.seq += 1
+        struct.pack_into("<Q", self.state, _SEQ, self.seq)
+
+    def _release(self, number, buf, closed=False):
+        import json
+
+        self.send(json.dumps({"released": number, "closed": closed, "leftover": bytes(buf).hex()}))
+
+    def _given_back(self, number):
+        """Reads what the agent sent; whether it asks for connection `number`. Exits when
+        the agent is gone."""
+        import json
+
+        if not self.lines.has_line() and not self.lines.fill():
+            sys.exit(0)
+        while self.lines.has_line():
+            message = json.loads(self.lines.readline())
+            if message.get("give_back") == number:
+                return True
+        return False
+
+    def serve(self, number, instance):
+        import json
+        import select
+        import socket
+        import time
+
+        fds = []
+        try:
+            # recvmsg rather than socket.recv_fds, which Python 3.7 and 3.8 lack.
+            _, ancillary, _, _ = self.sock.recvmsg(1, socket.CMSG_LEN(4))
+            for level, kind, data in ancillary:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS and len(data) >= 4:
+                    fds.append(int.from_bytes(data[:4], sys.byteorder))
+        except OSError:
+            pass
+        if not fds:
+            self._release(number, b"")
+            return
+        conn = socket.socket(fileno=fds[0])
+        conn.setblocking(True)
+        poller = select.poll()
+        poller.register(conn.fileno(), select.POLLIN)
+        poller.register(self.lines.fd, select.POLLIN)
+        buf = bytearray()
+        try:
+            while True:
+                end = buf.find(b"\r\n\r\n")
+                while end < 0:
+                    if self.lines.has_line() and self._given_back(number):
+                        return self._release(number, buf)
+                    for fd, _ in poller.poll():
+                        if fd == self.lines.fd:
+                            if self._given_back(number):
+                                return self._release(number, buf)
+                        else:
+                            data = conn.recv(1 << 16)
+                            if not data:
+                                return self._release(number, buf, closed=not buf)
+                            buf += data
+                    end = buf.find(b"\r\n\r\n")
+                head = _simple_post(bytes(buf[:end]))
+                if head is None:
+                    return self._release(number, buf)
+                length, given_id = head
+                need = end + 4 + length
+                while len(buf) < need:
+                    data = conn.recv(min(need - len(buf), 1 << 20))
+                    if not data:
+                        return self._release(number, buf, closed=True)
+                    buf += data
+                received_ns = time.perf_counter_ns()
+                try:
+                    event = json.loads(bytes(buf[end + 4 : need]), parse_constant=_reject_constant)
+                except ValueError:
+                    # Not JSON (nor UTF-8): the agent writes its 400.
+                    return self._release(number, buf)
+                request_id = self._request_id(given_id)
+                self._publish_busy(time.time_ns() // 1000, request_id)
+                outcome = self.call(event)
+                kind, begin, finish = outcome[0], outcome[1], outcome[2]
+                if kind == "ok":
+                    agent_time_us = (time.perf_counter_ns() - received_ns) // 1000
+                    body = _success_body(begin, finish, request_id, outcome[3], agent_time_us, outcome[4])
+                    status = 200
+                else:
+                    body = _failure_body(kind, begin, finish, request_id, outcome[3])
+                    status = 500
+                self._publish_done(begin, finish, kind == "ok")
+                answer = _http_answer(status, instance, self._http_date(int(time.time())), body)
+                del buf[:need]
+                conn.sendall(answer)
+        except OSError:
+            # The client reset the connection: nothing to give back.
+            return self._release(number, b"", closed=True)
+        finally:
+            conn.close()
+
+
+def _simple_post(head):
+    """(content length, x-request-id or None) of a request head the worker serves itself,
+    None for anything it leaves to the agent."""
+    try:
+        text = head.decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    lines = text.split("\r\n")
+    if lines[0] != "POST / HTTP/1.1":
+        return None
+    length = None
+    request_id = None
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if not sep or not name or name != name.strip(" \t"):
+            return None
+        name = name.lower()
+        value = value.strip(" \t")
+        if name == "content-length":
+            if length is not None or not value.isdigit():
+                return None
+            length = int(value)
+        elif name in ("transfer-encoding", "expect", "upgrade"):
+            return None
+        elif name == "connection" and "keep-alive" != value.lower():
+            return None
+        elif name == "x-request-id":
+            if any(not (32 <= ord(c) < 127 or c == "\t") for c in value):
+                value = ""
+            request_id = value or None
+    if length is None or length > MAX_BODY_BYTES:
+        return None
+    return length, request_id
 
 
 if __name__ == "__main__":

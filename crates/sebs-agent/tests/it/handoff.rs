@@ -1,0 +1,399 @@
+//! The warm path on the host with `python3`: connections passed to an idle worker, answered by it as the agent answers, failures, give-back and the log.
+
+use std::time::Duration;
+
+use sebs_testkit::{trial, Trial, PYTHON3};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::support::{code_dir, Agent};
+
+pub fn trials() -> Vec<Trial> {
+    vec![
+        trial!(
+            a_connection_to_an_idle_worker_is_answered_as_the_agent_answers,
+            PYTHON3
+        ),
+        trial!(
+            failures_on_a_held_connection_are_answered_and_it_keeps_serving,
+            PYTHON3
+        ),
+        trial!(a_held_connection_is_given_back_when_a_call_waits, PYTHON3),
+        trial!(requests_the_worker_leaves_are_served_by_the_agent, PYTHON3),
+        trial!(the_python_worker_writes_the_agents_bytes, PYTHON3),
+    ]
+}
+
+/// Says how many sockets the worker holds: one (the hand-off socket) when the agent relays
+/// the call, two when the worker holds the caller's connection.
+const HANDLER: &str = r#"
+import os, sys, time
+
+def sockets():
+    n = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink("/proc/self/fd/" + fd).startswith("socket:"):
+                n += 1
+        except OSError:
+            pass
+    return n
+
+def handler(event):
+    print("print from the handler")
+    os.write(1, b"written to fd 1\n")
+    if "sleep" in event:
+        time.sleep(event["sleep"])
+    if "raise" in event:
+        raise ValueError(event["raise"])
+    if "exit" in event:
+        os._exit(event["exit"])
+    if "set" in event:
+        return {1, 2}
+    return {"sockets": sockets(), "pid": os.getpid(), "echo": event, "b": 1, "a": "é"}
+"#;
+
+/// One kept-alive connection spoken raw.
+struct Conn {
+    stream: TcpStream,
+    read: Vec<u8>,
+}
+
+/// An answer read raw: status, header lines (names lowercase, in order) and body.
+#[derive(Debug)]
+struct Raw {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Value,
+}
+
+impl Raw {
+    fn names(&self) -> Vec<&str> {
+        self.headers.iter().map(|(n, _)| n.as_str()).collect()
+    }
+
+    fn sockets(&self) -> u64 {
+        assert_eq!(self.status, 200, "{:#}", self.body);
+        self.body["result"]["output"]["sockets"].as_u64().unwrap()
+    }
+}
+
+impl Conn {
+    async fn open(agent: &Agent) -> Conn {
+        let stream = TcpStream::connect(agent.url.trim_start_matches("http://"))
+            .await
+            .unwrap();
+        Conn {
+            stream,
+            read: Vec::new(),
+        }
+    }
+
+    async fn post(&mut self, body: &str, request_id: Option<&str>) -> Raw {
+        let id = request_id.map_or(String::new(), |id| format!("x-request-id: {id}\r\n"));
+        let head = format!(
+            "POST / HTTP/1.1\r\nhost: agent\r\ncontent-type: application/json\r\n{id}content-length: {}\r\n\r\n",
+            body.len()
+        );
+        self.send(&format!("{head}{body}")).await
+    }
+
+    async fn send(&mut self, request: &str) -> Raw {
+        self.stream.write_all(request.as_bytes()).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(10), self.answer())
+            .await
+            .expect("no answer within 10 s")
+    }
+
+    async fn answer(&mut self) -> Raw {
+        let end = loop {
+            if let Some(at) = self.read.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at;
+            }
+            self.fill().await;
+        };
+        let head = String::from_utf8(self.read[..end].to_vec()).unwrap();
+        let mut lines = head.split("\r\n");
+        let status = lines.next().unwrap()[9..12].parse().unwrap();
+        let headers: Vec<(String, String)> = lines
+            .map(|l| {
+                let (n, v) = l.split_once(": ").unwrap();
+                (n.to_ascii_lowercase(), v.to_string())
+            })
+            .collect();
+        let length: usize = headers
+            .iter()
+            .find(|(n, _)| n == "content-length")
+            .map(|(_, v)| v.parse().unwrap())
+            .unwrap();
+        while self.read.len() < end + 4 + length {
+            self.fill().await;
+        }
+        let body = serde_json::from_slice(&self.read[end + 4..end + 4 + length]).unwrap();
+        self.read.drain(..end + 4 + length);
+        Raw {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn fill(&mut self) {
+        let mut buf = [0u8; 65536];
+        let n = self.stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "the agent closed the connection");
+        self.read.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// The keys of a JSON object, sorted.
+fn keys(v: &Value) -> Vec<String> {
+    let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+    k.sort();
+    k
+}
+
+async fn a_connection_to_an_idle_worker_is_answered_as_the_agent_answers() {
+    let code = code_dir(HANDLER);
+    let agent = Agent::start(code.path(), &[]);
+    // The cold call starts the worker; the agent relays it.
+    let cold = agent.post(r#"{"n": 0}"#).await;
+    assert_eq!(cold.ok()["is_cold"], true);
+
+    // A connection the worker gave back (it does not serve GET) stays with the agent.
+    let mut relayed = Conn::open(&agent).await;
+    let alive = relayed
+        .send("GET /alive HTTP/1.1\r\nhost: agent\r\n\r\n")
+        .await;
+    assert_eq!((alive.status, &alive.body), (200, &json!({"status": "ok"})));
+    let by_agent = relayed.post(r#"{"n": 1}"#, Some("id-1")).await;
+    assert_eq!(by_agent.sockets(), 1, "{:#}", by_agent.body);
+
+    // A new connection while the worker is idle: the worker answers it, call after call.
+    let mut held = Conn::open(&agent).await;
+    let mut pid = None;
+    for n in 2..5 {
+        let by_worker = held.post(&format!(r#"{{"n": {n}}}"#), None).await;
+        assert_eq!(by_worker.sockets(), 2, "{:#}", by_worker.body);
+        let body = &by_worker.body;
+        // The same answer as the agent's: status line, headers in order, fields.
+        assert_eq!(by_worker.names(), by_agent.names());
+        assert_eq!(by_worker.headers[0], by_agent.headers[0]);
+        assert_eq!(by_worker.headers[1], by_agent.headers[1], "x-sebs-instance");
+        assert_eq!(keys(body), keys(&by_agent.body));
+        assert_eq!(body["is_cold"], false);
+        assert_eq!(body["init_time_us"], 0);
+        assert_eq!(body["memory_source"], by_agent.body["memory_source"]);
+        assert!(
+            body["memory_peak_bytes"].as_u64().unwrap() > 1_000_000,
+            "{body:#}"
+        );
+        assert!(body["agent_time_us"].as_u64().is_some(), "{body:#}");
+        assert_eq!(body["result"]["output"]["echo"], json!({"n": n}));
+        assert_eq!(body["result"]["output"]["a"], "é");
+        assert_eq!(body["request_id"].as_str().unwrap().len(), 36, "{body:#}");
+        let this = body["result"]["output"]["pid"].clone();
+        assert_eq!(this, by_agent.body["result"]["output"]["pid"]);
+        assert!(pid.is_none_or(|p| p == this));
+        pid = Some(this);
+        let (b, e) = (
+            body["begin"]
+                .as_str()
+                .unwrap()
+                .parse::<sebs_wire::EpochMicros>()
+                .unwrap(),
+            body["end"]
+                .as_str()
+                .unwrap()
+                .parse::<sebs_wire::EpochMicros>()
+                .unwrap(),
+        );
+        assert!(e >= b, "{body:#}");
+    }
+    let given = held.post("{}", Some("my-id")).await;
+    assert_eq!(given.body["request_id"], "my-id");
+
+    // Every call, relayed or not, is in the invocation log.
+    let log = agent.get("/invocations").await;
+    assert_eq!(
+        log.ok()["invocations"].as_array().unwrap().len(),
+        6,
+        "{:#}",
+        log.body
+    );
+    assert_eq!(log.body["invocations"][5]["is_cold"], false);
+}
+
+async fn failures_on_a_held_connection_are_answered_and_it_keeps_serving() {
+    let code = code_dir(HANDLER);
+    let agent = Agent::start(code.path(), &[("SEBS_TIMEOUT_MS", "700")]);
+    // Each case: the event, the expected status and kind, a fragment of the message.
+    let cases = [
+        (
+            r#"{"raise": "boom"}"#,
+            500,
+            "handler_error",
+            "ValueError: boom",
+        ),
+        (r#"{"set": 1}"#, 500, "bad_output", "not JSON serializable"),
+        (r#"{"exit": 3}"#, 500, "worker_died", "exited with status 3"),
+        (r#"{"sleep": 5}"#, 504, "timeout", "700 ms"),
+    ];
+    for (event, status, kind, fragment) in cases {
+        // A relayed call first, so that a worker is up and idle.
+        let relayed = agent.post(event).await;
+        agent.post("{}").await.ok();
+        let mut held = Conn::open(&agent).await;
+        assert_eq!(held.post("{}", None).await.sockets(), 2, "{event}");
+        let failed = held.post(event, Some("failing")).await;
+        assert_eq!(failed.status, status, "{event}: {:#}", failed.body);
+        assert_eq!(failed.body["kind"], kind, "{event}: {:#}", failed.body);
+        assert_eq!(failed.body["request_id"], "failing", "{:#}", failed.body);
+        let error = failed.body["error"].as_str().unwrap();
+        assert!(
+            error.contains(fragment),
+            "{event}: {error:?} lacks {fragment:?}"
+        );
+        assert!(failed.names().contains(&"x-sebs-instance"), "{failed:?}");
+        // The same fields as the relayed call's answer, but for the import it waited for.
+        let mut expected = keys(&relayed.body);
+        expected.retain(|k| k != "init_time_us");
+        let mut got = keys(&failed.body);
+        got.retain(|k| k != "init_time_us");
+        assert_eq!(
+            got, expected,
+            "{event}: {:#} vs {:#}",
+            failed.body, relayed.body
+        );
+        if kind == "handler_error" {
+            assert_eq!(failed.body["type"], "ValueError");
+            assert!(failed.body["traceback"]
+                .as_str()
+                .unwrap()
+                .contains("function.py"));
+        }
+        // The connection keeps serving.
+        let next = held.post(r#"{"after": 1}"#, None).await;
+        assert_eq!(next.status, 200, "after {event}: {:#}", next.body);
+        assert_eq!(next.body["result"]["output"]["echo"], json!({"after": 1}));
+    }
+}
+
+async fn a_held_connection_is_given_back_when_a_call_waits() {
+    let code = code_dir(HANDLER);
+    let agent = Agent::start(code.path(), &[]);
+    agent.post("{}").await.ok();
+    let mut held = Conn::open(&agent).await;
+    assert_eq!(held.post("{}", None).await.sockets(), 2);
+    // One worker, holding an idle connection: a call on another connection gets it.
+    let other = tokio::time::timeout(Duration::from_secs(5), agent.post(r#"{"n": 1}"#))
+        .await
+        .expect("a held connection blocked another caller");
+    assert_eq!(other.ok()["result"]["output"]["echo"], json!({"n": 1}));
+    // The connection given back is served by the agent.
+    let after = held.post(r#"{"n": 2}"#, None).await;
+    assert_eq!(after.sockets(), 1, "{:#}", after.body);
+    // Pipelined requests: the worker gives back what it read beyond the one it served.
+    let mut held = Conn::open(&agent).await;
+    let one = r#"{"n": 3}"#;
+    let pipelined = format!(
+        "POST / HTTP/1.1\r\nhost: a\r\ncontent-length: {}\r\n\r\n{one}GET /alive HTTP/1.1\r\nhost: a\r\n\r\n",
+        one.len()
+    );
+    let first = held.send(&pipelined).await;
+    assert_eq!(first.sockets(), 2);
+    let alive = held.answer().await;
+    assert_eq!(alive.body, json!({"status": "ok"}));
+}
+
+async fn requests_the_worker_leaves_are_served_by_the_agent() {
+    let code = code_dir(HANDLER);
+    let agent = Agent::start(code.path(), &[]);
+    agent.post("{}").await.ok();
+    let cases: [(&str, u16, &str); 4] = [
+        (
+            "POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 8\r\n\r\nnot json",
+            400,
+            "the request body is not JSON",
+        ),
+        ("GET /nowhere HTTP/1.1\r\nhost: a\r\n\r\n", 404, "no route"),
+        (
+            "POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n7\r\n{\"n\":7}\r\n0\r\n\r\n",
+            200,
+            "",
+        ),
+        (
+            "POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 3\r\n\r\nNaN",
+            400,
+            "the request body is not JSON",
+        ),
+    ];
+    for (request, status, fragment) in cases {
+        let mut conn = Conn::open(&agent).await;
+        let answer = conn.send(request).await;
+        assert_eq!(answer.status, status, "{request}: {:#}", answer.body);
+        if status == 200 {
+            assert_eq!(answer.body["result"]["output"]["echo"], json!({"n": 7}));
+        } else {
+            let error = answer.body["error"].as_str().unwrap();
+            assert!(error.contains(fragment), "{request}: {error}");
+        }
+        // The worker is back in the pool: the next connection is its again.
+        let mut next = Conn::open(&agent).await;
+        assert_eq!(next.post("{}", None).await.sockets(), 2, "after {request}");
+    }
+}
+
+/// The Python worker's answers against `answers.json`, whose bytes the agent's own
+/// encoding is checked against in sebs-wire.
+async fn the_python_worker_writes_the_agents_bytes() {
+    let code = code_dir("def handler(event):\n    return event\n");
+    let cases_file = code.path().join("answers.json");
+    std::fs::write(&cases_file, sebs_wire::handoff::ANSWER_CASES).unwrap();
+    let script = r#"
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import handler as h
+out = []
+for c in json.load(open(sys.argv[2], encoding="utf-8")):
+    f = c.get("failure")
+    if f:
+        fields = {"type": f["type"], "error": f["error"], "traceback": f["traceback"]}
+        body = h._failure_body(f["kind"], c["begin_us"], c["end_us"], c["request_id"], fields)
+        status = 500
+    else:
+        output = h._encode_output(c.get("output"))
+        body = h._success_body(c["begin_us"], c["end_us"], c["request_id"], output, c["agent_time_us"], c["rss"])
+        status = 200
+    out.append(h._http_answer(status, c["instance"], c["date"], body).hex())
+print(json.dumps(out))
+"#;
+    let run = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(code.path())
+        .arg(&cases_file)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let got: Vec<String> = serde_json::from_slice(&run.stdout).unwrap();
+    let cases = sebs_wire::handoff::answer_cases();
+    assert_eq!(got.len(), cases.len());
+    for (hex, case) in got.iter().zip(&cases) {
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        assert_eq!(
+            String::from_utf8_lossy(&bytes),
+            case.expect,
+            "{}",
+            case.name
+        );
+    }
+}
