@@ -12,6 +12,8 @@
 //! - [`children::Children`]: PID 1 duties, the single place that reaps child processes and
 //!   routes exit statuses to the workers' owners.
 //! - [`http`]: the hyper service; [`cgroup::MemoryCgroup`]: tells OOM kills from crashes.
+//! - [`handoff`]: the warm path, a connection passed to an idle worker that answers it
+//!   itself while the agent watches the timeout, its death and the pool.
 //! - [`memory::Meter`]: each call's peak memory, from the container's cgroup when the call
 //!   ran alone, else from the worker's own peak resident set.
 //! - [`tmp::empty_dir`]: what the agent's binary does when started as

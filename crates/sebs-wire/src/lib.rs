@@ -12,6 +12,7 @@
 //! - [`EpochMicros`]: SeBS's `"seconds.micros"` timestamps, parsed and printed exactly.
 //! - [`storage`]: the environment that names a function's stores, and our `storage` and
 //!   `nosql` modules (SeBS's API) with the client libraries they need.
+//! - [`handoff`]: the warm path, where a worker answers a connection the agent passed it.
 //! - [`ErrorChain`]: an error with its causes as one line, the form of every error message
 //!   the agent answers with and every crate logs.
 
@@ -20,8 +21,9 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-/// The protocol between the agent and its language workers (JSON lines), and the workers.
+/// The warm path: connections a worker answers itself, and the bytes both sides write.
 pub mod handoff;
+/// The protocol between the agent and its language workers (JSON lines), and the workers.
 pub mod worker;
 
 /// What functions that use object storage or NoSQL get: environment and modules.

@@ -20,6 +20,12 @@ stdin/stdout; `sebs_wire::worker` in the Rust sources defines the same messages.
    call by writing "5" to /proc/self/clear_refs) with max_rss_reset true; when the kernel
    refuses the reset, the lifetime peak (ru_maxrss) with max_rss_reset false.
 4. End of input means the agent is gone: the worker exits.
+5. The warm path (sebs_wire::handoff): with SEBS_HANDOFF_FDS set, a line
+       {"connection": N, "instance": "..."}
+   says the agent passed a client connection over the hand-off socket; the worker answers
+   its POST / requests itself (the agent's bytes: answers.json), publishing each call in the
+   shared state, until the client hangs up, a request it leaves to the agent arrives, or the
+   agent asks {"give_back": N}; then it answers {"released": N, "closed": B, "leftover": hex}.
 """
 
 import os
