@@ -638,12 +638,14 @@ async fn warm(
     if e.met == Some(false) {
         e = e.note(format!(
             "misses 1.3x by {:.0} us ({:.2}x): we add {:.0} us per call over the Python floor's {py:.0} us; \
-             the agent's time exceeds the Python floor's whole server time ({:.0} us over the static floor) \
-             by {:.0} us: the worker pipe's two process hand-offs and the agent's own tasks",
+             the C client's connection, opened while the worker was idle, is answered by the worker \
+             itself (the agent passed it the connection), so what it adds is the worker's own work over \
+             the floor's (poll, shared state, the answer's fields) or, when the worker held another \
+             connection, the relayed path (agent time on relayed calls {agent:.0} us, {:.0} us over the \
+             Python floor's whole server time)",
             c - 1.3 * py,
             c / py,
             c - py,
-            py - st,
             agent - (py - st)
         ));
     }
