@@ -971,7 +971,7 @@ async fn cold_batches(cx: &Ctx, cold: &Cold, out: &mut Vec<Entry>) -> Result<()>
                 .context("failed to invoke the pool")?;
             let invoked = begin.elapsed() - forced;
             for r in results {
-                let r = r.context("a cold invocation failed")?;
+                let r = r.result.context("a cold invocation failed")?;
                 if !r.stats.cold_start {
                     bail!("force_cold gave a warm invocation");
                 }

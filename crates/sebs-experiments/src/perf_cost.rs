@@ -9,6 +9,7 @@
 //! Unlike SeBS, there is no fixed 10 s wait per batch, and a run whose batches keep giving
 //! no valid sample stops after [`MAX_FRUITLESS_BATCHES`] instead of looping forever.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -22,6 +23,14 @@ use crate::pool::FunctionPool;
 /// Batches in a row without a valid sample after which a configuration gives up.
 pub const MAX_FRUITLESS_BATCHES: usize = 5;
 
+/// One invocation's outcome, with the engine whose container served it (as `out.json`
+/// names engines) when the target knows it.
+#[derive(Debug)]
+pub struct Call {
+    pub engine: Option<String>,
+    pub result: Result<ExecutionResult, InvokeError>,
+}
+
 /// What the loop needs from a deployed function.
 #[allow(async_fn_in_trait)]
 pub trait Target {
@@ -33,7 +42,7 @@ pub trait Target {
         &mut self,
         input: &serde_json::Value,
         n: usize,
-    ) -> Result<Vec<Result<ExecutionResult, InvokeError>>, PlatformError>;
+    ) -> Result<Vec<Call>, PlatformError>;
     /// Called after each batch of a mode that forces cold starts, with the batch size.
     fn prepare_cold(&mut self, _n: usize) {}
 }
@@ -52,7 +61,7 @@ impl Target for PoolTarget<'_> {
         &mut self,
         input: &serde_json::Value,
         n: usize,
-    ) -> Result<Vec<Result<ExecutionResult, InvokeError>>, PlatformError> {
+    ) -> Result<Vec<Call>, PlatformError> {
         self.0.invoke_batch(input, n).await
     }
     fn prepare_cold(&mut self, n: usize) {
@@ -96,8 +105,11 @@ pub struct ConfigurationResult {
     pub valid: Vec<ExecutionResult>,
     /// Results of the wrong temperature (warm in `cold`, cold in `warm`).
     pub incorrect: Vec<ExecutionResult>,
-    /// One message per failed invocation.
+    /// One message per failed invocation, naming the engine it was sent to when known.
     pub failures: Vec<String>,
+    /// The engine that served each valid and incorrect invocation, by request id (empty
+    /// when the target does not say).
+    pub engines: BTreeMap<String, String>,
     pub cold_count: usize,
     /// Seconds since the epoch when the configuration began and ended.
     pub begin_time: f64,
@@ -167,6 +179,7 @@ pub async fn run_configuration<T: Target>(
         valid: Vec::new(),
         incorrect: Vec::new(),
         failures: Vec::new(),
+        engines: BTreeMap::new(),
         cold_count: 0,
         begin_time: epoch_seconds(),
         end_time: 0.0,
@@ -213,9 +226,17 @@ pub async fn run_configuration<T: Target>(
         };
         out.batch_times.push(began.elapsed());
         let before = out.valid.len();
-        for result in results {
+        for Call { engine, result } in results {
+            if let (Some(engine), Ok(r)) = (&engine, &result) {
+                if !first {
+                    out.engines.insert(r.request_id.clone(), engine.clone());
+                }
+            }
             match result {
-                Err(e) => out.failures.push(error_chain(&e)),
+                Err(e) => out.failures.push(match &engine {
+                    Some(engine) => format!("on engine {engine}: {}", error_chain(&e)),
+                    None => error_chain(&e),
+                }),
                 Ok(_) if first => {}
                 Ok(r) if run_type == RunType::Cold && !r.stats.cold_start => out.incorrect.push(r),
                 Ok(r) if run_type == RunType::Warm && r.stats.cold_start => out.incorrect.push(r),
@@ -311,7 +332,7 @@ mod tests {
             &mut self,
             _input: &serde_json::Value,
             n: usize,
-        ) -> Result<Vec<Result<ExecutionResult, InvokeError>>, PlatformError> {
+        ) -> Result<Vec<Call>, PlatformError> {
             while self.served.len() < n {
                 self.served.push(false);
             }
@@ -322,15 +343,21 @@ mod tests {
                     .fail_every
                     .is_some_and(|k| self.calls.is_multiple_of(k))
                 {
-                    out.push(Err(InvokeError::Connect {
-                        url: "u".into(),
-                        source: std::io::Error::other("refused"),
-                    }));
+                    out.push(Call {
+                        engine: Some(format!("tcp://e{}:2375", i % 2)),
+                        result: Err(InvokeError::Connect {
+                            url: "u".into(),
+                            source: std::io::Error::other("refused"),
+                        }),
+                    });
                     continue;
                 }
                 let cold = !self.served[i];
                 self.served[i] = true;
-                out.push(Ok(result(cold, self.calls)));
+                out.push(Call {
+                    engine: Some(format!("tcp://e{}:2375", i % 2)),
+                    result: Ok(result(cold, self.calls)),
+                });
             }
             Ok(out)
         }
@@ -412,6 +439,19 @@ mod tests {
         assert!(r.valid.len() >= 10);
         assert!(!r.failures.is_empty());
         assert!(r.failures[0].contains("refused"), "{:?}", r.failures);
+        // Each failure names the engine it was sent to, each sample the one that served it.
+        assert!(
+            r.failures[0].starts_with("on engine tcp://e"),
+            "{:?}",
+            r.failures
+        );
+        for v in &r.valid {
+            assert!(
+                r.engines[&v.request_id].starts_with("tcp://e"),
+                "{:?}",
+                r.engines
+            );
+        }
         assert!(r.stopped_early.is_none());
 
         // Every call fails: the run gives up instead of looping forever.

@@ -10,8 +10,9 @@
 use futures_util::future::join_all;
 use sebs_package::Package;
 use sebs_platform::{Function, FunctionConfig, Platform, PlatformError};
-use sebs_trigger::{ExecutionResult, InvokeError};
 use tokio::task::JoinHandle;
+
+use crate::perf_cost::Call;
 
 pub struct FunctionPool {
     platform: Platform,
@@ -67,16 +68,21 @@ impl FunctionPool {
         &self.warm
     }
 
-    /// Invokes `n` containers at once, one invocation each, growing the pool to `n` first.
+    /// Invokes `n` containers at once, one invocation each, growing the pool to `n` first;
+    /// each outcome names the engine of its container.
     pub async fn invoke_batch(
         &mut self,
         input: &serde_json::Value,
         n: usize,
-    ) -> Result<Vec<Result<ExecutionResult, InvokeError>>, PlatformError> {
+    ) -> Result<Vec<Call>, PlatformError> {
         self.grow(n).await?;
-        let calls = self.warm[..n]
-            .iter()
-            .map(|f| self.platform.invoke(f, input));
+        let platform = &self.platform;
+        let calls = self.warm[..n].iter().map(|f| async move {
+            Call {
+                engine: Some(f.engine.address.to_string()),
+                result: platform.invoke(f, input).await,
+            }
+        });
         Ok(join_all(calls).await)
     }
 

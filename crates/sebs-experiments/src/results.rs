@@ -5,8 +5,9 @@
 //! deployment configs, `_invocations` keyed by function name and request id, `_metrics`,
 //! `result_bucket`, `begin_time`, `end_time`) plus the `statistics` block its perf-cost adds,
 //! so that SeBS's `experiment process` and `experiment statistics` read ours; our own
-//! `sebs_local` block adds the function's limits and the sandbox it ran in
-//! ([`sebs_platform::SandboxRecord`]). `result.csv` has the rows SeBS's `process` writes from
+//! `sebs_local` block adds the function's limits, the sandbox it ran in
+//! ([`sebs_platform::SandboxRecord`]) and the engine that served each invocation (`engines`,
+//! under the keys of `_invocations`; `incorrect_engines`, in the order of `incorrect`). `result.csv` has the rows SeBS's `process` writes from
 //! these files.
 
 use std::collections::BTreeMap;
@@ -64,10 +65,25 @@ fn keyed(result: &ConfigurationResult) -> BTreeMap<String, &ExecutionResult> {
 /// The JSON document SeBS writes for one configuration; `experiment_config` is SeBS's
 /// experiment config ([`crate::PerfCostSettings::sebs_experiment_config`]).
 pub fn document(result: &ConfigurationResult, experiment_config: &Value) -> Value {
-    let invocations: Map<String, Value> = keyed(result)
-        .into_iter()
-        .map(|(id, r)| (id, to_value(r)))
+    let keyed = keyed(result);
+    // Which engine served each invocation, under the keys of `_invocations` (our block:
+    // SeBS's readers take only the fields they know from an invocation, and none from here).
+    let engines: Map<String, Value> = keyed
+        .iter()
+        .filter_map(|(id, r)| {
+            Some((
+                id.clone(),
+                result.engines.get(&r.request_id)?.clone().into(),
+            ))
+        })
         .collect();
+    let incorrect_engines: Vec<Option<&String>> = result
+        .incorrect
+        .iter()
+        .map(|r| result.engines.get(&r.request_id))
+        .collect();
+    let invocations: Map<String, Value> =
+        keyed.into_iter().map(|(id, r)| (id, to_value(r))).collect();
     json!({
         "config": {
             "experiments": experiment_config,
@@ -92,6 +108,8 @@ pub fn document(result: &ConfigurationResult, experiment_config: &Value) -> Valu
             "stopped_early": result.stopped_early,
             "batch_times_us": result.batch_times.iter().map(|d| d.as_micros() as u64).collect::<Vec<_>>(),
             "function": result.function.as_ref().map(function),
+            "engines": engines,
+            "incorrect_engines": incorrect_engines,
         },
     })
 }
@@ -245,6 +263,7 @@ mod tests {
             valid: vec![sample("a", true, 1500), sample("b", true, 1700)],
             incorrect: vec![sample("c", false, 900)],
             failures: vec!["boom".into()],
+            engines: Default::default(),
             cold_count: 2,
             begin_time: 1.0,
             end_time: 2.0,

@@ -1,6 +1,7 @@
 //! perf-cost on real containers: every mode gives the temperature it promises, burst runs
 //! invocations at once across containers, and the result files are SeBS's.
 
+mod engines;
 mod sebs_readers;
 
 use std::path::Path;
@@ -15,14 +16,15 @@ use sebs_testkit::{trial, Trial, AGENT, ENGINE};
 use sebs_wire::{EpochMicros, Language};
 use serde_json::json;
 
-sebs_testkit::main!(trials(), sebs_readers::trials());
+sebs_testkit::main!(trials(), sebs_readers::trials(), engines::trials());
 
 /// The tests of this binary, each with what it needs from the machine.
 fn trials() -> Vec<Trial> {
     vec![trial!(all_four_modes_on_real_containers, ENGINE, AGENT)]
 }
 
-fn write_benchmark(root: &Path) {
+/// `900.tests/901.nap`: sleeps for the input's `seconds` and says how long it slept.
+pub(crate) fn write_benchmark(root: &Path) {
     let dir = root.join("900.tests/901.nap");
     std::fs::create_dir_all(dir.join("python")).unwrap();
     std::fs::write(

@@ -90,6 +90,7 @@ pub fn configuration(
             .collect(),
         incorrect: Vec::new(),
         failures: Vec::new(),
+        engines: Default::default(),
         cold_count: if cold { n } else { 0 },
         begin_time: 1_795_944_000.0,
         end_time: 1_795_944_083.0,

@@ -1,0 +1,197 @@
+//! perf-cost across two engines: this host's and the second engine, which sees none of this
+//! host's files and is reached over TCP (see `cargo xtask test`).
+
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+
+use sebs_container::testing::TEST_LABEL;
+use sebs_container::EngineAddress;
+use sebs_experiments::run::{run_perf_cost, Experiment};
+use sebs_experiments::{PerfCostSettings, RunType};
+use sebs_package::{find_benchmark, NoDeps, PackageCache};
+use sebs_platform::{Platform, PlatformConfig, HASH_LABEL};
+use sebs_testkit::{trial, Trial, AGENT, ENGINE, ENGINE2};
+use sebs_wire::Language;
+
+use crate::sebs_readers;
+
+/// A label only one test's containers carry.
+const RUN_KEY: &str = "sebs-local.testrun";
+
+/// The tests of this module, each with what it needs from the machine.
+pub fn trials() -> Vec<Trial> {
+    vec![trial!(a_burst_runs_on_both_engines, ENGINE, ENGINE2, AGENT)]
+}
+
+/// Removes what a test left on an engine: its containers (by its run label) and the
+/// per-package images built there for it, also when the test fails.
+struct Leftovers {
+    engines: Vec<(String, sebs_container::Docker)>,
+    run: String,
+    hash: String,
+}
+
+impl Leftovers {
+    /// The test's containers still on the engine at `url`, running or not.
+    async fn containers(&self, docker: &sebs_container::Docker) -> Vec<String> {
+        sebs_container::list_labelled(docker, &[(RUN_KEY, self.run.as_str())])
+            .await
+            .unwrap()
+            .into_iter()
+            .filter_map(|c| c.id)
+            .collect()
+    }
+}
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        // Dropped inside the async test, whose thread cannot block on the runtime: the
+        // removal runs on a thread of its own.
+        std::thread::scope(|scope| {
+            scope.spawn(|| self.remove());
+        });
+    }
+}
+
+impl Leftovers {
+    fn remove(&self) {
+        let runtime = sebs_testkit::runtime();
+        for (url, docker) in &self.engines {
+            let removed = runtime.block_on(sebs_container::remove_labelled(
+                docker,
+                (RUN_KEY, &self.run),
+            ));
+            if let Err(e) = removed {
+                eprintln!("could not remove this test's containers on {url}: {e}");
+            }
+            // The per-package images on a remote engine (the home engine's are the cache).
+            if url.starts_with("tcp://") {
+                let images = runtime.block_on(sebs_container::transfer::labelled_images(
+                    docker,
+                    url,
+                    (HASH_LABEL, &self.hash),
+                ));
+                for image in images.unwrap_or_default() {
+                    let removed = runtime
+                        .block_on(sebs_container::transfer::remove_image(docker, url, &image));
+                    if let Err(e) = removed {
+                        eprintln!("could not remove image {image} on {url}: {e}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn a_burst_runs_on_both_engines() {
+    let docker = sebs_testkit::docker().await;
+    let agent = sebs_platform::find_agent_binary(None).unwrap();
+    let image = sebs_testkit::python_image(&docker).await;
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let mut config = PlatformConfig::new(agent);
+    config
+        .labels
+        .insert(TEST_LABEL.0.into(), TEST_LABEL.1.into());
+    config.labels.insert(RUN_KEY.into(), run.clone());
+    let local_url = EngineAddress::Unix(sebs_container::engine::DEFAULT_SOCKET.into());
+    let second_url = sebs_testkit::engine2_address().unwrap();
+    let connect = |address: EngineAddress| async move {
+        sebs_container::connect_engine(&address)
+            .await
+            .unwrap_or_else(|e| panic!("failed to {}", sebs_wire::ErrorChain(&e)))
+    };
+    let engines = vec![
+        connect(local_url.clone()).await,
+        connect(second_url.clone()).await,
+    ];
+    assert!(!engines[1].local, "the second engine counts as remote");
+
+    let root = tempfile::tempdir().unwrap();
+    crate::write_benchmark(root.path());
+    let bench = find_benchmark(root.path(), "901.nap").unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let package = PackageCache::new(cache.path())
+        .get_or_build(&bench, Language::Python, "3.11", &NoDeps, false)
+        .unwrap();
+    let leftovers = Leftovers {
+        engines: engines
+            .iter()
+            .map(|e| (e.address.to_string(), e.docker.clone()))
+            .collect(),
+        run,
+        hash: package.hash.clone(),
+    };
+    let platform = Platform::new(docker, config).with_engines(engines);
+    let experiment = Experiment {
+        platform: platform.clone(),
+        bench,
+        package,
+        image,
+        input: serde_json::json!({"seconds": 0.1}),
+        env: Default::default(),
+    };
+    let settings = PerfCostSettings::parse(
+        r#"{"benchmark": "901.nap", "experiments": ["burst"], "input-size": "test",
+            "repetitions": 4, "concurrent-invocations": 4}"#,
+        false,
+        Path::new("inline.json"),
+    )
+    .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let report = run_perf_cost(
+        &experiment,
+        &settings,
+        out.path(),
+        &AtomicBool::new(false),
+        &|_| {},
+    )
+    .await;
+    platform.shutdown().await;
+    let report = report.unwrap();
+
+    let [r] = &report.configurations[..] else {
+        panic!("{} configurations", report.configurations.len())
+    };
+    assert_eq!(r.run_type, RunType::Burst);
+    assert!(r.stopped_early.is_none(), "{:?}", r.stopped_early);
+    assert!(r.failures.is_empty(), "{:?}", r.failures);
+    assert!(r.valid.len() >= 4, "{} samples", r.valid.len());
+    // Round robin over a batch of four: two invocations on each engine, every sample says
+    // where it ran, and the file keeps that beside SeBS's fields.
+    let (local, second) = (local_url.to_string(), second_url.to_string());
+    for v in &r.valid {
+        assert!(v.stats.cold_start, "a burst sample was warm");
+        let engine = &r.engines[&v.request_id];
+        assert!(*engine == local || *engine == second, "{engine}");
+    }
+    let served = |url: &str| r.engines.values().filter(|e| *e == url).count();
+    assert!(
+        served(&local) >= 2 && served(&second) >= 2,
+        "{:?}",
+        r.engines
+    );
+    let file = out.path().join("perf-cost/burst_results.json");
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let invocations = doc["_invocations"]["901.nap-python-128"]
+        .as_object()
+        .unwrap();
+    let recorded = doc["sebs_local"]["engines"].as_object().unwrap();
+    assert_eq!(
+        invocations.keys().collect::<Vec<_>>(),
+        recorded.keys().collect::<Vec<_>>()
+    );
+    for url in [&local, &second] {
+        assert!(recorded.values().any(|e| e == url), "{recorded:?}");
+    }
+    sebs_readers::check_results_dir(&report.files);
+
+    // Nothing of the run is left on either engine.
+    for (url, docker) in &leftovers.engines {
+        assert_eq!(
+            leftovers.containers(docker).await,
+            Vec::<String>::new(),
+            "{url}"
+        );
+    }
+}
