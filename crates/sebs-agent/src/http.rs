@@ -17,10 +17,12 @@ use hyper_util::rt::TokioIo;
 use sebs_wire::{
     EpochMicros, ErrorAnswer, ErrorKind, HandlerResult, InvocationAnswer, InvocationLog,
     InvocationRecord, ALIVE_PATH, INSTANCE_HEADER, INVOCATIONS_PATH, INVOCATION_LOG_CAPACITY,
+    MEMORY_PATH,
 };
 
 use crate::memory::Meter;
 use crate::pool::Pool;
+use crate::series::MemorySeries;
 use crate::worker::SharedState;
 
 /// The largest request body accepted; larger ones are answered 413.
@@ -45,6 +47,8 @@ pub struct State {
     held: Mutex<Vec<Arc<SharedState>>>,
     /// Numbers connections passed to workers.
     connections: AtomicU64,
+    /// The container's memory series, for `GET` [`MEMORY_PATH`], when asked to sample it.
+    series: Option<Arc<MemorySeries>>,
 }
 
 /// Random-looking version 4 UUIDs without a system call per id.
@@ -107,7 +111,14 @@ impl State {
             ids: RequestIds::new(),
             held: Mutex::new(Vec::new()),
             connections: AtomicU64::new(0),
+            series: None,
         }
+    }
+
+    /// Serves `series` on `GET` [`MEMORY_PATH`].
+    pub fn with_series(mut self, series: Arc<MemorySeries>) -> State {
+        self.series = Some(series);
+        self
     }
 
     /// Remembers a call whose handler ran from `begin` to `end`.
@@ -206,8 +217,19 @@ async fn route(state: Arc<State>, req: Request<Incoming>) -> Response<Full<Bytes
         let body = serde_json::to_vec(&state.invocation_log()).unwrap_or_default();
         return json(StatusCode::OK, body.into());
     }
+    if route == (&Method::GET, MEMORY_PATH) {
+        if let Some(series) = &state.series {
+            let mut response = json(StatusCode::OK, series.take().into());
+            response.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/x-ndjson"),
+            );
+            return response;
+        }
+    }
     let message = format!(
-        "no route for {} {}: use POST /, GET {ALIVE_PATH} or GET {INVOCATIONS_PATH}",
+        "no route for {} {}: use POST /, GET {ALIVE_PATH} or GET {INVOCATIONS_PATH} (GET \
+         {MEMORY_PATH} when the agent samples its memory)",
         route.0, route.1
     );
     error(

@@ -16,6 +16,8 @@
 //!   itself while the agent watches the timeout, its death and the pool.
 //! - [`memory::Meter`]: each call's peak memory, from the container's cgroup when the call
 //!   ran alone, else from the worker's own peak resident set.
+//! - [`series::MemorySeries`]: the container's own memory cgroup sampled at the platform's
+//!   interval and kept for `GET /memory`, where the host cannot read that cgroup itself.
 //! - [`tmp::empty_dir`]: what the agent's binary does when started as
 //!   `sebs-agent --empty-dir DIR`, which the pool runs as the workers' user to empty `/tmp`
 //!   (a tmpfs, counted against the memory limit) after an OOM kill.
@@ -29,6 +31,7 @@ pub mod handoff;
 pub mod http;
 pub mod memory;
 pub mod pool;
+pub mod series;
 pub mod tmp;
 pub mod worker;
 
@@ -131,8 +134,13 @@ pub async fn run(config: Config) -> Result<&'static str, AgentError> {
     );
     let mut state = http::State::new(pool, meter);
     // The kernel's host name needs no NSS lookup; in a container it is Docker's short id.
-    if let Ok(name) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
-        state = state.with_instance(&name);
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").ok();
+    if let Some(name) = &hostname {
+        state = state.with_instance(name);
+    }
+    if let Some(series) = memory_series(&config, hostname.as_deref().unwrap_or("").trim()) {
+        tokio::spawn(series::rotate_forever(series.clone()));
+        state = state.with_series(series);
     }
     let state = Arc::new(state);
 
@@ -170,6 +178,33 @@ fn cgroup_peak(config: &Config) -> Option<CgroupPeak> {
     };
     eprintln!("sebs-agent: each call's peak memory from the worker's resident set: {why_not}");
     None
+}
+
+/// The container's memory series when the platform asked for one; says why not on stderr
+/// when its cgroup cannot be sampled (the answers to `GET /memory` are then 404).
+fn memory_series(config: &Config, container: &str) -> Option<Arc<series::MemorySeries>> {
+    let interval = Duration::from_millis(config.settings.memory_interval_ms?);
+    let started = sebs_memory::find_own_cgroup(&config.cgroup_root)
+        .map_err(|e| sebs_wire::ErrorChain(&e).to_string())
+        .and_then(|cgroup| {
+            let path = cgroup.current_path();
+            series::MemorySeries::start(cgroup, interval, container)
+                .map(|s| (s, path))
+                .map_err(|e| sebs_wire::ErrorChain(&e).to_string())
+        });
+    match started {
+        Ok((series, path)) => {
+            eprintln!(
+                "sebs-agent: sampling its memory from {} every {interval:?}",
+                path.display()
+            );
+            Some(Arc::new(series))
+        }
+        Err(e) => {
+            eprintln!("sebs-agent: failed to sample its own memory: failed to {e}");
+            None
+        }
+    }
 }
 
 /// Whether the agent is a container's PID 1 (else it runs on a host, in tests).

@@ -253,9 +253,39 @@ impl SebsLines {
 /// measurement file when it has one.
 #[derive(Debug)]
 pub struct Journal {
+    /// The file's path, or the name of an in-memory journal, for errors.
     path: PathBuf,
-    file: File,
+    sink: Sink,
     sebs: Option<(String, SebsLines)>,
+}
+
+/// Where a journal's lines go.
+#[derive(Debug)]
+enum Sink {
+    File(File),
+    Memory(JournalBuffer),
+}
+
+/// The lines of an in-memory journal ([`Journal::in_memory`]), kept until taken: what the
+/// agent keeps of its own cgroup, where it has no file to write (a read-only root, and a
+/// `/tmp` that counts against the memory measured).
+#[derive(Debug, Clone, Default)]
+pub struct JournalBuffer(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl JournalBuffer {
+    /// The lines written since the last take (whole lines, JSON text).
+    pub fn take(&self) -> Vec<u8> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Bytes held now.
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 impl Journal {
@@ -264,9 +294,20 @@ impl Journal {
         let file = open_for_lines(&path, false)?;
         Ok(Journal {
             path,
-            file,
+            sink: Sink::File(file),
             sebs: None,
         })
+    }
+
+    /// A journal kept in memory (named `name` in errors), and the buffer its lines go to.
+    pub fn in_memory(name: &str) -> (Journal, JournalBuffer) {
+        let buffer = JournalBuffer::default();
+        let journal = Journal {
+            path: PathBuf::from(name),
+            sink: Sink::Memory(buffer.clone()),
+            sebs: None,
+        };
+        (journal, buffer)
     }
 
     /// Also writes `container`'s samples to SeBS's measurement file.
@@ -279,12 +320,20 @@ impl Journal {
         // Serialising plain data cannot fail.
         let mut text = serde_json::to_string(line).unwrap_or_default();
         text.push('\n');
-        self.file
-            .write_all(text.as_bytes())
-            .map_err(|source| JournalError::Write {
-                path: self.path.clone(),
-                source,
-            })?;
+        match &mut self.sink {
+            Sink::File(file) => {
+                file.write_all(text.as_bytes())
+                    .map_err(|source| JournalError::Write {
+                        path: self.path.clone(),
+                        source,
+                    })?
+            }
+            Sink::Memory(buffer) => buffer
+                .0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend_from_slice(text.as_bytes()),
+        }
         match (line, &self.sebs) {
             (
                 JournalLine::Samples {

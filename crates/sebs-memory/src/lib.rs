@@ -38,8 +38,8 @@ pub use cgroup::{
 pub use clock::{thread_cpu_time, CpuTimeError};
 pub use files::{FileError, PeakTracker};
 pub use journal::{
-    read_journal, read_journals, replay, Journal, JournalError, JournalLine, MeasureDir,
-    ReadingsJournal, SebsLines,
+    parse_journal, read_journal, read_journals, replay, Journal, JournalBuffer, JournalError,
+    JournalLine, MeasureDir, ReadingsJournal, SebsLines,
 };
 pub use measurements::{End, Measurements, Recorder, Sample, Source};
 pub use output::{

@@ -25,7 +25,11 @@ pub struct Sample {
 /// Where the samples came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Source {
+    /// The container's cgroup read from this host's cgroupfs.
     Cgroup(Version),
+    /// The container's cgroup read from inside, by its agent, and fetched at `stop`: for
+    /// engines whose cgroup files this host cannot see (a remote engine).
+    Agent(Version),
     /// The engine's stats API (Docker Desktop, a remote engine): coarse, about one per second.
     EngineStats,
 }
@@ -34,6 +38,7 @@ impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Source::Cgroup(v) => v.fmt(f),
+            Source::Agent(v) => write!(f, "agent-{v}"),
             Source::EngineStats => f.write_str("engine-stats"),
         }
     }

@@ -208,6 +208,11 @@ pub enum SourceName {
     CgroupV1,
     #[serde(rename = "cgroup-v2")]
     CgroupV2,
+    /// Sampled by the container's agent from inside (see [`Source::Agent`]).
+    #[serde(rename = "agent-cgroup-v1")]
+    AgentCgroupV1,
+    #[serde(rename = "agent-cgroup-v2")]
+    AgentCgroupV2,
     #[serde(rename = "engine-stats")]
     EngineStats,
 }
@@ -226,6 +231,8 @@ impl From<Source> for SourceName {
         match source {
             Source::Cgroup(Version::V1) => SourceName::CgroupV1,
             Source::Cgroup(Version::V2) => SourceName::CgroupV2,
+            Source::Agent(Version::V1) => SourceName::AgentCgroupV1,
+            Source::Agent(Version::V2) => SourceName::AgentCgroupV2,
             Source::EngineStats => SourceName::EngineStats,
         }
     }
@@ -236,6 +243,8 @@ impl From<SourceName> for Source {
         match name {
             SourceName::CgroupV1 => Source::Cgroup(Version::V1),
             SourceName::CgroupV2 => Source::Cgroup(Version::V2),
+            SourceName::AgentCgroupV1 => Source::Agent(Version::V1),
+            SourceName::AgentCgroupV2 => Source::Agent(Version::V2),
             SourceName::EngineStats => Source::EngineStats,
         }
     }

@@ -37,7 +37,21 @@ impl Segmented {
         container: &str,
         cgroup: MemoryCgroup,
         interval: Duration,
+        journal: Journal,
+    ) -> Result<Segmented, JournalError> {
+        let source = Source::Cgroup(cgroup.version);
+        Segmented::start_as(sampler, container, cgroup, interval, journal, source)
+    }
+
+    /// Like [`Segmented::start`], with the `start` line naming `source` (the agent samples
+    /// its own cgroup as [`Source::Agent`]).
+    pub fn start_as(
+        sampler: &Sampler,
+        container: &str,
+        cgroup: MemoryCgroup,
+        interval: Duration,
         mut journal: Journal,
+        source: Source,
     ) -> Result<Segmented, JournalError> {
         let started_at = EpochMicros::now();
         let handle = sampler
@@ -48,7 +62,7 @@ impl Segmented {
             })?;
         journal.append(&JournalLine::start(
             container,
-            Source::Cgroup(cgroup.version),
+            source,
             Some(cgroup.dir.clone()),
             interval,
             started_at,

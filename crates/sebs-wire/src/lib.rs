@@ -43,6 +43,11 @@ pub const INVOCATIONS_PATH: &str = "/invocations";
 /// Invocations an agent remembers; older ones are dropped (and counted) first, so the log
 /// stays a few hundred KiB, charged to the function's memory.
 pub const INVOCATION_LOG_CAPACITY: usize = 10_000;
+/// `GET` answers the memory the agent sampled of its own cgroup since the last `GET`, as
+/// sebs-memory's journal lines (a `start` line first, then `samples`), when it was told to
+/// sample ([`AgentSettings::memory_interval_ms`]); 404 otherwise. For engines whose cgroup
+/// files this host cannot read.
+pub const MEMORY_PATH: &str = "/memory";
 /// Where the code package is mounted (read-only) in a function container.
 pub const CODE_DIR: &str = "/function";
 /// Where the agent binary is mounted (read-only) in a function container.
@@ -435,6 +440,9 @@ pub struct AgentSettings {
     pub code_dir: std::path::PathBuf,
     /// The language runtime's executable, looked up on `PATH` (`python3`, `node`).
     pub runtime: Option<String>,
+    /// Sample the container's own memory cgroup this often and keep the series for `GET`
+    /// [`MEMORY_PATH`]; set only where the platform cannot read the cgroup itself.
+    pub memory_interval_ms: Option<u64>,
 }
 
 /// The least time a worker gets to start and import the function, whatever the function's
@@ -465,6 +473,7 @@ pub mod env {
     pub const USER: &str = "CONTAINER_USER";
     pub const CODE_DIR: &str = "SEBS_CODE_DIR";
     pub const RUNTIME: &str = "SEBS_RUNTIME";
+    pub const MEMORY_INTERVAL_MS: &str = "SEBS_MEMORY_INTERVAL_MS";
 }
 
 /// An agent setting that is missing or malformed.
@@ -488,6 +497,7 @@ impl AgentSettings {
             gid: None,
             code_dir: std::path::PathBuf::from(CODE_DIR),
             runtime: None,
+            memory_interval_ms: None,
         }
     }
 
@@ -532,6 +542,9 @@ impl AgentSettings {
         }
         if let Some(gid) = self.gid {
             out.push((env::GID.to_string(), gid.to_string()));
+        }
+        if let Some(ms) = self.memory_interval_ms {
+            out.push((env::MEMORY_INTERVAL_MS.to_string(), ms.to_string()));
         }
         out
     }
@@ -579,6 +592,14 @@ impl AgentSettings {
             s.code_dir = dir.into();
         }
         s.runtime = get(env::RUNTIME).filter(|r| !r.trim().is_empty());
+        s.memory_interval_ms = parse::<u64>(&get, env::MEMORY_INTERVAL_MS)?;
+        if s.memory_interval_ms == Some(0) {
+            return Err(SettingsError {
+                name: env::MEMORY_INTERVAL_MS,
+                value: "0".into(),
+                reason: "the interval must be at least 1 ms".into(),
+            });
+        }
         Ok(s)
     }
 }
@@ -718,6 +739,7 @@ mod tests {
         s.uid = Some(1000);
         s.code_dir = "/tmp/pkg".into();
         s.runtime = Some("node".into());
+        s.memory_interval_ms = Some(10);
         let env = s.to_env();
         let back =
             AgentSettings::from_env(|k| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))
@@ -738,5 +760,8 @@ mod tests {
         let err =
             AgentSettings::from_env(|k| (k == env::PORT).then(|| "x".to_string())).unwrap_err();
         assert!(err.to_string().contains("SEBS_AGENT_PORT"), "{err}");
+        let err = AgentSettings::from_env(|k| (k == env::MEMORY_INTERVAL_MS).then(|| "0".into()))
+            .unwrap_err();
+        assert_eq!(err.name, env::MEMORY_INTERVAL_MS);
     }
 }
