@@ -74,16 +74,18 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
     Ok(Exit::Ok)
 }
 
-/// Starts the measuring process over `containers` and returns once it samples them all.
+/// Starts the measuring process over `containers` and returns once it samples them all;
+/// `agents` sample their own memory (see [`memory::launch`]).
 pub async fn launch(
     output: &Path,
     interval_ms: u64,
     cgroup_root: &Path,
     containers: &[String],
+    agents: Vec<sebs_platform::AgentMeasured>,
 ) -> Result<MemorySection, Failure> {
     let exe =
         std::env::current_exe().exit(Exit::Environment, "failed to find the sebs-local binary")?;
-    memory::launch(&exe, output, interval_ms, cgroup_root, containers)
+    memory::launch(&exe, output, interval_ms, cgroup_root, containers, agents)
         .await
         .map_err(|e: MemoryError| Failure {
             exit: if e.is_bad_input() {

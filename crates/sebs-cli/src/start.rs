@@ -184,21 +184,12 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
             config.addressing = Addressing::Publish;
         }
         config.labels = args.labels.iter().cloned().collect::<BTreeMap<_, _>>();
+        // Functions on remote engines sample their own memory: this host cannot read
+        // their cgroups.
+        config.agent_memory_interval = args.measure_interval.map(std::time::Duration::from_millis);
     })
     .await?
     .with_engines(args.engines.connect().await?);
-    if args.measure_interval.is_some() {
-        if let Some(remote) = platform.engines().iter().find(|e| !e.local) {
-            return Err(Failure {
-                exit: Exit::BadInput,
-                error: anyhow::anyhow!(
-                    "--measure-interval samples cgroups of this host, and the engine at {} is \
-                     not this host's: its functions' memory cannot be measured yet",
-                    remote.address
-                ),
-            });
-        }
-    }
     phase("engine connected");
     // At once, as none needs another: whether the file is still in use, what input.py asks
     // for (the session's python3), and the image. A file still in use is refused first, before inputs are
@@ -267,8 +258,19 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
         // of a start that failed.
         let memory = match args.measure_interval {
             Some(ms) => {
-                let ids: Vec<String> = functions.iter().map(|f| f.container.id.clone()).collect();
-                Some(measure::launch(&args.output, ms, &args.cgroup_root, &ids).await?)
+                // This host's engines' containers are sampled by the measurer, from this
+                // host's cgroupfs; the others by their agents.
+                let (here, remote): (Vec<_>, Vec<_>) =
+                    functions.iter().partition(|f| f.engine.local);
+                let ids: Vec<String> = here.iter().map(|f| f.container.id.clone()).collect();
+                let agents = remote
+                    .iter()
+                    .map(|f| sebs_platform::AgentMeasured {
+                        container: f.container.id.clone(),
+                        url: f.url(),
+                    })
+                    .collect();
+                Some(measure::launch(&args.output, ms, &args.cgroup_root, &ids, agents).await?)
             }
             None => None,
         };

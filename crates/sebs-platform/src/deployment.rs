@@ -107,13 +107,26 @@ pub struct LocalSection {
 /// The measuring process of a deployment (see [`crate::memory`]), for `stop` to end it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MemorySection {
-    /// The measuring process.
-    pub pid: u32,
+    /// The measuring process; absent when no container is measured from this host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
     /// Its [`sebs_memory::MeasureDir`]: journals, log and markers.
     pub dir: PathBuf,
     /// Milliseconds between samples, as the user asked.
     pub interval_ms: u64,
     pub cgroup_root: PathBuf,
+    /// The containers whose agents sample their own memory (those on engines whose cgroup
+    /// files this host cannot read), with the address `stop` fetches the series from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub agents: Vec<AgentMeasured>,
+}
+
+/// A container whose agent samples its own memory (see [`MemorySection::agents`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentMeasured {
+    pub container: String,
+    /// The function's URL (`host:port`), where `GET /memory` is asked.
+    pub url: String,
 }
 
 /// One container of the deployment.
@@ -241,7 +254,7 @@ impl DeploymentFile {
     pub fn set_memory(&mut self, memory: Option<MemorySection>) {
         self.memory_measurements = memory.as_ref().map(|m| SebsMemoryMeasurements {
             file: sebs_memory::MeasureDir::new(m.dir.clone()).sebs_measurements(),
-            pids: vec![m.pid],
+            pids: m.pid.into_iter().collect(),
         });
         self.sebs_local.memory = memory;
     }

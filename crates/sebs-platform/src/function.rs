@@ -69,6 +69,9 @@ pub struct PlatformConfig {
     pub host_user: (u32, u32),
     /// Labels put on every container, e.g. to find a test's containers again.
     pub labels: BTreeMap<String, String>,
+    /// Have the agents of functions on remote engines sample their own memory this often
+    /// (`start --measure-interval`): this host cannot read those containers' cgroups.
+    pub agent_memory_interval: Option<Duration>,
 }
 
 impl PlatformConfig {
@@ -85,6 +88,7 @@ impl PlatformConfig {
                 nix::unistd::getgid().as_raw(),
             ),
             labels: BTreeMap::new(),
+            agent_memory_interval: None,
         }
     }
 }
@@ -760,6 +764,10 @@ impl Platform {
         let mut spec = self.spec(l);
         spec.image = image;
         spec.delivery = Delivery::Image;
+        spec.agent.memory_interval_ms = self
+            .config
+            .agent_memory_interval
+            .map(|i| (i.as_millis() as u64).max(1));
         spec.publish = Some(std::net::SocketAddr::new(host_ip, 0));
         let container = self
             .create_container(&engine.docker, &spec)

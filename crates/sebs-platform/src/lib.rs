@@ -50,9 +50,9 @@ pub use agent::{find_agent_binary, AGENT_BIN_ENV};
 pub use build::{DockerBuildEnv, HostSettings};
 pub use cleanup::{cleanup, Cleanup, CleanupError, CleanupReport};
 pub use deployment::{
-    host_architecture, listed_containers, DeploymentError, DeploymentFile, FunctionEntry, Instance,
-    ListedContainer, LocalSection, MemorySection, SebsFunctionConfig, SebsMemoryMeasurements,
-    SebsRuntime, StopOutcome, FORMAT_VERSION,
+    host_architecture, listed_containers, AgentMeasured, DeploymentError, DeploymentFile,
+    FunctionEntry, Instance, ListedContainer, LocalSection, MemorySection, SebsFunctionConfig,
+    SebsMemoryMeasurements, SebsRuntime, StopOutcome, FORMAT_VERSION,
 };
 pub use function::{
     Function, FunctionConfig, FunctionState, Platform, PlatformConfig, PlatformError,

@@ -5,6 +5,12 @@
 //! [`stop_measurer`] and summarises the journals (`sebs_memory::read_journals`). What is
 //! measured and how it is journalled is sebs-memory's ([`sebs_memory::journal`],
 //! [`Segmented`]); the engine's calls are sebs-container's. This module only composes them.
+//!
+//! Containers on an engine whose cgroup files this host cannot read (a remote engine) are
+//! not the measurer's: their agents sample their own cgroup (told at create, see
+//! `PlatformConfig::agent_memory_interval`), and [`finish`] fetches each series
+//! (`GET /memory`, the same journal lines) into the measurement directory before reading
+//! the journals, so that both kinds end in the same files, each with its source.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -16,10 +22,12 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use sebs_container::{Docker, MemoryStat};
 use sebs_memory::{
-    End, Journal, JournalError, MeasureDir, MemoryCgroup, MemoryReport, OutputError,
+    End, Journal, JournalError, JournalLine, MeasureDir, MemoryCgroup, MemoryReport, OutputError,
     ReadingsJournal, Sampler, SebsLines, SebsMemoryStats, Segmented, Source,
 };
-use sebs_wire::InvocationRecord;
+use sebs_wire::{EpochMicros, InvocationRecord};
+
+use crate::deployment::AgentMeasured;
 
 /// How often samples reach the journal.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
@@ -55,6 +63,9 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long [`abandon`] gives the measurer to close its journals.
 const ABANDON_GRACE: Duration = Duration::from_secs(5);
+
+/// How long one agent may take to hand over its memory series (a few MiB at most).
+const AGENT_SERIES_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// How long [`finish`] gives the measurer to close its journals after SIGTERM.
 pub const MEASURER_GRACE: Duration = Duration::from_secs(10);
@@ -419,12 +430,16 @@ impl MeasurerArgs {
 /// `<output>.memory` ([`MeasureDir::beside`]), detached into its own process group (Ctrl-C in
 /// the terminal does not reach it) and logging to that directory. SeBS forks one measuring
 /// process per container that outlives `sebs local start`; we run one for all.
+///
+/// `agents` are containers whose agents sample their own memory: they are recorded for
+/// [`finish`], and without `containers` no process is started.
 pub async fn launch(
     program: &Path,
     output: &Path,
     interval_ms: u64,
     cgroup_root: &Path,
     containers: &[String],
+    agents: Vec<AgentMeasured>,
 ) -> Result<MemorySection, MemoryError> {
     let dir = MeasureDir::beside(output).map_err(|source| MemoryError::Resolve {
         path: output.to_path_buf(),
@@ -449,6 +464,20 @@ pub async fn launch(
         path: dir.log(),
         source,
     })?;
+    if containers.is_empty() {
+        tracing::info!(
+            interval_ms,
+            "{} containers sample their own memory until `stop`",
+            agents.len()
+        );
+        return Ok(MemorySection {
+            pid: None,
+            dir: dir.path,
+            interval_ms,
+            cgroup_root,
+            agents,
+        });
+    }
     let args = MeasurerArgs {
         dir: dir.path.clone(),
         interval_ms,
@@ -474,11 +503,19 @@ pub async fn launch(
         "measuring memory of {} containers until `stop`",
         containers.len()
     );
+    if !agents.is_empty() {
+        tracing::info!(
+            interval_ms,
+            "{} containers sample their own memory until `stop`",
+            agents.len()
+        );
+    }
     Ok(MemorySection {
-        pid: child.id(),
+        pid: Some(child.id()),
         dir: dir.path,
         interval_ms,
         cgroup_root,
+        agents,
     })
 }
 
@@ -516,7 +553,9 @@ async fn wait_ready(child: &mut Child, dir: &MeasureDir) -> Result<(), MemoryErr
 /// cannot finish.
 pub async fn abandon(section: &MemorySection) {
     let dir = MeasureDir::new(section.dir.clone());
-    stop_measurer(section.pid, &dir, ABANDON_GRACE).await;
+    if let Some(pid) = section.pid {
+        stop_measurer(pid, &dir, ABANDON_GRACE).await;
+    }
     let _ = std::fs::remove_dir_all(&dir.path);
 }
 
@@ -531,20 +570,24 @@ pub async fn finish(
     report: &Path,
 ) -> Result<(), MemoryError> {
     let dir = MeasureDir::new(section.dir.clone());
-    match stop_measurer(section.pid, &dir, MEASURER_GRACE).await {
-        MeasurerStop::Stopped => {
-            tracing::info!(pid = section.pid, "stopped the memory measuring process")
+    let fetched = fetch_agent_series(&dir, &section.agents);
+    let stopped = async {
+        let Some(pid) = section.pid else { return };
+        match stop_measurer(pid, &dir, MEASURER_GRACE).await {
+            MeasurerStop::Stopped => {
+                tracing::info!(pid, "stopped the memory measuring process")
+            }
+            MeasurerStop::AlreadyGone => {
+                tracing::info!(pid, "the memory measuring process had already ended")
+            }
+            MeasurerStop::Killed => tracing::warn!(
+                pid,
+                "the memory measuring process did not finish within {MEASURER_GRACE:?} and was \
+                 killed; its last second of samples may be missing"
+            ),
         }
-        MeasurerStop::AlreadyGone => tracing::info!(
-            pid = section.pid,
-            "the memory measuring process had already ended"
-        ),
-        MeasurerStop::Killed => tracing::warn!(
-            pid = section.pid,
-            "the memory measuring process did not finish within {MEASURER_GRACE:?} and was killed; \
-             its last second of samples may be missing"
-        ),
-    }
+    };
+    tokio::join!(fetched, stopped);
     let journals = sebs_memory::read_journals(&dir, containers)?;
     let mut all = Vec::with_capacity(journals.len());
     for (id, m) in containers.iter().zip(journals) {
@@ -552,6 +595,14 @@ pub async fn finish(
             tracing::warn!(container = %id, "no memory was measured for container {id}: it has no journal in {}", dir.path.display());
             continue;
         };
+        if let Source::Agent(_) = m.source {
+            tracing::info!(
+                container = %id,
+                "the memory of container {id} was sampled by its agent (source {}), as this \
+                 host cannot read its cgroup",
+                m.source
+            );
+        }
         if m.source == Source::EngineStats {
             tracing::warn!(
                 container = %id,
@@ -591,4 +642,73 @@ pub async fn finish(
         path: dir.path.clone(),
         source,
     })
+}
+
+/// Fetches the series of every container whose agent sampled its own memory into its
+/// journal in `dir` (SeBS's measurement file gets the samples too), closing it as stopped
+/// now when the agent's series had not ended. A container that cannot say is warned about
+/// and gets no journal ([`finish`] then says it has no profile).
+async fn fetch_agent_series(dir: &MeasureDir, agents: &[AgentMeasured]) {
+    if agents.is_empty() {
+        return;
+    }
+    let sebs_lines = match dir
+        .create()
+        .and_then(|()| SebsLines::open(dir.sebs_measurements()))
+    {
+        Ok(lines) => lines,
+        Err(e) => return tracing::error!("failed to {}", sebs_wire::ErrorChain(&e)),
+    };
+    let asks = agents.iter().map(|a| async move {
+        let series = sebs_trigger::memory_series(&a.url, &a.container, AGENT_SERIES_TIMEOUT).await;
+        (a, series)
+    });
+    for (a, series) in futures_util::future::join_all(asks).await {
+        let id = &a.container;
+        let written = match series {
+            Ok(body) => write_agent_journal(dir, id, &body, sebs_lines.clone()),
+            Err(e) => {
+                tracing::warn!(
+                    container = %id,
+                    "no memory profile of container {id}, whose agent sampled it: failed to {}",
+                    sebs_wire::ErrorChain(&e)
+                );
+                continue;
+            }
+        };
+        if let Err(e) = written {
+            tracing::warn!(container = %id, "failed to {}", sebs_wire::ErrorChain(&e));
+        }
+    }
+}
+
+/// Writes what the agent of `container` answered (journal lines) as its journal in `dir`.
+fn write_agent_journal(
+    dir: &MeasureDir,
+    container: &str,
+    body: &[u8],
+    sebs_lines: SebsLines,
+) -> Result<(), JournalError> {
+    let path = dir.journal(container);
+    let mut lines = sebs_memory::parse_journal(&path, &String::from_utf8_lossy(body))?;
+    // The agent knows itself by its host name (the id's first 12 digits); the journal is
+    // the container's, by its whole id as the other journals.
+    if let Some(JournalLine::Start {
+        container: named, ..
+    }) = lines.first_mut()
+    {
+        *named = container.to_string();
+    }
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let ended = matches!(lines.last(), Some(JournalLine::End { .. }));
+    let mut journal = Journal::create(path)?.with_sebs_lines(container, sebs_lines);
+    for line in &lines {
+        journal.append(line)?;
+    }
+    if !ended {
+        journal.append(&JournalLine::end(&End::Stopped, EpochMicros::now()))?;
+    }
+    Ok(())
 }

@@ -6,13 +6,14 @@
 //!   initialisation times, cold start, memory), serialised exactly as SeBS writes it.
 //! - [`InvokeError`]: why an invocation produced no result; failures of the function itself
 //!   ([`InvokeError::Function`]) keep the agent's error answer and the client-side times.
-//! - [`invocation_log`]: the agent's record of when each call's handler ran.
+//! - [`invocation_log`]: the agent's record of when each call's handler ran; [`memory_series`]:
+//!   what the agent sampled of its own memory.
 
 mod http;
 mod log;
 mod result;
 
-pub use log::{invocation_log, LogError};
+pub use log::{invocation_log, memory_series, LogError};
 
 pub use http::{read_answer, InvokeError, RequestTimes, Trigger, TriggerConfig, UrlError};
 pub use result::{

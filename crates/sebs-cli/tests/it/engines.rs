@@ -9,12 +9,20 @@ use crate::{curl_post, str_of, Cli, RUN_KEY};
 
 /// The tests of this module, each with what it needs from the machine.
 pub fn trials() -> Vec<Trial> {
-    vec![trial!(
-        start_places_functions_on_both_engines_and_stop_and_cleanup_leave_nothing,
-        ENGINE,
-        ENGINE2,
-        AGENT
-    )]
+    vec![
+        trial!(
+            start_places_functions_on_both_engines_and_stop_and_cleanup_leave_nothing,
+            ENGINE,
+            ENGINE2,
+            AGENT
+        ),
+        trial!(
+            a_remote_function_s_memory_is_sampled_by_its_agent_and_written_at_stop,
+            ENGINE,
+            ENGINE2,
+            AGENT
+        ),
+    ]
 }
 
 /// This test's containers on the second engine, removed with it also when it fails, and
@@ -156,4 +164,118 @@ fn start_places_functions_on_both_engines_and_stop_and_cleanup_leave_nothing() {
         String::from_utf8_lossy(&clean.stderr)
     );
     assert_eq!(second.containers(), Vec::<String>::new());
+}
+
+fn a_remote_function_s_memory_is_sampled_by_its_agent_and_written_at_stop() {
+    let cli = Cli::new();
+    let second = Second {
+        docker: sebs_testkit::runtime().block_on(sebs_testkit::docker2()),
+        url: sebs_testkit::engine2_address().unwrap().to_string(),
+        run: cli.run.clone(),
+        hashes: Default::default(),
+    };
+    let out = cli.path("out.json");
+    let out = out.to_str().unwrap();
+    let file = cli.start(&[
+        "start",
+        "000.noop",
+        "test",
+        out,
+        "--deployments",
+        "2",
+        "--engine",
+        "unix:///var/run/docker.sock",
+        "--engine",
+        &second.url,
+        "--measure-interval",
+        "10",
+    ]);
+    let functions = file["functions"].as_array().unwrap();
+    second
+        .hashes
+        .borrow_mut()
+        .push(str_of(&functions[0], "hash").to_string());
+    let instances = file["sebs_local"]["instances"].as_array().unwrap();
+    let remote = instances
+        .iter()
+        .find(|i| str_of(i, "engine") == second.url)
+        .map(|i| str_of(i, "instance_id").to_string())
+        .unwrap();
+    let local = instances
+        .iter()
+        .find(|i| str_of(i, "engine") != second.url)
+        .map(|i| str_of(i, "instance_id").to_string())
+        .unwrap();
+    let memory = &file["sebs_local"]["memory"];
+    let agents = memory["agents"].as_array().unwrap();
+    assert_eq!(agents.len(), 1, "{memory}");
+    assert_eq!(str_of(&agents[0], "container"), remote);
+    // Calls on both for half a second at least, so that there are samples of each.
+    let began = std::time::Instant::now();
+    while began.elapsed() < std::time::Duration::from_millis(500) {
+        for f in functions {
+            let (status, body) = curl_post(str_of(f, "url"), "{}");
+            assert_eq!(status, 200, "{body}");
+        }
+    }
+
+    let stats = cli.path("memory_stats.json");
+    let stop = cli.run(&["stop", out, stats.to_str().unwrap()]);
+    assert_eq!(stop.status.code(), Some(0));
+    assert_eq!(cli.containers(), Vec::<String>::new());
+    assert_eq!(second.containers(), Vec::<String>::new());
+    let stats: Value = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(cli.path("memory_report.json")).unwrap())
+            .unwrap();
+    let of = |id: &str| {
+        report["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["container"] == id)
+            .unwrap_or_else(|| panic!("no profile of {id} in {report}"))
+            .clone()
+    };
+    let (r, l) = (of(&remote), of(&local));
+    assert!(
+        str_of(&r, "source").starts_with("agent-cgroup-v"),
+        "{}",
+        r["source"]
+    );
+    assert!(
+        str_of(&l, "source").starts_with("cgroup-v"),
+        "{}",
+        l["source"]
+    );
+    assert_eq!(r["interval_us"], 10_000);
+    assert_eq!(str_of(&r, "end"), "stopped");
+    let offsets: Vec<i64> = r["offsets_us"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o.as_i64().unwrap())
+        .collect();
+    let bytes: Vec<u64> = r["samples_bytes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_u64().unwrap())
+        .collect();
+    assert!(offsets.len() >= 10, "{r}");
+    assert!(bytes.iter().all(|&b| b > 0), "{r}");
+    // About the asked interval, not the engine's stats' second: samples sit on a 10 ms grid
+    // and are taken a little late, so single gaps vary; their median is about 10 ms (a
+    // loaded machine may miss a deadline now and then).
+    let mut gaps: Vec<i64> = offsets.windows(2).map(|w| w[1] - w[0]).collect();
+    gaps.sort_unstable();
+    let median = gaps[gaps.len() / 2];
+    assert!((5_000..=20_000).contains(&median), "{gaps:?}");
+    // SeBS's file has both containers.
+    assert!(
+        stats.get(&remote).is_some() && stats.get(&local).is_some(),
+        "{stats}"
+    );
+    // The remote container's calls are marked on its profile.
+    assert!(!r["invocations"].as_array().unwrap().is_empty(), "{r}");
 }
