@@ -464,12 +464,14 @@ pub async fn launch(
         path: dir.log(),
         source,
     })?;
-    if containers.is_empty() {
+    if !agents.is_empty() {
         tracing::info!(
             interval_ms,
             "{} containers sample their own memory until `stop`",
             agents.len()
         );
+    }
+    if containers.is_empty() {
         return Ok(MemorySection {
             pid: None,
             dir: dir.path,
@@ -503,13 +505,6 @@ pub async fn launch(
         "measuring memory of {} containers until `stop`",
         containers.len()
     );
-    if !agents.is_empty() {
-        tracing::info!(
-            interval_ms,
-            "{} containers sample their own memory until `stop`",
-            agents.len()
-        );
-    }
     Ok(MemorySection {
         pid: Some(child.id()),
         dir: dir.path,
