@@ -35,6 +35,23 @@ struct Second {
 }
 
 impl Second {
+    /// The second engine, seen by `cli`'s test run.
+    fn new(cli: &Cli) -> Second {
+        Second {
+            docker: sebs_testkit::runtime().block_on(sebs_testkit::docker2()),
+            url: sebs_testkit::engine2_address().unwrap().to_string(),
+            run: cli.run.clone(),
+            hashes: Default::default(),
+        }
+    }
+
+    /// Records the package of `out.json`'s first function, whose image the second engine
+    /// built, for removal when the test ends.
+    fn built_from(&self, file: &Value) {
+        let hash = str_of(&file["functions"][0], "hash").to_string();
+        self.hashes.borrow_mut().push(hash);
+    }
+
     fn containers(&self) -> Vec<String> {
         sebs_testkit::runtime()
             .block_on(sebs_container::list_labelled(
@@ -82,12 +99,7 @@ impl Drop for Second {
 
 fn start_places_functions_on_both_engines_and_stop_and_cleanup_leave_nothing() {
     let cli = Cli::new();
-    let second = Second {
-        docker: sebs_testkit::runtime().block_on(sebs_testkit::docker2()),
-        url: sebs_testkit::engine2_address().unwrap().to_string(),
-        run: cli.run.clone(),
-        hashes: Default::default(),
-    };
+    let second = Second::new(&cli);
     let local = "unix:///var/run/docker.sock";
     let out = cli.path("out.json");
     let out = out.to_str().unwrap();
@@ -104,10 +116,7 @@ fn start_places_functions_on_both_engines_and_stop_and_cleanup_leave_nothing() {
         &second.url,
     ]);
     let functions = file["functions"].as_array().unwrap();
-    second
-        .hashes
-        .borrow_mut()
-        .push(str_of(&functions[0], "hash").to_string());
+    second.built_from(&file);
     let instances = file["sebs_local"]["instances"].as_array().unwrap();
     let engines: Vec<&str> = instances.iter().map(|i| str_of(i, "engine")).collect();
     // In turn.
@@ -168,12 +177,7 @@ fn start_places_functions_on_both_engines_and_stop_and_cleanup_leave_nothing() {
 
 fn a_remote_function_s_memory_is_sampled_by_its_agent_and_written_at_stop() {
     let cli = Cli::new();
-    let second = Second {
-        docker: sebs_testkit::runtime().block_on(sebs_testkit::docker2()),
-        url: sebs_testkit::engine2_address().unwrap().to_string(),
-        run: cli.run.clone(),
-        hashes: Default::default(),
-    };
+    let second = Second::new(&cli);
     let out = cli.path("out.json");
     let out = out.to_str().unwrap();
     let file = cli.start(&[
@@ -191,10 +195,7 @@ fn a_remote_function_s_memory_is_sampled_by_its_agent_and_written_at_stop() {
         "10",
     ]);
     let functions = file["functions"].as_array().unwrap();
-    second
-        .hashes
-        .borrow_mut()
-        .push(str_of(&functions[0], "hash").to_string());
+    second.built_from(&file);
     let instances = file["sebs_local"]["instances"].as_array().unwrap();
     let remote = instances
         .iter()
