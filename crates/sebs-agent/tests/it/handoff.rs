@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::{code_dir, Agent};
+use crate::support::{code_dir, Agent, FAILURES};
 
 pub fn trials() -> Vec<Trial> {
     vec![
@@ -241,19 +241,7 @@ async fn a_connection_to_an_idle_worker_is_answered_as_the_agent_answers() {
 async fn failures_on_a_held_connection_are_answered_and_it_keeps_serving() {
     let code = code_dir(HANDLER);
     let agent = Agent::start(code.path(), &[("SEBS_TIMEOUT_MS", "700")]);
-    // Each case: the event, the expected status and kind, a fragment of the message.
-    let cases = [
-        (
-            r#"{"raise": "boom"}"#,
-            500,
-            "handler_error",
-            "ValueError: boom",
-        ),
-        (r#"{"set": 1}"#, 500, "bad_output", "not JSON serializable"),
-        (r#"{"exit": 3}"#, 500, "worker_died", "exited with status 3"),
-        (r#"{"sleep": 5}"#, 504, "timeout", "700 ms"),
-    ];
-    for (event, status, kind, fragment) in cases {
+    for (event, status, kind, fragment) in FAILURES {
         // A relayed call first, so that a worker is up and idle.
         let relayed = agent.post(event).await;
         agent.post("{}").await.ok();

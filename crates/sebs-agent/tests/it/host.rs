@@ -6,7 +6,7 @@ use nix::sys::signal::Signal;
 use sebs_testkit::{trial, Trial, PYTHON3};
 use serde_json::json;
 
-use crate::support::{code_dir, Agent, SLEEPER, STEERED};
+use crate::support::{code_dir, Agent, FAILURES, SLEEPER, STEERED};
 
 /// The tests of this module, each with what it needs from the machine.
 pub fn trials() -> Vec<Trial> {
@@ -80,19 +80,7 @@ async fn failures_are_answered_and_the_next_call_succeeds() {
     let code = code_dir(STEERED);
     let agent = Agent::start(code.path(), &[("SEBS_TIMEOUT_MS", "700")]);
 
-    // Each case: the event, the expected status and kind, a fragment of the message.
-    let cases = [
-        (
-            r#"{"raise": "boom"}"#,
-            500,
-            "handler_error",
-            "ValueError: boom",
-        ),
-        (r#"{"set": 1}"#, 500, "bad_output", "not JSON serializable"),
-        (r#"{"exit": 3}"#, 500, "worker_died", "exited with status 3"),
-        (r#"{"sleep": 5}"#, 504, "timeout", "700 ms"),
-    ];
-    for (event, status, kind, fragment) in cases {
+    for (event, status, kind, fragment) in FAILURES {
         let failed = agent.post(event).await;
         assert_eq!(failed.status, status, "{event}: {:#}", failed.body);
         assert_eq!(failed.body["kind"], kind, "{event}: {:#}", failed.body);

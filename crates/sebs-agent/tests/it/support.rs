@@ -30,6 +30,21 @@ def handler(event):
     return {"slept_us": (time.perf_counter_ns() - start) // 1000}
 "#;
 
+/// A Python handler's failures, for a handler that raises `ValueError` on `raise`, returns a
+/// set on `set`, exits on `exit` and sleeps on `sleep`, in an agent started with
+/// `SEBS_TIMEOUT_MS` 700: the event, the expected status and kind, a fragment of the message.
+pub const FAILURES: [(&str, u16, &str, &str); 4] = [
+    (
+        r#"{"raise": "boom"}"#,
+        500,
+        "handler_error",
+        "ValueError: boom",
+    ),
+    (r#"{"set": 1}"#, 500, "bad_output", "not JSON serializable"),
+    (r#"{"exit": 3}"#, 500, "worker_died", "exited with status 3"),
+    (r#"{"sleep": 5}"#, 504, "timeout", "700 ms"),
+];
+
 /// One handler for most tests, steered by its event.
 pub const STEERED: &str = r#"
 import os, sys, time
