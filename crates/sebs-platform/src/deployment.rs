@@ -447,21 +447,18 @@ impl Platform {
             container: id.clone(),
             source,
         };
+        let inspect_err = |source| PlatformError::Inspect {
+            function: instance.function.clone(),
+            container: id.clone(),
+            source,
+        };
         let docker = self
             .docker_for(instance.engine.as_deref())
             .await
-            .map_err(|source| PlatformError::Inspect {
-                function: instance.function.clone(),
-                container: id.clone(),
-                source,
-            })?;
+            .map_err(inspect_err)?;
         let state = crate::function::container_state(&docker, id)
             .await
-            .map_err(|source| PlatformError::Inspect {
-                function: instance.function.clone(),
-                container: id.clone(),
-                source,
-            })?;
+            .map_err(inspect_err)?;
         let outcome = match state {
             FunctionState::Gone => StopOutcome::Gone,
             FunctionState::Running => StopOutcome::Stopped,
