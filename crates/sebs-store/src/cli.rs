@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::{dynamodb, s3};
+use crate::{dynamodb, relay, s3};
 
 /// The environment variable holding the S3 access key.
 pub const ACCESS_KEY_ENV: &str = "SEBS_STORE_ACCESS_KEY";
@@ -23,7 +23,7 @@ const AFTER_HELP: &str = "\
 Logs go to stderr (RUST_LOG sets the filter). Exit codes: 0 stopped by SIGTERM or SIGINT
 after finishing requests in flight, 1 could not start or failed, 2 bad usage.";
 
-/// Serves one of sebs-local's embedded stores until SIGTERM or SIGINT.
+/// Serves one of sebs-local's embedded stores, or relays to one, until SIGTERM or SIGINT.
 #[derive(Debug, Parser)]
 #[command(name = "sebs-store", version, after_help = AFTER_HELP)]
 pub struct Cli {
@@ -40,6 +40,19 @@ pub enum Command {
     /// NoSQL with the DynamoDB API; any credentials and region are accepted. GET / answers
     /// as a health check.
     Dynamodb(Where),
+    /// Forwards every TCP connection on --listen to --to: how functions on another engine
+    /// reach a store that listens on this host's container network.
+    Relay(Relay),
+}
+
+#[derive(Debug, Args)]
+pub struct Relay {
+    /// Address to listen on, e.g. 10.0.0.1:9000.
+    #[arg(long, value_name = "IP:PORT")]
+    pub listen: SocketAddr,
+    /// Address to forward each connection to.
+    #[arg(long, value_name = "IP:PORT")]
+    pub to: SocketAddr,
 }
 
 #[derive(Debug, Args)]
@@ -98,6 +111,12 @@ pub fn main(
             .block_on(dynamodb::run(dynamodb::Config {
                 listen: at.listen,
                 data: at.data,
+            }))
+            .map_err(|e| crate::error_chain(&e)),
+        Command::Relay(r) => runtime
+            .block_on(relay::run(relay::Config {
+                listen: r.listen,
+                to: r.to,
             }))
             .map_err(|e| crate::error_chain(&e)),
     };
@@ -159,6 +178,17 @@ mod tests {
         );
         let cli = parse(&["dynamodb", "--listen", "[::1]:8000", "--data", "d"]).unwrap();
         assert!(matches!(&cli.command, Command::Dynamodb(w) if w.listen.port() == 8000));
+        let cli = parse(&[
+            "relay",
+            "--listen",
+            "10.0.0.1:9000",
+            "--to",
+            "172.17.0.2:9000",
+        ])
+        .unwrap();
+        assert!(
+            matches!(&cli.command, Command::Relay(r) if r.listen.port() == 9000 && r.to.ip().to_string() == "172.17.0.2")
+        );
         for bad in [
             &["s3", "--listen", "localhost:9000", "--data", "/d"][..],
             &["s3", "--listen", "127.0.0.1", "--data", "/d"],
@@ -166,6 +196,8 @@ mod tests {
             &["s3", "--listen", "127.0.0.1:0"],
             &["s3", "--listen", "127.0.0.1:0", "--data", "/d", "--verbose"],
             &["minio", "--listen", "127.0.0.1:0", "--data", "/d"],
+            &["relay", "--listen", "127.0.0.1:0"],
+            &["relay", "--listen", "127.0.0.1:0", "--to", "localhost:9000"],
             &[],
         ] {
             let e = parse(bad).err().unwrap_or_else(|| panic!("{bad:?} parsed"));

@@ -6,13 +6,16 @@
 //!   the clients of SeBS's functions read: complete listings with ETags and sizes,
 //!   multipart uploads with `Location`, ranges, MinIO's `BucketAlreadyOwnedByYou`.
 //! - [`dynamodb`]: the DynamoDB JSON API of `dynoxide` over one SQLite file.
+//! - [`relay`]: a TCP forwarder (`sebs-store relay`), so that functions on another engine
+//!   reach a store through an address of this host.
 //! - [`cli`]: the binary's command line, so that `main.rs` only parses and exits.
 //!
-//! Both keep everything under one data directory and survive a restart on it. They know
+//! Both stores keep everything under one data directory and survive a restart on it. They know
 //! nothing about Docker or benchmarks: the host side decides where they run and what goes in.
 
 pub mod cli;
 pub mod dynamodb;
+pub mod relay;
 pub mod s3;
 pub mod serve;
 

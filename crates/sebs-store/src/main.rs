@@ -1,4 +1,5 @@
-//! `sebs-store`: serves one embedded store (S3 or DynamoDB) until SIGTERM or SIGINT.
+//! `sebs-store`: serves one embedded store (S3 or DynamoDB), or relays to one, until SIGTERM
+//! or SIGINT.
 
 use std::process::ExitCode;
 
