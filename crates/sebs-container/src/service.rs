@@ -1,6 +1,7 @@
 //! Service containers: long-lived containers of ours that are not functions (the embedded
-//! object and NoSQL stores), with a data volume, a port published on one host address, and
-//! an image imported from a few files (`FROM scratch`).
+//! object and NoSQL stores, with a data volume and a port published on one host address;
+//! their relays, on the host's network, without data), from an image imported from a few
+//! files (`FROM scratch`).
 //!
 //! Unlike a function container, a service container outlives the command that started it:
 //! it is found again by name, restarted when it stopped, and removed on request.
@@ -46,8 +47,8 @@ pub struct ServiceSpec {
     pub port: u16,
     /// Publish [`ServiceSpec::port`] on this host address (port 0: the engine picks one).
     pub publish: Option<SocketAddr>,
-    /// Mounted read-write at `data_target`.
-    pub data: DataSource,
+    /// Mounted read-write at `data_target` (`None`: the service keeps nothing).
+    pub data: Option<DataSource>,
     pub data_target: String,
     /// `uid:gid` the service runs as.
     pub user: String,
@@ -80,10 +81,19 @@ impl ServiceSpec {
     /// restarted by the engine unless someone stops it.
     pub fn to_create_body(&self) -> ContainerCreateBody {
         let labels = owned_labels(&self.labels);
-        let (typ, source) = match &self.data {
-            DataSource::Volume(name) => (MountType::VOLUME, name.clone()),
-            DataSource::HostDir(dir) => (MountType::BIND, dir.display().to_string()),
-        };
+        let mounts = self.data.as_ref().map(|data| {
+            let (typ, source) = match data {
+                DataSource::Volume(name) => (MountType::VOLUME, name.clone()),
+                DataSource::HostDir(dir) => (MountType::BIND, dir.display().to_string()),
+            };
+            vec![Mount {
+                target: Some(self.data_target.clone()),
+                source: Some(source),
+                typ: Some(typ),
+                read_only: Some(false),
+                ..Default::default()
+            }]
+        });
         let port_bindings = self
             .publish
             .map(|addr| crate::function::publish_port(&self.port_key(), addr));
@@ -95,13 +105,7 @@ impl ServiceSpec {
             user: Some(self.user.clone()),
             exposed_ports: Some(vec![self.port_key()]),
             host_config: Some(HostConfig {
-                mounts: Some(vec![Mount {
-                    target: Some(self.data_target.clone()),
-                    source: Some(source),
-                    typ: Some(typ),
-                    read_only: Some(false),
-                    ..Default::default()
-                }]),
+                mounts,
                 port_bindings,
                 network_mode: Some(self.network.clone()),
                 cap_drop: Some(vec!["ALL".to_string()]),
@@ -126,10 +130,10 @@ pub async fn create_service(
     spec: &ServiceSpec,
 ) -> Result<ServiceInfo, ContainerError> {
     let made_volume = match &spec.data {
-        DataSource::Volume(volume) => ensure_volume(docker, volume, &spec.labels)
+        Some(DataSource::Volume(volume)) => ensure_volume(docker, volume, &spec.labels)
             .await?
             .then(|| volume.clone()),
-        DataSource::HostDir(_) => None,
+        Some(DataSource::HostDir(_)) | None => None,
     };
     let started = create_and_start(docker, spec).await;
     if let (Err(_), Some(volume)) = (&started, &made_volume) {
@@ -429,7 +433,7 @@ mod tests {
             labels: BTreeMap::from([("sebs-local.store".into(), "object".into())]),
             port: 9000,
             publish: Some("127.0.0.1:0".parse().unwrap()),
-            data: DataSource::Volume("vol".into()),
+            data: Some(DataSource::Volume("vol".into())),
             data_target: "/data".into(),
             user: "65534:65534".into(),
             network: "bridge".into(),

@@ -138,6 +138,8 @@ pub enum EmbeddedError {
     NoAddress { kind: Kind, container: String },
     #[error("use the {kind} store {container}: it is not one of ours (no {STORE_LABEL} label)")]
     Foreign { kind: Kind, container: String },
+    #[error(transparent)]
+    Relay(#[from] crate::relay::RelayError),
     #[error("make the data directory {path}")]
     DataDir {
         path: PathBuf,
@@ -370,7 +372,7 @@ pub async fn start(
             IpAddr::V4(Ipv4Addr::LOCALHOST),
             options.publish_port,
         )),
-        data: options.data.clone(),
+        data: Some(options.data.clone()),
         data_target: DATA_DIR.to_string(),
         user: format!("{}:{}", STORE_USER.0, STORE_USER.1),
         network: options.network.clone(),
@@ -477,8 +479,8 @@ pub enum Removed {
     DataRemoved,
 }
 
-/// Stops and removes the store; with `remove_data`, its named volume too (a host
-/// directory is left alone).
+/// Stops and removes the store and its relays; with `remove_data`, its named volume too (a
+/// host directory is left alone).
 pub async fn remove(
     docker: &Docker,
     kind: Kind,
@@ -509,6 +511,7 @@ pub async fn remove(
         Ok(()) | Err(sebs_container::ContainerError::NotFound { .. }) => {}
         Err(e) => return Err(container_err("remove", e)),
     }
+    crate::relay::remove_of(docker, &info.name).await?;
     match info.data {
         Some(DataSource::Volume(volume)) if remove_data => {
             sebs_container::remove_volume(docker, &volume)
@@ -607,7 +610,7 @@ pub async fn host_reachable(address: SocketAddr, published: Option<SocketAddr>) 
 
 /// Whether an HTTP server answers at `address` (any status: S3 answers 403 to an anonymous
 /// request, and that is an answer).
-async fn http_answers(address: SocketAddr) -> Result<(), String> {
+pub(crate) async fn http_answers(address: SocketAddr) -> Result<(), String> {
     let client = reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(2))
