@@ -380,6 +380,9 @@ pub struct Platform {
     /// Create requests whose future was dropped before the engine answered (Ctrl-C during
     /// a start): the engine may still make those containers, after `shutdown` has looked.
     abandoned_creates: Arc<AtomicUsize>,
+    /// Per engine index, variables over the function's own (e.g. where a remote engine's
+    /// functions reach the stores); set once the storage is known, after the engines.
+    engine_env: Arc<Mutex<BTreeMap<usize, BTreeMap<String, String>>>>,
 }
 
 /// Counts a create request as abandoned unless it is [`CreateWatch::finish`]ed.
@@ -435,6 +438,7 @@ impl Platform {
             live: Arc::default(),
             publish: Arc::new(publish),
             abandoned_creates: Arc::default(),
+            engine_env: Arc::default(),
         }
     }
 
@@ -462,6 +466,15 @@ impl Platform {
     /// The engines functions are placed on.
     pub fn engines(&self) -> &[Engine] {
         &self.engines
+    }
+
+    /// Gives the functions placed on engine `index` (of [`Platform::engines`]) these
+    /// variables over those of their [`FunctionConfig::env`], from now on; clones share it.
+    pub fn set_engine_env(&self, index: usize, env: BTreeMap<String, String>) {
+        self.engine_env
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(index, env);
     }
 
     /// The client of the engine at `url` (as `out.json` records it): one of this platform's
@@ -761,7 +774,7 @@ impl Platform {
             });
         };
         let image = self.ship(l, index).await?;
-        let mut spec = self.spec(l);
+        let mut spec = self.spec(l, index);
         spec.image = image;
         spec.delivery = Delivery::Image;
         spec.agent.memory_interval_ms = self
@@ -869,7 +882,7 @@ impl Platform {
             source,
         };
         let docker = &self.engines[index].docker;
-        let spec = self.spec(l);
+        let spec = self.spec(l, index);
         if !publish {
             let container = self
                 .create_container(docker, &spec)
@@ -954,7 +967,8 @@ impl Platform {
         }
     }
 
-    fn spec(&self, l: &Launch<'_>) -> ContainerSpec {
+    /// The container of `l` on engine `index`.
+    fn spec(&self, l: &Launch<'_>, index: usize) -> ContainerSpec {
         let settings = self.agent_settings(l.config);
         let suffix = uuid::Uuid::new_v4().simple().to_string();
         let container_name = format!(
@@ -987,8 +1001,16 @@ impl Platform {
         if let Ok(user) = std::env::var("USER") {
             spec.env.push((sebs_wire::env::USER.to_string(), user));
         }
-        spec.env
-            .extend(l.config.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let mut env = l.config.env.clone();
+        if let Some(over) = self
+            .engine_env
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&index)
+        {
+            env.extend(over.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        spec.env.extend(env);
         spec
     }
 
