@@ -68,6 +68,7 @@ pub async fn run(command: Command) -> Result<Exit, Failure> {
     let platform = setup::platform(docker, |_| {})
         .await?
         .with_engines(engines.connect().await?);
+    inputs::relay_to_remote_engines(&platform, prepared.storage.as_ref()).await?;
     let prepare = setup::prepare(
         &platform,
         &bench,

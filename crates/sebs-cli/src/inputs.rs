@@ -10,8 +10,9 @@ use sebs_package::{
     BenchmarkDir, InputContext, InputError, InputSession, Module, Needs, NoStorage, Size,
     ValidateContext,
 };
+use sebs_platform::Platform;
 use sebs_storage::embedded::{self, Kind, StoreOptions};
-use sebs_storage::{InputCalls, Storage, StorageError, StorageFile};
+use sebs_storage::{relay, EmbeddedError, InputCalls, Storage, StorageError, StorageFile};
 
 use crate::exit::{Exit, ExitContext, Failure};
 use crate::setup;
@@ -326,6 +327,83 @@ async fn embedded_storage(object: bool, nosql: bool) -> Result<Storage, Failure>
     Storage::from_file(&file, "the embedded stores")
         .await
         .map_err(|e| storage_failure(e, "failed to use the embedded stores"))
+}
+
+/// Where the functions on `platform`'s remote engines reach the stores of `storage` that are
+/// ours: a relay on this host's address toward each engine's host (see
+/// [`sebs_storage::relay`]), given to the platform as those engines' variables. Functions on
+/// local engines keep the container network's address; a store that is not ours (a
+/// `--storage` file naming any endpoint) is given as it is.
+pub async fn relay_to_remote_engines(
+    platform: &Platform,
+    storage: Option<&InUse>,
+) -> Result<(), Failure> {
+    let Some(storage) = storage.map(|s| &s.storage) else {
+        return Ok(());
+    };
+    let remote: Vec<(usize, std::net::IpAddr)> = platform
+        .engines()
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| !e.local)
+        .filter_map(|(i, e)| Some((i, e.host_ip?)))
+        .collect();
+    if remote.is_empty() {
+        return Ok(());
+    }
+    let docker = platform.docker();
+    let wanted = [
+        (
+            Kind::Object,
+            sebs_wire::storage::MINIO_ADDRESS,
+            storage.object.as_ref().map(|o| &o.config.instance_id),
+        ),
+        (
+            Kind::Nosql,
+            sebs_wire::storage::NOSQL_STORAGE_ENDPOINT,
+            storage.nosql.as_ref().map(|n| &n.config.instance_id),
+        ),
+    ];
+    let mut stores = Vec::new();
+    for (kind, variable, id) in wanted {
+        let Some(id) = id else { continue };
+        let found = match id.as_str() {
+            "" => Ok(None),
+            id => embedded::find(docker, kind, id).await,
+        };
+        match found {
+            Ok(Some(store)) => stores.push((variable, store)),
+            Ok(None) | Err(EmbeddedError::Foreign { .. }) => tracing::warn!(
+                "the {} store is not one of ours: functions on remote engines get its address \
+                 as the storage file gives it",
+                kind.describe()
+            ),
+            Err(e) => return Err(crate::storage::store_failure(e, kind)),
+        }
+    }
+    if stores.is_empty() {
+        return Ok(());
+    }
+    let image = setup::store_image(docker).await?;
+    for (index, host) in remote {
+        let relay_failure = |e: relay::RelayError| Failure {
+            exit: Exit::Environment,
+            error: anyhow::Error::new(e).context(format!(
+                "failed to make the stores reachable from the engine at {}",
+                platform.engines()[index].address
+            )),
+        };
+        let ip = relay::route_source(host).map_err(relay_failure)?;
+        let mut env = BTreeMap::new();
+        for (variable, store) in &stores {
+            let at = relay::ensure(docker, &image, store, ip)
+                .await
+                .map_err(relay_failure)?;
+            env.insert(variable.to_string(), at.to_string());
+        }
+        platform.set_engine_env(index, env);
+    }
+    Ok(())
 }
 
 /// On a terminal, a progress bar over the bytes `input.py` uploads.

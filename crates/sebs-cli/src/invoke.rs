@@ -47,6 +47,7 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
     let platform = setup::platform(docker, |_| {})
         .await?
         .with_engines(args.engines.connect().await?);
+    inputs::relay_to_remote_engines(&platform, prepared.storage.as_ref()).await?;
 
     let name = format!(
         "{}-{}-{}",

@@ -251,6 +251,7 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
             // The containers need the storage's variables, which preparing the input gives.
             let (prepared, block) = input_side.await?;
             fconfig.env = prepared.env.clone();
+            inputs::relay_to_remote_engines(&platform, prepared.storage.as_ref()).await?;
             let functions = deploy(fconfig).await?;
             ((prepared, block), functions)
         };

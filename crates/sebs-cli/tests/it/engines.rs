@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use sebs_testkit::{trial, Trial, AGENT, ENGINE, ENGINE2};
+use sebs_testkit::{trial, Trial, AGENT, ENGINE, ENGINE2, PYTHON3};
 
 use crate::{curl_post, str_of, Cli, RUN_KEY};
 
@@ -22,26 +22,43 @@ pub fn trials() -> Vec<Trial> {
             ENGINE2,
             AGENT
         ),
+        trial!(
+            functions_on_both_engines_read_and_write_the_stores_of_this_host,
+            ENGINE,
+            ENGINE2,
+            AGENT,
+            PYTHON3
+        ),
     ]
 }
 
+/// One test at a time uses the second engine: two of them deploy 000.noop, whose image there
+/// one test's end removes while the other may still create containers from it.
+static ENGINE2_TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// This test's containers on the second engine, removed with it also when it fails, and
-/// the per-package images built there for it.
+/// the per-package images built there for it (by their hash, or their benchmark).
 struct Second {
     docker: sebs_container::Docker,
     url: String,
     run: String,
     hashes: std::cell::RefCell<Vec<String>>,
+    benchmarks: Vec<&'static str>,
+    _turn: std::sync::MutexGuard<'static, ()>,
 }
 
 impl Second {
     /// The second engine, seen by `cli`'s test run.
     fn new(cli: &Cli) -> Second {
+        // A test that failed while holding the turn leaves nothing behind (its Drop ran).
+        let turn = ENGINE2_TURN.lock().unwrap_or_else(|e| e.into_inner());
         Second {
             docker: sebs_testkit::runtime().block_on(sebs_testkit::docker2()),
             url: sebs_testkit::engine2_address().unwrap().to_string(),
             run: cli.run.clone(),
             hashes: Default::default(),
+            benchmarks: Vec::new(),
+            _turn: turn,
         }
     }
 
@@ -77,11 +94,20 @@ impl Drop for Second {
                 self.url
             );
         }
-        for hash in self.hashes.borrow().iter() {
+        let hashes = self.hashes.borrow();
+        let labels = (hashes
+            .iter()
+            .map(|h| (sebs_platform::HASH_LABEL, h.as_str())))
+        .chain(
+            self.benchmarks
+                .iter()
+                .map(|b| (sebs_platform::BENCHMARK_LABEL, *b)),
+        );
+        for label in labels {
             let images = runtime.block_on(sebs_container::transfer::labelled_images(
                 &self.docker,
                 &self.url,
-                (sebs_platform::HASH_LABEL, hash),
+                label,
             ));
             for image in images.unwrap_or_default() {
                 let removed = runtime.block_on(sebs_container::transfer::remove_image(
@@ -279,4 +305,111 @@ fn a_remote_function_s_memory_is_sampled_by_its_agent_and_written_at_stop() {
     );
     // The remote container's calls are marked on its profile.
     assert!(!r["invocations"].as_array().unwrap().is_empty(), "{r}");
+}
+
+/// The relays of this host to the store named `store`.
+fn relays(cli: &Cli, store: &str) -> Vec<String> {
+    cli.runtime
+        .block_on(sebs_container::list_labelled(
+            &cli.docker,
+            &[(sebs_storage::relay::RELAY_LABEL, store)],
+        ))
+        .unwrap()
+        .into_iter()
+        .filter_map(|c| c.id)
+        .collect()
+}
+
+fn functions_on_both_engines_read_and_write_the_stores_of_this_host() {
+    let cli = Cli::new();
+    let mut second = Second::new(&cli);
+    // `invoke` builds 220.prefix there; its out.json is gone when the test ends.
+    second.benchmarks.push("220.prefix");
+    let local = "unix:///var/run/docker.sock";
+    let nosql = format!("{}-nosql", cli.store_prefix);
+    let object = format!("{}-object", cli.store_prefix);
+
+    // NoSQL: a cart on each engine, each call writing, reading, querying and deleting items
+    // of the table input.py filled.
+    let out = cli.path("out.json");
+    let out = out.to_str().unwrap();
+    let file = cli.start(&[
+        "start",
+        "230.cart",
+        "test",
+        out,
+        "--deployments",
+        "2",
+        "--engine",
+        local,
+        "--engine",
+        &second.url,
+    ]);
+    let functions = file["functions"].as_array().unwrap();
+    second.built_from(&file);
+    let instances = file["sebs_local"]["instances"].as_array().unwrap();
+    let engines: Vec<&str> = instances.iter().map(|i| str_of(i, "engine")).collect();
+    assert_eq!(engines, [local, &second.url], "{file}");
+    let input = file["inputs"][0].clone();
+    let cart = input["cart"].as_str().unwrap().to_string();
+    for (f, engine) in functions.iter().zip(&engines) {
+        let url = str_of(f, "url");
+        let (status, body) = curl_post(url, &input.to_string());
+        assert_eq!(status, 200, "{engine} {url}: {body}");
+        let answer: Value = serde_json::from_str(&body).unwrap();
+        // SeBS's answer: the handler's return value is `output`.
+        let result = &answer["result"]["output"]["result"];
+        // What 230.cart's validate_output expects.
+        assert_eq!(
+            result["get"],
+            serde_json::json!({"cart_id": cart, "product_id": "pen", "name": "Pen", "price": 2, "quantity": 3}),
+            "{engine}: {body}"
+        );
+        assert_eq!(
+            result["query"],
+            serde_json::json!(["Book", "Lamp", "Pen"]),
+            "{engine}: {body}"
+        );
+        assert_eq!(
+            result["after_delete"],
+            serde_json::json!(["Book", "Pen"]),
+            "{engine}: {body}"
+        );
+    }
+    // One relay, for the remote engine; it outlives the start.
+    assert_eq!(relays(&cli, &nosql).len(), 1);
+
+    // Object storage: a function on the second engine alone downloads the prefix input.py
+    // uploaded, and its output is validated.
+    let invoke = cli.run(&[
+        "invoke",
+        "220.prefix",
+        "test",
+        "--validate",
+        "--cache",
+        cli.path("cache").to_str().unwrap(),
+        "--engine",
+        &second.url,
+    ]);
+    assert_eq!(
+        invoke.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&invoke.stderr)
+    );
+    assert_eq!(relays(&cli, &object).len(), 1);
+
+    let stop = cli.run(&["stop", out]);
+    assert_eq!(stop.status.code(), Some(0));
+    assert_eq!(cli.containers(), Vec::<String>::new());
+    assert_eq!(second.containers(), Vec::<String>::new());
+    // The relays are no stores: cleanup removes them (the next command makes them again),
+    // and so does `storage stop` with their store.
+    let label = format!("{}={nosql}", sebs_storage::relay::RELAY_LABEL);
+    let clean = cli.run(&["cleanup", "--label", &label]);
+    assert_eq!(clean.status.code(), Some(0));
+    assert_eq!(relays(&cli, &nosql), Vec::<String>::new());
+    let stores = cli.run(&["storage", "stop", "--embedded", "--remove-data"]);
+    assert_eq!(stores.status.code(), Some(0));
+    assert_eq!(relays(&cli, &object), Vec::<String>::new());
 }
