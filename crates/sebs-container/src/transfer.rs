@@ -161,6 +161,10 @@ pub async fn build_function_image(
     let options = BuildImageOptionsBuilder::default()
         .dockerfile(DOCKERFILE)
         .t(spec.tag)
+        // No layer shared with another package's image: removing that image (its test's
+        // end, a cleanup) would remove the shared layer under this build ("unknown parent
+        // image ID"). Only the agent and the code are copied, so the cache saved little.
+        .nocache(true)
         .rm(true)
         .forcerm(true)
         .labels(&labels)
