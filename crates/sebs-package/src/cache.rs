@@ -95,6 +95,14 @@ impl PackageCache {
         PackageCache { root: root.into() }
     }
 
+    /// Where `input.py`'s inspections are remembered: `<root>/.needs`, beside the packages
+    /// whose modules they decide.
+    pub fn needs_memo(&self) -> crate::input::NeedsMemo {
+        crate::input::NeedsMemo {
+            dir: self.root.join(".needs"),
+        }
+    }
+
     /// Where the package with `hash` lives, built or not.
     pub fn package_dir(
         &self,

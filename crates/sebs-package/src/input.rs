@@ -265,6 +265,12 @@ pub enum InputError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("keep input.py's inspection in {path}")]
+    Memo {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("generate input of {benchmark}: it has neither input.py nor input.json")]
     NoInput { benchmark: String },
     #[error("{stage} of {benchmark}: {what}")]
@@ -314,6 +320,69 @@ pub struct InputSession {
     name: String,
     path: PathBuf,
     driver: Driver,
+    /// What names this session's inspection in a [`NeedsMemo`]: a hash of `input.py`, the
+    /// driver and the `python3` that runs them; `None` without `input.py` or when it could
+    /// not be read.
+    memo_key: Option<String>,
+}
+
+/// The answers of earlier inspections, one small file each in a directory (the package
+/// cache's, [`crate::PackageCache::needs_memo`]), named by the hash of what decides them:
+/// `input.py`'s bytes, the driver's and which `python3` ran them. A start that finds its
+/// answer there need not wait for the interpreter before it packages and deploys; it still
+/// inspects, and a different answer is the caller's to act on (an `input.py` whose answer
+/// depends on more than its own text). A changed `input.py` has another name, so it is never
+/// answered from here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NeedsMemo {
+    pub dir: PathBuf,
+}
+
+/// A remembered answer's file format.
+#[derive(Serialize, Deserialize)]
+struct MemoFile {
+    buckets: Option<(usize, usize)>,
+    tables: BTreeMap<String, TableKeys>,
+}
+
+impl NeedsMemo {
+    fn file(&self, key: &str) -> PathBuf {
+        self.dir.join(format!("{key}.json"))
+    }
+
+    /// The remembered answer of the inspection named `key`; a missing or unreadable file is
+    /// no answer.
+    fn recall(&self, key: &str) -> Option<Needs> {
+        let text = std::fs::read(self.file(key)).ok()?;
+        let memo: MemoFile = serde_json::from_slice(&text).ok()?;
+        Some(Needs {
+            buckets: memo.buckets,
+            tables: memo.tables,
+        })
+    }
+
+    /// Keeps `needs` as the answer named `key`, written aside and renamed into place so
+    /// that a concurrent start reads a whole file or none.
+    fn keep(&self, key: &str, needs: &Needs) -> Result<(), InputError> {
+        let io = |path: &std::path::Path| {
+            let path = path.to_path_buf();
+            move |source| InputError::Memo { path, source }
+        };
+        std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
+        let memo = MemoFile {
+            buckets: needs.buckets,
+            tables: needs.tables.clone(),
+        };
+        let text = serde_json::to_vec(&memo).unwrap_or_default();
+        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir).map_err(io(&self.dir))?;
+        std::io::Write::write_all(&mut tmp, &text).map_err(io(tmp.path()))?;
+        let path = self.file(key);
+        tmp.persist(&path).map_err(|e| InputError::Memo {
+            path,
+            source: e.error,
+        })?;
+        Ok(())
+    }
 }
 
 enum Driver {
@@ -341,21 +410,43 @@ impl InputSession {
     /// reported by the first command.
     pub fn start(bench: &BenchmarkDir) -> InputSession {
         let input_py = bench.path.join("input.py");
-        let driver = if !input_py.is_file() {
-            Driver::None
+        let (driver, memo_key) = if !input_py.is_file() {
+            (Driver::None, None)
         } else {
-            match spawn_driver(bench, &input_py) {
+            let python = host_python(bench);
+            let driver = match spawn_driver(bench, &input_py, &python) {
                 Ok(running) => Driver::Running(Box::new(running)),
                 Err(source) => Driver::Failed(Some(InputError::Spawn {
                     benchmark: bench.name.clone(),
                     source,
                 })),
-            }
+            };
+            // After the spawn: hashing input.py is no reason for python3 to start later.
+            (driver, memo_key(bench, &input_py, &python))
         };
         InputSession {
             name: bench.name.clone(),
             path: bench.path.clone(),
             driver,
+            memo_key,
+        }
+    }
+
+    /// What an earlier inspection of this `input.py` by this `python3` answered, kept in
+    /// `memo`; a benchmark without `input.py` needs nothing, without asking.
+    pub fn recall_needs(&self, memo: &NeedsMemo) -> Option<Needs> {
+        if matches!(self.driver, Driver::None) {
+            return Some(Needs::default());
+        }
+        memo.recall(self.memo_key.as_deref()?)
+    }
+
+    /// Keeps `needs`, this session's inspection, in `memo` for later sessions of the same
+    /// `input.py` and `python3`.
+    pub fn keep_needs(&self, memo: &NeedsMemo, needs: &Needs) -> Result<(), InputError> {
+        match &self.memo_key {
+            Some(key) => memo.keep(key, needs),
+            None => Ok(()),
         }
     }
 
@@ -585,12 +676,45 @@ impl Running {
     }
 }
 
-fn spawn_driver(bench: &BenchmarkDir, input_py: &std::path::Path) -> std::io::Result<Running> {
-    let python = crate::python::host_python(
+/// The `python3` that runs `bench`'s `input.py`, as the process's environment chooses it.
+fn host_python(bench: &BenchmarkDir) -> crate::python::HostPython {
+    crate::python::host_python(
         std::env::var_os("PATH").as_deref(),
         std::env::var_os("PYENV_VERSION").as_deref(),
         &bench.path,
-    );
+    )
+}
+
+/// The name of `input_py`'s inspection in a [`NeedsMemo`]: the hash of the benchmark's
+/// name, `input.py`, the driver, and the `python3` (its path and `PATH`) that runs them.
+fn memo_key(
+    bench: &BenchmarkDir,
+    input_py: &std::path::Path,
+    python: &crate::python::HostPython,
+) -> Option<String> {
+    use md5::{Digest, Md5};
+    let script = std::fs::read(input_py).ok()?;
+    let mut md5 = Md5::new();
+    let path = python.path.as_ref().map(|p| p.as_encoded_bytes());
+    let parts: [&[u8]; 5] = [
+        bench.name.as_bytes(),
+        &script,
+        DRIVER.as_bytes(),
+        python.program.as_os_str().as_encoded_bytes(),
+        path.unwrap_or_default(),
+    ];
+    for part in parts {
+        md5.update((part.len() as u64).to_le_bytes());
+        md5.update(part);
+    }
+    Some(format!("{}-{}", bench.name, hex::encode(md5.finalize())))
+}
+
+fn spawn_driver(
+    bench: &BenchmarkDir,
+    input_py: &std::path::Path,
+    python: &crate::python::HostPython,
+) -> std::io::Result<Running> {
     let mut command = tokio::process::Command::new(&python.program);
     if let Some(path) = &python.path {
         command.env("PATH", path);

@@ -33,8 +33,8 @@ pub use config::{BenchmarkConfig, ConfigError, Module};
 pub use deps::{BuildEnv, BuildError, Install, InstallRequest, NoDeps};
 pub use input::{
     generate_input, inspect_needs, validate_output, BucketLayout, InputContext, InputError,
-    InputSession, Needs, NoStorage, Size, StorageCall, StorageCalls, TableKeys, ValidateContext,
-    Validation,
+    InputSession, Needs, NeedsMemo, NoStorage, Size, StorageCall, StorageCalls, TableKeys,
+    ValidateContext, Validation,
 };
 pub use layout::{wrapper_files, LayoutError};
 pub use sebs_wire::Language;

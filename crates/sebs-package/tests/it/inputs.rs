@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use sebs_package::{
-    BenchmarkDir, BucketLayout, InputContext, InputError, Language, NoStorage, Size, StorageCall,
-    StorageCalls, TableKeys, ValidateContext, Validation,
+    BenchmarkDir, BucketLayout, InputContext, InputError, InputSession, Language, Needs, NeedsMemo,
+    NoStorage, Size, StorageCall, StorageCalls, TableKeys, ValidateContext, Validation,
 };
 
 use sebs_testkit::{trial, Trial, PYTHON3};
@@ -26,6 +26,7 @@ pub fn trials() -> Vec<Trial> {
             PYTHON3
         ),
         trial!(validators_get_storage_and_the_project_root, PYTHON3),
+        trial!(inspections_are_remembered_by_the_text_of_input_py, PYTHON3),
     ]
 }
 
@@ -421,4 +422,55 @@ fn validators_get_storage_and_the_project_root() {
     ))
     .unwrap();
     assert_eq!(v, Validation::Passed);
+}
+
+/// An inspection kept in a memo is recalled by a later session of the same `input.py`, and
+/// by no session of a changed one; a benchmark without `input.py` needs nothing, memo or not.
+async fn inspections_are_remembered_by_the_text_of_input_py() {
+    let (tmp, mut bench) = made(
+        "def buckets_count():\n    return (1, 2)\n\
+         def generate_input(data_dir, size, bucket, inputs, outputs, upload, nosql):\n    \
+         return {}\n",
+    );
+    let memo = NeedsMemo {
+        dir: tmp.path().join("cache/.needs"),
+    };
+    let session = || InputSession::start(&bench);
+    let mut first = session();
+    assert_eq!(
+        first.recall_needs(&memo),
+        None,
+        "an empty memo answers nothing"
+    );
+    let needs = first.inspect().await.unwrap();
+    assert_eq!(needs.buckets, Some((1, 2)));
+    first.keep_needs(&memo, &needs).unwrap();
+    assert_eq!(session().recall_needs(&memo), Some(needs.clone()));
+
+    // One character more: another text, so no answer (and the old one stays for its text).
+    let input_py = bench.path.join("input.py");
+    let text = std::fs::read_to_string(&input_py).unwrap();
+    std::fs::write(&input_py, format!("{text}\n")).unwrap();
+    let changed = session();
+    assert_eq!(
+        changed.recall_needs(&memo),
+        None,
+        "a changed input.py was answered"
+    );
+    let other = Needs {
+        buckets: Some((0, 0)),
+        tables: Default::default(),
+    };
+    changed.keep_needs(&memo, &other).unwrap();
+    assert_eq!(session().recall_needs(&memo), Some(other));
+    std::fs::write(&input_py, &text).unwrap();
+    assert_eq!(session().recall_needs(&memo), Some(needs));
+    drop(changed);
+
+    std::fs::remove_file(&input_py).unwrap();
+    bench = sebs_package::find_benchmark(tmp.path(), "920.input").unwrap();
+    assert_eq!(
+        InputSession::start(&bench).recall_needs(&memo),
+        Some(Needs::default())
+    );
 }
