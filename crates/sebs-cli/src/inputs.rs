@@ -90,6 +90,12 @@ pub async fn add_storage_modules(
         .inspect()
         .await
         .map_err(|e| input_failure(e, bench))?;
+    add_modules(bench, &needs);
+    Ok(needs)
+}
+
+/// Adds to `bench`'s `modules` the storage `needs` (its `input.py`'s answer) asks for.
+pub fn add_modules(bench: &mut BenchmarkDir, needs: &Needs) {
     let want_object = needs.object_storage() || bench.config.modules.contains(&Module::Storage);
     let want_nosql = needs.nosql() || bench.config.modules.contains(&Module::Nosql);
     for (wanted, module) in [(want_object, Module::Storage), (want_nosql, Module::Nosql)] {
@@ -97,7 +103,6 @@ pub async fn add_storage_modules(
             bench.config.modules.push(module);
         }
     }
-    Ok(needs)
 }
 
 /// Makes `bench`'s input at `size`: starts or finds its storage, makes its bucket and

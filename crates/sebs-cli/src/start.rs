@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use sebs_package::Size;
+use sebs_package::{Needs, NeedsMemo, Size};
 use sebs_platform::{Addressing, DeploymentFile, FunctionConfig, FunctionState, Platform};
 use sebs_ports::PortRange;
 
@@ -149,6 +149,14 @@ async fn check_replaceable(platform: &Platform, output: &Path) -> Result<(), Fai
     Ok(())
 }
 
+/// Remembers `needs` for the next start of the same `input.py`; one that cannot be kept
+/// only costs that start its wait for the inspection.
+fn keep_needs(session: &sebs_package::InputSession, memo: &NeedsMemo, needs: &Needs) {
+    if let Err(e) = session.keep_needs(memo, needs) {
+        tracing::debug!("failed to {:#}", anyhow::Error::new(e));
+    }
+}
+
 /// Logs how long after process start `phase` ended (`RUST_LOG=debug`): where a start's time
 /// goes, phase by phase.
 fn phase(phase: &str) {
@@ -159,13 +167,62 @@ fn phase(phase: &str) {
     );
 }
 
+/// A start whose `input.py` answered its inspection otherwise than the remembered answer of
+/// the same text (one that depends on more than its text): what was started for the
+/// remembered answer is removed, and the start begins again on the new one.
+#[derive(Debug)]
+struct NeedsChanged {
+    benchmark: String,
+}
+
+impl std::fmt::Display for NeedsChanged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "input.py of {} asks for other storage than when this text of it was last \
+             inspected",
+            self.benchmark
+        )
+    }
+}
+
+impl std::error::Error for NeedsChanged {}
+
 pub async fn run(args: Args) -> Result<Exit, Failure> {
     phase("parse");
+    // No cache directory is the package's failure to report, later.
+    let memo = setup::cache_root(args.bench.cache.as_deref())
+        .ok()
+        .map(|root| sebs_package::PackageCache::new(root).needs_memo());
+    match attempt(&args, memo.as_ref(), true).await {
+        Err(failure) if failure.error.is::<NeedsChanged>() => {
+            tracing::info!(
+                "{}; its containers were removed, starting again on the new answer",
+                failure.error
+            );
+            attempt(&args, memo.as_ref(), false).await
+        }
+        done => done,
+    }
+}
+
+/// One start; with `recall`, on `input.py`'s remembered needs (in `memo`) when there are
+/// any, checked against its inspection while the containers start.
+async fn attempt(args: &Args, memo: Option<&NeedsMemo>, recall: bool) -> Result<Exit, Failure> {
     let mut bench = args.bench.find()?;
     // python3 first: its start-up (slow here) overlaps the engine's connection, the file's
     // check, the image and the containers' start; it inspects and then generates.
     let mut session = sebs_package::InputSession::start(&bench);
     phase("python3 spawned");
+    // What this input.py asked for when last inspected: packaging and deploying need not
+    // wait for the interpreter (the slowest part of a start before the engine's), and the
+    // inspection, still made, only has to agree before the start is done.
+    let recalled = memo
+        .filter(|_| recall)
+        .and_then(|memo| session.recall_needs(memo));
+    if let Some(needs) = &recalled {
+        inputs::add_modules(&mut bench, needs);
+    }
     let mut fconfig = FunctionConfig::from_benchmark(
         &bench.config,
         args.bench.language,
@@ -176,7 +233,10 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
     fconfig.cpus = args.cpus;
     args.sandbox.apply(&mut fconfig.sandbox)?;
     setup::check_config(&fconfig)?;
-    let docker = setup::docker().await?;
+    // The home engine and the engines functions go on (often the same one) are connected
+    // at once: each connection is a ping and a version negotiation.
+    let (docker, engines) = tokio::join!(setup::docker(), args.engines.connect());
+    let (docker, engines) = (docker?, engines?);
     let platform = setup::platform(docker, |config| {
         config.privileged = args.privileged;
         config.ports.range = args.port_range;
@@ -189,14 +249,24 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
         config.agent_memory_interval = args.measure_interval.map(std::time::Duration::from_millis);
     })
     .await?
-    .with_engines(args.engines.connect().await?);
+    .with_engines(engines);
     phase("engine connected");
     // At once, as none needs another: whether the file is still in use, what input.py asks
     // for (the session's python3), and the image. A file still in use is refused first, before inputs are
     // uploaded or stores started.
+    let inspection = async {
+        if let Some(needs) = &recalled {
+            return Ok(needs.clone());
+        }
+        let needs = inputs::add_storage_modules(&mut bench, &mut session).await?;
+        if let Some(memo) = memo {
+            keep_needs(&session, memo, &needs);
+        }
+        Ok(needs)
+    };
     let (replaceable, needs, image) = tokio::join!(
         check_replaceable(&platform, &args.output),
-        inputs::add_storage_modules(&mut bench, &mut session),
+        inspection,
         crate::images::resolve(
             platform.docker(),
             args.bench.language,
@@ -206,7 +276,11 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
     replaceable?;
     let needs = needs?;
     let image = image?;
-    phase("file checked, input.py inspected, image found");
+    phase(if recalled.is_some() {
+        "file checked, input.py's needs remembered, image found"
+    } else {
+        "file checked, input.py inspected, image found"
+    });
     let name = format!(
         "{}-{}-{}",
         bench.name, args.bench.language, fconfig.memory_mb
@@ -215,7 +289,6 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
     let started = std::time::Instant::now();
     let deploy = |fconfig: FunctionConfig| {
         let (bench, platform, image, name) = (&bench, &platform, &image, &name);
-        let args = &args;
         async move {
             let package = args.bench.package_for(platform, bench, image).await?;
             phase("package ready");
@@ -230,6 +303,25 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
         }
     };
     let input_side = async {
+        let mut session = session;
+        if let Some(remembered) = &recalled {
+            let inspected = session
+                .inspect()
+                .await
+                .map_err(|e| inputs::input_failure(e, &bench))?;
+            phase("input.py inspected");
+            if inspected != *remembered {
+                if let Some(memo) = memo {
+                    keep_needs(&session, memo, &inspected);
+                }
+                return Err(Failure {
+                    exit: Exit::BadInput,
+                    error: anyhow::Error::new(NeedsChanged {
+                        benchmark: bench.name.clone(),
+                    }),
+                });
+            }
+        }
         let prepared =
             inputs::prepare_with(&bench, session, &needs, args.size, &args.inputs).await?;
         phase("input generated");

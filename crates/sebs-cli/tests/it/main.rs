@@ -57,6 +57,12 @@ fn trials() -> Vec<Trial> {
             AGENT,
             PYTHON3
         ),
+        trial!(
+            input_py_is_answered_from_memory_only_for_its_own_text,
+            ENGINE,
+            AGENT,
+            PYTHON3
+        ),
         trial!(report_writes_the_page_of_a_results_directory),
         trial!(
             the_sandbox_is_strict_by_default_and_loosened_by_flags,
@@ -531,6 +537,95 @@ fn a_failing_input_py_fails_start_and_leaves_no_container() {
         "containers left after a failed input.py"
     );
     assert!(!out.exists(), "no out.json for a failed start");
+}
+
+/// `start` remembers what `input.py` needs by its text and deploys on that answer at once
+/// (the debug phase log says which): an unchanged `input.py` is answered from memory, a
+/// changed one is inspected first, and a remembered answer the inspection contradicts (here
+/// planted) has the start's containers removed and the start made again on the new answer.
+fn input_py_is_answered_from_memory_only_for_its_own_text() {
+    let cli = Cli::new();
+    let bench = cli.path("benchmarks/900.tests/931.remembered");
+    std::fs::create_dir_all(bench.join("python")).unwrap();
+    std::fs::write(
+        bench.join("config.json"),
+        r#"{"timeout": 10, "memory": 128, "languages": ["python"], "modules": []}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        bench.join("python/function.py"),
+        "def handler(event):\n    return event\n",
+    )
+    .unwrap();
+    let input_py = |size: u32| {
+        let text = format!(
+            "def buckets_count():\n    return (0, 0)\n\n\
+             def generate_input(data_dir, size, benchmarks_bucket, input_paths, output_paths, upload_func, nosql_func):\n\
+             \x20   return {{'n': {size}}}\n"
+        );
+        std::fs::write(bench.join("input.py"), text).unwrap();
+    };
+    let out = cli.path("out.json");
+    let root = cli.path("benchmarks");
+    let start = |expect_phase: &str| {
+        let args = [
+            "start",
+            "931.remembered",
+            "test",
+            out.to_str().unwrap(),
+            "--benchmarks-dir",
+            root.to_str().unwrap(),
+        ];
+        let run = cli
+            .command(&args)
+            .env("RUST_LOG", "info,sebs_cli=debug")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
+        eprintln!("$ sebs-local {}\n{stderr}", args.join(" "));
+        assert_eq!(run.status.code(), Some(0), "{stderr}");
+        assert!(
+            stderr.contains(expect_phase),
+            "{expect_phase:?} not in {stderr}"
+        );
+        let file: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+        assert_eq!(cli.containers().len(), 1, "one deployment, one container");
+        let stop = cli.run(&["stop", out.to_str().unwrap()]);
+        assert_eq!(stop.status.code(), Some(0));
+        (file["inputs"].clone(), stderr)
+    };
+    let inspected = "input.py inspected, image found";
+    let remembered = "input.py's needs remembered";
+    input_py(1);
+    assert_eq!(start(inspected).0, serde_json::json!([{"n": 1}]));
+    assert_eq!(start(remembered).0, serde_json::json!([{"n": 1}]));
+    input_py(2);
+    let (inputs, stderr) = start(inspected);
+    assert_eq!(inputs, serde_json::json!([{"n": 2}]));
+    assert!(!stderr.contains(remembered), "{stderr}");
+
+    // An answer the inspection contradicts: the memo's answers (one per text of input.py),
+    // planted with no buckets_count() where input.py has one.
+    let memo = cli.path("cache/.needs");
+    let files: Vec<_> = std::fs::read_dir(&memo)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains("931.remembered"))
+        .collect();
+    assert_eq!(files.len(), 2, "one answer per text: {files:?}");
+    for file in &files {
+        std::fs::write(file, r#"{"buckets": null, "tables": {}}"#).unwrap();
+    }
+    let (inputs, stderr) = start(remembered);
+    assert_eq!(inputs, serde_json::json!([{"n": 2}]));
+    assert!(
+        stderr.contains("starting again on the new answer"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(inspected),
+        "the second attempt inspects: {stderr}"
+    );
 }
 
 /// `report DIR`: the page of a results directory (found in DIR/perf-cost), its path on
