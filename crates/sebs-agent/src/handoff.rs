@@ -8,7 +8,8 @@
 //! to the invocation log, and a call running past the timeout gets its worker killed and a
 //! 504 written on the agent's descriptor; a worker that dies mid-call gets the 500 (an OOM
 //! kill said as such, `/tmp` emptied) the relayed path answers. Either way the connection
-//! then stays with the agent, as does one given back, with the bytes the worker read of it.
+//! then goes back to the agent's loop ([`crate::connection`]), as does one given back, with
+//! the bytes the worker read of it.
 
 use std::os::fd::AsFd;
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use sebs_wire::EpochMicros;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use crate::http::{raw_error, serve_connection, State};
+use crate::http::{raw_error, State};
 use crate::pool::Held;
 use crate::worker::WorkerError;
 
@@ -35,13 +36,21 @@ enum End {
     Broken(WorkerError),
 }
 
+/// A connection back with the agent, and what was read of it.
+pub type Back = (TcpStream, Vec<u8>);
+
 /// Passes `stream` to the held worker and watches it until the worker gives the connection
-/// back, dies or times out; then serves the connection itself.
-pub async fn serve(state: Arc<State>, mut held: Held, stream: TcpStream) {
+/// back, dies or times out; then returns the connection for the agent to serve, unless it
+/// closed (or where the worker was in it is unknown).
+pub async fn serve(state: Arc<State>, mut held: Held, stream: TcpStream) -> Option<Back> {
     let pool = state.pool.clone();
-    let (Some(shared), Ok(stream)) = (held.worker.shared_state(), stream.into_std()) else {
+    let Some(shared) = held.worker.shared_state() else {
         pool.release(held, true);
-        return;
+        return Some((stream, Vec::new()));
+    };
+    let Ok(stream) = stream.into_std() else {
+        pool.release(held, true);
+        return None;
     };
     let number = state.next_connection();
     if let Err(e) = held
@@ -56,8 +65,7 @@ pub async fn serve(state: Arc<State>, mut held: Held, stream: TcpStream) {
         );
         held.worker.kill();
         pool.release(held, false);
-        resume(state, stream, Vec::new()).await;
-        return;
+        return resume(stream, Vec::new());
     }
     state.holding(&shared, true);
     let mut wanted = pool.wanted();
@@ -112,9 +120,10 @@ pub async fn serve(state: Arc<State>, mut held: Held, stream: TcpStream) {
     match end {
         End::Released(r) => {
             pool.release(held, true);
-            if !r.closed {
-                resume(state, stream, r.leftover_bytes().unwrap_or_default()).await;
+            if r.closed {
+                return None;
             }
+            resume(stream, r.leftover_bytes().unwrap_or_default())
         }
         End::Timeout(busy) => {
             held.worker.kill_and_wait().await;
@@ -123,10 +132,10 @@ pub async fn serve(state: Arc<State>, mut held: Held, stream: TcpStream) {
             pool.release(held, false);
             if finished {
                 // The call ended as the worker was killed: its answer may be half written.
-                return;
+                return None;
             }
             let failure = pool.timed_out(pid);
-            answer(state, stream, failure, busy.request_id).await;
+            answer(state, stream, failure, busy.request_id).await
         }
         End::Died(status) => {
             let busy = shared.busy();
@@ -134,7 +143,7 @@ pub async fn serve(state: Arc<State>, mut held: Held, stream: TcpStream) {
             pool.release(held, false);
             match busy {
                 Some(busy) => answer(state, stream, failure, busy.request_id).await,
-                None => resume(state, stream, Vec::new()).await,
+                None => resume(stream, Vec::new()),
             }
         }
         End::Broken(e) => {
@@ -145,33 +154,29 @@ pub async fn serve(state: Arc<State>, mut held: Held, stream: TcpStream) {
             held.worker.kill_and_wait().await;
             pool.release(held, false);
             // Where the worker was in the connection is unknown: close it.
+            None
         }
     }
 }
 
-/// Writes the answer to a call whose worker was stopped, then serves the connection.
+/// Writes the answer to a call whose worker was stopped; the connection goes on.
 async fn answer(
     state: Arc<State>,
     stream: std::net::TcpStream,
     failure: crate::pool::CallFailure,
     request_id: String,
-) {
+) -> Option<Back> {
     let mut answer = failure.into_answer();
     answer.request_id = Some(request_id);
     let bytes = raw_error(&state, &answer);
-    let Some(mut stream) = into_tokio(stream) else {
-        return;
-    };
-    if stream.write_all(&bytes).await.is_ok() {
-        serve_connection(state, stream, Vec::new()).await;
-    }
+    let mut stream = into_tokio(stream)?;
+    stream.write_all(&bytes).await.ok()?;
+    Some((stream, Vec::new()))
 }
 
-/// Serves a connection a worker no longer holds, starting with what it read.
-async fn resume(state: Arc<State>, stream: std::net::TcpStream, read: Vec<u8>) {
-    if let Some(stream) = into_tokio(stream) {
-        serve_connection(state, stream, read).await;
-    }
+/// A connection a worker no longer holds, with what it read.
+fn resume(stream: std::net::TcpStream, read: Vec<u8>) -> Option<Back> {
+    Some((into_tokio(stream)?, read))
 }
 
 fn into_tokio(stream: std::net::TcpStream) -> Option<TcpStream> {

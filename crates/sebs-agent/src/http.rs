@@ -47,6 +47,9 @@ pub struct State {
     held: Mutex<Vec<Arc<SharedState>>>,
     /// Numbers connections passed to workers.
     connections: AtomicU64,
+    /// Calls relayed to a worker, and calls workers answered themselves, for the log.
+    relayed: AtomicU64,
+    by_worker: AtomicU64,
     /// The container's memory series, for `GET` [`MEMORY_PATH`], when asked to sample it.
     series: Option<Arc<MemorySeries>>,
 }
@@ -111,6 +114,8 @@ impl State {
             ids: RequestIds::new(),
             held: Mutex::new(Vec::new()),
             connections: AtomicU64::new(0),
+            relayed: AtomicU64::new(0),
+            by_worker: AtomicU64::new(0),
             series: None,
         }
     }
@@ -143,6 +148,8 @@ impl State {
     /// Moves the calls a worker served on a connection it holds into the log (all warm).
     pub(crate) fn take_worker_log(&self, shared: &SharedState) {
         let (records, lost) = shared.take_log();
+        let served = records.len() as u64 + lost;
+        self.by_worker.fetch_add(served, Ordering::Relaxed);
         let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
         log.dropped += lost;
         for (begin, end, ok) in records {
@@ -181,6 +188,8 @@ impl State {
         InvocationLog {
             invocations: log.records.iter().copied().collect(),
             dropped: log.dropped,
+            relayed: self.relayed.load(Ordering::Relaxed),
+            by_worker: self.by_worker.load(Ordering::Relaxed),
         }
     }
 
@@ -191,26 +200,102 @@ impl State {
     }
 }
 
-/// Answers one request.
+/// What a route answers, before either HTTP server writes it.
+pub(crate) struct Answer {
+    pub status: StatusCode,
+    pub content_type: &'static str,
+    pub body: Bytes,
+}
+
+/// A request's body: read already (by the agent's own loop, [`crate::connection`]), or
+/// still on hyper's connection, read only by the route that needs it.
+pub(crate) enum RequestBody {
+    Read(Bytes),
+    Hyper(Incoming),
+}
+
+impl RequestBody {
+    /// The whole body, or the status and message to answer.
+    async fn read(self, declared: Option<u64>) -> Result<Bytes, (StatusCode, String)> {
+        let incoming = match self {
+            RequestBody::Read(bytes) => return Ok(bytes),
+            RequestBody::Hyper(incoming) => incoming,
+        };
+        if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+            return Err((StatusCode::PAYLOAD_TOO_LARGE, too_large()));
+        }
+        match Limited::new(incoming, MAX_BODY_BYTES).collect().await {
+            Ok(collected) => Ok(collected.to_bytes()),
+            Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+                Err((StatusCode::PAYLOAD_TOO_LARGE, too_large()))
+            }
+            Err(e) => Err((
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "failed to read the request body: {}",
+                    sebs_wire::ErrorChain(&*e)
+                ),
+            )),
+        }
+    }
+}
+
+/// The request line and the headers the routes read.
+pub(crate) struct Head<'a> {
+    pub method: &'a Method,
+    pub path: &'a str,
+    /// [`REQUEST_ID_HEADER`], when given and not empty.
+    pub request_id: Option<&'a str>,
+    /// `content-length`, when given.
+    pub declared: Option<u64>,
+}
+
+/// Answers one request served by hyper.
 pub async fn handle(
     state: Arc<State>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    let instance = state.instance.clone();
-    let mut response = route(state, req).await;
-    if let Some(instance) = instance {
+    let (parts, body) = req.into_parts();
+    let header = |name| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let head = Head {
+        method: &parts.method,
+        path: parts.uri.path(),
+        request_id: header(REQUEST_ID_HEADER).filter(|v| !v.is_empty()),
+        declared: header(CONTENT_LENGTH.as_str()).and_then(|v| v.parse::<u64>().ok()),
+    };
+    let answer = route(&state, &head, RequestBody::Hyper(body)).await;
+    let mut response = Response::new(Full::new(answer.body));
+    *response.status_mut() = answer.status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(answer.content_type));
+    if let Some(instance) = state.instance.clone() {
         response.headers_mut().insert(INSTANCE_HEADER, instance);
     }
     Ok(response)
 }
 
-async fn route(state: Arc<State>, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    let route = (req.method(), req.uri().path());
+/// An answer as the agent's own loop writes it: the bytes hyper writes for it.
+pub(crate) fn raw_answer(state: &State, answer: &Answer) -> Vec<u8> {
+    let date = httpdate::fmt_http_date(std::time::SystemTime::now());
+    let instance = Some(state.instance()).filter(|i| !i.is_empty());
+    sebs_wire::handoff::typed_http_answer(
+        answer.status.as_u16(),
+        answer.content_type,
+        instance,
+        &date,
+        &answer.body,
+    )
+}
+
+/// Answers one request, whichever server read it.
+pub(crate) async fn route(state: &Arc<State>, head: &Head<'_>, body: RequestBody) -> Answer {
+    let route = (head.method, head.path);
     if route == (&Method::GET, ALIVE_PATH) {
         return json(StatusCode::OK, Bytes::from_static(br#"{"status":"ok"}"#));
     }
     if route == (&Method::POST, "/") {
-        return invoke(state, req).await;
+        return invoke(state, head, body).await;
     }
     if route == (&Method::GET, INVOCATIONS_PATH) {
         // A log of integers and flags always encodes.
@@ -219,12 +304,11 @@ async fn route(state: Arc<State>, req: Request<Incoming>) -> Response<Full<Bytes
     }
     if route == (&Method::GET, MEMORY_PATH) {
         if let Some(series) = &state.series {
-            let mut response = json(StatusCode::OK, series.take().into());
-            response.headers_mut().insert(
-                CONTENT_TYPE,
-                HeaderValue::from_static("application/x-ndjson"),
-            );
-            return response;
+            return Answer {
+                status: StatusCode::OK,
+                content_type: "application/x-ndjson",
+                body: series.take().into(),
+            };
         }
     }
     let message = format!(
@@ -238,46 +322,20 @@ async fn route(state: Arc<State>, req: Request<Incoming>) -> Response<Full<Bytes
     )
 }
 
-async fn invoke(state: Arc<State>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn invoke(state: &Arc<State>, head: &Head<'_>, body: RequestBody) -> Answer {
     let received = Instant::now();
     let _in_flight = state.meter.request();
-    let request_id = req
-        .headers()
-        .get(REQUEST_ID_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty())
+    let request_id = head
+        .request_id
         .map_or_else(|| state.ids.next().to_string(), str::to_string);
     let bad = |status: StatusCode, message: String| {
         let mut answer = ErrorAnswer::new(ErrorKind::BadRequest, message);
         answer.request_id = Some(request_id.clone());
         error(status, answer)
     };
-
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return bad(StatusCode::PAYLOAD_TOO_LARGE, too_large());
-    }
-    let body = match Limited::new(req.into_body(), MAX_BODY_BYTES)
-        .collect()
-        .await
-    {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            return bad(StatusCode::PAYLOAD_TOO_LARGE, too_large());
-        }
-        Err(e) => {
-            return bad(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "failed to read the request body: {}",
-                    sebs_wire::ErrorChain(&*e)
-                ),
-            )
-        }
+    let body = match body.read(head.declared).await {
+        Ok(body) => body,
+        Err((status, message)) => return bad(status, message),
     };
     let event: serde_json::Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
@@ -293,6 +351,7 @@ async fn invoke(state: Arc<State>, req: Request<Incoming>) -> Response<Full<Byte
     };
 
     let is_cold = state.cold.swap(false, Ordering::AcqRel);
+    state.relayed.fetch_add(1, Ordering::Relaxed);
     // The call runs in its own task so that a client hanging up cannot abandon a worker
     // in the middle of a call.
     let pool = state.pool.clone();
@@ -363,9 +422,10 @@ pub(crate) fn raw_error(state: &State, answer: &ErrorAnswer) -> Vec<u8> {
     )
 }
 
-/// Serves a connection over HTTP/1.1 keep-alive until it closes; `read` holds what was
-/// read of it already (by a worker that gave it back).
-pub async fn serve_connection(state: Arc<State>, stream: tokio::net::TcpStream, read: Vec<u8>) {
+/// Serves a connection with hyper over HTTP/1.1 keep-alive until it closes: the requests
+/// the agent's own loop ([`crate::connection`]) leaves to it; `read` holds what was read of
+/// the connection already.
+pub async fn serve_hyper(state: Arc<State>, stream: tokio::net::TcpStream, read: Vec<u8>) {
     let service = service_fn(move |req| handle(state.clone(), req));
     let io = Prefixed {
         read: Bytes::from(read),
@@ -440,16 +500,15 @@ fn too_large() -> String {
     format!("the request body is larger than {MAX_BODY_BYTES} bytes")
 }
 
-fn json(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(body));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
+fn json(status: StatusCode, body: Bytes) -> Answer {
+    Answer {
+        status,
+        content_type: "application/json",
+        body,
+    }
 }
 
-fn error(status: StatusCode, answer: ErrorAnswer) -> Response<Full<Bytes>> {
+fn error(status: StatusCode, answer: ErrorAnswer) -> Answer {
     json(status, sebs_wire::handoff::error_body(&answer).into())
 }
 

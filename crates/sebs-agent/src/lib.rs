@@ -11,7 +11,8 @@
 //!   [`sebs_wire::worker`]'s JSON lines; the command is the only language-specific part.
 //! - [`children::Children`]: PID 1 duties, the single place that reaps child processes and
 //!   routes exit statuses to the workers' owners.
-//! - [`http`]: the hyper service; [`cgroup::MemoryCgroup`]: tells OOM kills from crashes.
+//! - [`http`]: the routes, and the hyper service for requests [`connection`], the agent's
+//!   own HTTP/1.1 loop, leaves to it; [`cgroup::MemoryCgroup`]: tells OOM kills from crashes.
 //! - [`handoff`]: the warm path, a connection passed to an idle worker that answers it
 //!   itself while the agent watches the timeout, its death and the pool.
 //! - [`memory::Meter`]: each call's peak memory, from the container's cgroup when the call
@@ -27,6 +28,7 @@
 
 pub mod cgroup;
 pub mod children;
+pub mod connection;
 pub mod handoff;
 pub mod http;
 pub mod memory;
@@ -220,8 +222,9 @@ fn listen(port: u16) -> std::io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
-/// Accepts connections forever, one task per connection: passed to an idle worker that
-/// takes connections (see [`handoff`]), else served here.
+/// Accepts connections forever, one task per connection (see [`connection`]): passed to an
+/// idle worker that takes connections whenever no request is pending on it (see
+/// [`handoff`]), else served here.
 async fn serve(listener: TcpListener, state: Arc<http::State>) {
     loop {
         let stream = match listener.accept().await {
@@ -237,10 +240,6 @@ async fn serve(listener: TcpListener, state: Arc<http::State>) {
             }
         };
         let _ = stream.set_nodelay(true);
-        let state = state.clone();
-        match state.pool.try_hold() {
-            Some(held) => tokio::spawn(handoff::serve(state, held, stream)),
-            None => tokio::spawn(http::serve_connection(state, stream, Vec::new())),
-        };
+        tokio::spawn(connection::serve(state.clone(), stream, Vec::new()));
     }
 }

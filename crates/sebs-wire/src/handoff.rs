@@ -122,9 +122,20 @@ pub fn reason(status: u16) -> &'static str {
 /// bytes (`handler.py`'s `_http_answer`), and `answers.json` holds the cases both are
 /// checked against.
 pub fn http_answer(status: u16, instance: Option<&str>, date: &str, body: &[u8]) -> Vec<u8> {
+    typed_http_answer(status, "application/json", instance, date, body)
+}
+
+/// [`http_answer`] with another content type (the agent's `GET /memory` is NDJSON).
+pub fn typed_http_answer(
+    status: u16,
+    content_type: &str,
+    instance: Option<&str>,
+    date: &str,
+    body: &[u8],
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(160 + body.len());
     out.extend_from_slice(format!("HTTP/1.1 {status} {}\r\n", reason(status)).as_bytes());
-    out.extend_from_slice(b"content-type: application/json\r\n");
+    out.extend_from_slice(format!("content-type: {content_type}\r\n").as_bytes());
     if let Some(instance) = instance {
         out.extend_from_slice(format!("{}: {instance}\r\n", crate::INSTANCE_HEADER).as_bytes());
     }

@@ -141,6 +141,14 @@ pub struct InvocationLog {
     pub invocations: Vec<InvocationRecord>,
     /// Invocations served but no longer in the log.
     pub dropped: u64,
+    /// Of every invocation served, how many the agent relayed to a worker (every cold one,
+    /// and warm ones on a connection no idle worker could take).
+    #[serde(default)]
+    pub relayed: u64,
+    /// Of every invocation served, how many a worker answered itself, on a connection the
+    /// agent passed it (the warm path, `handoff`).
+    #[serde(default)]
+    pub by_worker: u64,
 }
 
 /// One invocation in an [`InvocationLog`]: its handler's `begin` and `end` (microseconds

@@ -21,6 +21,10 @@ pub fn trials() -> Vec<Trial> {
         ),
         trial!(a_held_connection_is_given_back_when_a_call_waits, PYTHON3),
         trial!(requests_the_worker_leaves_are_served_by_the_agent, PYTHON3),
+        trial!(
+            a_relayed_connection_goes_to_the_worker_between_requests,
+            PYTHON3
+        ),
         trial!(the_python_worker_writes_the_agents_bytes, PYTHON3),
     ]
 }
@@ -99,6 +103,27 @@ impl Conn {
         self.send(&format!("{head}{body}")).await
     }
 
+    /// A `POST /` the agent relays whoever holds the connection: behind a `GET` in the
+    /// same write, which a worker gives back with everything after it.
+    async fn relayed_post(&mut self, body: &str, request_id: Option<&str>) -> Raw {
+        let id = request_id.map_or(String::new(), |id| format!("x-request-id: {id}\r\n"));
+        let alive = self
+            .send(&format!(
+                "GET /alive HTTP/1.1\r\nhost: agent\r\n\r\nPOST / HTTP/1.1\r\nhost: agent\r\n\
+                 content-type: application/json\r\n{id}content-length: {}\r\n\r\n{body}",
+                body.len()
+            ))
+            .await;
+        assert_eq!((alive.status, &alive.body), (200, &json!({"status": "ok"})));
+        let answer = tokio::time::timeout(Duration::from_secs(10), self.answer())
+            .await
+            .expect("no answer within 10 s");
+        if answer.status == 200 {
+            assert_eq!(answer.sockets(), 1, "{:#}", answer.body);
+        }
+        answer
+    }
+
     async fn send(&mut self, request: &str) -> Raw {
         self.stream.write_all(request.as_bytes()).await.unwrap();
         tokio::time::timeout(Duration::from_secs(10), self.answer())
@@ -147,17 +172,18 @@ impl Conn {
     }
 }
 
-/// A connection the worker holds, after one call on it. A worker that held the test's
-/// previous connection gives it up only once it sees the close, so this tries a few.
+/// A connection the worker holds, after a call on it. A connection goes to the idle
+/// worker between two requests, so a second call finds it there even when the first was
+/// relayed (the worker held another connection, which the call made it give back).
 async fn held_conn(agent: &Agent) -> Conn {
+    let mut conn = Conn::open(agent).await;
     for _ in 0..50 {
-        let mut conn = Conn::open(agent).await;
         if conn.post("{}", None).await.sockets() == 2 {
             return conn;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("no connection was passed to the idle worker within 5 s");
+    panic!("the connection was not passed to the idle worker within 50 calls");
 }
 
 /// The keys of a JSON object, sorted.
@@ -174,17 +200,13 @@ async fn a_connection_to_an_idle_worker_is_answered_as_the_agent_answers() {
     let cold = agent.post(r#"{"n": 0}"#).await;
     assert_eq!(cold.ok()["is_cold"], true);
 
-    // A connection the worker gave back (it does not serve GET) stays with the agent.
+    // Requests after one the worker gives back (it does not serve GET) are the agent's.
     let mut relayed = Conn::open(&agent).await;
-    let alive = relayed
-        .send("GET /alive HTTP/1.1\r\nhost: agent\r\n\r\n")
-        .await;
-    assert_eq!((alive.status, &alive.body), (200, &json!({"status": "ok"})));
-    let by_agent = relayed.post(r#"{"n": 1}"#, Some("id-1")).await;
-    assert_eq!(by_agent.sockets(), 1, "{:#}", by_agent.body);
+    let by_agent = relayed.relayed_post(r#"{"n": 1}"#, Some("id-1")).await;
+    drop(relayed);
 
-    // A new connection while the worker is idle: the worker answers it, call after call.
-    let mut held = Conn::open(&agent).await;
+    // A connection with the idle worker: the worker answers it, call after call.
+    let mut held = held_conn(&agent).await;
     let mut pid = None;
     for n in 2..5 {
         let by_worker = held.post(&format!(r#"{{"n": {n}}}"#), None).await;
@@ -227,15 +249,17 @@ async fn a_connection_to_an_idle_worker_is_answered_as_the_agent_answers() {
     let given = held.post("{}", Some("my-id")).await;
     assert_eq!(given.body["request_id"], "my-id");
 
-    // Every call, relayed or not, is in the invocation log.
+    // Every call, relayed or not, is in the invocation log, counted by its path: the
+    // cold one and n = 1 relayed, the four on `held` the worker's, and held_conn's (one
+    // or more, until the worker held it) either way.
     let log = agent.get("/invocations").await;
-    assert_eq!(
-        log.ok()["invocations"].as_array().unwrap().len(),
-        6,
-        "{:#}",
-        log.body
-    );
-    assert_eq!(log.body["invocations"][5]["is_cold"], false);
+    let calls = log.ok()["invocations"].as_array().unwrap();
+    assert!(calls.len() >= 7, "{:#}", log.body);
+    assert_eq!(calls[calls.len() - 1]["is_cold"], false);
+    let relayed = log.body["relayed"].as_u64().unwrap();
+    let by_worker = log.body["by_worker"].as_u64().unwrap();
+    assert_eq!(relayed + by_worker, calls.len() as u64, "{:#}", log.body);
+    assert!(relayed >= 2 && by_worker >= 5, "{:#}", log.body);
 }
 
 async fn failures_on_a_held_connection_are_answered_and_it_keeps_serving() {
@@ -243,8 +267,8 @@ async fn failures_on_a_held_connection_are_answered_and_it_keeps_serving() {
     let agent = Agent::start(code.path(), &[("SEBS_TIMEOUT_MS", "700")]);
     for (event, status, kind, fragment) in FAILURES {
         // A relayed call first, so that a worker is up and idle.
-        let relayed = agent.post(event).await;
         agent.post("{}").await.ok();
+        let relayed = Conn::open(&agent).await.relayed_post(event, None).await;
         let mut held = held_conn(&agent).await;
         let failed = held.post(event, Some("failing")).await;
         assert_eq!(failed.status, status, "{event}: {:#}", failed.body);
@@ -284,18 +308,20 @@ async fn a_held_connection_is_given_back_when_a_call_waits() {
     let code = code_dir(HANDLER);
     let agent = Agent::start(code.path(), &[]);
     agent.post("{}").await.ok();
-    let mut held = Conn::open(&agent).await;
-    assert_eq!(held.post("{}", None).await.sockets(), 2);
+    let mut held = held_conn(&agent).await;
     // One worker, holding an idle connection: a call on another connection gets it.
-    let other = tokio::time::timeout(Duration::from_secs(5), agent.post(r#"{"n": 1}"#))
+    let mut other = Conn::open(&agent).await;
+    let answer = tokio::time::timeout(Duration::from_secs(5), other.post(r#"{"n": 1}"#, None))
         .await
         .expect("a held connection blocked another caller");
-    assert_eq!(other.ok()["result"]["output"]["echo"], json!({"n": 1}));
-    // The connection given back is served by the agent.
+    assert_eq!(answer.body["result"]["output"]["echo"], json!({"n": 1}));
+    assert_eq!(answer.sockets(), 1, "{:#}", answer.body);
+    // The connection given back is served by the agent once, then goes to the idle
+    // worker again (the other one is the worker's by now, and gives way).
     let after = held.post(r#"{"n": 2}"#, None).await;
     assert_eq!(after.sockets(), 1, "{:#}", after.body);
-    // Pipelined requests: the worker gives back what it read beyond the one it served.
-    let mut held = Conn::open(&agent).await;
+    drop(other);
+    let mut held = held_conn(&agent).await;
     let one = r#"{"n": 3}"#;
     let pipelined = format!(
         "POST / HTTP/1.1\r\nhost: a\r\ncontent-length: {}\r\n\r\n{one}GET /alive HTTP/1.1\r\nhost: a\r\n\r\n",
@@ -305,6 +331,37 @@ async fn a_held_connection_is_given_back_when_a_call_waits() {
     assert_eq!(first.sockets(), 2);
     let alive = held.answer().await;
     assert_eq!(alive.body, json!({"status": "ok"}));
+}
+
+async fn a_relayed_connection_goes_to_the_worker_between_requests() {
+    let code = code_dir(HANDLER);
+    let agent = Agent::start(code.path(), &[]);
+    // The cold call is relayed (no worker is up when it arrives); the next call on the same
+    // connection is the worker's.
+    let mut conn = Conn::open(&agent).await;
+    let cold = conn.post("{}", None).await;
+    assert_eq!(
+        (cold.body["is_cold"].as_bool(), cold.sockets()),
+        (Some(true), 1)
+    );
+    let warm = conn.post(r#"{"n": 1}"#, None).await;
+    assert_eq!(warm.sockets(), 2, "{:#}", warm.body);
+    assert_eq!(warm.body["result"]["output"]["echo"], json!({"n": 1}));
+    // A request the worker leaves, then one it serves: after the agent's answer the
+    // connection goes back to the idle worker.
+    let alive = conn
+        .send("GET /alive HTTP/1.1\r\nhost: agent\r\n\r\n")
+        .await;
+    assert_eq!(alive.body, json!({"status": "ok"}));
+    let again = conn.post(r#"{"n": 2}"#, None).await;
+    assert_eq!(again.sockets(), 2, "{:#}", again.body);
+    let log = agent.get("/invocations").await;
+    assert_eq!(
+        (log.ok()["relayed"].as_u64(), log.body["by_worker"].as_u64()),
+        (Some(1), Some(2)),
+        "{:#}",
+        log.body
+    );
 }
 
 async fn requests_the_worker_leaves_are_served_by_the_agent() {

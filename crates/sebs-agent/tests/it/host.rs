@@ -123,7 +123,7 @@ async fn the_invocation_log_lists_every_call_with_its_handler_span() {
     let agent = Agent::start(code.path(), &[]);
     assert_eq!(
         agent.get("/invocations").await.ok(),
-        &json!({"invocations": [], "dropped": 0})
+        &json!({"invocations": [], "dropped": 0, "relayed": 0, "by_worker": 0})
     );
     let first = agent.post(r#"{"n": 1}"#).await;
     let failed = agent.post(r#"{"raise": "boom"}"#).await;
