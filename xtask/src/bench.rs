@@ -600,11 +600,19 @@ async fn warm(
         client: Vec::new(),
         agent: Vec::new(),
     };
+    // Which path served our function's calls, from the agent's counts: the C client's,
+    // then the trigger's (the counts are read outside the timed calls).
+    let (mut paths_c, mut paths_trigger) = (Paths::default(), Paths::default());
     for _ in 0..rounds {
         c_static.extend(c_client(static_floor.address, &body, n).await?);
         c_python.extend(c_client(python_floor.address, &body, n).await?);
+        let before = Paths::of(function).await?;
         c_ours.extend(c_client(function.container.address, &body, n).await?);
+        let between = Paths::of(function).await?;
         sequential(&function.trigger, &cx.input, n, &mut ours).await?;
+        let after = Paths::of(function).await?;
+        paths_c.add(&before, &between);
+        paths_trigger.add(&between, &after);
         sequential(floor_trigger, &cx.input, n, &mut on_floor).await?;
     }
     let how = format!("{rounds} interleaved rounds of {n} calls, one kept-alive connection each");
@@ -631,7 +639,7 @@ async fn warm(
         .versus(py, Target::AtMost(1.3))
         .note(format!(
             "our function (agent + one Python worker) against the Python floor; {:.2}x the static floor; \
-             p99 {:.0} us; the agent holds each call {agent:.0} us (median, its own clock)",
+             p99 {:.0} us; {paths_c}; the server (agent or worker) holds the trigger's calls {agent:.0} us (median, its own clock)",
             c / st,
             percentile(&c_ours, 99.0)
         ));
@@ -666,7 +674,8 @@ async fn warm(
         .versus(c, Target::AtMost(1.1))
         .note(format!(
             "sebs-trigger's client time (request begin -> body complete) against the C client on the same \
-             function, same rounds; p99 {:.0} us; on the static floor: trigger {tf:.0} us, C client {st:.0} us ({:+.0} us)",
+             function, same rounds; p99 {:.0} us; {paths_trigger} (C client: {paths_c}); on the static floor: \
+             trigger {tf:.0} us, C client {st:.0} us ({:+.0} us)",
             percentile(&ours.client, 99.0),
             tf - st
         ));
@@ -681,6 +690,45 @@ async fn warm(
     }
     out.push(e);
     Ok(())
+}
+
+/// How many of an agent's calls it relayed to a worker and how many a worker answered
+/// itself (the warm path), as `GET /invocations` counts them.
+#[derive(Default)]
+struct Paths {
+    relayed: u64,
+    by_worker: u64,
+}
+
+impl Paths {
+    async fn of(function: &Function) -> Result<Paths> {
+        let log = sebs_trigger::invocation_log(
+            function.trigger.url(),
+            &function.container.id,
+            Duration::from_secs(10),
+        )
+        .await
+        .context("failed to read the agent's invocation log")?;
+        Ok(Paths {
+            relayed: log.relayed,
+            by_worker: log.by_worker,
+        })
+    }
+
+    fn add(&mut self, before: &Paths, after: &Paths) {
+        self.relayed += after.relayed.saturating_sub(before.relayed);
+        self.by_worker += after.by_worker.saturating_sub(before.by_worker);
+    }
+}
+
+impl std::fmt::Display for Paths {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} calls answered by the worker itself, {} relayed by the agent",
+            self.by_worker, self.relayed
+        )
+    }
 }
 
 async fn load_figures(cx: &Ctx, function: &Function, floor: &Arc<Trigger>, out: &mut Vec<Entry>) {
@@ -707,6 +755,7 @@ async fn load_figures(cx: &Ctx, function: &Function, floor: &Arc<Trigger>, out: 
     );
 
     let pids = container_pids(&cx.docker, &function.container.id).await;
+    let paths_before = Paths::of(function).await;
     let before = load::cpu_snapshot(&pids);
     let r = load::run(
         function.trigger.clone(),
@@ -716,6 +765,14 @@ async fn load_figures(cx: &Ctx, function: &Function, floor: &Arc<Trigger>, out: 
     )
     .await;
     let after = load::cpu_snapshot(&pids);
+    let paths = match (paths_before, Paths::of(function).await) {
+        (Ok(before), Ok(after)) => {
+            let mut paths = Paths::default();
+            paths.add(&before, &after);
+            paths.to_string()
+        }
+        (Err(e), _) | (_, Err(e)) => format!("{e:#}"),
+    };
     let rate = r.per_second();
     let window = Duration::from_secs(10).min(cx.settings.load / 5);
     let (first, last) = r.first_and_last(window);
@@ -729,7 +786,7 @@ async fn load_figures(cx: &Ctx, function: &Function, floor: &Arc<Trigger>, out: 
     .note(format!(
         "against the static floor at {conns} connections (issue 12's target); one container, agent \
              with {} Python workers (= cores), {:.0} s; {:.1}x SeBS's 1.3 k/s; medians: client {:.0} us, \
-             in agent {:.0} us, handler {:.0} us",
+             in agent {:.0} us, handler {:.0} us; {paths}",
         cx.config.workers,
         r.elapsed.as_secs_f64(),
         rate / SEBS_16_CONNECTIONS_PER_S,
