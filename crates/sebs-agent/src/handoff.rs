@@ -1,6 +1,7 @@
 //! The warm path: a connection passed to an idle worker, which answers its requests itself, while the agent keeps the timeout, deaths and the pool.
 //!
-//! The agent passes the accepted connection to a worker that has served a call before
+//! The agent passes a connection with no request pending ([`crate::connection`]: just
+//! accepted, or between two requests) to a worker that has served a call before
 //! (see [`sebs_wire::handoff`]) and keeps its own descriptor of it. While the worker holds
 //! the connection the agent wakes only on its timer, on the worker's lines (a connection
 //! given back) or death, and when a call waits for a worker (then it asks for the

@@ -1,7 +1,7 @@
 //! The warm path's hand-off: a worker that answers HTTP on a connection the agent passed it, and what both sides share about it.
 //!
-//! On a warm call the agent does not relay the request: it passes the accepted connection
-//! to an idle worker (the descriptor over a unix socket, `SCM_RIGHTS`), which reads
+//! On a warm call the agent does not relay the request: it passes the connection (accepted,
+//! or between two requests) to an idle worker (the descriptor over a unix socket, `SCM_RIGHTS`), which reads
 //! `POST /` requests with a `Content-Length` body, runs the handler and writes the answer
 //! itself, then reads the next request on the same connection. A warm call then wakes one
 //! process, as a server written in the function's language would. Anything else (another
