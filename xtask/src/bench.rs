@@ -646,11 +646,9 @@ async fn warm(
     if e.met == Some(false) {
         e = e.note(format!(
             "misses 1.3x by {:.0} us ({:.2}x): we add {:.0} us per call over the Python floor's {py:.0} us; \
-             the C client's connection, opened while the worker was idle, is answered by the worker \
-             itself (the agent passed it the connection), so what it adds is the worker's own work over \
-             the floor's (poll, shared state, the answer's fields) or, when the worker held another \
-             connection, the relayed path (agent time on relayed calls {agent:.0} us, {:.0} us over the \
-             Python floor's whole server time)",
+             on calls the worker answers itself that is its own work over the floor's (poll, shared state, \
+             the answer's fields), on relayed ones the agent's path (server time of the trigger's calls \
+             {agent:.0} us, {:.0} us over the Python floor's whole server time)",
             c - 1.3 * py,
             c / py,
             c - py,
