@@ -53,7 +53,8 @@ impl EngineArgs {
     pub fn addresses(&self) -> Result<Vec<sebs_container::EngineAddress>, Failure> {
         let env = std::env::var(sebs_container::ENGINES_ENV).ok();
         let host = std::env::var("DOCKER_HOST").ok();
-        sebs_container::engine_addresses(&self.engines, env.as_deref(), host.as_deref())
+        let tls = sebs_container::TlsDefaults::from_env();
+        sebs_container::engine_addresses(&self.engines, env.as_deref(), host.as_deref(), &tls)
             .exit(Exit::BadInput, "bad --engine or SEBS_ENGINES")
     }
 
@@ -63,7 +64,7 @@ impl EngineArgs {
         for address in self.addresses()? {
             let engine = sebs_container::connect_engine(&address)
                 .await
-                .exit(Exit::Environment, "failed to reach a Docker engine")?;
+                .map_err(connect_failure)?;
             tracing::debug!(engine = %engine.address, local = engine.local, "engine");
             engines.push(engine);
         }
@@ -72,9 +73,20 @@ impl EngineArgs {
 }
 
 pub async fn docker() -> Result<Docker, Failure> {
-    sebs_container::connect()
-        .await
-        .exit(Exit::Environment, "failed to reach a Docker engine")
+    sebs_container::connect().await.map_err(connect_failure)
+}
+
+/// A failure to reach an engine, with the exit code of its cause: an address we do not
+/// take or a TLS file that is not there is the user's input, anything else the engine's.
+pub fn connect_failure(e: sebs_container::ConnectError) -> Failure {
+    Failure {
+        exit: if e.is_bad_input() {
+            Exit::BadInput
+        } else {
+            Exit::Environment
+        },
+        error: anyhow::Error::new(e).context("failed to reach a Docker engine"),
+    }
 }
 
 /// The platform, with its defaults changed by `configure`.

@@ -1,4 +1,5 @@
-//! Connecting to the Docker engine: `DOCKER_HOST` or the local socket, ping, API negotiation.
+//! Connecting to the Docker engine: `DOCKER_HOST` or the local socket, plain or TLS TCP, ping,
+//! API negotiation.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -16,28 +17,111 @@ const REQUEST_TIMEOUT_SECS: u64 = 120;
 /// How long the first ping may take: an engine that is up answers in milliseconds.
 const PING_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The query of a `tcp://` address naming the directory of its TLS files (`ca.pem`,
+/// `cert.pem`, `key.pem`), for one engine: `tcp://HOST:PORT?cert-path=DIR`.
+pub const CERT_PATH_QUERY: &str = "cert-path";
+
 /// Where the engine listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EngineAddress {
     Unix(PathBuf),
     /// `host:port`, from a `tcp://` address.
     Tcp(String),
+    /// `host:port` over TLS: the engine is verified against `ca.pem` of `certs` and is shown
+    /// `cert.pem` and `key.pem` of `certs` (the docker CLI's `--tlsverify`).
+    Tls {
+        host: String,
+        certs: PathBuf,
+    },
 }
 
+impl EngineAddress {
+    /// `host:port` of a TCP engine, TLS or not.
+    pub fn tcp_host(&self) -> Option<&str> {
+        match self {
+            EngineAddress::Unix(_) => None,
+            EngineAddress::Tcp(host) | EngineAddress::Tls { host, .. } => Some(host),
+        }
+    }
+}
+
+/// It reads back as the same address ([`EngineAddress::parse`]), whatever the environment:
+/// a TLS engine carries its certificates' directory, so `stop` finds it with the files
+/// `start` used.
 impl std::fmt::Display for EngineAddress {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             EngineAddress::Unix(path) => write!(f, "unix://{}", path.display()),
             EngineAddress::Tcp(host) => write!(f, "tcp://{host}"),
+            EngineAddress::Tls { host, certs } => {
+                write!(f, "tcp://{host}?{CERT_PATH_QUERY}={}", certs.display())
+            }
         }
     }
+}
+
+/// Whether and how a `tcp://` engine without its own `cert-path` speaks TLS, read as the
+/// docker CLI reads it: `DOCKER_TLS_VERIFY` set to anything but the empty string turns it
+/// on (it cannot turn it off), with the files of `DOCKER_CERT_PATH`, else `~/.docker`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsDefaults {
+    /// The certificates' directory when TLS is on.
+    pub certs: Option<PathBuf>,
+}
+
+impl TlsDefaults {
+    /// From `DOCKER_TLS_VERIFY`, `DOCKER_CERT_PATH` and `HOME`.
+    pub fn from_env() -> TlsDefaults {
+        let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+        TlsDefaults::from_values(
+            var("DOCKER_TLS_VERIFY").is_some(),
+            var("DOCKER_CERT_PATH").map(PathBuf::from),
+            var("HOME").map(PathBuf::from),
+        )
+    }
+
+    /// From the values of those variables (`verify`: `DOCKER_TLS_VERIFY` is set, not empty).
+    pub fn from_values(
+        verify: bool,
+        cert_path: Option<PathBuf>,
+        home: Option<PathBuf>,
+    ) -> TlsDefaults {
+        TlsDefaults {
+            certs: verify
+                .then(|| cert_path.unwrap_or_else(|| home.unwrap_or_default().join(".docker"))),
+        }
+    }
+}
+
+/// The TLS files of a directory, as the docker CLI names them.
+pub fn tls_files(certs: &Path) -> [(&'static str, PathBuf); 3] {
+    [
+        ("CA certificate", certs.join("ca.pem")),
+        ("client certificate", certs.join("cert.pem")),
+        ("client key", certs.join("key.pem")),
+    ]
 }
 
 /// No engine to talk to, or one we cannot talk with.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    #[error("connect to docker at {host:?}: only unix:// and tcp:// addresses are supported")]
+    #[error(
+        "connect to docker at {host:?}: only unix:// and tcp:// addresses are supported \
+         (TLS: tcp:// with DOCKER_TLS_VERIFY and DOCKER_CERT_PATH, or \
+         tcp://HOST:PORT?{CERT_PATH_QUERY}=DIR)"
+    )]
     UnsupportedHost { host: String },
+    #[error(
+        "read the {what} {path} for the docker engine at {address} (TLS files are ca.pem, \
+         cert.pem and key.pem of DOCKER_CERT_PATH or of the address's {CERT_PATH_QUERY})"
+    )]
+    TlsFile {
+        address: EngineAddress,
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("reach a docker engine at {address}: {reason}; {hint}")]
     NoEngine {
         address: EngineAddress,
@@ -56,16 +140,28 @@ pub enum ConnectError {
     },
 }
 
+impl ConnectError {
+    /// Whether the user's value is at fault (an address we do not take, a TLS file that is
+    /// not there), not the engine.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            ConnectError::UnsupportedHost { .. } | ConnectError::TlsFile { .. }
+        )
+    }
+}
+
 /// The environment variable naming the engines functions are placed on, comma-separated.
 pub const ENGINES_ENV: &str = "SEBS_ENGINES";
 
 /// The engines functions are placed on: those given (`--engine`, in order, repeats
 /// dropped), else those of `SEBS_ENGINES` (comma-separated), else the one of `DOCKER_HOST`
-/// or the local socket.
+/// or the local socket; `tcp://` ones without their own `cert-path` speak TLS as `tls` says.
 pub fn engine_addresses(
     given: &[String],
     engines_env: Option<&str>,
     docker_host: Option<&str>,
+    tls: &TlsDefaults,
 ) -> Result<Vec<EngineAddress>, ConnectError> {
     let listed: Vec<&str> = if given.is_empty() {
         engines_env
@@ -78,7 +174,7 @@ pub fn engine_addresses(
         given.iter().map(String::as_str).collect()
     };
     if listed.is_empty() {
-        return Ok(vec![engine_address(docker_host)?]);
+        return Ok(vec![EngineAddress::parse(docker_host, tls)?]);
     }
     let mut addresses: Vec<EngineAddress> = Vec::new();
     for url in listed {
@@ -87,7 +183,7 @@ pub fn engine_addresses(
                 host: url.to_string(),
             });
         }
-        let address = engine_address(Some(url))?;
+        let address = EngineAddress::parse(Some(url), tls)?;
         if !addresses.contains(&address) {
             addresses.push(address);
         }
@@ -123,16 +219,17 @@ pub async fn connect_engine(address: &EngineAddress) -> Result<Engine, ConnectEr
     } else {
         false
     };
-    let host_ip = match address {
-        EngineAddress::Unix(_) => None,
-        EngineAddress::Tcp(host) => {
-            let resolved = tokio::net::lookup_host(host.as_str()).await.map_err(|e| {
-                ConnectError::NoEngine {
-                    address: address.clone(),
-                    reason: format!("its host name does not resolve: {e}"),
-                    hint: hint(address),
-                }
-            })?;
+    let host_ip = match address.tcp_host() {
+        None => None,
+        Some(host) => {
+            let resolved =
+                tokio::net::lookup_host(host)
+                    .await
+                    .map_err(|e| ConnectError::NoEngine {
+                        address: address.clone(),
+                        reason: format!("its host name does not resolve: {e}"),
+                        hint: hint(address),
+                    })?;
             let all: Vec<_> = resolved.map(|a| a.ip()).collect();
             all.iter().find(|ip| ip.is_ipv4()).or(all.first()).copied()
         }
@@ -170,25 +267,60 @@ pub async fn info(docker: &Docker, address: &EngineAddress) -> Result<EngineInfo
     })
 }
 
-/// Reads a `DOCKER_HOST` value; `None` or empty means the local socket.
+/// Reads a `DOCKER_HOST` value, with TLS as the environment says ([`TlsDefaults::from_env`]);
+/// `None` or empty means the local socket.
 pub fn engine_address(docker_host: Option<&str>) -> Result<EngineAddress, ConnectError> {
-    let host = match docker_host.map(str::trim) {
-        None | Some("") => return Ok(EngineAddress::Unix(PathBuf::from(DEFAULT_SOCKET))),
-        Some(h) => h,
-    };
-    if let Some(path) = host.strip_prefix("unix://") {
-        if !path.is_empty() {
-            return Ok(EngineAddress::Unix(PathBuf::from(path)));
+    EngineAddress::parse(docker_host, &TlsDefaults::from_env())
+}
+
+impl EngineAddress {
+    /// Reads an engine's URL: `unix:///PATH`, `tcp://HOST:PORT` (TLS when `tls` says so) or
+    /// `tcp://HOST:PORT?cert-path=DIR` (TLS with DIR's files); `None` or empty means the local
+    /// socket. Like the docker CLI, `https://` and `http://` are refused.
+    pub fn parse(url: Option<&str>, tls: &TlsDefaults) -> Result<EngineAddress, ConnectError> {
+        let host = match url.map(str::trim) {
+            None | Some("") => return Ok(EngineAddress::Unix(PathBuf::from(DEFAULT_SOCKET))),
+            Some(h) => h,
+        };
+        let unsupported = || ConnectError::UnsupportedHost {
+            host: host.to_string(),
+        };
+        if let Some(path) = host.strip_prefix("unix://") {
+            if !path.is_empty() {
+                return Ok(EngineAddress::Unix(PathBuf::from(path)));
+            }
+        } else if let Some(rest) = host.strip_prefix("tcp://") {
+            let (rest, query) = match rest.split_once('?') {
+                Some((rest, query)) => (rest, Some(query)),
+                None => (rest, None),
+            };
+            let rest = rest.trim_end_matches('/');
+            if rest.is_empty() {
+                return Err(unsupported());
+            }
+            let certs = match query {
+                None => tls.certs.clone(),
+                Some(query) => match query.split_once('=') {
+                    Some((CERT_PATH_QUERY, dir)) if !dir.is_empty() => Some(PathBuf::from(dir)),
+                    _ => return Err(unsupported()),
+                },
+            };
+            return Ok(match certs {
+                None => EngineAddress::Tcp(rest.to_string()),
+                Some(certs) => EngineAddress::Tls {
+                    host: rest.to_string(),
+                    certs,
+                },
+            });
         }
-    } else if let Some(rest) = host.strip_prefix("tcp://") {
-        let rest = rest.trim_end_matches('/');
-        if !rest.is_empty() {
-            return Ok(EngineAddress::Tcp(rest.to_string()));
-        }
+        Err(unsupported())
     }
-    Err(ConnectError::UnsupportedHost {
-        host: host.to_string(),
-    })
+
+    /// Reads back an address as [`Display`](std::fmt::Display) wrote it (e.g. in `out.json`),
+    /// whatever `DOCKER_TLS_VERIFY` says now.
+    pub fn parse_recorded(url: &str) -> Result<EngineAddress, ConnectError> {
+        EngineAddress::parse(Some(url), &TlsDefaults::default())
+    }
 }
 
 /// Connects to the engine named by `DOCKER_HOST`, or the local socket, pings it and
@@ -224,15 +356,37 @@ pub async fn connect_to(address: &EngineAddress) -> Result<Docker, ConnectError>
             REQUEST_TIMEOUT_SECS,
             API_DEFAULT_VERSION,
         ),
+        EngineAddress::Tls { host, certs } => {
+            // bollard reads the client's certificate and key only during the handshake
+            // and goes on without them when they are missing: the engine's refusal would
+            // then not say which file. Each is read here first.
+            let [ca, cert, key] = tls_files(certs);
+            for (what, path) in [&ca, &cert, &key] {
+                std::fs::File::open(path).map_err(|source| ConnectError::TlsFile {
+                    address: address.clone(),
+                    what,
+                    path: path.clone(),
+                    source,
+                })?;
+            }
+            Docker::connect_with_ssl(
+                &format!("tcp://{host}"),
+                &key.1,
+                &cert.1,
+                &ca.1,
+                REQUEST_TIMEOUT_SECS,
+                API_DEFAULT_VERSION,
+            )
+        }
     }
-    .map_err(|e| no_engine(e.to_string()))?;
+    .map_err(|e| no_engine(chain(&e)))?;
     match tokio::time::timeout(PING_TIMEOUT, docker.ping()).await {
         Err(_) => {
             return Err(no_engine(format!(
                 "no answer to ping within {PING_TIMEOUT:?}"
             )))
         }
-        Ok(Err(e)) => return Err(no_engine(e.to_string())),
+        Ok(Err(e)) => return Err(no_engine(chain(&e))),
         Ok(Ok(_)) => {}
     }
     docker
@@ -244,6 +398,22 @@ pub async fn connect_to(address: &EngineAddress) -> Result<Docker, ConnectError>
         })
 }
 
+/// An error with its causes: a TLS handshake's reason (an unknown issuer, the engine's
+/// alert) is a cause of bollard's error, not in its message.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 fn hint(address: &EngineAddress) -> String {
     match address {
         EngineAddress::Unix(_) => "start the engine (`sudo systemctl start docker`, or \
@@ -253,6 +423,16 @@ fn hint(address: &EngineAddress) -> String {
         EngineAddress::Tcp(_) => "check that the engine at DOCKER_HOST is running and \
             listening there, or unset DOCKER_HOST to use the local socket"
             .to_string(),
+        EngineAddress::Tls { certs, .. } => {
+            let [ca, cert, _] = tls_files(certs);
+            format!(
+                "check that the engine is running and listening there with TLS, that {} \
+                 is the CA that signed the engine's certificate (whose names must include \
+                 the address's host), and that the engine trusts the issuer of {}",
+                ca.1.display(),
+                cert.1.display()
+            )
+        }
     }
 }
 
@@ -261,7 +441,8 @@ mod tests {
     use super::*;
 
     fn check(docker_host: Option<&str>, expect: Result<EngineAddress, &str>) {
-        let got = engine_address(docker_host).map_err(|e| e.to_string());
+        let got =
+            EngineAddress::parse(docker_host, &TlsDefaults::default()).map_err(|e| e.to_string());
         match (got, expect) {
             (Ok(a), Ok(b)) => assert_eq!(a, b, "{docker_host:?}"),
             (Err(a), Err(b)) => assert!(a.contains(b), "{docker_host:?}: {a}"),
@@ -288,6 +469,57 @@ mod tests {
         );
         check(Some("ssh://me@host"), Err("only unix:// and tcp://"));
         check(Some("unix://"), Err("only unix:// and tcp://"));
+        // As the docker CLI: https:// is not an engine address; TLS is tcp:// with certs.
+        check(Some("https://h:2376"), Err("DOCKER_TLS_VERIFY"));
+        let tls = |host: &str, certs: &str| {
+            Ok(EngineAddress::Tls {
+                host: host.into(),
+                certs: certs.into(),
+            })
+        };
+        check(Some("tcp://h:2376?cert-path=/c/h"), tls("h:2376", "/c/h"));
+        check(Some("tcp://h:2376/?cert-path=/c"), tls("h:2376", "/c"));
+        check(
+            Some("tcp://h:2376?cert-path="),
+            Err("\"tcp://h:2376?cert-path=\""),
+        );
+        check(Some("tcp://h:2376?certs=/c"), Err("cert-path=DIR"));
+    }
+
+    #[test]
+    fn tls_as_the_docker_cli_reads_the_environment() {
+        let check = |verify, cert_path: Option<&str>, url: &str, expect: &str| {
+            let tls = TlsDefaults::from_values(
+                verify,
+                cert_path.map(PathBuf::from),
+                Some("/home/u".into()),
+            );
+            let got = EngineAddress::parse(Some(url), &tls).unwrap();
+            assert_eq!(got.to_string(), expect, "{verify} {cert_path:?} {url}");
+            // What is written reads back as the same engine, whatever the environment.
+            assert_eq!(EngineAddress::parse_recorded(expect).unwrap(), got);
+        };
+        check(false, Some("/c"), "tcp://h:2375", "tcp://h:2375");
+        check(
+            true,
+            Some("/c"),
+            "tcp://h:2376",
+            "tcp://h:2376?cert-path=/c",
+        );
+        check(
+            true,
+            None,
+            "tcp://h:2376",
+            "tcp://h:2376?cert-path=/home/u/.docker",
+        );
+        // An engine's own directory wins; unix sockets have no TLS.
+        check(
+            true,
+            Some("/c"),
+            "tcp://h:1?cert-path=/d",
+            "tcp://h:1?cert-path=/d",
+        );
+        check(true, Some("/c"), "unix:///s", "unix:///s");
     }
 
     #[test]
@@ -297,7 +529,7 @@ mod tests {
                      host: Option<&str>,
                      expect: Result<&[&str], &str>| {
             let given: Vec<String> = given.iter().map(|s| s.to_string()).collect();
-            let got = engine_addresses(&given, env, host)
+            let got = engine_addresses(&given, env, host, &TlsDefaults::default())
                 .map(|v| v.iter().map(ToString::to_string).collect::<Vec<_>>())
                 .map_err(|e| e.to_string());
             match (got, expect) {
@@ -337,6 +569,28 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains(&path.display().to_string()), "{text}");
         assert!(text.contains("systemctl start docker"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_missing_tls_file_is_named_before_anything_is_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ca.pem"), "").unwrap();
+        std::fs::write(dir.path().join("key.pem"), "").unwrap();
+        let address = EngineAddress::Tls {
+            host: "127.0.0.1:1".into(),
+            certs: dir.path().into(),
+        };
+        let err = connect_to(&address).await.unwrap_err();
+        assert!(err.is_bad_input());
+        let text = err.to_string();
+        let cert = dir.path().join("cert.pem");
+        assert!(
+            text.starts_with(&format!(
+                "read the client certificate {} for the docker engine at {address}",
+                cert.display()
+            )),
+            "{text}"
+        );
     }
 
     #[tokio::test]

@@ -486,7 +486,7 @@ impl Platform {
         if let Some(e) = self.engines.iter().find(|e| e.address.to_string() == url) {
             return Ok(e.docker.clone());
         }
-        let address = sebs_container::engine_address(Some(url))?;
+        let address = sebs_container::EngineAddress::parse_recorded(url)?;
         Ok(sebs_container::connect_to(&address).await?)
     }
 

@@ -50,7 +50,7 @@ async fn a_function_runs_on_an_engine_that_cannot_see_its_files() {
 
 async fn on_the_second_engine(d1: Docker, d2: Docker, fx: Arc<Fixture>, tag: String) {
     let address = sebs_testkit::engine2_address().unwrap();
-    let EngineAddress::Tcp(host) = &address else {
+    let Some(host) = address.tcp_host() else {
         panic!("the second engine is reached over TCP: {address}");
     };
     let engine_ip: IpAddr = host.rsplit_once(':').unwrap().0.parse().unwrap();
