@@ -44,6 +44,20 @@ pub fn ensure_netns_tools() -> Result<()> {
     ensure_program("unshare", "util-linux", why)
 }
 
+/// The second engine's certificates are made with `openssl`, and its plain TCP is `socat`.
+pub fn ensure_engine2_tools() -> Result<()> {
+    ensure_program(
+        "openssl",
+        "openssl",
+        "the second engine's TLS certificates are made by it",
+    )?;
+    ensure_program(
+        "socat",
+        "socat",
+        "the second engine's plain TCP is relayed by it",
+    )
+}
+
 /// sebs-store's tests install boto3 and minio into a venv and the `minio` and AWS SDK npm
 /// packages with npm; install Debian's `python3-venv` and `npm` where we may.
 pub fn ensure_store_test_tools() -> Result<()> {

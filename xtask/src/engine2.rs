@@ -2,9 +2,14 @@
 //! with the first, so that "a remote engine" is tested for real.
 //!
 //! It runs in a network namespace of its own (`sebs-local-engine2-<slot>`), reached from
-//! this host over a veth pair (`10.231.0.<4·slot+1>` here, `.<4·slot+2>` there), on TCP
-//! without TLS, with its own data root, exec root, pid file, cgroup parent and bridge
-//! (`10.232.<slot>.1/24`). It also runs in a mount namespace of its own where this host's
+//! this host over a veth pair (`10.231.0.<4·slot+1>` here, `.<4·slot+2>` there), with its
+//! own data root, exec root, pid file, cgroup parent and bridge (`10.232.<slot>.1/24`).
+//! dockerd itself listens with TLS on port 2376 (`--tlsverify`, certificates made by the
+//! `openssl` command for each start, in the run directory); since its TLS settings are
+//! for all its TCP sockets, the plain TCP of port 2375 is `socat` in the namespace relaying
+//! to dockerd's Unix socket, on every address of the namespace: the engine address and an
+//! alias (`10.233.<slot>.2`), which a test may take away and give back to make the engine
+//! go away from its point of view only. It also runs in a mount namespace of its own where this host's
 //! work tree, `/tmp`, `/var/tmp`, the home directory (caches), `/run/containerd` (the
 //! first engine's shim sockets) and `/etc/docker` (its settings and identity key) are
 //! empty tmpfs, so that a bind mount of anything of ours
@@ -22,14 +27,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use std::os::unix::process::CommandExt;
+
 use anyhow::{bail, Context, Result};
 
 use crate::root;
 
 /// How many engines may run at once on one machine (one per concurrent test run).
 const SLOTS: u8 = 16;
-/// The TCP port the engine listens on, inside its namespace.
+/// The TCP port the engine answers on without TLS, inside its namespace.
 const PORT: u16 = 2375;
+/// The TCP port dockerd answers on with TLS.
+const TLS_PORT: u16 = 2376;
 /// How long dockerd may take to answer (it answers in a few seconds).
 const START_TIMEOUT: Duration = Duration::from_secs(90);
 /// How long dockerd may take to stop its containers and exit on SIGTERM.
@@ -39,6 +48,7 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Engine2 {
     slot: u8,
     dockerd: Option<Child>,
+    relay: Option<Child>,
     stopped: bool,
 }
 
@@ -62,6 +72,10 @@ impl Slot {
     fn engine_ip(&self) -> String {
         format!("10.231.0.{}", 4 * u32::from(self.0) + 2)
     }
+    /// An address of the namespace besides the engine's, which a test may take away.
+    fn alias_ip(&self) -> String {
+        format!("10.233.{}.2", self.0)
+    }
     fn bridge(&self) -> String {
         format!("10.232.{}.1/24", self.0)
     }
@@ -75,12 +89,18 @@ impl Slot {
     fn cgroup_parent(&self) -> String {
         self.netns()
     }
+    /// The certificates of dockerd, and those of the tests' clients: `client` (signed by
+    /// the engine's CA, with that CA) and `stranger` (of another CA, with that CA).
+    fn tls_dir(&self) -> PathBuf {
+        self.run_dir().join("tls")
+    }
 }
 
 impl Engine2 {
     /// Claims a slot and starts the engine in it; returns once it answers over TCP.
     pub fn start() -> Result<Engine2> {
         crate::docker::ensure_netns_tools()?;
+        crate::docker::ensure_engine2_tools()?;
         let lock_path = Path::new("/run/sebs-local-engine2.lock");
         let lock = File::create(lock_path)
             .with_context(|| format!("failed to create {}", lock_path.display()))?;
@@ -91,11 +111,14 @@ impl Engine2 {
         let mut engine = Engine2 {
             slot,
             dockerd: None,
+            relay: None,
             stopped: false,
         };
         // Until dockerd runs in it, the namespace is empty and would look stale to another
         // run; the lock is held until then.
-        engine.dockerd = Some(launch(&Slot(slot))?);
+        let (dockerd, relay) = launch(&Slot(slot))?;
+        engine.dockerd = Some(dockerd);
+        engine.relay = Some(relay);
         drop(lock);
         engine.wait_answers()?;
         eprintln!(
@@ -114,6 +137,36 @@ impl Engine2 {
     /// dockerd's process id (its `/proc/<pid>/root` is its view of the file system).
     pub fn pid(&self) -> Option<u32> {
         self.dockerd.as_ref().map(Child::id)
+    }
+
+    /// What a command run with the engine is told: `SEBS_ENGINE2` (plain TCP),
+    /// `SEBS_ENGINE2_TLS` (`tcp://…:2376?cert-path=` the `client` directory; `stranger` is
+    /// its sibling), `SEBS_ENGINE2_ALIAS` (plain TCP at the alias) with
+    /// `SEBS_ENGINE2_NETNS` (where `ip -n` takes the alias away and gives it back), and
+    /// dockerd's pid in `SEBS_ENGINE2_PID`.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        let s = Slot(self.slot);
+        let mut env = vec![
+            ("SEBS_ENGINE2", self.url()),
+            (
+                "SEBS_ENGINE2_TLS",
+                format!(
+                    "tcp://{}:{TLS_PORT}?{}={}",
+                    s.engine_ip(),
+                    sebs_container::CERT_PATH_QUERY,
+                    s.tls_dir().join("client").display()
+                ),
+            ),
+            (
+                "SEBS_ENGINE2_ALIAS",
+                format!("tcp://{}:{PORT}", s.alias_ip()),
+            ),
+            ("SEBS_ENGINE2_NETNS", s.netns()),
+        ];
+        if let Some(pid) = self.pid() {
+            env.push(("SEBS_ENGINE2_PID", pid.to_string()));
+        }
+        env
     }
 
     fn wait_answers(&mut self) -> Result<()> {
@@ -148,6 +201,9 @@ impl Engine2 {
         if let Some(mut child) = self.dockerd.take() {
             terminate(&mut child);
         }
+        if let Some(mut child) = self.relay.take() {
+            terminate(&mut child);
+        }
         teardown(&Slot(self.slot))
     }
 }
@@ -158,6 +214,9 @@ impl Drop for Engine2 {
             return;
         }
         if let Some(mut child) = self.dockerd.take() {
+            terminate(&mut child);
+        }
+        if let Some(mut child) = self.relay.take() {
             terminate(&mut child);
         }
         if let Err(e) = teardown(&Slot(self.slot)) {
@@ -197,8 +256,9 @@ fn claim_slot() -> Result<u8> {
     )
 }
 
-/// Sets up the slot's network and starts dockerd in it, in a mount namespace of its own.
-fn launch(s: &Slot) -> Result<Child> {
+/// Sets up the slot's network and starts dockerd in it, in a mount namespace of its own,
+/// and the plain TCP relay to it.
+fn launch(s: &Slot) -> Result<(Child, Child)> {
     let (netns, vh, vn) = (s.netns(), s.veth_host(), s.veth_ns());
     let host_cidr = format!("{}/30", s.host_ip());
     let ns_cidr = format!("{}/30", s.engine_ip());
@@ -211,12 +271,25 @@ fn launch(s: &Slot) -> Result<Child> {
     ip(&["-n", &netns, "link", "set", &vn, "up"])?;
     ip(&["-n", &netns, "link", "set", "lo", "up"])?;
     ip(&["-n", &netns, "route", "add", "default", "via", &s.host_ip()])?;
+    let alias = s.alias_ip();
+    ip(&[
+        "-n",
+        &netns,
+        "addr",
+        "add",
+        &format!("{alias}/32"),
+        "dev",
+        &vn,
+    ])?;
+    ip(&["route", "add", &format!("{alias}/32"), "dev", &vh])?;
 
     let (data, run) = (s.data_root(), s.run_dir());
     for dir in [&data, &run] {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("failed to create {}", dir.display()))?;
     }
+    let tls = s.tls_dir();
+    make_certificates(&tls, &[s.engine_ip(), alias.clone()])?;
     let mut script = String::from("set -e\n");
     for dir in hidden_dirs() {
         script.push_str(&format!(
@@ -228,12 +301,14 @@ fn launch(s: &Slot) -> Result<Child> {
         format!("--data-root={}", data.display()),
         format!("--exec-root={}", run.join("exec").display()),
         format!("--pidfile={}", run.join("dockerd.pid").display()),
-        format!("--host=tcp://{}:{PORT}", s.engine_ip()),
+        format!("--host=tcp://{}:{TLS_PORT}", s.engine_ip()),
         format!("--host=unix://{}", run.join("docker.sock").display()),
         format!("--cgroup-parent={}", s.cgroup_parent()),
         format!("--bip={}", s.bridge()),
-        // Without it dockerd waits ~15 s on purpose before serving plain TCP.
-        "--tls=false".to_string(),
+        "--tlsverify".to_string(),
+        format!("--tlscacert={}", tls.join("ca.pem").display()),
+        format!("--tlscert={}", tls.join("server-cert.pem").display()),
+        format!("--tlskey={}", tls.join("server-key.pem").display()),
     ];
     script.push_str("exec dockerd");
     for a in &args {
@@ -255,16 +330,176 @@ fn launch(s: &Slot) -> Result<Child> {
         .stderr(log_err);
     // Its own process group: a Ctrl-C in this terminal is for the tests; the engine is
     // stopped by us (or, when we are killed, taken as stale by the next run).
-    {
-        use std::os::unix::process::CommandExt;
-        cmd.process_group(0);
-    }
+    cmd.process_group(0);
     eprintln!(
         "xtask: starting the second engine in {netns} (log: {})",
         log_path.display()
     );
-    cmd.spawn()
-        .context("failed to start the second engine (nsenter, unshare, dockerd)")
+    let dockerd = cmd
+        .spawn()
+        .context("failed to start the second engine (nsenter, unshare, dockerd)")?;
+    // A connection's other half may go on long after one half ended (an upload answered
+    // after its body): `-t` is how long socat waits for it.
+    let relay_log = File::options()
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("failed to open {}", log_path.display()))?;
+    let relay = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{netns}"))
+        .args(["socat", "-t", "600"])
+        .arg(format!("TCP-LISTEN:{PORT},fork,reuseaddr"))
+        .arg(format!(
+            "UNIX-CONNECT:{}",
+            run.join("docker.sock").display()
+        ))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(relay_log)
+        .process_group(0)
+        .spawn();
+    match relay {
+        Ok(relay) => Ok((dockerd, relay)),
+        Err(e) => {
+            let mut dockerd = dockerd;
+            terminate(&mut dockerd);
+            Err(e).context("failed to start the second engine's plain TCP relay (socat)")
+        }
+    }
+}
+
+/// dockerd's CA, certificate and key, and two clients' directories (`ca.pem`, `cert.pem`,
+/// `key.pem`, as the docker CLI reads them): `client`, of the engine's CA, and `stranger`,
+/// of another CA the engine does not know; made with the `openssl` command, for
+/// `addresses` (IPs), valid two days.
+fn make_certificates(dir: &Path, addresses: &[String]) -> Result<()> {
+    let (client, stranger) = (dir.join("client"), dir.join("stranger"));
+    for d in [dir, &client, &stranger] {
+        std::fs::create_dir_all(d).with_context(|| format!("failed to create {}", d.display()))?;
+    }
+    let ca = |key: &Path, cert: &Path, name: &str| {
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={name}"),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+            "-keyout",
+            &path_str(key)?,
+            "-out",
+            &path_str(cert)?,
+        ])
+    };
+    let leaf = |ca_dir: &Path, ca_key: &Path, key: &Path, cert: &Path, ext: String| {
+        let (csr, ext_file) = (cert.with_extension("csr"), cert.with_extension("ext"));
+        std::fs::write(&ext_file, ext)
+            .with_context(|| format!("failed to write {}", ext_file.display()))?;
+        openssl(&[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            "/CN=sebs-local-engine2",
+            "-keyout",
+            &path_str(key)?,
+            "-out",
+            &path_str(&csr)?,
+        ])?;
+        openssl(&[
+            "x509",
+            "-req",
+            "-days",
+            "2",
+            "-set_serial",
+            &format!("{}", std::process::id()),
+            "-in",
+            &path_str(&csr)?,
+            "-CA",
+            &path_str(&ca_dir.join("ca.pem"))?,
+            "-CAkey",
+            &path_str(ca_key)?,
+            "-extfile",
+            &path_str(&ext_file)?,
+            "-out",
+            &path_str(cert)?,
+        ])
+    };
+    let ca_key = dir.join("ca-key.pem");
+    ca(&ca_key, &dir.join("ca.pem"), "sebs-local engine2 CA")?;
+    let names: Vec<String> = addresses.iter().map(|a| format!("IP:{a}")).collect();
+    leaf(
+        dir,
+        &ca_key,
+        &dir.join("server-key.pem"),
+        &dir.join("server-cert.pem"),
+        format!(
+            "subjectAltName={}\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n",
+            names.join(",")
+        ),
+    )?;
+    let client_ext = "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n".to_string();
+    leaf(
+        dir,
+        &ca_key,
+        &client.join("key.pem"),
+        &client.join("cert.pem"),
+        client_ext.clone(),
+    )?;
+    copy(&dir.join("ca.pem"), &client.join("ca.pem"))?;
+    let stranger_key = dir.join("stranger-ca-key.pem");
+    ca(
+        &stranger_key,
+        &stranger.join("ca.pem"),
+        "sebs-local stranger CA",
+    )?;
+    leaf(
+        &stranger,
+        &stranger_key,
+        &stranger.join("key.pem"),
+        &stranger.join("cert.pem"),
+        client_ext,
+    )
+}
+
+fn copy(from: &Path, to: &Path) -> Result<()> {
+    std::fs::copy(from, to)
+        .map(drop)
+        .with_context(|| format!("failed to copy {} to {}", from.display(), to.display()))
+}
+
+fn path_str(path: &Path) -> Result<String> {
+    path.to_str()
+        .map(str::to_string)
+        .with_context(|| format!("{} is not UTF-8", path.display()))
+}
+
+fn openssl(args: &[&str]) -> Result<()> {
+    let out = Command::new("openssl")
+        .args(args)
+        .output()
+        .context("failed to run openssl")?;
+    if !out.status.success() {
+        bail!(
+            "`openssl {}` failed with {}: {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
 }
 
 /// Directories of this host that the second engine must not see: the work tree (the

@@ -74,16 +74,12 @@ fn test(extra: &[String]) -> Result<()> {
     result
 }
 
-/// Starts the second engine and tells `cmd` where it is (`SEBS_ENGINE2`, and dockerd's
-/// pid in `SEBS_ENGINE2_PID`). When it cannot start, the tests that need it are told why
+/// Starts the second engine and tells `cmd` where it is (see [`engine2::Engine2::env`]). When it cannot start, the tests that need it are told why
 /// (`SEBS_ENGINE2_ERROR`) and fail with that reason: they are never skipped here.
 fn start_engine2(cmd: &mut std::process::Command) -> Option<engine2::Engine2> {
     match engine2::Engine2::start() {
         Ok(engine) => {
-            cmd.env("SEBS_ENGINE2", engine.url());
-            if let Some(pid) = engine.pid() {
-                cmd.env("SEBS_ENGINE2_PID", pid.to_string());
-            }
+            cmd.envs(engine.env());
             Some(engine)
         }
         Err(e) => {
@@ -102,10 +98,7 @@ fn with_engine2(command: &[String]) -> Result<()> {
     let mut cmd = std::process::Command::new(program);
     cmd.args(args);
     let engine2 = engine2::Engine2::start()?;
-    cmd.env("SEBS_ENGINE2", engine2.url());
-    if let Some(pid) = engine2.pid() {
-        cmd.env("SEBS_ENGINE2_PID", pid.to_string());
-    }
+    cmd.envs(engine2.env());
     let result = root::run(&mut cmd);
     engine2.stop()?;
     result
