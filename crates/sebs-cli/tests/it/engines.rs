@@ -29,6 +29,12 @@ pub fn trials() -> Vec<Trial> {
             AGENT,
             PYTHON3
         ),
+        trial!(
+            a_tls_engine_runs_functions_and_refuses_clients_it_does_not_trust,
+            ENGINE,
+            ENGINE2,
+            AGENT
+        ),
     ]
 }
 
@@ -50,11 +56,16 @@ struct Second {
 impl Second {
     /// The second engine, seen by `cli`'s test run.
     fn new(cli: &Cli) -> Second {
+        Second::at(cli, sebs_testkit::engine2_address().unwrap().to_string())
+    }
+
+    /// The second engine reached at `url` (the test's own client reaches it over plain TCP).
+    fn at(cli: &Cli, url: String) -> Second {
         // A test that failed while holding the turn leaves nothing behind (its Drop ran).
         let turn = ENGINE2_TURN.lock().unwrap_or_else(|e| e.into_inner());
         Second {
             docker: sebs_testkit::runtime().block_on(sebs_testkit::docker2()),
-            url: sebs_testkit::engine2_address().unwrap().to_string(),
+            url,
             run: cli.run.clone(),
             hashes: Default::default(),
             benchmarks: Vec::new(),
@@ -412,4 +423,132 @@ fn functions_on_both_engines_read_and_write_the_stores_of_this_host() {
     let stores = cli.run(&["storage", "stop", "--embedded", "--remove-data"]);
     assert_eq!(stores.status.code(), Some(0));
     assert_eq!(relays(&cli, &object), Vec::<String>::new());
+}
+
+/// The second engine's TLS port (`SEBS_ENGINE2_TLS`: its address with the directory of a
+/// client the engine trusts; `stranger` beside it is of a CA the engine does not know).
+fn tls_engine() -> (String, std::path::PathBuf) {
+    let url = std::env::var("SEBS_ENGINE2_TLS").expect(
+        "SEBS_ENGINE2_TLS is set with SEBS_ENGINE2 (cargo xtask test, cargo xtask engine2)",
+    );
+    let (host, certs) = url.split_once("?cert-path=").unwrap();
+    (host.to_string(), certs.into())
+}
+
+fn a_tls_engine_runs_functions_and_refuses_clients_it_does_not_trust() {
+    let cli = Cli::new();
+    let (host, certs) = tls_engine();
+    let url = format!("{host}?cert-path={}", certs.display());
+    let second = Second::at(&cli, url.clone());
+
+    // The engine's own directory, in the URL.
+    let out = cli.path("out.json");
+    let out = out.to_str().unwrap();
+    let file = cli.start(&["start", "000.noop", "test", out, "--engine", &url]);
+    second.built_from(&file);
+    let instance = &file["sebs_local"]["instances"][0];
+    assert_eq!(str_of(instance, "engine"), url, "{file}");
+    let (status, body) = curl_post(str_of(&file["functions"][0], "url"), "{}");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(second.containers().len(), 1);
+
+    // As the docker CLI reads it: DOCKER_TLS_VERIFY and DOCKER_CERT_PATH for a tcp://
+    // address; out.json records the directory, so stop finds the engine without them.
+    let again = cli.path("again.json");
+    let again = again.to_str().unwrap();
+    let mut start = cli.command(&["start", "000.noop", "test", again, "--engine", &host]);
+    start
+        .env("DOCKER_TLS_VERIFY", "1")
+        .env("DOCKER_CERT_PATH", &certs);
+    let started = start.output().unwrap();
+    let stderr = String::from_utf8_lossy(&started.stderr);
+    assert_eq!(started.status.code(), Some(0), "{stderr}");
+    let file: Value = serde_json::from_str(&std::fs::read_to_string(again).unwrap()).unwrap();
+    assert_eq!(str_of(&file["sebs_local"]["instances"][0], "engine"), url);
+    assert_eq!(second.containers().len(), 2);
+    for f in [out, again] {
+        let stop = cli.run(&["stop", f]);
+        assert_eq!(stop.status.code(), Some(0));
+    }
+    assert_eq!(second.containers(), Vec::<String>::new());
+
+    // Clients the engine does not take, each told what is wrong with which file: a client
+    // certificate that is not there (the user's input, exit 2), a CA that did not sign the
+    // engine's certificate and a client certificate of a CA the engine does not know (the
+    // engine's refusal, exit 3). Nothing is started.
+    let stranger = certs.parent().unwrap().join("stranger");
+    let dir = |name: &str, files: [&std::path::Path; 3]| {
+        let d = cli.path(name);
+        std::fs::create_dir(&d).unwrap();
+        for (from, to) in files.iter().zip(["ca.pem", "cert.pem", "key.pem"]) {
+            if from.exists() {
+                std::fs::copy(from, d.join(to)).unwrap();
+            }
+        }
+        d
+    };
+    let missing = dir(
+        "no-cert",
+        [
+            &certs.join("ca.pem"),
+            std::path::Path::new("/nonexistent"),
+            &certs.join("key.pem"),
+        ],
+    );
+    let wrong_ca = dir(
+        "wrong-ca",
+        [
+            &stranger.join("ca.pem"),
+            &certs.join("cert.pem"),
+            &certs.join("key.pem"),
+        ],
+    );
+    let untrusted = dir(
+        "untrusted",
+        [
+            &certs.join("ca.pem"),
+            &stranger.join("cert.pem"),
+            &stranger.join("key.pem"),
+        ],
+    );
+    let cases: [(&std::path::Path, i32, &[String]); 3] = [
+        (
+            &missing,
+            2,
+            &[format!(
+                "read the client certificate {}",
+                missing.join("cert.pem").display()
+            )],
+        ),
+        (
+            &wrong_ca,
+            3,
+            &[
+                "UnknownIssuer".to_string(),
+                wrong_ca.join("ca.pem").display().to_string(),
+            ],
+        ),
+        (
+            &untrusted,
+            3,
+            &[
+                "BadCertificate".to_string(),
+                untrusted.join("cert.pem").display().to_string(),
+            ],
+        ),
+    ];
+    for (certs, code, says) in cases {
+        let engine = format!("{host}?cert-path={}", certs.display());
+        let refused = cli.run(&["start", "000.noop", "test", again, "--engine", &engine]);
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert_eq!(refused.status.code(), Some(code), "{stderr}");
+        assert!(
+            stderr.contains(&format!("docker engine at {engine}")),
+            "{stderr}"
+        );
+        for s in says {
+            assert!(stderr.contains(s.as_str()), "{s}: {stderr}");
+        }
+    }
+    assert_eq!(second.containers(), Vec::<String>::new());
 }
