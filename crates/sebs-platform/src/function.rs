@@ -713,6 +713,7 @@ impl Platform {
                 + Duration::from_secs(30),
             // Docker names a container's host after the first 12 digits of its id.
             expect_instance: Some(container.id.chars().take(12).collect()),
+            ..TriggerConfig::default()
         };
         let trigger = match Trigger::new(&format!("http://{}/", container.address), trigger_config)
         {

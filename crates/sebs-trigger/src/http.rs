@@ -33,6 +33,11 @@ pub struct TriggerConfig {
     /// An invocation that has no complete answer after this long fails with
     /// [`InvokeError::Timeout`]; the function's own timeout should come first.
     pub timeout: Duration,
+    /// How long a new connection may take, and how long bytes sent may stay unacknowledged
+    /// by the function's host (`TCP_USER_TIMEOUT`), before the call fails: a host that went
+    /// away is told within this, not after `timeout`. The host's TCP acknowledges at once
+    /// whatever the function does, so this does not bound the function.
+    pub connect_timeout: Duration,
     /// The instance (container host name) that must answer, checked against the agent's
     /// [`sebs_wire::INSTANCE_HEADER`] when it sends one: an address can be handed to a new
     /// container as soon as the old one is gone.
@@ -44,6 +49,7 @@ impl Default for TriggerConfig {
         TriggerConfig {
             keep_alive: true,
             timeout: Duration::from_secs(300),
+            connect_timeout: Duration::from_secs(5),
             expect_instance: None,
         }
     }
@@ -71,6 +77,8 @@ pub enum InvokeError {
         #[source]
         source: std::io::Error,
     },
+    #[error("connect to function at {url} within {}s: its host does not answer", timeout.as_secs_f64())]
+    ConnectTimeout { url: String, timeout: Duration },
     #[error("exchange HTTP with function at {url}")]
     Http {
         url: String,
@@ -120,7 +128,9 @@ impl InvokeError {
             | InvokeError::WrongInstance { times, .. }
             | InvokeError::Function { times, .. }
             | InvokeError::BadAnswer { times, .. } => Some(times),
-            InvokeError::Connect { .. } | InvokeError::Http { .. } => None,
+            InvokeError::Connect { .. }
+            | InvokeError::ConnectTimeout { .. }
+            | InvokeError::Http { .. } => None,
         }
     }
 }
@@ -373,14 +383,27 @@ impl Trigger {
                 }
             }
         }
-        let stream = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
+        let connect = tokio::net::TcpStream::connect((self.host.as_str(), self.port));
+        let stream = tokio::time::timeout(self.config.connect_timeout, connect)
             .await
+            .map_err(|_| InvokeError::ConnectTimeout {
+                url: self.url.clone(),
+                timeout: self.config.connect_timeout,
+            })?
             .map_err(|source| InvokeError::Connect {
                 url: self.url.clone(),
                 source,
             })?;
         // Requests are small: send them now rather than waiting for more bytes (Nagle).
         let _ = stream.set_nodelay(true);
+        // A kept-alive connection to a host that went away would otherwise wait for the
+        // answer until `timeout`. Best effort: without it, `timeout` still ends the call.
+        let millis = u32::try_from(self.config.connect_timeout.as_millis()).unwrap_or(u32::MAX);
+        let _ = nix::sys::socket::setsockopt(
+            &stream,
+            nix::sys::socket::sockopt::TcpUserTimeout,
+            &millis,
+        );
         let (sender, driver) = http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|source| InvokeError::Http {

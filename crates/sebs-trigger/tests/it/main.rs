@@ -21,6 +21,7 @@ fn trials() -> Vec<Trial> {
         trial!(without_keep_alive_each_call_connects),
         trial!(a_server_that_closes_connections_is_reconnected),
         trial!(function_errors_and_timeouts_are_values),
+        trial!(a_host_that_does_not_answer_fails_the_call_at_the_connect_timeout),
         trial!(an_answer_from_another_instance_is_refused),
         trial!(an_invocation_log_is_believed_only_from_its_own_container),
     ]
@@ -153,6 +154,52 @@ async fn function_errors_and_timeouts_are_values() {
     let trigger = Trigger::new(&format!("127.0.0.1:{port}"), TriggerConfig::default()).unwrap();
     let err = trigger.invoke(&serde_json::json!({})).await.unwrap_err();
     assert!(matches!(err, InvokeError::Connect { .. }), "{err}");
+}
+
+/// A listener whose queue is full drops further connection requests unanswered, as a host
+/// that went away does (on loopback: Linux drops a SYN to a full queue).
+async fn a_host_that_does_not_answer_fails_the_call_at_the_connect_timeout() {
+    use nix::sys::socket::{
+        bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, SockaddrIn,
+    };
+    let listener = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::empty(),
+        None,
+    )
+    .unwrap();
+    bind(
+        std::os::fd::AsRawFd::as_raw_fd(&listener),
+        &SockaddrIn::new(127, 0, 0, 1, 0),
+    )
+    .unwrap();
+    listen(&listener, Backlog::new(0).unwrap()).unwrap();
+    let address: SockaddrIn =
+        nix::sys::socket::getsockname(std::os::fd::AsRawFd::as_raw_fd(&listener)).unwrap();
+    let port = address.port();
+    // Fill the queue (never accepted): later connection requests get no answer.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let stream = std::net::TcpStream::connect_timeout(
+            &format!("127.0.0.1:{port}").parse().unwrap(),
+            Duration::from_millis(200),
+        );
+        match stream {
+            Ok(s) => held.push(s),
+            Err(_) => break,
+        }
+    }
+    let config = TriggerConfig {
+        timeout: Duration::from_secs(60),
+        connect_timeout: Duration::from_millis(300),
+        ..TriggerConfig::default()
+    };
+    let trigger = Trigger::new(&format!("127.0.0.1:{port}"), config).unwrap();
+    let err = trigger.invoke(&serde_json::json!({})).await.unwrap_err();
+    assert!(matches!(err, InvokeError::ConnectTimeout { .. }), "{err}");
+    assert!(err.to_string().contains("does not answer"), "{err}");
+    drop(held);
 }
 
 async fn an_answer_from_another_instance_is_refused() {
