@@ -8,8 +8,10 @@
 //! `openssl` command for each start, in the run directory); since its TLS settings are
 //! for all its TCP sockets, the plain TCP of port 2375 is `socat` in the namespace relaying
 //! to dockerd's Unix socket, on every address of the namespace: the engine address and an
-//! alias (`10.233.<slot>.2`), which a test may take away and give back to make the engine
-//! go away from its point of view only. It also runs in a mount namespace of its own where this host's
+//! alias (`10.233.<slot>.2`), whose route from this host a test may make a blackhole and
+//! give back, to make the engine go away from its point of view only (taking the address
+//! away in the namespace would not do: dockerd's DNAT rules still take the packets sent
+//! there to the containers). It also runs in a mount namespace of its own where this host's
 //! work tree, `/tmp`, `/var/tmp`, the home directory (caches), `/run/containerd` (the
 //! first engine's shim sockets) and `/etc/docker` (its settings and identity key) are
 //! empty tmpfs, so that a bind mount of anything of ours
@@ -142,7 +144,9 @@ impl Engine2 {
     /// What a command run with the engine is told: `SEBS_ENGINE2` (plain TCP),
     /// `SEBS_ENGINE2_TLS` (`tcp://…:2376?cert-path=` the `client` directory; `stranger` is
     /// its sibling), `SEBS_ENGINE2_ALIAS` (plain TCP at the alias) with
-    /// `SEBS_ENGINE2_NETNS` (where `ip -n` takes the alias away and gives it back), and
+    /// `SEBS_ENGINE2_ALIAS_DEV` (this host's end of the veth pair: a test takes the alias
+    /// away by making this host's route to it a blackhole, and gives it back), the
+    /// namespace in `SEBS_ENGINE2_NETNS`, and
     /// dockerd's pid in `SEBS_ENGINE2_PID`.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         let s = Slot(self.slot);
@@ -162,6 +166,7 @@ impl Engine2 {
                 format!("tcp://{}:{PORT}", s.alias_ip()),
             ),
             ("SEBS_ENGINE2_NETNS", s.netns()),
+            ("SEBS_ENGINE2_ALIAS_DEV", s.veth_host()),
         ];
         if let Some(pid) = self.pid() {
             env.push(("SEBS_ENGINE2_PID", pid.to_string()));

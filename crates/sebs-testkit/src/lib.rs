@@ -39,8 +39,8 @@ use std::sync::OnceLock;
 
 pub use harness::{run, strict};
 pub use need::{
-    agent_binary, engine2_address, Need, AGENT, DOCKER_CLI, ENGINE, ENGINE2, FLOCK, IPV6, NODE,
-    PYTHON3, ROOT,
+    agent_binary, engine2_address, Engine2Alias, Need, AGENT, DOCKER_CLI, ENGINE, ENGINE2, FLOCK,
+    IPV6, NODE, PYTHON3, ROOT,
 };
 
 /// One test: its name, what it needs and its body.

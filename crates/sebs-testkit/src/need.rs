@@ -177,3 +177,83 @@ mod tests {
         assert!(why.contains("failed with exit status: 1"), "{why}");
     }
 }
+
+/// The second engine at an address of its namespace that this test alone uses
+/// (`SEBS_ENGINE2_ALIAS`), which it may take away and give back: for the test, the engine
+/// goes away (this host's route to the address becomes a blackhole: what is sent there is
+/// dropped, as to a host that went off the network; a new connection fails at once) while
+/// other tests go on using it at its own address. Given back when dropped.
+pub struct Engine2Alias {
+    /// `tcp://<alias>:2375`.
+    pub url: String,
+    dev: String,
+    cidr: String,
+    away: bool,
+}
+
+impl Engine2Alias {
+    /// From the variables `cargo xtask test` and `cargo xtask engine2` set.
+    pub fn new() -> Result<Engine2Alias, String> {
+        let var = |name: &str| {
+            std::env::var(name).map_err(|_| {
+                format!("{name} is not set (the second engine sets it with SEBS_ENGINE2)")
+            })
+        };
+        let url = var("SEBS_ENGINE2_ALIAS")?;
+        let ip = url
+            .trim_start_matches("tcp://")
+            .rsplit_once(':')
+            .map(|(ip, _)| ip.to_string())
+            .ok_or_else(|| format!("SEBS_ENGINE2_ALIAS is not tcp://IP:PORT: {url}"))?;
+        Ok(Engine2Alias {
+            url,
+            dev: var("SEBS_ENGINE2_ALIAS_DEV")?,
+            cidr: format!("{ip}/32"),
+            away: false,
+        })
+    }
+
+    /// Takes the address away.
+    ///
+    /// # Panics
+    ///
+    /// When `ip` fails.
+    pub fn go_away(&mut self) {
+        self.ip(&["blackhole", &self.cidr]);
+        self.away = true;
+    }
+
+    /// Gives the address back.
+    ///
+    /// # Panics
+    ///
+    /// When `ip` fails.
+    pub fn come_back(&mut self) {
+        if self.away {
+            self.ip(&[&self.cidr, "dev", &self.dev]);
+            self.away = false;
+        }
+    }
+
+    fn ip(&self, route: &[&str]) {
+        let out = std::process::Command::new("ip")
+            .args(["route", "replace"])
+            .args(route)
+            .output()
+            .unwrap_or_else(|e| panic!("failed to run ip: {e}"));
+        assert!(
+            out.status.success(),
+            "ip route replace {}: {}",
+            route.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Engine2Alias {
+    fn drop(&mut self) {
+        if self.away {
+            self.come_back();
+        }
+    }
+}
