@@ -10,7 +10,7 @@ use sebs_experiments::run::{run_perf_cost, Experiment};
 use sebs_experiments::{PerfCostSettings, RunType};
 use sebs_package::{find_benchmark, NoDeps, PackageCache};
 use sebs_platform::{Platform, PlatformConfig, HASH_LABEL};
-use sebs_testkit::{trial, Trial, AGENT, ENGINE, ENGINE2};
+use sebs_testkit::{trial, Trial, AGENT, ENGINE, ENGINE2, ROOT};
 use sebs_wire::Language;
 
 use crate::sebs_readers;
@@ -20,7 +20,16 @@ const RUN_KEY: &str = "sebs-local.testrun";
 
 /// The tests of this module, each with what it needs from the machine.
 pub fn trials() -> Vec<Trial> {
-    vec![trial!(a_burst_runs_on_both_engines, ENGINE, ENGINE2, AGENT)]
+    vec![
+        trial!(a_burst_runs_on_both_engines, ENGINE, ENGINE2, AGENT),
+        trial!(
+            an_engine_that_goes_away_mid_run_fails_its_calls_and_the_run_goes_on,
+            ENGINE,
+            ENGINE2,
+            AGENT,
+            ROOT
+        ),
+    ]
 }
 
 /// Removes what a test left on an engine: its containers (by its run label) and the
@@ -83,7 +92,18 @@ impl Leftovers {
     }
 }
 
-async fn a_burst_runs_on_both_engines() {
+/// A platform placing 901.nap's functions on this host's engine and the one at
+/// `second_url` in turn, and what to remove when the test ends.
+struct TwoEngines {
+    platform: Platform,
+    experiment: Experiment,
+    local_url: EngineAddress,
+    leftovers: Leftovers,
+    /// The benchmark's and the package's directories.
+    _dirs: [tempfile::TempDir; 2],
+}
+
+async fn two_engines(second_url: EngineAddress) -> TwoEngines {
     let docker = sebs_testkit::docker().await;
     let agent = sebs_platform::find_agent_binary(None).unwrap();
     let image = sebs_testkit::python_image(&docker).await;
@@ -94,18 +114,13 @@ async fn a_burst_runs_on_both_engines() {
         .insert(TEST_LABEL.0.into(), TEST_LABEL.1.into());
     config.labels.insert(RUN_KEY.into(), run.clone());
     let local_url = EngineAddress::Unix(sebs_container::engine::DEFAULT_SOCKET.into());
-    let second_url = sebs_testkit::engine2_address().unwrap();
     let connect = |address: EngineAddress| async move {
         sebs_container::connect_engine(&address)
             .await
             .unwrap_or_else(|e| panic!("failed to {}", sebs_wire::ErrorChain(&e)))
     };
-    let engines = vec![
-        connect(local_url.clone()).await,
-        connect(second_url.clone()).await,
-    ];
+    let engines = vec![connect(local_url.clone()).await, connect(second_url).await];
     assert!(!engines[1].local, "the second engine counts as remote");
-
     let root = tempfile::tempdir().unwrap();
     crate::write_benchmark(root.path());
     let bench = find_benchmark(root.path(), "901.nap").unwrap();
@@ -130,6 +145,96 @@ async fn a_burst_runs_on_both_engines() {
         input: serde_json::json!({"seconds": 0.1}),
         env: Default::default(),
     };
+    TwoEngines {
+        platform,
+        experiment,
+        local_url,
+        leftovers,
+        _dirs: [root, cache],
+    }
+}
+
+/// Warm calls on both engines; after the warm-up the second engine goes away (for this
+/// test: its address is taken away, so that what is sent there goes unanswered). Each call
+/// there fails within seconds with an error naming the engine, the calls on this host's
+/// engine go on, and the results are written.
+async fn an_engine_that_goes_away_mid_run_fails_its_calls_and_the_run_goes_on() {
+    let mut alias = sebs_testkit::Engine2Alias::new().unwrap();
+    let second_url = sebs_container::EngineAddress::parse_recorded(&alias.url).unwrap();
+    let TwoEngines {
+        platform,
+        experiment,
+        local_url,
+        leftovers,
+        _dirs,
+    } = two_engines(second_url.clone()).await;
+    let settings = PerfCostSettings::parse(
+        r#"{"benchmark": "901.nap", "experiments": ["warm"], "input-size": "test",
+            "repetitions": 3, "concurrent-invocations": 2}"#,
+        false,
+        Path::new("inline.json"),
+    )
+    .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let alias_cell = std::sync::Mutex::new(&mut alias);
+    let report = run_perf_cost(
+        &experiment,
+        &settings,
+        out.path(),
+        &AtomicBool::new(false),
+        &|p| {
+            if p.warm_up {
+                alias_cell.lock().unwrap().go_away();
+            }
+        },
+    )
+    .await;
+    // Back before the containers there are removed.
+    alias.come_back();
+    platform.shutdown().await;
+    let report = report.unwrap();
+
+    let [r] = &report.configurations[..] else {
+        panic!("{} configurations", report.configurations.len())
+    };
+    assert!(r.stopped_early.is_none(), "{:?}", r.stopped_early);
+    assert!(r.valid.len() >= 3, "{} samples", r.valid.len());
+    let (local, second) = (local_url.to_string(), second_url.to_string());
+    assert!(r.engines.values().all(|e| *e == local), "{:?}", r.engines);
+    eprintln!("the run's failures: {:#?}", r.failures);
+    assert!(!r.failures.is_empty());
+    for failure in &r.failures {
+        assert!(
+            failure.starts_with(&format!("on engine {second}: ")),
+            "{failure}"
+        );
+    }
+    let file = out.path().join("perf-cost/warm_results.json");
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(
+        doc["sebs_local"]["engines"].as_object().unwrap().len(),
+        r.valid.len()
+    );
+    sebs_readers::check_results_dir(&report.files);
+    for (url, docker) in &leftovers.engines {
+        assert_eq!(
+            leftovers.containers(docker).await,
+            Vec::<String>::new(),
+            "{url}"
+        );
+    }
+}
+
+async fn a_burst_runs_on_both_engines() {
+    let second_url = sebs_testkit::engine2_address().unwrap();
+    let TwoEngines {
+        platform,
+        experiment,
+        local_url,
+        leftovers,
+        _dirs,
+    } = two_engines(second_url.clone()).await;
     let settings = PerfCostSettings::parse(
         r#"{"benchmark": "901.nap", "experiments": ["burst"], "input-size": "test",
             "repetitions": 4, "concurrent-invocations": 4}"#,
