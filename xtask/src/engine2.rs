@@ -286,7 +286,8 @@ fn launch(s: &Slot) -> Result<(Child, Child)> {
         "dev",
         &vn,
     ])?;
-    ip(&["route", "add", &format!("{alias}/32"), "dev", &vh])?;
+    // replace, not add: a test killed while the alias was away left a blackhole route.
+    ip(&["route", "replace", &format!("{alias}/32"), "dev", &vh])?;
 
     let (data, run) = (s.data_root(), s.run_dir());
     for dir in [&data, &run] {
