@@ -10,9 +10,7 @@ use std::time::Duration;
 
 use sebs_container::testing::{unique_name, TEST_LABEL};
 use sebs_container::transfer::{build_function_image, copy_image, remove_image, FunctionImage};
-use sebs_container::{
-    create_and_start, inspect, remove_labelled, wait_alive, Delivery, Docker, EngineAddress,
-};
+use sebs_container::{create_and_start, inspect, remove_labelled, wait_alive, Delivery, Docker};
 use sebs_testkit::{trial, Trial, ENGINE, ENGINE2};
 
 use crate::support::{Fixture, CASE_LABEL};
