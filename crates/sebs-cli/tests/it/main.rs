@@ -202,6 +202,34 @@ fn curl_post(url: &str, body: &str) -> (u16, String) {
     (status, body)
 }
 
+/// Writes a benchmark `<root>/900.tests/<name>/` in SeBS's format: `input` is input.json
+/// when it is a JSON object, else input.py; returns its directory.
+fn write_benchmark(
+    root: &Path,
+    name: &str,
+    function: &str,
+    input: &str,
+    requirements: Option<&str>,
+) -> PathBuf {
+    let dir = root.join("900.tests").join(name);
+    std::fs::create_dir_all(dir.join("python")).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        r#"{"timeout": 30, "memory": 128, "languages": ["python"], "modules": []}"#,
+    )
+    .unwrap();
+    std::fs::write(dir.join("python/function.py"), function).unwrap();
+    if input.trim_start().starts_with('{') {
+        std::fs::write(dir.join("input.json"), input).unwrap();
+    } else {
+        std::fs::write(dir.join("input.py"), input).unwrap();
+    }
+    if let Some(req) = requirements {
+        std::fs::write(dir.join("python/requirements.txt"), req).unwrap();
+    }
+    dir
+}
+
 fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
     v[key]
         .as_str()
@@ -494,26 +522,16 @@ fn ctrl_c_during_start_leaves_no_container() {
 /// its error, with no container left and no out.json.
 fn a_failing_input_py_fails_start_and_leaves_no_container() {
     let cli = Cli::new();
-    let bench = cli.path("benchmarks/900.tests/930.bad-input");
-    std::fs::create_dir_all(bench.join("python")).unwrap();
-    std::fs::write(
-        bench.join("config.json"),
-        r#"{"timeout": 10, "memory": 128, "languages": ["python"], "modules": []}"#,
-    )
-    .unwrap();
-    std::fs::write(
-        bench.join("python/function.py"),
+    write_benchmark(
+        &cli.path("benchmarks"),
+        "930.bad-input",
         "def handler(event):\n    return {}\n",
-    )
-    .unwrap();
-    std::fs::write(
-        bench.join("input.py"),
         "import time\n\n\
          def generate_input(data_dir, size, benchmarks_bucket, input_paths, output_paths, upload_func, nosql_func):\n\
          \x20   time.sleep(3)\n\
          \x20   raise ValueError('no input today')\n",
-    )
-    .unwrap();
+        None,
+    );
     let out = cli.path("out.json");
     let root = cli.path("benchmarks");
     let run = cli.run(&[
@@ -545,18 +563,13 @@ fn a_failing_input_py_fails_start_and_leaves_no_container() {
 /// planted) has the start's containers removed and the start made again on the new answer.
 fn input_py_is_answered_from_memory_only_for_its_own_text() {
     let cli = Cli::new();
-    let bench = cli.path("benchmarks/900.tests/931.remembered");
-    std::fs::create_dir_all(bench.join("python")).unwrap();
-    std::fs::write(
-        bench.join("config.json"),
-        r#"{"timeout": 10, "memory": 128, "languages": ["python"], "modules": []}"#,
-    )
-    .unwrap();
-    std::fs::write(
-        bench.join("python/function.py"),
+    let bench = write_benchmark(
+        &cli.path("benchmarks"),
+        "931.remembered",
         "def handler(event):\n    return event\n",
-    )
-    .unwrap();
+        "",
+        None,
+    );
     let input_py = |size: u32| {
         let text = format!(
             "def buckets_count():\n    return (0, 0)\n\n\

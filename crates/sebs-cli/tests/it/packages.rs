@@ -13,7 +13,7 @@ use std::process::Command;
 use sebs_testkit::{trial, Trial, ENGINE, PYTHON3};
 use serde_json::Value;
 
-use crate::AGENT;
+use crate::{write_benchmark, AGENT};
 
 /// The tests of this module, each with what it needs from the machine.
 pub fn trials() -> Vec<Trial> {
@@ -96,32 +96,6 @@ fn strip_ansi(text: &str) -> String {
         }
     }
     out
-}
-
-/// Writes a benchmark `<root>/900.tests/<name>/` in SeBS's format.
-fn write_benchmark(
-    root: &Path,
-    name: &str,
-    function: &str,
-    input: &str,
-    requirements: Option<&str>,
-) {
-    let dir = root.join("900.tests").join(name);
-    std::fs::create_dir_all(dir.join("python")).unwrap();
-    std::fs::write(
-        dir.join("config.json"),
-        r#"{"timeout": 30, "memory": 128, "languages": ["python"], "modules": []}"#,
-    )
-    .unwrap();
-    std::fs::write(dir.join("python/function.py"), function).unwrap();
-    if input.trim_start().starts_with('{') {
-        std::fs::write(dir.join("input.json"), input).unwrap();
-    } else {
-        std::fs::write(dir.join("input.py"), input).unwrap();
-    }
-    if let Some(req) = requirements {
-        std::fs::write(dir.join("python/requirements.txt"), req).unwrap();
-    }
 }
 
 /// `sebs-local package` of `bench`, expected to succeed; its JSON report.
