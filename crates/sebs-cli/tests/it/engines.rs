@@ -7,6 +7,9 @@ use sebs_testkit::{trial, Trial, AGENT, ENGINE, ENGINE2, PYTHON3};
 
 use crate::{curl_post, str_of, Cli, RUN_KEY};
 
+/// This host's engine, as the tests name it.
+const LOCAL: &str = "unix:///var/run/docker.sock";
+
 /// The tests of this module, each with what it needs from the machine.
 pub fn trials() -> Vec<Trial> {
     vec![
@@ -73,11 +76,39 @@ impl Second {
         }
     }
 
-    /// Records the package of `out.json`'s first function, whose image the second engine
-    /// built, for removal when the test ends.
-    fn built_from(&self, file: &Value) {
+    /// `cli.start(args)`; the package of out.json's first function, whose image the second
+    /// engine built, is recorded for removal when the test ends.
+    fn start(&self, cli: &Cli, args: &[&str]) -> Value {
+        let file = cli.start(args);
         let hash = str_of(&file["functions"][0], "hash").to_string();
         self.hashes.borrow_mut().push(hash);
+        file
+    }
+
+    /// `start BENCHMARK test OUT --deployments N`, placed on this host's engine and this one
+    /// in turn, with `extra` arguments after them.
+    fn start_on_both(
+        &self,
+        cli: &Cli,
+        benchmark: &str,
+        out: &str,
+        deployments: &str,
+        extra: &[&str],
+    ) -> Value {
+        let mut args = vec![
+            "start",
+            benchmark,
+            "test",
+            out,
+            "--deployments",
+            deployments,
+            "--engine",
+            LOCAL,
+            "--engine",
+            &self.url,
+        ];
+        args.extend_from_slice(extra);
+        self.start(cli, &args)
     }
 
     fn containers(&self) -> Vec<String> {
@@ -137,27 +168,14 @@ impl Drop for Second {
 fn start_places_functions_on_both_engines_and_stop_and_cleanup_leave_nothing() {
     let cli = Cli::new();
     let second = Second::new(&cli);
-    let local = "unix:///var/run/docker.sock";
     let out = cli.path("out.json");
     let out = out.to_str().unwrap();
-    let file = cli.start(&[
-        "start",
-        "000.noop",
-        "test",
-        out,
-        "--deployments",
-        "4",
-        "--engine",
-        local,
-        "--engine",
-        &second.url,
-    ]);
+    let file = second.start_on_both(&cli, "000.noop", out, "4", &[]);
     let functions = file["functions"].as_array().unwrap();
-    second.built_from(&file);
     let instances = file["sebs_local"]["instances"].as_array().unwrap();
     let engines: Vec<&str> = instances.iter().map(|i| str_of(i, "engine")).collect();
     // In turn.
-    assert_eq!(engines, [local, &second.url, local, &second.url], "{file}");
+    assert_eq!(engines, [LOCAL, &second.url, LOCAL, &second.url], "{file}");
     let engine_host = second
         .url
         .trim_start_matches("tcp://")
@@ -217,22 +235,8 @@ fn a_remote_function_s_memory_is_sampled_by_its_agent_and_written_at_stop() {
     let second = Second::new(&cli);
     let out = cli.path("out.json");
     let out = out.to_str().unwrap();
-    let file = cli.start(&[
-        "start",
-        "000.noop",
-        "test",
-        out,
-        "--deployments",
-        "2",
-        "--engine",
-        "unix:///var/run/docker.sock",
-        "--engine",
-        &second.url,
-        "--measure-interval",
-        "10",
-    ]);
+    let file = second.start_on_both(&cli, "000.noop", out, "2", &["--measure-interval", "10"]);
     let functions = file["functions"].as_array().unwrap();
-    second.built_from(&file);
     let instances = file["sebs_local"]["instances"].as_array().unwrap();
     let remote = instances
         .iter()
@@ -336,7 +340,6 @@ fn functions_on_both_engines_read_and_write_the_stores_of_this_host() {
     let mut second = Second::new(&cli);
     // `invoke` builds 220.prefix there; its out.json is gone when the test ends.
     second.benchmarks.push("220.prefix");
-    let local = "unix:///var/run/docker.sock";
     let nosql = format!("{}-nosql", cli.store_prefix);
     let object = format!("{}-object", cli.store_prefix);
 
@@ -344,23 +347,11 @@ fn functions_on_both_engines_read_and_write_the_stores_of_this_host() {
     // of the table input.py filled.
     let out = cli.path("out.json");
     let out = out.to_str().unwrap();
-    let file = cli.start(&[
-        "start",
-        "230.cart",
-        "test",
-        out,
-        "--deployments",
-        "2",
-        "--engine",
-        local,
-        "--engine",
-        &second.url,
-    ]);
+    let file = second.start_on_both(&cli, "230.cart", out, "2", &[]);
     let functions = file["functions"].as_array().unwrap();
-    second.built_from(&file);
     let instances = file["sebs_local"]["instances"].as_array().unwrap();
     let engines: Vec<&str> = instances.iter().map(|i| str_of(i, "engine")).collect();
-    assert_eq!(engines, [local, &second.url], "{file}");
+    assert_eq!(engines, [LOCAL, &second.url], "{file}");
     let input = file["inputs"][0].clone();
     let cart = input["cart"].as_str().unwrap().to_string();
     for (f, engine) in functions.iter().zip(&engines) {
@@ -444,8 +435,7 @@ fn a_tls_engine_runs_functions_and_refuses_clients_it_does_not_trust() {
     // The engine's own directory, in the URL.
     let out = cli.path("out.json");
     let out = out.to_str().unwrap();
-    let file = cli.start(&["start", "000.noop", "test", out, "--engine", &url]);
-    second.built_from(&file);
+    let file = second.start(&cli, &["start", "000.noop", "test", out, "--engine", &url]);
     let instance = &file["sebs_local"]["instances"][0];
     assert_eq!(str_of(instance, "engine"), url, "{file}");
     let (status, body) = curl_post(str_of(&file["functions"][0], "url"), "{}");
