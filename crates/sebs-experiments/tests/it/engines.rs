@@ -1,13 +1,12 @@
 //! perf-cost across two engines: this host's and the second engine, which sees none of this
 //! host's files and is reached over TCP (see `cargo xtask test`).
 
-use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
 use sebs_container::testing::TEST_LABEL;
 use sebs_container::EngineAddress;
 use sebs_experiments::run::{run_perf_cost, Experiment};
-use sebs_experiments::{PerfCostSettings, RunType};
+use sebs_experiments::RunType;
 use sebs_package::{find_benchmark, NoDeps, PackageCache};
 use sebs_platform::{Platform, PlatformConfig, HASH_LABEL};
 use sebs_testkit::{trial, Trial, AGENT, ENGINE, ENGINE2, ROOT};
@@ -41,14 +40,18 @@ struct Leftovers {
 }
 
 impl Leftovers {
-    /// The test's containers still on the engine at `url`, running or not.
-    async fn containers(&self, docker: &sebs_container::Docker) -> Vec<String> {
-        sebs_container::list_labelled(docker, &[(RUN_KEY, self.run.as_str())])
-            .await
-            .unwrap()
-            .into_iter()
-            .filter_map(|c| c.id)
-            .collect()
+    /// Asserts that none of the test's containers, running or not, is on either engine.
+    async fn assert_none(&self) {
+        for (url, docker) in &self.engines {
+            let left: Vec<String> =
+                sebs_container::list_labelled(docker, &[(RUN_KEY, self.run.as_str())])
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .filter_map(|c| c.id)
+                    .collect();
+            assert_eq!(left, Vec::<String>::new(), "{url}");
+        }
     }
 }
 
@@ -168,13 +171,10 @@ async fn an_engine_that_goes_away_mid_run_fails_its_calls_and_the_run_goes_on() 
         leftovers,
         _dirs,
     } = two_engines(second_url.clone()).await;
-    let settings = PerfCostSettings::parse(
+    let settings = crate::inline_settings(
         r#"{"benchmark": "901.nap", "experiments": ["warm"], "input-size": "test",
             "repetitions": 3, "concurrent-invocations": 2}"#,
-        false,
-        Path::new("inline.json"),
-    )
-    .unwrap();
+    );
     let out = tempfile::tempdir().unwrap();
     let alias_cell = std::sync::Mutex::new(&mut alias);
     let report = run_perf_cost(
@@ -217,13 +217,7 @@ async fn an_engine_that_goes_away_mid_run_fails_its_calls_and_the_run_goes_on() 
         r.valid.len()
     );
     sebs_readers::check_results_dir(&report.files);
-    for (url, docker) in &leftovers.engines {
-        assert_eq!(
-            leftovers.containers(docker).await,
-            Vec::<String>::new(),
-            "{url}"
-        );
-    }
+    leftovers.assert_none().await;
 }
 
 async fn a_burst_runs_on_both_engines() {
@@ -235,13 +229,10 @@ async fn a_burst_runs_on_both_engines() {
         leftovers,
         _dirs,
     } = two_engines(second_url.clone()).await;
-    let settings = PerfCostSettings::parse(
+    let settings = crate::inline_settings(
         r#"{"benchmark": "901.nap", "experiments": ["burst"], "input-size": "test",
             "repetitions": 4, "concurrent-invocations": 4}"#,
-        false,
-        Path::new("inline.json"),
-    )
-    .unwrap();
+    );
     let out = tempfile::tempdir().unwrap();
     let report = run_perf_cost(
         &experiment,
@@ -290,13 +281,6 @@ async fn a_burst_runs_on_both_engines() {
         assert!(recorded.values().any(|e| e == url), "{recorded:?}");
     }
     sebs_readers::check_results_dir(&report.files);
-
     // Nothing of the run is left on either engine.
-    for (url, docker) in &leftovers.engines {
-        assert_eq!(
-            leftovers.containers(docker).await,
-            Vec::<String>::new(),
-            "{url}"
-        );
-    }
+    leftovers.assert_none().await;
 }

@@ -23,6 +23,12 @@ fn trials() -> Vec<Trial> {
     vec![trial!(all_four_modes_on_real_containers, ENGINE, AGENT)]
 }
 
+/// perf-cost settings written inline in a test (SeBS's experiment JSON, or its perf-cost
+/// block alone), named `inline.json` in errors.
+pub(crate) fn inline_settings(json: &str) -> PerfCostSettings {
+    PerfCostSettings::parse(json, false, Path::new("inline.json")).unwrap()
+}
+
 /// `900.tests/901.nap`: sleeps for the input's `seconds` and says how long it slept.
 pub(crate) fn write_benchmark(root: &Path) {
     let dir = root.join("900.tests/901.nap");
@@ -93,14 +99,11 @@ async fn all_four_modes_on_real_containers() {
         env: Default::default(),
     };
 
-    let settings = PerfCostSettings::parse(
+    let settings = inline_settings(
         r#"{"benchmark": "901.nap", "experiments": ["cold", "warm", "burst", "sequential"],
             "input-size": "test", "repetitions": 8, "concurrent-invocations": 8, "memory-sizes": [192],
             "tmp-size": 128, "pids-limit": 512}"#,
-        false,
-        Path::new("inline.json"),
-    )
-    .unwrap();
+    );
     let out = tempfile::tempdir().unwrap();
     let report = run_perf_cost(
         &experiment,

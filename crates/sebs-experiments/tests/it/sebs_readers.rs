@@ -41,7 +41,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sebs_experiments::results::{self, python_float};
-use sebs_experiments::{ConfigurationResult, PerfCostSettings, RunType};
+use sebs_experiments::{ConfigurationResult, RunType};
 use sebs_trigger::{
     ExecutionBilling, ExecutionResult, ExecutionStats, ExecutionTimes, ProviderTimes,
 };
@@ -307,15 +307,12 @@ fn write_all(dir: &Path, config: &Value, results: &[ConfigurationResult]) -> Vec
 }
 
 fn result_files_read_as_sebs_reads_them() {
-    let settings = PerfCostSettings::parse(
+    let settings = crate::inline_settings(
         r#"{"experiments": {"update_code": false, "update_storage": false, "download_results": false,
              "architecture": "x64", "runtime": {"language": "python", "version": "3.11"},
              "perf-cost": {"benchmark": "901.nap", "experiments": ["cold", "warm"], "input-size": "test",
                "repetitions": 3, "concurrent-invocations": 3, "memory-sizes": [256, 512]}}}"#,
-        false,
-        Path::new("inline.json"),
-    )
-    .unwrap();
+    );
     let config = settings.sebs_experiment_config(sebs_platform::host_architecture());
 
     // With memory sizes: four files named by size, rows saying so.
@@ -402,13 +399,10 @@ fn result_files_read_as_sebs_reads_them() {
 }
 
 fn the_rules_catch_what_sebs_would_fail_on() {
-    let settings = PerfCostSettings::parse(
+    let settings = crate::inline_settings(
         r#"{"benchmark": "901.nap", "experiments": ["cold"], "input-size": "test",
             "repetitions": 3, "concurrent-invocations": 3}"#,
-        false,
-        Path::new("inline.json"),
-    )
-    .unwrap();
+    );
     let config = settings.sebs_experiment_config("x64");
     let good = results::document(&configuration(RunType::Cold, None), &config);
     assert!(sebs_reads("cold_results.json", &good, true).is_ok());
