@@ -412,14 +412,9 @@ async fn invoke(state: &Arc<State>, head: &Head<'_>, body: RequestBody) -> Answe
 /// An error answer as raw bytes, for a connection the agent writes to directly (a worker
 /// that held it was stopped mid-call).
 pub(crate) fn raw_error(state: &State, answer: &ErrorAnswer) -> Vec<u8> {
-    let date = httpdate::fmt_http_date(std::time::SystemTime::now());
-    let instance = Some(state.instance()).filter(|i| !i.is_empty());
-    sebs_wire::handoff::http_answer(
-        answer.kind.status(),
-        instance,
-        &date,
-        &sebs_wire::handoff::error_body(answer),
-    )
+    let status =
+        StatusCode::from_u16(answer.kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    raw_answer(state, &error(status, answer.clone()))
 }
 
 /// Serves a connection with hyper over HTTP/1.1 keep-alive until it closes: the requests
