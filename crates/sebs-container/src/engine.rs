@@ -17,6 +17,23 @@ const REQUEST_TIMEOUT_SECS: u64 = 120;
 /// How long the first ping may take: an engine that is up answers in milliseconds.
 const PING_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a short control call (inspect, stop, remove, list) may go unanswered: an engine
+/// that is up answers those within a second or two, even loaded; one that went away after
+/// we connected (its host off the network) would otherwise hold each for
+/// `REQUEST_TIMEOUT_SECS`. Image copies and builds, and log streams, keep bollard's bound.
+pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `call`, a short control call to an engine, given [`CONTROL_TIMEOUT`] and `extra` (e.g. a
+/// stop's grace) to answer; past that it fails as bollard's own timeout does.
+pub(crate) async fn control<T>(
+    extra: Duration,
+    call: impl std::future::Future<Output = Result<T, bollard::errors::Error>>,
+) -> Result<T, bollard::errors::Error> {
+    tokio::time::timeout(CONTROL_TIMEOUT + extra, call)
+        .await
+        .unwrap_or(Err(bollard::errors::Error::RequestTimeoutError))
+}
+
 /// The query of a `tcp://` address naming the directory of its TLS files (`ca.pem`,
 /// `cert.pem`, `key.pem`), for one engine: `tcp://HOST:PORT?cert-path=DIR`.
 pub const CERT_PATH_QUERY: &str = "cert-path";

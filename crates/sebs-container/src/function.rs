@@ -19,7 +19,7 @@ use futures_util::StreamExt;
 use sebs_wire::AgentSettings;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::engine::ConnectError;
+use crate::engine::{control, ConnectError, CONTROL_TIMEOUT};
 
 /// The label every container of ours carries, so cleanup can find them all.
 pub const OWNER_LABEL: (&str, &str) = ("sebs-local", "1");
@@ -68,6 +68,15 @@ pub enum ContainerError {
         container: String,
         path: PathBuf,
         reason: String,
+    },
+    #[error(
+        "{action} container {container}: its engine did not answer within {:?} (has it gone \
+         away?)",
+        CONTROL_TIMEOUT
+    )]
+    Unanswered {
+        container: String,
+        action: &'static str,
     },
     #[error("{action} container {container}")]
     Engine {
@@ -128,6 +137,12 @@ impl ContainerError {
         action: &'static str,
         e: bollard::errors::Error,
     ) -> Self {
+        if let bollard::errors::Error::RequestTimeoutError = e {
+            return ContainerError::Unanswered {
+                container: container.to_string(),
+                action,
+            };
+        }
         if let bollard::errors::Error::DockerResponseServerError {
             status_code,
             message,
@@ -702,8 +717,7 @@ pub struct ContainerState {
 }
 
 pub async fn inspect_state(docker: &Docker, id: &str) -> Result<ContainerState, ContainerError> {
-    let info = docker
-        .inspect_container(id, None)
+    let info = control(Duration::ZERO, docker.inspect_container(id, None))
         .await
         .map_err(|e| ContainerError::from_engine(id, "inspect", e))?;
     let state = info.state.unwrap_or_default();
@@ -725,8 +739,7 @@ pub async fn inspect(
     docker: &Docker,
     id: &str,
 ) -> Result<ContainerInspectResponse, ContainerError> {
-    docker
-        .inspect_container(id, None)
+    control(Duration::ZERO, docker.inspect_container(id, None))
         .await
         .map_err(|e| ContainerError::from_engine(id, "inspect", e))
 }
@@ -748,10 +761,12 @@ pub async fn network_address(
 
 /// Kills the container's main process with SIGKILL, as an OOM kill or `docker kill` would.
 pub async fn kill(docker: &Docker, id: &str) -> Result<(), ContainerError> {
-    docker
-        .kill_container(id, None::<KillContainerOptions>)
-        .await
-        .map_err(|e| ContainerError::from_engine(id, "kill", e))
+    control(
+        Duration::ZERO,
+        docker.kill_container(id, None::<KillContainerOptions>),
+    )
+    .await
+    .map_err(|e| ContainerError::from_engine(id, "kill", e))
 }
 
 /// One reading of the engine's stats stream of a container.
@@ -801,8 +816,7 @@ pub fn memory_stats(
 pub async fn stop(docker: &Docker, id: &str, grace: Duration) -> Result<(), ContainerError> {
     let secs = i32::try_from(grace.as_secs()).unwrap_or(i32::MAX);
     let options = StopContainerOptionsBuilder::default().t(secs).build();
-    docker
-        .stop_container(id, Some(options))
+    control(grace, docker.stop_container(id, Some(options)))
         .await
         .map_err(|e| ContainerError::from_engine(id, "stop", e))
 }
@@ -813,8 +827,7 @@ pub async fn remove(docker: &Docker, id: &str, force: bool) -> Result<(), Contai
         .force(force)
         .v(true)
         .build();
-    docker
-        .remove_container(id, Some(options))
+    control(Duration::ZERO, docker.remove_container(id, Some(options)))
         .await
         .map_err(|e| ContainerError::from_engine(id, "remove", e))
 }
@@ -849,8 +862,7 @@ pub async fn update_resources(
         nano_cpus: nano_cpus.map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
         ..Default::default()
     };
-    docker
-        .update_container(id, body)
+    control(Duration::ZERO, docker.update_container(id, body))
         .await
         .map_err(|e| match e {
             bollard::errors::Error::DockerResponseServerError {
@@ -877,8 +889,7 @@ pub async fn list_labelled(
         .all(true)
         .filters(&filters)
         .build();
-    docker
-        .list_containers(Some(options))
+    control(Duration::ZERO, docker.list_containers(Some(options)))
         .await
         .map_err(|e| ContainerError::from_engine("(all)", "list", e))
 }

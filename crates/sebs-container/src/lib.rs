@@ -44,7 +44,8 @@ pub use binaries::{find_static_binary, host_triple, BinaryError, AGENT_BINARY, A
 pub use bollard::Docker;
 pub use engine::{
     connect, connect_engine, connect_to, engine_address, engine_addresses, info, tls_files,
-    ConnectError, Engine, EngineAddress, EngineInfo, TlsDefaults, CERT_PATH_QUERY, ENGINES_ENV,
+    ConnectError, Engine, EngineAddress, EngineInfo, TlsDefaults, CERT_PATH_QUERY, CONTROL_TIMEOUT,
+    ENGINES_ENV,
 };
 pub use function::{
     create_and_start, inspect, inspect_state, kill, list_labelled, logs, memory_stats,

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use bollard::query_parameters::{
     BuildImageOptionsBuilder, ImportImageOptionsBuilder, RemoveImageOptionsBuilder,
@@ -16,6 +17,7 @@ use bollard::Docker;
 use bytes::Bytes;
 use futures_util::StreamExt;
 
+use crate::engine::control;
 use crate::function::owned_labels;
 
 /// The Dockerfile's name in a build context (beside `agent` and `function/`).
@@ -205,7 +207,7 @@ pub async fn image_present(
     engine: &str,
     image: &str,
 ) -> Result<bool, TransferError> {
-    match docker.inspect_image(image).await {
+    match control(Duration::ZERO, docker.inspect_image(image)).await {
         Ok(_) => Ok(true),
         Err(bollard::errors::Error::DockerResponseServerError {
             status_code: 404, ..
@@ -229,23 +231,26 @@ pub async fn labelled_images(
     let options = bollard::query_parameters::ListImagesOptionsBuilder::default()
         .filters(&HashMap::from([("label", vec![filter.as_str()])]))
         .build();
-    let images =
-        docker
-            .list_images(Some(options))
-            .await
-            .map_err(|source| TransferError::Engine {
-                image: filter.clone(),
-                engine: engine.to_string(),
-                action: "list",
-                source,
-            })?;
+    let images = control(Duration::ZERO, docker.list_images(Some(options)))
+        .await
+        .map_err(|source| TransferError::Engine {
+            image: filter.clone(),
+            engine: engine.to_string(),
+            action: "list",
+            source,
+        })?;
     Ok(images.into_iter().flat_map(|i| i.repo_tags).collect())
 }
 
 /// Removes an image of ours from an engine; one that is not there counts as removed.
 pub async fn remove_image(docker: &Docker, engine: &str, image: &str) -> Result<(), TransferError> {
     let options = RemoveImageOptionsBuilder::default().force(true).build();
-    match docker.remove_image(image, Some(options), None).await {
+    match control(
+        Duration::ZERO,
+        docker.remove_image(image, Some(options), None),
+    )
+    .await
+    {
         Ok(_)
         | Err(bollard::errors::Error::DockerResponseServerError {
             status_code: 404, ..

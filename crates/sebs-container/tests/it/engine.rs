@@ -19,6 +19,10 @@ pub fn trials() -> Vec<Trial> {
             ENGINE,
             ENGINE2
         ),
+        trial!(
+            control_calls_to_an_engine_that_went_away_fail_within_their_bound,
+            ENGINE2
+        ),
     ]
 }
 
@@ -131,4 +135,92 @@ async fn pid_address_memory_and_kill_of_a_container() {
         assert!(matches!(e, ContainerError::NotFound { .. }), "{e}");
     })
     .await;
+}
+
+/// A relay on loopback to the second engine that can go silent: from then on it forwards
+/// nothing either way and answers no new connection, but closes none, as a host that went
+/// off the network after we connected (a blackhole route would not do: the kernel fails a
+/// send there at once, and the client retries on a new connection, which fails at once).
+struct SilentRelay {
+    address: std::net::SocketAddr,
+    silent: tokio::sync::watch::Sender<bool>,
+}
+
+impl SilentRelay {
+    async fn to(engine: String) -> SilentRelay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (silent, watch) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            // Held open once silent, so that nothing is closed.
+            let mut held = Vec::new();
+            while let Ok((mut client, _)) = listener.accept().await {
+                let now_silent = *watch.borrow();
+                if now_silent {
+                    held.push(client);
+                    continue;
+                }
+                let (engine, mut watch) = (engine.clone(), watch.clone());
+                tokio::spawn(async move {
+                    let Ok(mut upstream) = tokio::net::TcpStream::connect(&engine).await else {
+                        return;
+                    };
+                    let went_silent = async move {
+                        let silent = watch.wait_for(|silent| *silent).await.is_ok();
+                        silent
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
+                        true = went_silent => std::future::pending::<()>().await,
+                    }
+                });
+            }
+        });
+        SilentRelay { address, silent }
+    }
+
+    fn go_silent(&self) {
+        self.silent.send_replace(true);
+    }
+}
+
+/// An engine that went away after we connected leaves every control call unanswered: each
+/// fails within its bound ([`sebs_container::CONTROL_TIMEOUT`], plus a stop's grace), where
+/// bollard alone would wait 120 s per call.
+async fn control_calls_to_an_engine_that_went_away_fail_within_their_bound() {
+    use std::time::{Duration, Instant};
+    let engine = sebs_testkit::engine2_address().unwrap();
+    let relay = SilentRelay::to(engine.tcp_host().unwrap().to_string()).await;
+    let address = sebs_container::EngineAddress::Tcp(relay.address.to_string());
+    let docker = sebs_container::connect_to(&address).await.unwrap();
+    let label = [("sebs-local.test", "1")];
+    sebs_container::list_labelled(&docker, &label)
+        .await
+        .unwrap();
+    relay.go_silent();
+    let id = "sebs-local-test-no-such-container";
+    let began = Instant::now();
+    let (inspected, stopped, removed, listed) = tokio::join!(
+        inspect_state(&docker, id),
+        sebs_container::stop(&docker, id, Duration::from_secs(1)),
+        remove(&docker, id, true),
+        sebs_container::list_labelled(&docker, &label),
+    );
+    let took = began.elapsed();
+    let outcomes = [
+        ("inspect", inspected.err()),
+        ("stop", stopped.err()),
+        ("remove", removed.err()),
+        ("list", listed.err()),
+    ];
+    for (what, e) in outcomes {
+        let e = e.unwrap_or_else(|| panic!("{what} worked on an engine that went away"));
+        assert!(
+            matches!(e, ContainerError::Unanswered { .. }),
+            "{what}: {}",
+            sebs_wire::ErrorChain(&e)
+        );
+        assert!(e.to_string().contains("did not answer within"), "{e}");
+    }
+    assert!(took < Duration::from_secs(60), "took {took:?}");
 }
