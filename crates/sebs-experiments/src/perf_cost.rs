@@ -120,6 +120,9 @@ pub struct ConfigurationResult {
     pub stopped_early: Option<String>,
     /// The sandbox the function's containers ran in, when the target knows it.
     pub sandbox: Option<sebs_platform::SandboxRecord>,
+    /// The engines that failed to take a container by the configuration's end (placements
+    /// then went to the others), each with its first failure.
+    pub engine_failures: BTreeMap<String, String>,
 }
 
 impl ConfigurationResult {
@@ -186,6 +189,7 @@ pub async fn run_configuration<T: Target>(
         batch_times: Vec::new(),
         stopped_early: None,
         sandbox: None,
+        engine_failures: BTreeMap::new(),
     };
     let forces_cold = matches!(run_type, RunType::Cold | RunType::Burst);
     if run_type == RunType::Sequential {

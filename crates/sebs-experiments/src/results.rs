@@ -7,7 +7,8 @@
 //! so that SeBS's `experiment process` and `experiment statistics` read ours; our own
 //! `sebs_local` block adds the function's limits, the sandbox it ran in
 //! ([`sebs_platform::SandboxRecord`]) and the engine that served each invocation (`engines`,
-//! under the keys of `_invocations`; `incorrect_engines`, in the order of `incorrect`). `result.csv` has the rows SeBS's `process` writes from
+//! under the keys of `_invocations`; `incorrect_engines`, in the order of `incorrect`;
+//! `engine_failures`, the engines placements passed over, each with its first failure). `result.csv` has the rows SeBS's `process` writes from
 //! these files.
 
 use std::collections::BTreeMap;
@@ -110,6 +111,7 @@ pub fn document(result: &ConfigurationResult, experiment_config: &Value) -> Valu
             "function": result.function.as_ref().map(function),
             "engines": engines,
             "incorrect_engines": incorrect_engines,
+            "engine_failures": result.engine_failures,
         },
     })
 }
@@ -264,6 +266,7 @@ mod tests {
             incorrect: vec![sample("c", false, 900)],
             failures: vec!["boom".into()],
             engines: Default::default(),
+            engine_failures: Default::default(),
             cold_count: 2,
             begin_time: 1.0,
             end_time: 2.0,

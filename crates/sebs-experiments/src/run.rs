@@ -112,6 +112,8 @@ pub async fn run_perf_cost(
                 result.function_memory_mb = config.memory_mb;
                 result.function = Some(config.clone());
                 result.sandbox = Some(experiment.platform.sandbox_of(&config));
+                result.engine_failures =
+                    experiment.platform.engine_failures().into_iter().collect();
                 for line in statistics_lines(&result) {
                     tracing::info!("{line}");
                 }

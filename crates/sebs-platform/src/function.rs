@@ -308,6 +308,8 @@ pub enum PlatformError {
     },
     #[error("a remote engine reached over a Unix socket ({engine}) has no host address to publish function {function} on; reach it over tcp://")]
     NoEngineHost { function: String, engine: String },
+    #[error("place function {function} on the docker engine at {engine}: it failed to take another container a moment ago")]
+    EngineFailed { function: String, engine: String },
     #[error("free host port {port} of container {container}")]
     ReleasePort {
         container: String,
@@ -383,6 +385,20 @@ pub struct Platform {
     /// Per engine index, variables over the function's own (e.g. where a remote engine's
     /// functions reach the stores); set once the storage is known, after the engines.
     engine_env: Arc<Mutex<BTreeMap<usize, BTreeMap<String, String>>>>,
+    /// Per engine index, the engines that failed to take a container: why (the first
+    /// failure, reported once), and whether placements pass it over now.
+    failed: Arc<Mutex<BTreeMap<usize, EngineFailure>>>,
+}
+
+/// An engine that failed to take a container.
+#[derive(Debug, Clone)]
+struct EngineFailure {
+    /// The first failure, as one line.
+    reason: String,
+    /// Placements try it only after every other engine (until it takes one again).
+    passed_over: bool,
+    /// How often it failed.
+    times: usize,
 }
 
 /// Counts a create request as abandoned unless it is [`CreateWatch::finish`]ed.
@@ -439,6 +455,7 @@ impl Platform {
             publish: Arc::new(publish),
             abandoned_creates: Arc::default(),
             engine_env: Arc::default(),
+            failed: Arc::default(),
         }
     }
 
@@ -459,6 +476,7 @@ impl Platform {
             self.ports = PortLeases::new(local, self.config.ports.clone());
             self.shipped = Arc::new(engines.iter().map(|_| Default::default()).collect());
             self.engines = Arc::new(engines);
+            self.failed = Arc::default();
         }
         self
     }
@@ -655,16 +673,116 @@ impl Platform {
         }
     }
 
-    /// Starts a container for `l` and waits until it answers.
+    /// The engines that failed to take a container, each with its first failure (as one
+    /// line), in the order of [`Platform::engines`].
+    pub fn engine_failures(&self) -> Vec<(String, String)> {
+        self.failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(&i, f)| (self.engines[i].address.to_string(), f.reason.clone()))
+            .collect()
+    }
+
+    /// Starts a container for `l` and waits until it answers: on its engine, else (when that
+    /// one fails for any reason but the function's configuration) on the next in turn, until
+    /// one takes it. An engine that failed is reported once and tried after all the others
+    /// from then on, until it takes a container again.
     async fn launch(&self, l: &Launch<'_>) -> Result<Function, PlatformError> {
         l.config.check()?;
+        let first = l.engine.unwrap_or_else(|| {
+            self.next_engine.fetch_add(1, Ordering::SeqCst) % self.engines.len()
+        });
+        let order = self.placement_order(first);
+        let (&last, before) = order.split_last().unwrap_or((&first, &[]));
+        for &index in before {
+            match self.launch_on(l, index).await {
+                Ok(function) => {
+                    self.engine_took(index);
+                    return Ok(function);
+                }
+                Err(e) if e.is_bad_config() => return Err(e),
+                Err(e) => self.engine_failed(index, l.name, &e),
+            }
+        }
+        let outcome = self.launch_on(l, last).await;
+        match &outcome {
+            Ok(_) => self.engine_took(last),
+            Err(e) if e.is_bad_config() || self.engines.len() == 1 => {}
+            Err(e) => self.engine_failed(last, l.name, e),
+        }
+        outcome
+    }
+
+    /// Every engine once, from `first` on in turn: those that took their last container
+    /// first, then those that failed.
+    fn placement_order(&self, first: usize) -> Vec<usize> {
+        let n = self.engines.len();
+        let failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        let passed_over = |i: &usize| failed.get(i).is_some_and(|f| f.passed_over);
+        let turn = (0..n).map(|k| (first + k) % n);
+        let (later, now): (Vec<usize>, Vec<usize>) = turn.partition(passed_over);
+        now.into_iter().chain(later).collect()
+    }
+
+    /// Notes that engine `index` failed to take a container of `function`; the first
+    /// failure of each engine is reported.
+    fn engine_failed(&self, index: usize, function: &str, e: &PlatformError) {
+        let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        match failed.get_mut(&index) {
+            Some(f) => {
+                f.passed_over = true;
+                f.times += 1;
+            }
+            None => {
+                let reason = sebs_wire::ErrorChain(e).to_string();
+                tracing::error!(
+                    engine = %self.engines[index].address,
+                    "the docker engine at {} failed to take a container of function {function}; \
+                     placing on the other engines, and on it only when they fail: failed to \
+                     {reason}",
+                    self.engines[index].address,
+                );
+                failed.insert(
+                    index,
+                    EngineFailure {
+                        reason,
+                        passed_over: true,
+                        times: 1,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Notes that engine `index` took a container: one that failed before is placed on in
+    /// turn again.
+    fn engine_took(&self, index: usize) {
+        let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = failed.get_mut(&index).filter(|f| f.passed_over) {
+            f.passed_over = false;
+            tracing::info!(
+                "the docker engine at {} takes containers again",
+                self.engines[index].address
+            );
+        }
+    }
+
+    /// How often engine `index` failed to take a container.
+    fn failures_of(&self, index: usize) -> usize {
+        self.failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&index)
+            .map_or(0, |f| f.times)
+    }
+
+    /// Starts a container for `l` on engine `index` and waits until it answers.
+    async fn launch_on(&self, l: &Launch<'_>, index: usize) -> Result<Function, PlatformError> {
         let start_err = |source| PlatformError::Start {
             function: l.name.to_string(),
             source,
         };
-        let index = l.engine.unwrap_or_else(|| {
-            self.next_engine.fetch_add(1, Ordering::SeqCst) % self.engines.len()
-        });
         let engine = &self.engines[index];
         let placed = if !engine.local {
             self.place_remote(l, index).await?
@@ -813,9 +931,19 @@ impl Platform {
             &l.hash[..l.hash.len().min(16)],
             agent_id(&self.config.agent_binary)
         );
+        let failures = self.failures_of(index);
         let mut shipped = self.shipped[index].lock().await;
         if shipped.contains(&tag) {
             return Ok(tag);
+        }
+        // A placement that waited for the lock while the engine failed for another (e.g.
+        // it went away: each call there waits for its bound) does not wait for it to fail
+        // again, when another engine may take it.
+        if self.failures_of(index) > failures && self.engines.len() > 1 {
+            return Err(PlatformError::EngineFailed {
+                function: l.name.to_string(),
+                engine: name,
+            });
         }
         let present = |image: &str| {
             let (docker, image, name) = (engine.docker.clone(), image.to_string(), name.clone());

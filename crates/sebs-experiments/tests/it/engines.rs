@@ -28,6 +28,13 @@ pub fn trials() -> Vec<Trial> {
             AGENT,
             ROOT
         ),
+        trial!(
+            a_burst_places_past_an_engine_gone_before_it,
+            ENGINE,
+            ENGINE2,
+            AGENT,
+            ROOT
+        ),
     ]
 }
 
@@ -282,5 +289,57 @@ async fn a_burst_runs_on_both_engines() {
     }
     sebs_readers::check_results_dir(&report.files);
     // Nothing of the run is left on either engine.
+    leftovers.assert_none().await;
+}
+
+/// A burst across both engines whose second went away before it (for this test: this
+/// host's route to its alias became a blackhole): every container goes to this host's
+/// engine, every sample is valid, and the results name the gone engine once, with why.
+async fn a_burst_places_past_an_engine_gone_before_it() {
+    let mut alias = sebs_testkit::Engine2Alias::new().unwrap();
+    let second_url = sebs_container::EngineAddress::parse_recorded(&alias.url).unwrap();
+    let TwoEngines {
+        platform,
+        experiment,
+        local_url,
+        leftovers,
+        _dirs,
+    } = two_engines(second_url.clone()).await;
+    let settings = crate::inline_settings(
+        r#"{"benchmark": "901.nap", "experiments": ["burst"], "input-size": "test",
+            "repetitions": 4, "concurrent-invocations": 4}"#,
+    );
+    let out = tempfile::tempdir().unwrap();
+    alias.go_away();
+    let report = run_perf_cost(
+        &experiment,
+        &settings,
+        out.path(),
+        &AtomicBool::new(false),
+        &|_| {},
+    )
+    .await;
+    alias.come_back();
+    platform.shutdown().await;
+    let report = report.unwrap();
+
+    let [r] = &report.configurations[..] else {
+        panic!("{} configurations", report.configurations.len())
+    };
+    assert!(r.stopped_early.is_none(), "{:?}", r.stopped_early);
+    assert!(r.failures.is_empty(), "{:?}", r.failures);
+    assert!(r.valid.len() >= 4, "{} samples", r.valid.len());
+    let (local, second) = (local_url.to_string(), second_url.to_string());
+    assert!(r.valid.iter().all(|v| v.stats.cold_start));
+    assert!(r.engines.values().all(|e| *e == local), "{:?}", r.engines);
+    assert_eq!(r.engines.len(), r.valid.len());
+    let file = out.path().join("perf-cost/burst_results.json");
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let failed = doc["sebs_local"]["engine_failures"].as_object().unwrap();
+    assert_eq!(failed.keys().collect::<Vec<_>>(), [&second], "{failed:?}");
+    let why = failed[&second].as_str().unwrap();
+    assert!(why.contains(&second), "{why}");
+    sebs_readers::check_results_dir(&report.files);
     leftovers.assert_none().await;
 }

@@ -288,6 +288,7 @@ fn configuration(run_type: RunType, memory_mb: Option<u64>) -> ConfigurationResu
         incorrect: vec![sample("d-4", !cold, 900, 0.0003)],
         failures: vec!["failed to reach the function".into()],
         engines: Default::default(),
+        engine_failures: Default::default(),
         cold_count: if cold { 3 } else { 0 },
         begin_time: 1_700_000_000.25,
         end_time: 1_700_000_010.5,

@@ -91,6 +91,7 @@ pub fn configuration(
         incorrect: Vec::new(),
         failures: Vec::new(),
         engines: Default::default(),
+        engine_failures: Default::default(),
         cold_count: if cold { n } else { 0 },
         begin_time: 1_795_944_000.0,
         end_time: 1_795_944_083.0,
