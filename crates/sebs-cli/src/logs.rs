@@ -27,12 +27,27 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
     let tail = args.tail.unwrap_or(i64::MAX as usize);
     let mut exit = Exit::Ok;
     let mut stdout = std::io::stdout().lock();
+    // An engine that cannot be reached is reported once; the others' logs are printed.
+    let mut unreachable = std::collections::BTreeSet::new();
     for instance in &file.sebs_local.instances {
         let id = &instance.instance_id;
-        let docker = platform.docker_for(instance.engine.as_deref()).await.exit(
-            Exit::Environment,
-            "failed to reach the engine of a container",
-        )?;
+        let engine = instance.engine.as_deref();
+        if engine.is_some_and(|url| unreachable.contains(url)) {
+            continue;
+        }
+        let docker = match platform.docker_for(engine).await {
+            Ok(docker) => docker,
+            Err(e) => {
+                tracing::error!(
+                    "no logs of the containers on the docker engine at {}: failed to {}",
+                    engine.unwrap_or("DOCKER_HOST"),
+                    sebs_wire::ErrorChain(&e)
+                );
+                unreachable.insert(engine.unwrap_or_default().to_string());
+                exit = Exit::Environment;
+                continue;
+            }
+        };
         match sebs_container::logs(&docker, id, tail).await {
             Ok(text) => {
                 let header = format!(
@@ -49,7 +64,10 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
                     "container {id} of function {} no longer exists: removed behind our back",
                     instance.function
                 );
-                exit = Exit::FunctionLost;
+                // An engine that could not be reached outranks a lost function.
+                if exit == Exit::Ok {
+                    exit = Exit::FunctionLost;
+                }
             }
             Err(e) => {
                 return Err(e).exit(

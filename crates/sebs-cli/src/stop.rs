@@ -1,6 +1,6 @@
 //! `sebs-local stop`: end the memory measurement and write its files, stop (or remove) the containers an `out.json` lists and free their ports.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -95,9 +95,47 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
     let platform = Platform::new(docker, PlatformConfig::new(PathBuf::new()));
     let section = &file.sebs_local;
     let remove = section.remove_containers && !args.keep_containers;
+    // Each engine of the deployment is reached once first: one that cannot be reached is
+    // reported once, with the containers left there, and the others are stopped all the
+    // same (an engine that goes away later fails each call there within its bound).
+    let urls: BTreeSet<&str> = section
+        .instances
+        .iter()
+        .filter_map(|i| i.engine.as_deref())
+        .collect();
+    let reached = futures_util::future::join_all(urls.into_iter().map(|url| {
+        let platform = &platform;
+        async move { (url, platform.docker_for(Some(url)).await) }
+    }))
+    .await;
+    let mut unreachable = BTreeSet::new();
+    for (url, reached) in reached {
+        if let Err(e) = reached {
+            let left: Vec<&str> = section
+                .instances
+                .iter()
+                .filter(|i| i.engine.as_deref() == Some(url))
+                .map(|i| i.instance_id.as_str())
+                .collect();
+            tracing::error!(
+                "left containers {} as they are on the docker engine at {url} (`sebs-local \
+                 stop` again, or `sebs-local cleanup --engine {url}`, once it is back): \
+                 failed to {}",
+                left.join(", "),
+                sebs_wire::ErrorChain(&e)
+            );
+            exit = worse(exit, Exit::Environment);
+            unreachable.insert(url);
+        }
+    }
     let gate = tokio::sync::Semaphore::new(CONCURRENCY);
     let (gate, platform) = (&gate, &platform);
-    let stops = section.instances.iter().map(|instance| async move {
+    let reachable = section.instances.iter().filter(|i| {
+        i.engine
+            .as_deref()
+            .is_none_or(|url| !unreachable.contains(url))
+    });
+    let stops = reachable.map(|instance| async move {
         let _permit = gate.acquire().await;
         let outcome = platform
             .stop_instance(instance, remove, section.port_lock_dir.as_deref())

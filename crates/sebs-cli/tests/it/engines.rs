@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use sebs_testkit::{trial, Trial, AGENT, ENGINE, ENGINE2, PYTHON3};
+use sebs_testkit::{trial, Trial, AGENT, ENGINE, ENGINE2, PYTHON3, ROOT};
 
 use crate::{curl_post, str_of, Cli, RUN_KEY};
 
@@ -37,6 +37,13 @@ pub fn trials() -> Vec<Trial> {
             ENGINE,
             ENGINE2,
             AGENT
+        ),
+        trial!(
+            stop_names_an_engine_that_went_away_and_stops_the_rest,
+            ENGINE,
+            ENGINE2,
+            AGENT,
+            ROOT
         ),
     ]
 }
@@ -540,5 +547,61 @@ fn a_tls_engine_runs_functions_and_refuses_clients_it_does_not_trust() {
             assert!(stderr.contains(s.as_str()), "{s}: {stderr}");
         }
     }
+    assert_eq!(second.containers(), Vec::<String>::new());
+}
+
+/// `stop` of a deployment on both engines after the second went away (for this test: this
+/// host's route to its alias became a blackhole): the engine is named with the container
+/// left there, the exit code is 3, long before one wait of bollard's 120 s, this host's
+/// container is removed and its memory written; once the engine is back, `cleanup
+/// --engine` removes what was left there.
+fn stop_names_an_engine_that_went_away_and_stops_the_rest() {
+    let cli = Cli::new();
+    let mut alias = sebs_testkit::Engine2Alias::new().unwrap();
+    let second = Second::at(&cli, alias.url.clone());
+    let out = cli.path("out.json");
+    let out = out.to_str().unwrap();
+    let file = second.start_on_both(&cli, "000.noop", out, "2", &["--measure-interval", "10"]);
+    let instances = file["sebs_local"]["instances"].as_array().unwrap();
+    let id_on = |url: &str| {
+        instances
+            .iter()
+            .find(|i| str_of(i, "engine") == url)
+            .map(|i| str_of(i, "instance_id").to_string())
+            .unwrap()
+    };
+    let (local, remote) = (id_on(LOCAL), id_on(&alias.url));
+
+    alias.go_away();
+    let stats = cli.path("memory_stats.json");
+    let began = std::time::Instant::now();
+    let stop = cli.run(&["stop", out, stats.to_str().unwrap()]);
+    let took = began.elapsed();
+    alias.come_back();
+    let stderr = String::from_utf8_lossy(&stop.stderr);
+    assert_eq!(stop.status.code(), Some(3), "{stderr}");
+    assert!(
+        took < std::time::Duration::from_secs(60),
+        "took {took:?}: {stderr}"
+    );
+    let named = format!(
+        "left containers {remote} as they are on the docker engine at {}",
+        alias.url
+    );
+    assert_eq!(stderr.matches(&named).count(), 1, "{stderr}");
+    assert_eq!(cli.containers(), Vec::<String>::new());
+    let stats: Value = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    assert!(stats.get(&local).is_some(), "{stats}");
+
+    // Back: what was left there is still there, and cleanup removes it.
+    assert_eq!(second.containers(), [remote]);
+    let label = format!("{RUN_KEY}={}", cli.run);
+    let clean = cli.run(&["cleanup", "--label", &label, "--engine", &alias.url]);
+    assert_eq!(
+        clean.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&clean.stderr)
+    );
     assert_eq!(second.containers(), Vec::<String>::new());
 }
