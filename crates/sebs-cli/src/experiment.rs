@@ -64,8 +64,8 @@ pub async fn run(command: Command) -> Result<Exit, Failure> {
         setup::check_config(&config)?;
     }
     let prepared = inputs::prepare(&mut bench, settings.input_size, &inputs).await?;
-    let docker = setup::docker().await?;
-    let platform = setup::platform(docker, |_| {})
+    let home = setup::home().await?;
+    let platform = setup::platform(home, |_| {})
         .await?
         .with_engines(engines.connect().await?);
     inputs::relay_to_remote_engines(&platform, prepared.storage.as_ref()).await?;

@@ -292,7 +292,11 @@ pub async fn object_block(
 /// The embedded stores `needs` asks for, found running or started, each announced in one
 /// line that says where it is and how to stop it.
 async fn embedded_storage(object: bool, nosql: bool) -> Result<Storage, Failure> {
-    let docker = setup::docker().await?;
+    // The stores run on the home engine, and this host and its functions reach them on its
+    // bridge or on this host's loopback.
+    let home = setup::home().await?;
+    setup::needs_local_home(&home, "an embedded store")?;
+    let docker = home.docker;
     let mut file = StorageFile::default();
     let mut image = None;
     for (kind, wanted) in [(Kind::Object, object), (Kind::Nosql, nosql)] {

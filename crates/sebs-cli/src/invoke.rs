@@ -43,8 +43,8 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
     let input = prepared.input;
     config.env = prepared.env;
 
-    let docker = setup::docker().await?;
-    let platform = setup::platform(docker, |_| {})
+    let home = setup::home().await?;
+    let platform = setup::platform(home, |_| {})
         .await?
         .with_engines(args.engines.connect().await?);
     inputs::relay_to_remote_engines(&platform, prepared.storage.as_ref()).await?;

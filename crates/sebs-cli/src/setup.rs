@@ -76,6 +76,44 @@ pub async fn docker() -> Result<Docker, Failure> {
     sebs_container::connect().await.map_err(connect_failure)
 }
 
+/// The home engine (`DOCKER_HOST`, else the local socket), known to be this host's or not
+/// by what it says it is (a `DOCKER_HOST` naming this host's engine over TCP counts as
+/// this host's; one on another host, or in a namespace that hides this host's files, not).
+pub async fn home() -> Result<sebs_container::Engine, Failure> {
+    let host = std::env::var("DOCKER_HOST").ok();
+    let address = sebs_container::engine_address(host.as_deref()).map_err(connect_failure)?;
+    let home = sebs_container::connect_engine(&address)
+        .await
+        .map_err(connect_failure)?;
+    if !home.local {
+        tracing::info!(
+            "the home engine at {} (DOCKER_HOST) is not this host's: functions get per-package \
+             images there; what needs this host's engine (a package build with dependencies, \
+             the embedded stores) is refused",
+            home.address
+        );
+    }
+    Ok(home)
+}
+
+/// Refuses what needs the home engine to see this host's files and bridge (`what`), when it
+/// does not: the user's choice of engine, bad input.
+pub fn needs_local_home(home: &sebs_container::Engine, what: &str) -> Result<(), Failure> {
+    if home.local {
+        return Ok(());
+    }
+    Err(Failure {
+        exit: Exit::BadInput,
+        error: anyhow::anyhow!(
+            "{what} needs this host's docker engine as the home engine, but DOCKER_HOST names \
+             {}, which is not this host's; unset DOCKER_HOST (or point it at this host's \
+             engine) and name {} with --engine",
+            home.address,
+            home.address
+        ),
+    })
+}
+
 /// A failure to reach an engine, with the exit code of its cause: an address we do not
 /// take or a TLS file that is not there is the user's input, anything else the engine's.
 pub fn connect_failure(e: sebs_container::ConnectError) -> Failure {
@@ -89,16 +127,17 @@ pub fn connect_failure(e: sebs_container::ConnectError) -> Failure {
     }
 }
 
-/// The platform, with its defaults changed by `configure`.
+/// The platform on the home engine `home` ([`home`]), with its defaults changed by
+/// `configure`.
 pub async fn platform(
-    docker: Docker,
+    home: sebs_container::Engine,
     configure: impl FnOnce(&mut PlatformConfig),
 ) -> Result<Platform, Failure> {
     let agent =
         sebs_platform::find_agent_binary(None).exit(Exit::Environment, "no agent binary")?;
     let mut config = PlatformConfig::new(agent);
     configure(&mut config);
-    Ok(Platform::new(docker, config))
+    Ok(Platform::new(home.docker.clone(), config).with_home(home))
 }
 
 /// A failure of the platform, with the exit code of its cause: a function configuration
@@ -420,11 +459,14 @@ pub async fn package_for(
     cache: Option<&Path>,
     force: bool,
 ) -> Result<sebs_package::Package, Failure> {
-    let env = DockerBuildEnv::new(
+    let mut env = DockerBuildEnv::new(
         platform.docker().clone(),
         image,
         tokio::runtime::Handle::current(),
     );
+    if !platform.home().local {
+        env.remote = Some(platform.home().address.to_string());
+    }
     let package = build_package(bench, cache, language, version, force, env).await?;
     tracing::info!(
         benchmark = %bench.name,

@@ -235,9 +235,9 @@ async fn attempt(args: &Args, memo: Option<&NeedsMemo>, recall: bool) -> Result<
     setup::check_config(&fconfig)?;
     // The home engine and the engines functions go on (often the same one) are connected
     // at once: each connection is a ping and a version negotiation.
-    let (docker, engines) = tokio::join!(setup::docker(), args.engines.connect());
-    let (docker, engines) = (docker?, engines?);
-    let platform = setup::platform(docker, |config| {
+    let (home, engines) = tokio::join!(setup::home(), args.engines.connect());
+    let (home, engines) = (home?, engines?);
+    let platform = setup::platform(home, |config| {
         config.privileged = args.privileged;
         config.ports.range = args.port_range;
         if args.publish {

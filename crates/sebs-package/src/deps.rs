@@ -80,6 +80,15 @@ pub enum BuildError {
     /// The environment could not be set up (missing image, engine not answering).
     #[error("prepare the build environment for {benchmark}: {reason}")]
     Environment { benchmark: String, reason: String },
+    /// The engine that would run the install cannot see this host's files (the package
+    /// directory is mounted into its build container): the user's choice of engine.
+    #[error(
+        "install dependencies of {benchmark}: their build container mounts the package \
+         directory of this host, which the docker engine at {engine} (DOCKER_HOST) does not \
+         see, as it is not this host's engine; unset DOCKER_HOST (or point it at this host's \
+         engine) and name {engine} with --engine"
+    )]
+    NeedsLocalEngine { benchmark: String, engine: String },
     /// The install command ran and failed; `output` is what it printed.
     #[error("install dependencies of {benchmark} in {package_dir}: {reason}\n{output}")]
     Install {

@@ -124,6 +124,9 @@ pub struct DockerBuildEnv {
     /// `uid:gid` the install runs as; the invoking user by default.
     pub user: String,
     pub timeout: Duration,
+    /// The engine's address when it is not this host's (it would not see the package
+    /// directory): every install is then refused.
+    pub remote: Option<String>,
 }
 
 impl DockerBuildEnv {
@@ -143,6 +146,7 @@ impl DockerBuildEnv {
             host: HostSettings::current(),
             user,
             timeout: DEFAULT_BUILD_TIMEOUT,
+            remote: None,
         }
     }
 
@@ -256,6 +260,12 @@ impl DockerBuildEnv {
 
 impl BuildEnv for DockerBuildEnv {
     fn install(&self, request: &InstallRequest) -> Result<(), BuildError> {
+        if let Some(engine) = &self.remote {
+            return Err(BuildError::NeedsLocalEngine {
+                benchmark: request.benchmark.clone(),
+                engine: engine.clone(),
+            });
+        }
         self.handle.block_on(self.install_async(request))
     }
 }

@@ -359,9 +359,12 @@ struct Placed {
 /// [`Platform::shutdown`] removes them all.
 #[derive(Debug, Clone)]
 pub struct Platform {
-    /// The home engine: images are resolved and packages built here (it sees this host's
-    /// files), and a platform made by [`Platform::new`] places functions here too.
+    /// The home engine's client: images are resolved and packages built here, and a
+    /// platform made by [`Platform::new`] places functions here too.
     docker: Docker,
+    /// The home engine: this host's (by [`Platform::new`]), or as [`Platform::with_home`]
+    /// found it.
+    home: Engine,
     /// Where functions are placed, in turn (round robin).
     engines: Arc<Vec<Engine>>,
     /// The next engine in turn.
@@ -446,7 +449,8 @@ impl Platform {
         Platform {
             ports: PortLeases::new(vec![docker.clone()], config.ports.clone()),
             docker,
-            engines: Arc::new(vec![home]),
+            engines: Arc::new(vec![home.clone()]),
+            home,
             next_engine: Arc::default(),
             shipped: Arc::new(vec![tokio::sync::Mutex::default()]),
             config,
@@ -463,6 +467,23 @@ impl Platform {
         &self.docker
     }
 
+    /// Makes `home` (connected, and known to be this host's or not) the home engine, and the
+    /// one functions are placed on until [`Platform::with_engines`] says otherwise: a home
+    /// engine that is not this host's gets its functions as any remote engine does.
+    pub fn with_home(mut self, home: Engine) -> Platform {
+        self.docker = home.docker.clone();
+        self.ports = PortLeases::new(vec![home.docker.clone()], self.config.ports.clone());
+        self.engines = Arc::new(vec![home.clone()]);
+        self.shipped = Arc::new(vec![tokio::sync::Mutex::default()]);
+        self.home = home;
+        self
+    }
+
+    /// The home engine, where images are resolved and packages built.
+    pub fn home(&self) -> &Engine {
+        &self.home
+    }
+
     /// Places functions on `engines` in turn (round robin) instead of the home engine; an
     /// empty list changes nothing. Remote engines (see [`Engine::local`]) get each image
     /// copied from the home engine and a per-package image built there, once, and their
@@ -471,7 +492,8 @@ impl Platform {
         if !engines.is_empty() {
             // Host ports are leased for the functions of local engines only; a lease is
             // stale when its container runs on neither the home engine nor one of those.
-            let mut local = vec![self.docker.clone()];
+            let mut local = Vec::new();
+            local.extend(self.home.local.then(|| self.docker.clone()));
             local.extend(engines.iter().filter(|e| e.local).map(|e| e.docker.clone()));
             self.ports = PortLeases::new(local, self.config.ports.clone());
             self.shipped = Arc::new(engines.iter().map(|_| Default::default()).collect());

@@ -39,6 +39,12 @@ pub fn trials() -> Vec<Trial> {
             AGENT
         ),
         trial!(
+            a_home_engine_that_is_not_this_host_s_gets_per_package_images_and_no_build,
+            ENGINE,
+            ENGINE2,
+            AGENT
+        ),
+        trial!(
             stop_names_an_engine_that_went_away_and_stops_the_rest,
             ENGINE,
             ENGINE2,
@@ -604,4 +610,93 @@ fn stop_names_an_engine_that_went_away_and_stops_the_rest() {
         String::from_utf8_lossy(&clean.stderr)
     );
     assert_eq!(second.containers(), Vec::<String>::new());
+}
+
+/// `DOCKER_HOST` naming the second engine, which is not this host's: it is found out as
+/// `--engine`'s are, so the function gets a per-package image there and is published on
+/// the engine's address; a package build with dependencies, whose build container would
+/// mount this host's package directory there, is refused (exit 2) naming DOCKER_HOST.
+fn a_home_engine_that_is_not_this_host_s_gets_per_package_images_and_no_build() {
+    let cli = Cli::new();
+    let second = Second::new(&cli);
+    // The run image is there, as on a host that runs these images (no registry here).
+    cli.runtime.block_on(async {
+        let image = sebs_testkit::python_image(&cli.docker).await;
+        let there = sebs_container::transfer::image_present(&second.docker, &second.url, &image);
+        if !there.await.unwrap() {
+            sebs_container::transfer::copy_image(
+                &cli.docker,
+                &second.docker,
+                &second.url,
+                &image,
+                &|_| {},
+            )
+            .await
+            .unwrap();
+        }
+    });
+    let out = cli.path("out.json");
+    let out = out.to_str().unwrap();
+    let mut start = cli.command(&["start", "000.noop", "test", out]);
+    start.env("DOCKER_HOST", &second.url);
+    start.env_remove(sebs_container::ENGINES_ENV);
+    let started = start.output().unwrap();
+    let stderr = String::from_utf8_lossy(&started.stderr);
+    assert_eq!(started.status.code(), Some(0), "{stderr}");
+    let file: Value = serde_json::from_str(&std::fs::read_to_string(out).unwrap()).unwrap();
+    second
+        .hashes
+        .borrow_mut()
+        .push(str_of(&file["functions"][0], "hash").to_string());
+    assert_eq!(
+        str_of(&file["sebs_local"]["instances"][0], "engine"),
+        second.url
+    );
+    let engine_host = second
+        .url
+        .trim_start_matches("tcp://")
+        .rsplit_once(':')
+        .unwrap()
+        .0;
+    let url = str_of(&file["functions"][0], "url");
+    assert!(url.starts_with(&format!("{engine_host}:")), "{url}");
+    let (status, body) = curl_post(url, "{}");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(second.containers().len(), 1);
+    assert_eq!(cli.containers(), Vec::<String>::new());
+    let mut stop = cli.command(&["stop", out]);
+    stop.env("DOCKER_HOST", &second.url);
+    assert_eq!(stop.output().unwrap().status.code(), Some(0));
+    assert_eq!(second.containers(), Vec::<String>::new());
+
+    let root = cli.path("benchmarks");
+    crate::write_benchmark(
+        &root,
+        "903.deps",
+        "def handler(event):\n    return {}\n",
+        "{}",
+        Some("six\n"),
+    );
+    let again = cli.path("again.json");
+    let mut start = cli.command(&[
+        "start",
+        "903.deps",
+        "test",
+        again.to_str().unwrap(),
+        "--benchmarks-dir",
+        root.to_str().unwrap(),
+    ]);
+    start.env("DOCKER_HOST", &second.url);
+    start.env_remove(sebs_container::ENGINES_ENV);
+    let refused = start.output().unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    let says = format!(
+        "mounts the package directory of this host, which the docker engine at {} \
+         (DOCKER_HOST) does not see",
+        second.url
+    );
+    assert!(stderr.contains(&says), "{stderr}");
+    assert_eq!(second.containers(), Vec::<String>::new());
+    assert_eq!(cli.containers(), Vec::<String>::new());
 }
