@@ -1,25 +1,19 @@
 //! The HTTP trigger: POSTs an input to a function's agent and times every phase.
 //!
-//! We speak HTTP/1.1 through hyper's connection-level client instead of a pooled
-//! high-level client because the figures need phase boundaries that such clients hide:
-//! when a connection became ready (curl's PRETRANSFER) and when the answer's head arrived
+//! Each call is one HTTP/1.1 exchange written and read by the calling task itself
+//! ([`crate::client`]), so the figures have the phase boundaries curl reports: when a
+//! connection was ready (PRETRANSFER) and when the answer's first bytes arrived
 //! (STARTTRANSFER). Connections are kept alive and reused, so warm invocations measure the
 //! function and not TCP set-up; [`TriggerConfig::keep_alive`] turns that off to reproduce
 //! SeBS's one-connection-per-call behaviour.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper::header::HeaderValue;
-use hyper::{header, Method, Request, Uri};
-use hyper_util::rt::TokioIo;
 use sebs_wire::{EpochMicros, ErrorAnswer, InvocationAnswer};
 
+use crate::client::{Connection, ExchangeError, Request};
 use crate::result::{
     python_datetime, ExecutionBilling, ExecutionResult, ExecutionStats, ExecutionTimes,
     ProviderTimes,
@@ -79,11 +73,12 @@ pub enum InvokeError {
     },
     #[error("connect to function at {url} within {}s: its host does not answer", timeout.as_secs_f64())]
     ConnectTimeout { url: String, timeout: Duration },
+    /// The connection failed, or what came back is not HTTP.
     #[error("exchange HTTP with function at {url}")]
     Http {
         url: String,
         #[source]
-        source: hyper::Error,
+        source: std::io::Error,
     },
     #[error("get an answer from function at {url} within {}s", timeout.as_secs_f64())]
     Timeout {
@@ -151,54 +146,10 @@ pub struct Trigger {
     pub(crate) port: u16,
     url: String,
     config: TriggerConfig,
-    /// Made once: a call's timed section builds its request from clones of these.
-    uri: Uri,
-    host_header: HeaderValue,
+    /// The request's path and `Host` header.
+    path: String,
+    host_header: String,
     idle: Mutex<Vec<Connection>>,
-}
-
-/// hyper's state machine of one HTTP/1.1 connection.
-type Driver = Pin<Box<http1::Connection<TokioIo<tokio::net::TcpStream>, Full<Bytes>>>>;
-
-/// One connection: the handle requests are sent through, and the connection's state machine,
-/// which the calling task drives itself while it waits for its answer. A call so crosses no
-/// task (and, on a multi-threaded runtime, no thread): a connection task of its own would
-/// cost a hand-off each way, several times the C client's whole round trip.
-struct Connection {
-    sender: SendRequest<Full<Bytes>>,
-    /// `None` once the connection ended; then it is not reused.
-    driver: Option<Driver>,
-}
-
-impl std::fmt::Debug for Connection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Connection")
-            .field("open", &self.driver.is_some())
-            .finish()
-    }
-}
-
-/// Polls `driver` (while it lasts) alongside `work`, in this task, until `work` is done.
-async fn drive<F: Future>(driver: &mut Option<Driver>, work: F) -> F::Output {
-    let mut work = std::pin::pin!(work);
-    std::future::poll_fn(|cx| {
-        if let Some(d) = driver.as_mut() {
-            if d.as_mut().poll(cx).is_ready() {
-                // The connection ended (the peer closed it, or it failed): drop it, so that a
-                // request still waiting on it fails instead of waiting forever.
-                *driver = None;
-            }
-        }
-        work.as_mut().poll(cx)
-    })
-    .await
-}
-
-/// Why one attempt on one connection gave no answer.
-enum Attempt {
-    /// The request never left: a kept-alive connection the agent had closed meanwhile.
-    Unsent(hyper::Error),
-    Failed(hyper::Error),
 }
 
 impl Trigger {
@@ -223,17 +174,19 @@ impl Trigger {
         if host.is_empty() {
             return Err(err("no host"));
         }
-        let uri: Uri = path
-            .parse()
-            .map_err(|_| err("the path is not a valid URI path"))?;
-        let host_header = HeaderValue::from_str(&format!("{host}:{port}"))
-            .map_err(|_| err("the host is not a valid header value"))?;
+        if !path.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(err("the path is not a valid URI path"));
+        }
+        if !host.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(err("the host is not a valid header value"));
+        }
+        let host_header = authority.to_string();
         Ok(Trigger {
             host: host.to_string(),
             port,
             url: format!("http://{authority}{path}"),
             config,
-            uri,
+            path: path.to_string(),
             host_header,
             idle: Mutex::new(Vec::new()),
         })
@@ -290,86 +243,45 @@ impl Trigger {
     }
 
     /// Sends one request and reads the whole answer, retrying once on a fresh connection
-    /// when a kept-alive one turns out closed before the request left.
+    /// when a kept-alive one turns out closed before the request reached the function.
     async fn exchange(&self, body: Bytes, start: Instant) -> Result<Exchange, InvokeError> {
+        let request = Request {
+            method: "POST",
+            path: &self.path,
+            host: &self.host_header,
+            headers: "content-type: application/json\r\n",
+            close: !self.config.keep_alive,
+            body: &body,
+        };
         loop {
             let (mut connection, reused) = self.connection().await?;
-            let attempt = drive(
-                &mut connection.driver,
-                self.round_trip(&mut connection.sender, body.clone(), start),
-            )
-            .await;
-            match attempt {
-                Ok((exchange, reusable)) => {
-                    if reusable && connection.driver.is_some() {
+            let startup = start.elapsed();
+            match connection.exchange(&request, start).await {
+                Ok(answer) => {
+                    if answer.reusable && self.config.keep_alive {
                         self.idle
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
                             .push(connection);
                     }
-                    return Ok(exchange);
+                    return Ok(Exchange {
+                        status: answer.status,
+                        instance: answer.instance,
+                        body: answer.body,
+                        startup,
+                        first_byte: answer.first_byte,
+                    });
                 }
                 // Nothing ran: send it again on another connection.
-                Err(Attempt::Unsent(_)) if reused => continue,
-                Err(Attempt::Unsent(source) | Attempt::Failed(source)) => {
+                Err(ExchangeError::Ended(_)) if reused => continue,
+                Err(e) => {
                     return Err(InvokeError::Http {
                         url: self.url.clone(),
-                        source,
+                        source: e.into_io(),
                     })
                 }
             }
         }
-    }
-
-    /// One request on one connection; the answer and whether the connection may be reused.
-    async fn round_trip(
-        &self,
-        sender: &mut SendRequest<Full<Bytes>>,
-        body: Bytes,
-        start: Instant,
-    ) -> Result<(Exchange, bool), Attempt> {
-        sender.ready().await.map_err(Attempt::Unsent)?;
-        let startup = start.elapsed();
-        let response = match sender.try_send_request(self.request(body)).await {
-            Ok(response) => response,
-            Err(mut e) => {
-                let unsent = e.take_message().is_some();
-                let e = e.into_error();
-                return Err(if unsent {
-                    Attempt::Unsent(e)
-                } else {
-                    Attempt::Failed(e)
-                });
-            }
-        };
-        let first_byte = start.elapsed();
-        let status = response.status().as_u16();
-        let instance = response
-            .headers()
-            .get(sebs_wire::INSTANCE_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let reusable = self.config.keep_alive
-            && !response
-                .headers()
-                .get(header::CONNECTION)
-                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(Attempt::Failed)?
-            .to_bytes();
-        Ok((
-            Exchange {
-                status,
-                body,
-                startup,
-                first_byte,
-                instance,
-            },
-            reusable,
-        ))
     }
 
     /// An idle kept-alive connection when there is one, else a new one; says which.
@@ -378,7 +290,7 @@ impl Trigger {
             loop {
                 let candidate = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
                 let Some(connection) = candidate else { break };
-                if !connection.sender.is_closed() {
+                if connection.is_open() {
                     return Ok((connection, true));
                 }
             }
@@ -404,42 +316,14 @@ impl Trigger {
             nix::sys::socket::sockopt::TcpUserTimeout,
             &millis,
         );
-        let (sender, driver) = http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|source| InvokeError::Http {
-                url: self.url.clone(),
-                source,
-            })?;
-        Ok((
-            Connection {
-                sender,
-                driver: Some(Box::pin(driver)),
-            },
-            false,
-        ))
-    }
-
-    fn request(&self, body: Bytes) -> Request<Full<Bytes>> {
-        let mut request = Request::new(Full::new(body));
-        *request.method_mut() = Method::POST;
-        *request.uri_mut() = self.uri.clone();
-        let headers = request.headers_mut();
-        headers.insert(header::HOST, self.host_header.clone());
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        if !self.config.keep_alive {
-            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
-        }
-        request
+        Ok((Connection::new(stream), false))
     }
 }
 
 struct Exchange {
     status: u16,
     instance: Option<String>,
-    body: Bytes,
+    body: Vec<u8>,
     startup: Duration,
     first_byte: Duration,
 }
@@ -555,7 +439,7 @@ mod tests {
         match (Trigger::new(url, TriggerConfig::default()), expect) {
             (Ok(t), Ok((host, port, path))) => {
                 assert_eq!(
-                    (t.host.as_str(), t.port, t.uri.path()),
+                    (t.host.as_str(), t.port, t.path.as_str()),
                     (host, port, path),
                     "{url}"
                 )
@@ -575,6 +459,8 @@ mod tests {
         check_url("172.17.0.3", Err("no port"));
         check_url(":9000", Err("no host"));
         check_url("h:99999", Err("the port is not a number"));
+        check_url("http://h:1/a b", Err("the path is not a valid URI path"));
+        check_url("h\r\nx:1", Err("the host is not a valid header value"));
     }
 
     fn times() -> RequestTimes {

@@ -9,6 +9,7 @@
 //! - [`invocation_log`]: the agent's record of when each call's handler ran; [`memory_series`]:
 //!   what the agent sampled of its own memory.
 
+mod client;
 mod http;
 mod log;
 mod result;

@@ -2,15 +2,12 @@
 //! `stop` puts beside a container's memory profile; and its memory series (`GET /memory`),
 //! what the agent sampled of its own cgroup where this host cannot read it.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1;
-use hyper::{header, Request};
-use hyper_util::rt::TokioIo;
-use sebs_wire::{InvocationLog, INSTANCE_HEADER, INVOCATIONS_PATH, MEMORY_PATH};
+use sebs_wire::{InvocationLog, INVOCATIONS_PATH, MEMORY_PATH};
 
+use crate::client::{Connection, Request};
 use crate::http::{Trigger, TriggerConfig, UrlError};
 
 /// Why an agent's invocation log or memory series could not be read.
@@ -28,7 +25,7 @@ pub enum LogError {
     Http {
         url: String,
         #[source]
-        source: hyper::Error,
+        source: std::io::Error,
     },
     #[error("read the {what} of function at {url} within {}s", timeout.as_secs_f64())]
     Timeout {
@@ -109,34 +106,24 @@ async fn agent_get(
                 url: url.clone(),
                 source,
             })?;
-        let http = |source| LogError::Http {
-            url: url.clone(),
-            source,
-        };
-        let (mut sender, connection) =
-            http1::handshake(TokioIo::new(stream)).await.map_err(http)?;
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        let request = Request::get(path)
-            .header(header::HOST, url.as_str())
-            .header(header::CONNECTION, "close")
-            .body(Full::new(Bytes::new()))
-            .unwrap_or_else(|_| Request::new(Full::new(Bytes::new())));
-        let response = sender.send_request(request).await.map_err(http)?;
-        let status = response.status().as_u16();
-        let instance = response
-            .headers()
-            .get(INSTANCE_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let body = response
-            .into_body()
-            .collect()
+        let answer = Connection::new(stream)
+            .exchange(
+                &Request {
+                    method: "GET",
+                    path,
+                    host: &url,
+                    headers: "",
+                    close: true,
+                    body: &[],
+                },
+                Instant::now(),
+            )
             .await
-            .map_err(http)?
-            .to_bytes();
-        Ok::<_, LogError>((status, instance, body))
+            .map_err(|e| LogError::Http {
+                url: url.clone(),
+                source: e.into_io(),
+            })?;
+        Ok::<_, LogError>((answer.status, answer.instance, Bytes::from(answer.body)))
     };
     let (status, instance, body) =
         tokio::time::timeout(timeout, exchange)

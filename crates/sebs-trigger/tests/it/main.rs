@@ -24,6 +24,9 @@ fn trials() -> Vec<Trial> {
         trial!(a_host_that_does_not_answer_fails_the_call_at_the_connect_timeout),
         trial!(an_answer_from_another_instance_is_refused),
         trial!(an_invocation_log_is_believed_only_from_its_own_container),
+        trial!(answers_framed_every_way_http_allows_are_read),
+        trial!(answers_that_are_not_http_fail_the_call_clearly),
+        trial!(a_kept_alive_connection_the_server_closed_is_replaced),
     ]
 }
 
@@ -253,4 +256,206 @@ async fn an_invocation_log_is_believed_only_from_its_own_container() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("(unnamed) answered"), "{err}");
+}
+
+/// A valid agent answer's body.
+const OK_BODY: &str = r#"{"begin": "1700000000.000000", "end": "1700000000.000500", "request_id": "x", "is_cold": false, "result": {"output": {"n": 1}}}"#;
+
+/// A server that writes `answer` verbatim for every request it reads (a head, then a
+/// `Content-Length` body), and closes the connection after each answer when
+/// `close_after_each`; counts accepted connections. Unlike hyper's server it writes any
+/// framing, or bytes that are not HTTP at all.
+async fn raw_server(answer: Vec<u8>, close_after_each: bool) -> (String, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counter = connections.clone();
+    let answer = Arc::new(answer);
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            counter.fetch_add(1, Ordering::SeqCst);
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    // One request: its head, then as many body bytes as it announces.
+                    let request_len = loop {
+                        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                            let body: usize = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .map_or(0, |v| v.trim().parse().unwrap());
+                            if buf.len() >= end + 4 + body {
+                                break end + 4 + body;
+                            }
+                        }
+                        let mut chunk = [0u8; 4096];
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    buf.drain(..request_len);
+                    if stream.write_all(&answer).await.is_err() {
+                        return;
+                    }
+                    if close_after_each {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (format!("{addr}"), connections)
+}
+
+/// What a framing of [`OK_BODY`] must give: the output, read whole, and how many
+/// connections two calls take.
+async fn check_framing(what: &str, answer: String, connections_for_two: usize) {
+    let (url, connections) = raw_server(answer.into_bytes(), false).await;
+    let trigger = Trigger::new(&url, TriggerConfig::default()).unwrap();
+    for _ in 0..2 {
+        let r = trigger
+            .invoke(&serde_json::json!({}))
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(
+            r.handler_output(),
+            Some(&serde_json::json!({"n": 1})),
+            "{what}"
+        );
+        assert_eq!(r.times.benchmark, 500, "{what}");
+    }
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        connections_for_two,
+        "{what}: connections for two calls"
+    );
+}
+
+async fn answers_framed_every_way_http_allows_are_read() {
+    let len = OK_BODY.len();
+    let (first, second) = OK_BODY.split_at(40);
+    let cases = [
+        (
+            "Content-Length",
+            format!("HTTP/1.1 200 OK\r\ncontent-length: {len}\r\n\r\n{OK_BODY}"),
+            1,
+        ),
+        (
+            "chunked, with a chunk extension and a trailer",
+            format!(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{first}\r\n{:X};ext=1\r\n{second}\r\n0\r\nx-trailer: 1\r\n\r\n",
+                first.len(),
+                second.len()
+            ),
+            1,
+        ),
+        (
+            "100 Continue first",
+            format!("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: {len}\r\n\r\n{OK_BODY}"),
+            1,
+        ),
+        (
+            "Connection: close (answers on a connection each)",
+            format!("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: {len}\r\n\r\n{OK_BODY}"),
+            2,
+        ),
+        (
+            "HTTP/1.0 delimited by the connection's end",
+            format!("HTTP/1.0 200 OK\r\n\r\n{OK_BODY}"),
+            2,
+        ),
+    ];
+    for (what, answer, connections) in cases {
+        // Answers delimited by the connection's end need the server to close it.
+        let (answer, close) = (answer, connections == 2);
+        if close {
+            let (url, counter) = raw_server(answer.clone().into_bytes(), true).await;
+            let trigger = Trigger::new(&url, TriggerConfig::default()).unwrap();
+            for _ in 0..2 {
+                let r = trigger
+                    .invoke(&serde_json::json!({}))
+                    .await
+                    .unwrap_or_else(|e| panic!("{what}: {e}"));
+                assert_eq!(
+                    r.handler_output(),
+                    Some(&serde_json::json!({"n": 1})),
+                    "{what}"
+                );
+            }
+            assert_eq!(counter.load(Ordering::SeqCst), 2, "{what}");
+        } else {
+            check_framing(what, answer, connections).await;
+        }
+    }
+}
+
+async fn answers_that_are_not_http_fail_the_call_clearly() {
+    let cases = [
+        (
+            "not HTTP",
+            "SSH-2.0-OpenSSH_9.2\r\n\r\n".to_string(),
+            "not HTTP/1.x",
+        ),
+        (
+            "a body cut short",
+            "HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n{\"begin\"".to_string(),
+            "ended inside the answer's body",
+        ),
+        (
+            "a head cut short",
+            "HTTP/1.1 200 OK\r\nContent-Le".to_string(),
+            "ended before the answer's head was complete",
+        ),
+        (
+            "a Content-Length that is not a number",
+            "HTTP/1.1 200 OK\r\nContent-Length: ten\r\n\r\n".to_string(),
+            "Content-Length is not a number",
+        ),
+        (
+            "a malformed chunk",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n".to_string(),
+            "chunk size is malformed",
+        ),
+        (
+            "an endless head",
+            format!("HTTP/1.1 200 OK\r\nx-long: {}\r\n", "a".repeat(70 * 1024)),
+            "longer than 65536 bytes",
+        ),
+    ];
+    for (what, answer, says) in cases {
+        let (url, _) = raw_server(answer.into_bytes(), true).await;
+        let trigger = Trigger::new(&url, TriggerConfig::default()).unwrap();
+        let err = trigger.invoke(&serde_json::json!({})).await.unwrap_err();
+        assert!(matches!(err, InvokeError::Http { .. }), "{what}: {err}");
+        let chain = format!("{err}: {}", std::error::Error::source(&err).unwrap());
+        assert!(chain.contains(says), "{what}: {chain}");
+        assert!(chain.contains(&url), "{what}: {chain}");
+    }
+}
+
+async fn a_kept_alive_connection_the_server_closed_is_replaced() {
+    // The server answers as if keeping the connection, then closes it: the trigger finds
+    // it closed before the next call (after a pause) or when the call finds no answer on it
+    // (at once); either way the call is made again on a new connection and succeeds.
+    let answer = format!(
+        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{OK_BODY}",
+        OK_BODY.len()
+    );
+    for pause in [Duration::from_millis(20), Duration::ZERO] {
+        let (url, connections) = raw_server(answer.clone().into_bytes(), true).await;
+        let trigger = Trigger::new(&url, TriggerConfig::default()).unwrap();
+        for _ in 0..3 {
+            trigger
+                .invoke(&serde_json::json!({}))
+                .await
+                .unwrap_or_else(|e| panic!("pause {pause:?}: {e}"));
+            tokio::time::sleep(pause).await;
+        }
+        assert_eq!(connections.load(Ordering::SeqCst), 3, "pause {pause:?}");
+    }
 }
