@@ -26,7 +26,6 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
     // The engine takes a line count or "all"; i64::MAX lines is all of them.
     let tail = args.tail.unwrap_or(i64::MAX as usize);
     let mut exit = Exit::Ok;
-    let mut stdout = std::io::stdout().lock();
     // An engine that cannot be reached is reported once; the others' logs are printed.
     let mut unreachable = std::collections::BTreeSet::new();
     for instance in &file.sebs_local.instances {
@@ -54,6 +53,7 @@ pub async fn run(args: Args) -> Result<Exit, Failure> {
                     "==> {} ({}, container {id}) <==\n",
                     instance.function, instance.container_name
                 );
+                let mut stdout = std::io::stdout().lock();
                 stdout
                     .write_all(header.as_bytes())
                     .and_then(|()| stdout.write_all(text.as_bytes()))
