@@ -198,12 +198,13 @@ pub fn measure_main(args: &[String]) -> Result<()> {
     // every answer (two context switches per call instead of one), which the trigger's
     // figures would count as its own.
     let (task_settings, task_dir) = (settings.clone(), out_dir.clone());
+    let measuring = runtime.spawn(async move {
+        let mut entries = Vec::new();
+        let outcome = measure(&task_settings, &task_dir, &mut entries).await;
+        (entries, outcome)
+    });
     let (entries, outcome) = runtime
-        .block_on(tokio::spawn(async move {
-            let mut entries = Vec::new();
-            let outcome = measure(&task_settings, &task_dir, &mut entries).await;
-            (entries, outcome)
-        }))
+        .block_on(measuring)
         .context("the measuring task panicked")?;
     // Background work (a pool's prewarm) may still start a container after the cleanup in
     // `measure`: stop the runtime, then sweep once more.
