@@ -1,11 +1,13 @@
-//! Connecting to the Docker engine: `DOCKER_HOST` or the local socket, plain or TLS TCP, ping,
-//! API negotiation.
+//! Connecting to the Docker engine: `DOCKER_HOST` or the local socket, plain or TLS TCP, SSH,
+//! ping, API negotiation.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bollard::{Docker, API_DEFAULT_VERSION};
+
+use crate::ssh::{SshDestination, SSH_CONFIG_QUERY};
 
 /// The local engine's socket when `DOCKER_HOST` is not set.
 pub const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
@@ -34,6 +36,10 @@ pub(crate) async fn control<T>(
         .unwrap_or(Err(bollard::errors::Error::RequestTimeoutError))
 }
 
+/// How long the first ping may take over SSH: `ssh`'s own connect timeout (10 s) first, so
+/// that its reason is the one given, then its handshake and the far side's `docker`.
+const SSH_PING_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// The query of a `tcp://` address naming the directory of its TLS files (`ca.pem`,
 /// `cert.pem`, `key.pem`), for one engine: `tcp://HOST:PORT?cert-path=DIR`.
 pub const CERT_PATH_QUERY: &str = "cert-path";
@@ -50,13 +56,15 @@ pub enum EngineAddress {
         host: String,
         certs: PathBuf,
     },
+    /// Reached by running `ssh` with `docker system dial-stdio` on the far side.
+    Ssh(SshDestination),
 }
 
 impl EngineAddress {
     /// `host:port` of a TCP engine, TLS or not.
     pub fn tcp_host(&self) -> Option<&str> {
         match self {
-            EngineAddress::Unix(_) => None,
+            EngineAddress::Unix(_) | EngineAddress::Ssh(_) => None,
             EngineAddress::Tcp(host) | EngineAddress::Tls { host, .. } => Some(host),
         }
     }
@@ -73,6 +81,7 @@ impl std::fmt::Display for EngineAddress {
             EngineAddress::Tls { host, certs } => {
                 write!(f, "tcp://{host}?{CERT_PATH_QUERY}={}", certs.display())
             }
+            EngineAddress::Ssh(destination) => destination.fmt(f),
         }
     }
 }
@@ -123,11 +132,27 @@ pub fn tls_files(certs: &Path) -> [(&'static str, PathBuf); 3] {
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     #[error(
-        "connect to docker at {host:?}: only unix:// and tcp:// addresses are supported \
-         (TLS: tcp:// with DOCKER_TLS_VERIFY and DOCKER_CERT_PATH, or \
-         tcp://HOST:PORT?{CERT_PATH_QUERY}=DIR)"
+        "connect to docker at {host:?}: only unix://, tcp:// and ssh:// addresses are \
+         supported (TLS: tcp:// with DOCKER_TLS_VERIFY and DOCKER_CERT_PATH, or \
+         tcp://HOST:PORT?{CERT_PATH_QUERY}=DIR; SSH: \
+         ssh://[USER@]HOST[:PORT][?{SSH_CONFIG_QUERY}=FILE])"
     )]
     UnsupportedHost { host: String },
+    #[error("read the ssh configuration {path} for the docker engine at {address}")]
+    SshConfig {
+        address: EngineAddress,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "run ssh for the docker engine at {address}: there is no ssh program in PATH \
+         ({path}); install an OpenSSH client (Debian: `apt-get install openssh-client`)"
+    )]
+    NoSsh {
+        address: EngineAddress,
+        path: String,
+    },
     #[error(
         "read the {what} {path} for the docker engine at {address} (TLS files are ca.pem, \
          cert.pem and key.pem of DOCKER_CERT_PATH or of the address's {CERT_PATH_QUERY})"
@@ -158,12 +183,14 @@ pub enum ConnectError {
 }
 
 impl ConnectError {
-    /// Whether the user's value is at fault (an address we do not take, a TLS file that is
-    /// not there), not the engine.
+    /// Whether the user's value is at fault (an address we do not take, a TLS file or ssh
+    /// configuration that is not there), not the engine or this host (no `ssh` program).
     pub fn is_bad_input(&self) -> bool {
         matches!(
             self,
-            ConnectError::UnsupportedHost { .. } | ConnectError::TlsFile { .. }
+            ConnectError::UnsupportedHost { .. }
+                | ConnectError::TlsFile { .. }
+                | ConnectError::SshConfig { .. }
         )
     }
 }
@@ -237,7 +264,16 @@ pub async fn connect_engine(address: &EngineAddress) -> Result<Engine, ConnectEr
         false
     };
     let host_ip = match address.tcp_host() {
-        None => None,
+        None => match address {
+            EngineAddress::Ssh(destination) => Some(destination.host_address().await.map_err(
+                |e| ConnectError::NoEngine {
+                    address: address.clone(),
+                    reason: chain(&e),
+                    hint: hint(address),
+                },
+            )?),
+            _ => None,
+        },
         Some(host) => {
             let resolved =
                 tokio::net::lookup_host(host)
@@ -291,8 +327,9 @@ pub fn engine_address(docker_host: Option<&str>) -> Result<EngineAddress, Connec
 }
 
 impl EngineAddress {
-    /// Reads an engine's URL: `unix:///PATH`, `tcp://HOST:PORT` (TLS when `tls` says so) or
-    /// `tcp://HOST:PORT?cert-path=DIR` (TLS with DIR's files); `None` or empty means the local
+    /// Reads an engine's URL: `unix:///PATH`, `tcp://HOST:PORT` (TLS when `tls` says so),
+    /// `tcp://HOST:PORT?cert-path=DIR` (TLS with DIR's files) or
+    /// `ssh://[USER@]HOST[:PORT][?ssh-config=FILE]`; `None` or empty means the local
     /// socket. Like the docker CLI, `https://` and `http://` are refused.
     pub fn parse(url: Option<&str>, tls: &TlsDefaults) -> Result<EngineAddress, ConnectError> {
         let host = match url.map(str::trim) {
@@ -306,6 +343,10 @@ impl EngineAddress {
             if !path.is_empty() {
                 return Ok(EngineAddress::Unix(PathBuf::from(path)));
             }
+        } else if let Some(rest) = host.strip_prefix("ssh://") {
+            return SshDestination::parse(rest)
+                .map(EngineAddress::Ssh)
+                .ok_or_else(unsupported);
         } else if let Some(rest) = host.strip_prefix("tcp://") {
             let (rest, query) = match rest.split_once('?') {
                 Some((rest, query)) => (rest, Some(query)),
@@ -395,12 +436,34 @@ pub async fn connect_to(address: &EngineAddress) -> Result<Docker, ConnectError>
                 API_DEFAULT_VERSION,
             )
         }
+        EngineAddress::Ssh(destination) => {
+            // `ssh -F` of a file that is not there, or no ssh at all, would only show as
+            // each connection's failure: both are named here first.
+            if let Some(config) = &destination.config {
+                std::fs::File::open(config).map_err(|source| ConnectError::SshConfig {
+                    address: address.clone(),
+                    path: config.clone(),
+                    source,
+                })?;
+            }
+            if crate::ssh::find_ssh().is_none() {
+                return Err(ConnectError::NoSsh {
+                    address: address.clone(),
+                    path: std::env::var("PATH").unwrap_or_default(),
+                });
+            }
+            crate::ssh::docker(destination, REQUEST_TIMEOUT_SECS)
+        }
     }
     .map_err(|e| no_engine(chain(&e)))?;
-    match tokio::time::timeout(PING_TIMEOUT, docker.ping()).await {
+    let ping_timeout = match address {
+        EngineAddress::Ssh(_) => SSH_PING_TIMEOUT,
+        _ => PING_TIMEOUT,
+    };
+    match tokio::time::timeout(ping_timeout, docker.ping()).await {
         Err(_) => {
             return Err(no_engine(format!(
-                "no answer to ping within {PING_TIMEOUT:?}"
+                "no answer to ping within {ping_timeout:?}"
             )))
         }
         Ok(Err(e)) => return Err(no_engine(chain(&e))),
@@ -450,6 +513,20 @@ fn hint(address: &EngineAddress) -> String {
                 cert.1.display()
             )
         }
+        EngineAddress::Ssh(destination) => format!(
+            "check that `ssh -o BatchMode=yes{}{} {} docker version` answers without a \
+             prompt (a key the host takes, its host key already known) from the engine \
+             there",
+            match &destination.config {
+                Some(c) => format!(" -F {}", c.display()),
+                None => String::new(),
+            },
+            match destination.port {
+                Some(p) => format!(" -p {p}"),
+                None => String::new(),
+            },
+            destination.login()
+        ),
     }
 }
 
@@ -484,8 +561,17 @@ mod tests {
             Some("tcp://dockerhost:2375/"),
             Ok(EngineAddress::Tcp("dockerhost:2375".into())),
         );
-        check(Some("ssh://me@host"), Err("only unix:// and tcp://"));
-        check(Some("unix://"), Err("only unix:// and tcp://"));
+        check(
+            Some("ssh://me@host:2222?ssh-config=/c"),
+            Ok(EngineAddress::Ssh(SshDestination {
+                user: Some("me".into()),
+                host: "host".into(),
+                port: Some(2222),
+                config: Some("/c".into()),
+            })),
+        );
+        check(Some("ssh://-oProxyCommand=x"), Err("ssh://[USER@]HOST"));
+        check(Some("unix://"), Err("only unix://, tcp:// and ssh://"));
         // As the docker CLI: https:// is not an engine address; TLS is tcp:// with certs.
         check(Some("https://h:2376"), Err("DOCKER_TLS_VERIFY"));
         let tls = |host: &str, certs: &str| {
@@ -571,8 +657,13 @@ mod tests {
             Ok(&[local, "tcp://a:1"]),
         );
         check(&["tcp://a:1/"], None, None, Ok(&["tcp://a:1"]));
-        check(&["http://a:1"], None, None, Err("only unix:// and tcp://"));
-        check(&[""], None, None, Err("only unix:// and tcp://"));
+        check(
+            &["http://a:1"],
+            None,
+            None,
+            Err("only unix://, tcp:// and ssh://"),
+        );
+        check(&[""], None, None, Err("only unix://, tcp:// and ssh://"));
         check(&[], Some("tcp://a:1,ftp://b"), None, Err("\"ftp://b\""));
     }
 
@@ -607,6 +698,25 @@ mod tests {
                 cert.display()
             )),
             "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_missing_ssh_configuration_is_named_before_ssh_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("ssh_config");
+        let url = format!("ssh://me@127.0.0.1:1?ssh-config={}", config.display());
+        let address = EngineAddress::parse_recorded(&url).unwrap();
+        assert_eq!(address.to_string(), url);
+        let err = connect_to(&address).await.unwrap_err();
+        assert!(err.is_bad_input());
+        let text = err.to_string();
+        assert_eq!(
+            text,
+            format!(
+                "read the ssh configuration {} for the docker engine at {url}",
+                config.display()
+            )
         );
     }
 

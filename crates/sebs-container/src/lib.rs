@@ -23,6 +23,8 @@
 //!   per-package image holding the code package and the agent, built on the engine from a
 //!   context sent from here, for engines that cannot see this host's files
 //!   ([`function::Delivery::Image`]: the container then mounts nothing).
+//! - [`ssh`]: `ssh://` engines, each connection an `ssh` process running
+//!   `docker system dial-stdio` on the far side, as the docker CLI does it.
 //! - [`testing`] names and labels test containers, for this and other crates' tests.
 //! - [`text`]: the last lines of a command's output for errors, and names made fit for a
 //!   container name.
@@ -36,6 +38,7 @@ pub mod function;
 pub mod image;
 pub mod run;
 pub mod service;
+pub mod ssh;
 pub mod testing;
 pub mod text;
 pub mod transfer;
@@ -52,6 +55,8 @@ pub use function::{
     network_address, remove, remove_labelled, stop, update_resources, wait_alive, ContainerError,
     ContainerGuard, ContainerSpec, ContainerState, Delivery, MemoryStat, StartedContainer,
 };
+
+pub use ssh::{SshDestination, SSH_CONFIG_QUERY};
 
 pub use service::{
     create_service, ensure_volume, image_label, import_image, inspect_service,
