@@ -60,7 +60,10 @@ pub enum SshError {
         #[source]
         source: io::Error,
     },
-    #[error("speak with the engine through `{command}`, which exited with {status}: {stderr}")]
+    #[error(
+        "speak with the engine through `{command}`, which ended ({status}): {}",
+        if stderr.is_empty() { "it wrote nothing on stderr" } else { stderr }
+    )]
     Exited {
         command: String,
         status: ExitStatus,
