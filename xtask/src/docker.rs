@@ -44,7 +44,8 @@ pub fn ensure_netns_tools() -> Result<()> {
     ensure_program("unshare", "util-linux", why)
 }
 
-/// The second engine's certificates are made with `openssl`, and its plain TCP is `socat`.
+/// The second engine's certificates are made with `openssl`, its plain TCP is `socat`, and
+/// its `ssh://` side is Debian's `sshd` (with `ssh` and `ssh-keygen` here).
 pub fn ensure_engine2_tools() -> Result<()> {
     ensure_program(
         "openssl",
@@ -55,7 +56,134 @@ pub fn ensure_engine2_tools() -> Result<()> {
         "socat",
         "socat",
         "the second engine's plain TCP is relayed by it",
-    )
+    )?;
+    ensure_sshd()
+}
+
+/// Where Debian's openssh-server puts sshd (which must be run by its absolute path).
+pub const SSHD: &str = "/usr/sbin/sshd";
+
+/// Debian's hook that `invoke-rc.d` and `deb-systemd-invoke` ask before starting a service
+/// from a package's scripts; exit status 101 forbids it.
+const POLICY_RC_D: &str = "/usr/sbin/policy-rc.d";
+
+/// The second engine's sshd is Debian's openssh-server, installed where missing without
+/// starting a system sshd on this host: its scripts start the `ssh` service unless
+/// policy-rc.d forbids it, so one that forbids every start is in place for the install
+/// (ours, or the host's own when it already forbids `ssh start`; a host's that allows it is
+/// set aside and put back after).
+fn ensure_sshd() -> Result<()> {
+    let why = "the second engine is also reached over ssh";
+    if Path::new(SSHD).is_file() && which("ssh").is_some() && which("ssh-keygen").is_some() {
+        return Ok(());
+    }
+    if !(is_root() && Path::new("/etc/debian_version").exists()) {
+        bail!(
+            "no {SSHD}, ssh or ssh-keygen on this host ({why}); install them, e.g.\n    \
+             sudo apt-get install -y openssh-server openssh-client\n\
+             (then stop and disable the ssh service it may start: the tests run their own sshd)"
+        );
+    }
+    eprintln!(
+        "xtask: no {SSHD}, ssh or ssh-keygen on this host ({why}); installing Debian's \
+         openssh-server with services kept from starting ({POLICY_RC_D})"
+    );
+    let policy = NoServiceStarts::take()?;
+    let installed = root::run(Command::new("apt-get").arg("update").arg("-qq")).and_then(|()| {
+        root::run(
+            Command::new("apt-get")
+                .args(["install", "-y", "-qq", "openssh-server", "openssh-client"])
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )
+    });
+    policy.give_back()?;
+    installed
+}
+
+/// A policy-rc.d that forbids starting any service, in place until [`give_back`] (or drop).
+///
+/// [`give_back`]: NoServiceStarts::give_back
+struct NoServiceStarts {
+    /// Whether the file is ours (removed after), and where the host's own was set aside.
+    ours: bool,
+    saved: Option<std::path::PathBuf>,
+}
+
+impl NoServiceStarts {
+    fn take() -> Result<NoServiceStarts> {
+        let policy = Path::new(POLICY_RC_D);
+        if policy.exists() {
+            let forbids = Command::new(policy)
+                .args(["ssh", "start"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.code() == Some(101));
+            if forbids {
+                return Ok(NoServiceStarts {
+                    ours: false,
+                    saved: None,
+                });
+            }
+        }
+        let saved = std::path::PathBuf::from(format!("{POLICY_RC_D}.sebs-local-saved"));
+        let saved = if policy.exists() {
+            std::fs::rename(policy, &saved).with_context(|| {
+                format!(
+                    "failed to set {} aside as {}",
+                    policy.display(),
+                    saved.display()
+                )
+            })?;
+            Some(saved)
+        } else {
+            None
+        };
+        let mut guard = NoServiceStarts { ours: true, saved };
+        let written = std::fs::write(
+            policy,
+            "#!/bin/sh\n# sebs-local xtask: no service starts while it installs packages\nexit 101\n",
+        )
+        .and_then(|()| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(policy, std::fs::Permissions::from_mode(0o755))
+        });
+        if let Err(e) = written {
+            guard.restore()?;
+            return Err(e).with_context(|| format!("failed to write {}", policy.display()));
+        }
+        Ok(guard)
+    }
+
+    fn give_back(mut self) -> Result<()> {
+        self.restore()
+    }
+
+    fn restore(&mut self) -> Result<()> {
+        let policy = Path::new(POLICY_RC_D);
+        if std::mem::take(&mut self.ours) {
+            std::fs::remove_file(policy)
+                .with_context(|| format!("failed to remove {}", policy.display()))?;
+        }
+        if let Some(saved) = self.saved.take() {
+            std::fs::rename(&saved, policy).with_context(|| {
+                format!(
+                    "failed to put {} back as {}",
+                    saved.display(),
+                    policy.display()
+                )
+            })?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for NoServiceStarts {
+    fn drop(&mut self) {
+        if let Err(e) = self.restore() {
+            eprintln!("xtask: {e:#}");
+        }
+    }
 }
 
 /// sebs-store's tests install boto3 and minio into a venv and the `minio` and AWS SDK npm

@@ -18,6 +18,13 @@
 //! finds nothing there, as on another machine. `nsenter --net` is used rather than
 //! `ip netns exec`, which would remount `/sys` and hide the cgroup mounts dockerd needs.
 //!
+//! An `sshd` (Debian's, run by us, never the host's service) listens on the engine's
+//! address, port 2222, in the engine's network and mount namespaces: a client key and a
+//! host key made for each start under the run directory, root's login by that key only,
+//! and `docker` of a session reaching this engine (`SetEnv DOCKER_HOST`, for sshd's sessions
+//! alone), so that `ssh://` engines are tested against it with a client configuration of
+//! their own (`ssh -F`), never touching `~/.ssh`.
+//!
 //! Several runs may share the machine (one per work tree): each claims a free slot under
 //! a lock, and a slot whose namespace holds no process (a run that was killed) is torn down
 //! and taken again. Everything is torn down when the [`Engine2`] is stopped or dropped:
@@ -45,12 +52,18 @@ const TLS_PORT: u16 = 2376;
 const START_TIMEOUT: Duration = Duration::from_secs(90);
 /// How long dockerd may take to stop its containers and exit on SIGTERM.
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+/// The port sshd listens on, on the engine's address (not ssh's default, so that the
+/// tests' address carries a port).
+const SSH_PORT: u16 = 2222;
+/// How long sshd may take to listen.
+const SSHD_START_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A running second engine; torn down by [`Engine2::stop`] or, failing that, on drop.
 pub struct Engine2 {
     slot: u8,
     dockerd: Option<Child>,
     relay: Option<Child>,
+    sshd: Option<Child>,
     stopped: bool,
 }
 
@@ -96,6 +109,12 @@ impl Slot {
     fn tls_dir(&self) -> PathBuf {
         self.run_dir().join("tls")
     }
+    /// sshd's configuration and keys, and those of the tests' clients: `client` (its key
+    /// authorised, `config` for `ssh -F`, `known_hosts` with the host key) and `stranger`
+    /// (a key sshd does not know).
+    fn ssh_dir(&self) -> PathBuf {
+        self.run_dir().join("ssh")
+    }
 }
 
 impl Engine2 {
@@ -114,6 +133,7 @@ impl Engine2 {
             slot,
             dockerd: None,
             relay: None,
+            sshd: None,
             stopped: false,
         };
         // Until dockerd runs in it, the namespace is empty and would look stale to another
@@ -123,6 +143,11 @@ impl Engine2 {
         engine.relay = Some(relay);
         drop(lock);
         engine.wait_answers()?;
+        // In dockerd's mount namespace, which is set up once dockerd answers.
+        let dockerd_pid = engine
+            .pid()
+            .context("the second engine's dockerd is gone")?;
+        engine.sshd = Some(start_sshd(&Slot(slot), dockerd_pid)?);
         eprintln!(
             "xtask: second engine answers at {} (log: {})",
             engine.url(),
@@ -146,7 +171,8 @@ impl Engine2 {
     /// its sibling), `SEBS_ENGINE2_ALIAS` (plain TCP at the alias) with
     /// `SEBS_ENGINE2_ALIAS_DEV` (this host's end of the veth pair: a test takes the alias
     /// away by making this host's route to it a blackhole, and gives it back), the
-    /// namespace in `SEBS_ENGINE2_NETNS`, and
+    /// namespace in `SEBS_ENGINE2_NETNS`, `SEBS_ENGINE2_SSH` (`ssh://root@…:2222?ssh-config=`
+    /// the `client` configuration; the `stranger` key is in its sibling directory), and
     /// dockerd's pid in `SEBS_ENGINE2_PID`.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         let s = Slot(self.slot);
@@ -166,6 +192,15 @@ impl Engine2 {
                 format!("tcp://{}:{PORT}", s.alias_ip()),
             ),
             ("SEBS_ENGINE2_NETNS", s.netns()),
+            (
+                "SEBS_ENGINE2_SSH",
+                format!(
+                    "ssh://root@{}:{SSH_PORT}?{}={}",
+                    s.engine_ip(),
+                    sebs_container::SSH_CONFIG_QUERY,
+                    s.ssh_dir().join("client").join("config").display()
+                ),
+            ),
             ("SEBS_ENGINE2_ALIAS_DEV", s.veth_host()),
         ];
         if let Some(pid) = self.pid() {
@@ -203,6 +238,9 @@ impl Engine2 {
     /// Stops dockerd and removes everything of the slot.
     pub fn stop(mut self) -> Result<()> {
         self.stopped = true;
+        if let Some(mut child) = self.sshd.take() {
+            terminate(&mut child);
+        }
         if let Some(mut child) = self.dockerd.take() {
             terminate(&mut child);
         }
@@ -217,6 +255,9 @@ impl Drop for Engine2 {
     fn drop(&mut self) {
         if self.stopped {
             return;
+        }
+        if let Some(mut child) = self.sshd.take() {
+            terminate(&mut child);
         }
         if let Some(mut child) = self.dockerd.take() {
             terminate(&mut child);
@@ -478,6 +519,134 @@ fn make_certificates(dir: &Path, addresses: &[String]) -> Result<()> {
         &stranger.join("cert.pem"),
         client_ext,
     )
+}
+
+/// sshd's host key, the `client` and `stranger` keys, the client's configuration and known
+/// hosts, and sshd's configuration, under the slot's [`Slot::ssh_dir`]; then sshd, in the
+/// engine's network namespace and in dockerd's (process `dockerd_pid`) mount namespace,
+/// once it listens.
+fn start_sshd(s: &Slot, dockerd_pid: u32) -> Result<Child> {
+    let dir = s.ssh_dir();
+    let (client, stranger) = (dir.join("client"), dir.join("stranger"));
+    for d in [&dir, &client, &stranger] {
+        std::fs::create_dir_all(d).with_context(|| format!("failed to create {}", d.display()))?;
+    }
+    let host_key = dir.join("host_key");
+    let client_key = client.join("id_ed25519");
+    for key in [&host_key, &client_key, &stranger.join("id_ed25519")] {
+        let _ = std::fs::remove_file(key);
+        let out = Command::new("ssh-keygen")
+            .args([
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                "sebs-local-engine2",
+                "-f",
+            ])
+            .arg(key)
+            .stdin(Stdio::null())
+            .output()
+            .context("failed to run ssh-keygen")?;
+        if !out.status.success() {
+            bail!(
+                "ssh-keygen for {} failed with {}: {}",
+                key.display(),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+    }
+    let public = |key: &Path| {
+        let path = key.with_extension("pub");
+        std::fs::read_to_string(&path).with_context(|| format!("failed to read {}", path.display()))
+    };
+    let write = |path: PathBuf, text: String| {
+        std::fs::write(&path, text).with_context(|| format!("failed to write {}", path.display()))
+    };
+    let engine_ip = s.engine_ip();
+    write(dir.join("authorized_keys"), public(&client_key)?)?;
+    write(
+        client.join("known_hosts"),
+        format!("[{engine_ip}]:{SSH_PORT} {}", public(&host_key)?),
+    )?;
+    // Everything ssh would read from ~/.ssh or /etc/ssh is here: `ssh -F` reads neither
+    // configuration, and no agent's keys are offered.
+    write(
+        client.join("config"),
+        format!(
+            "Host *\n  IdentityFile {}\n  IdentitiesOnly yes\n  IdentityAgent none\n  \
+             UserKnownHostsFile {}\n  GlobalKnownHostsFile /dev/null\n  \
+             StrictHostKeyChecking yes\n  UpdateHostKeys no\n",
+            client_key.display(),
+            client.join("known_hosts").display()
+        ),
+    )?;
+    let config = dir.join("sshd_config");
+    write(
+        config.clone(),
+        format!(
+            "ListenAddress {engine_ip}:{SSH_PORT}\nHostKey {}\nPidFile {}\n\
+             AuthorizedKeysFile {}\nPermitRootLogin prohibit-password\n\
+             PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n\
+             AllowTcpForwarding no\nX11Forwarding no\nPrintMotd no\n\
+             SetEnv DOCKER_HOST=unix://{}\n",
+            host_key.display(),
+            dir.join("sshd.pid").display(),
+            dir.join("authorized_keys").display(),
+            s.run_dir().join("docker.sock").display()
+        ),
+    )?;
+    // sshd refuses to start without its privilege separation directory (which Debian's
+    // service would make).
+    std::fs::create_dir_all("/run/sshd").context("failed to create /run/sshd")?;
+    let log_path = log_path(s.0);
+    let log = File::options()
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("failed to open {}", log_path.display()))?;
+    let mut sshd = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", s.netns()))
+        .arg(format!("--mount=/proc/{dockerd_pid}/ns/mnt"))
+        .arg(crate::docker::SSHD)
+        .args(["-D", "-e", "-f"])
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .context("failed to start the second engine's sshd (nsenter, sshd)")?;
+    let address = std::net::SocketAddr::new(
+        engine_ip
+            .parse()
+            .context("the engine's address is not an IP")?,
+        SSH_PORT,
+    );
+    let deadline = Instant::now() + SSHD_START_TIMEOUT;
+    loop {
+        if std::net::TcpStream::connect_timeout(&address, Duration::from_secs(1)).is_ok() {
+            return Ok(sshd);
+        }
+        if let Some(status) = sshd.try_wait().context("failed to check on sshd")? {
+            bail!(
+                "the second engine's sshd exited with {status}; last lines of {}:\n{}",
+                log_path.display(),
+                tail(&log_path, 20)
+            );
+        }
+        if Instant::now() > deadline {
+            terminate(&mut sshd);
+            bail!(
+                "the second engine's sshd did not listen on {address} within \
+                 {SSHD_START_TIMEOUT:?}; see {}",
+                log_path.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 fn copy(from: &Path, to: &Path) -> Result<()> {
