@@ -40,7 +40,8 @@ fn colour(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
 /// Where functions run, for every command that starts or finds them.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct EngineArgs {
-    /// A Docker engine to run functions on, unix:///PATH or tcp://HOST:PORT (repeatable:
+    /// A Docker engine to run functions on, unix:///PATH, tcp://HOST:PORT (TLS:
+    /// ?cert-path=DIR) or ssh://[USER@]HOST[:PORT] (?ssh-config=FILE) (repeatable:
     /// functions are placed on them in turn). An engine that is not this host's local one
     /// gets the image and a per-package image, and publishes its functions on its host's
     /// address [default: SEBS_ENGINES, comma-separated, else DOCKER_HOST or the local socket]

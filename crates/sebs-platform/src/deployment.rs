@@ -138,7 +138,7 @@ pub struct Instance {
     /// The leased host port when published on 127.0.0.1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub published_port: Option<u16>,
-    /// The engine it runs on (`unix://...`, `tcp://host:port`); absent in files written
+    /// The engine it runs on (`unix://...`, `tcp://host:port`, `ssh://...`); absent in files written
     /// before engines were recorded, which mean the home engine.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub engine: Option<String>,

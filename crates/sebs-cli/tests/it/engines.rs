@@ -1,5 +1,5 @@
 //! Functions spread over two engines: this host's and the second engine, which sees none
-//! of this host's files and is reached over TCP (see `cargo xtask test`).
+//! of this host's files and is reached over TCP, TLS or ssh (see `cargo xtask test`).
 
 use serde_json::Value;
 
@@ -50,6 +50,18 @@ pub fn trials() -> Vec<Trial> {
             ENGINE2,
             AGENT,
             ROOT
+        ),
+        trial!(
+            an_ssh_engine_runs_functions_through_ssh_and_leaves_nothing,
+            ENGINE,
+            ENGINE2,
+            AGENT
+        ),
+        trial!(
+            an_ssh_engine_that_refuses_the_key_is_named_with_ssh_s_reason,
+            ENGINE,
+            ENGINE2,
+            AGENT
         ),
     ]
 }
@@ -699,4 +711,182 @@ fn a_home_engine_that_is_not_this_host_s_gets_per_package_images_and_no_build() 
     assert!(stderr.contains(&says), "{stderr}");
     assert_eq!(second.containers(), Vec::<String>::new());
     assert_eq!(cli.containers(), Vec::<String>::new());
+}
+
+/// The second engine's sshd (`SEBS_ENGINE2_SSH`: `ssh://root@HOST:PORT?ssh-config=` a client
+/// configuration of its own, beside its key and known hosts; `stranger` beside that
+/// directory holds a key sshd does not know).
+fn ssh_engine() -> (String, std::path::PathBuf) {
+    let url = std::env::var("SEBS_ENGINE2_SSH").expect(
+        "SEBS_ENGINE2_SSH is set with SEBS_ENGINE2 (cargo xtask test, cargo xtask engine2)",
+    );
+    let config = url.split_once("?ssh-config=").unwrap().1.into();
+    (url, config)
+}
+
+/// The processes whose command line names `text` (the ssh processes of an engine's
+/// connections name its configuration).
+fn processes_naming(text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains(text) {
+            found.push(format!(
+                "{}: {cmdline}",
+                entry.file_name().to_string_lossy()
+            ));
+        }
+    }
+    found
+}
+
+/// Whether `~/.ssh` exists (no test may write there).
+fn home_ssh_exists() -> bool {
+    std::env::var_os("HOME").is_some_and(|h| std::path::Path::new(&h).join(".ssh").exists())
+}
+
+fn an_ssh_engine_runs_functions_through_ssh_and_leaves_nothing() {
+    let cli = Cli::new();
+    let (url, config) = ssh_engine();
+    let had_home_ssh = home_ssh_exists();
+    let second = Second::at(&cli, url.clone());
+    let engine_host = url
+        .trim_start_matches("ssh://")
+        .split_once('@')
+        .unwrap()
+        .1
+        .split_once(':')
+        .unwrap()
+        .0
+        .to_string();
+
+    let out = cli.path("out.json");
+    let out = out.to_str().unwrap();
+    let file = second.start(&cli, &["start", "000.noop", "test", out, "--engine", &url]);
+    // out.json names the engine with its configuration: stop and logs need no environment.
+    assert_eq!(str_of(&file["sebs_local"]["instances"][0], "engine"), url);
+    // Published on the ssh host's address, reached from here.
+    let function_url = str_of(&file["functions"][0], "url");
+    assert!(
+        function_url.starts_with(&format!("{engine_host}:")),
+        "{function_url}"
+    );
+    let (status, body) = curl_post(function_url, "{}");
+    assert_eq!(status, 200, "{body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["result"], serde_json::json!({"output": {}}));
+    assert_eq!(second.containers().len(), 1);
+    assert_eq!(cli.containers(), Vec::<String>::new());
+
+    let logs = cli.run(&["logs", out]);
+    assert_eq!(logs.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&logs.stdout);
+    assert!(text.contains("sebs-agent: listening"), "{text}");
+
+    let stop = cli.run(&["stop", out]);
+    assert_eq!(stop.status.code(), Some(0));
+    assert_eq!(second.containers(), Vec::<String>::new());
+
+    // SEBS_ENGINES takes it too; cleanup on it alone removes what is there.
+    let again = cli.path("again.json");
+    let mut start = cli.command(&["start", "000.noop", "test", again.to_str().unwrap()]);
+    start.env(sebs_container::ENGINES_ENV, &url);
+    let started = start.output().unwrap();
+    let stderr = String::from_utf8_lossy(&started.stderr);
+    assert_eq!(started.status.code(), Some(0), "{stderr}");
+    assert_eq!(second.containers().len(), 1);
+    let label = format!("{RUN_KEY}={}", cli.run);
+    let clean = cli.run(&["cleanup", "--label", &label, "--engine", &url]);
+    assert_eq!(clean.status.code(), Some(0));
+    assert_eq!(second.containers(), Vec::<String>::new());
+
+    // Each connection was an ssh process of the command's own: none outlives it.
+    let config = config.display().to_string();
+    let began = std::time::Instant::now();
+    while !processes_naming(&config).is_empty()
+        && began.elapsed() < std::time::Duration::from_secs(30)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(processes_naming(&config), Vec::<String>::new());
+    assert_eq!(home_ssh_exists(), had_home_ssh, "~/.ssh was written");
+}
+
+fn an_ssh_engine_that_refuses_the_key_is_named_with_ssh_s_reason() {
+    let cli = Cli::new();
+    let (url, config) = ssh_engine();
+    let had_home_ssh = home_ssh_exists();
+    let second = Second::new(&cli);
+    let text = std::fs::read_to_string(&config).unwrap();
+    let client = config.parent().unwrap();
+    let stranger = client.parent().unwrap().join("stranger");
+    // Configurations of the test's own, each one thing wrong with it.
+    let variant = |name: &str, from: &std::path::Path, to: &std::path::Path| {
+        let path = cli.path(name);
+        let changed = text.replace(&from.display().to_string(), &to.display().to_string());
+        assert_ne!(changed, text);
+        std::fs::write(&path, changed).unwrap();
+        path
+    };
+    let wrong_key = variant(
+        "wrong-key",
+        &client.join("id_ed25519"),
+        &stranger.join("id_ed25519"),
+    );
+    let empty_known_hosts = cli.path("empty_known_hosts");
+    std::fs::write(&empty_known_hosts, "").unwrap();
+    let unknown_host = variant(
+        "unknown-host",
+        &client.join("known_hosts"),
+        &empty_known_hosts,
+    );
+    let missing = cli.path("no-such-config");
+    let (base, _) = url.split_once("?ssh-config=").unwrap();
+    let with = |config: &std::path::Path| format!("{base}?ssh-config={}", config.display());
+    let closed_port = format!(
+        "{}:1?ssh-config={}",
+        base.rsplit_once(':').unwrap().0,
+        config.display()
+    );
+    let cases: [(String, i32, &[&str]); 4] = [
+        // ssh's own words, after the command that failed.
+        (
+            with(&wrong_key),
+            3,
+            &["Permission denied (publickey)", "docker system dial-stdio"],
+        ),
+        (with(&unknown_host), 3, &["Host key verification failed"]),
+        (closed_port, 3, &["Connection refused"]),
+        (
+            with(&missing),
+            2,
+            &["read the ssh configuration", &missing.display().to_string()],
+        ),
+    ];
+    let out = cli.path("out.json");
+    for (engine, code, says) in cases {
+        let refused = cli.run(&[
+            "start",
+            "000.noop",
+            "test",
+            out.to_str().unwrap(),
+            "--engine",
+            &engine,
+        ]);
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert_eq!(refused.status.code(), Some(code), "{engine}: {stderr}");
+        assert!(
+            stderr.contains(&format!("docker engine at {engine}")),
+            "{stderr}"
+        );
+        for s in says {
+            assert!(stderr.contains(s), "{s}: {stderr}");
+        }
+    }
+    assert!(!out.exists());
+    assert_eq!(second.containers(), Vec::<String>::new());
+    assert_eq!(home_ssh_exists(), had_home_ssh, "~/.ssh was written");
 }
