@@ -1,11 +1,11 @@
-//! A connection from accept to close: the agent's own HTTP/1.1 loop, which passes the connection to an idle worker whenever no request is pending on it.
+//! A connection from accept to close: the agent's own HTTP/1.1 loop, which passes the connection to a worker whenever no request is pending on it.
 //!
 //! hyper cannot give a socket back between two requests, so the agent reads requests
 //! itself (httparse) and answers them with the bytes hyper writes. Between two requests
-//! (an answer written, nothing of the next one read) an idle worker that takes connections
-//! gets it ([`crate::handoff`]), exactly as a connection just accepted: so a connection the
-//! agent served once (the cold call, or a call that waited for a busy worker) goes on by the
-//! warm path as soon as a worker is free. A request this loop does not parse simply (HTTP/1.0,
+//! (an answer written, nothing of the next one read) a worker that takes connections (an
+//! idle one, or one holding others) gets it ([`crate::handoff`]), exactly as a connection
+//! just accepted: so a connection the agent served once (the cold call, or a call that
+//! waited for a worker) goes on by the warm path. A request this loop does not parse simply (HTTP/1.0,
 //! chunked bodies, `Expect`, `Upgrade`, `Connection: close`, a query string, a body past
 //! [`MAX_BODY_BYTES`], a malformed head) hands the rest of the connection to hyper, with what
 //! was read of it.
@@ -54,17 +54,16 @@ pub async fn serve(state: Arc<State>, mut stream: TcpStream, read: Vec<u8>) {
     let mut given_back = false;
     loop {
         if buf.is_empty() && !given_back {
-            if let Some(held) = state.pool.try_hold() {
-                match handoff::serve(state.clone(), held, stream).await {
-                    Some((back, read)) => {
-                        stream = back;
-                        buf = read;
-                        given_back = true;
-                        continue;
-                    }
-                    None => return,
+            stream = match handoff::pass(&state, stream).await {
+                handoff::Passed::Held(Some((back, read))) => {
+                    stream = back;
+                    buf = read;
+                    given_back = true;
+                    continue;
                 }
-            }
+                handoff::Passed::Held(None) => return,
+                handoff::Passed::Kept(stream) => stream,
+            };
         }
         given_back = false;
         let simple = loop {

@@ -45,6 +45,8 @@ pub struct State {
     ids: RequestIds,
     /// The shared state of every worker holding a connection: their calls join the log.
     held: Mutex<Vec<Arc<SharedState>>>,
+    /// The workers holding connections, which take more.
+    pub(crate) holders: crate::handoff::Holders,
     /// Numbers connections passed to workers.
     connections: AtomicU64,
     /// Calls relayed to a worker, and calls workers answered themselves, for the log.
@@ -113,6 +115,7 @@ impl State {
             log: Mutex::new(Log::default()),
             ids: RequestIds::new(),
             held: Mutex::new(Vec::new()),
+            holders: Default::default(),
             connections: AtomicU64::new(0),
             relayed: AtomicU64::new(0),
             by_worker: AtomicU64::new(0),

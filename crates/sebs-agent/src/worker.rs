@@ -310,6 +310,8 @@ pub struct Busy {
     pub seq: u64,
     pub since: EpochMicros,
     pub request_id: String,
+    /// The number of the connection the call came on.
+    pub connection: u64,
 }
 
 impl SharedState {
@@ -356,6 +358,7 @@ impl SharedState {
             return Some(Busy {
                 seq,
                 since: EpochMicros(since),
+                connection: u64::from_le_bytes(head[CONNECTION..CONNECTION + 8].try_into().ok()?),
                 request_id: String::from_utf8_lossy(&head[REQUEST_ID..REQUEST_ID + len])
                     .into_owned(),
             });

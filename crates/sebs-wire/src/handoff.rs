@@ -1,9 +1,10 @@
 //! The warm path's hand-off: a worker that answers HTTP on a connection the agent passed it, and what both sides share about it.
 //!
 //! On a warm call the agent does not relay the request: it passes the connection (accepted,
-//! or between two requests) to an idle worker (the descriptor over a unix socket, `SCM_RIGHTS`), which reads
+//! or between two requests) to a worker (the descriptor over a unix socket, `SCM_RIGHTS`), which reads
 //! `POST /` requests with a `Content-Length` body, runs the handler and writes the answer
-//! itself, then reads the next request on the same connection. A warm call then wakes one
+//! itself, then reads the next request on the same connection. A worker holds several
+//! connections and serves whichever is readable, one call at a time. A warm call then wakes one
 //! process, as a server written in the function's language would. Anything else (another
 //! method or path, a chunked body, `Expect`, `Connection: close`, a body that is not JSON
 //! or too large) the worker gives back with the bytes it read, and the agent serves it as
@@ -19,9 +20,9 @@
 //!   `leftover` holds what it read of a request it did not serve.
 //!
 //! The worker publishes its state in the shared file [`State`] describes, without a system
-//! call, and the agent reads it on its own timer: which call is running since when (for
-//! the timeout, and the request id of a 504 or 500 the agent then writes on its own copy of
-//! the connection), and a ring of the calls' handler spans for the invocation log.
+//! call, and the agent reads it on its own timer: which call is running since when, on
+//! which connection (for the timeout, and the request id of a 504 or 500 the agent then
+//! writes on its own copy of that connection), and a ring of the calls' handler spans for the invocation log.
 
 use serde::{Deserialize, Serialize};
 
@@ -44,7 +45,9 @@ pub mod state {
     pub const ID_LEN: usize = 16;
     /// The running call's request id, at most [`ID_MAX`] bytes.
     pub const REQUEST_ID: usize = 24;
-    pub const ID_MAX: usize = 96;
+    pub const ID_MAX: usize = 88;
+    /// u64: the number of the connection the running call came on (a worker holds several).
+    pub const CONNECTION: usize = 112;
     /// u64: how many records the worker has written to the ring, ever.
     pub const LOG_WRITTEN: usize = 120;
     /// The ring of records: `begin_us` i64, `end_us` i64, `ok` u64.
@@ -185,7 +188,8 @@ mod tests {
 
     #[test]
     fn state_layout_fits() {
-        assert!(state::REQUEST_ID + state::ID_MAX <= state::LOG_WRITTEN);
+        assert!(state::REQUEST_ID + state::ID_MAX <= state::CONNECTION);
+        assert!(state::CONNECTION + 8 <= state::LOG_WRITTEN);
         assert_eq!(state::SIZE, 128 + 24 * 8192);
     }
 }

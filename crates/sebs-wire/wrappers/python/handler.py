@@ -26,6 +26,8 @@ stdin/stdout; `sebs_wire::worker` in the Rust sources defines the same messages.
    its POST / requests itself (the agent's bytes: answers.json), publishing each call in the
    shared state, until the client hangs up, a request it leaves to the agent arrives, or the
    agent asks {"give_back": N}; then it answers {"released": N, "closed": B, "leftover": hex}.
+   It holds every connection passed meanwhile too, and serves whichever is readable, until
+   it holds none.
 """
 
 import os
@@ -228,8 +230,8 @@ def main():
 MAX_BODY_BYTES = 64 * 1024 * 1024
 _REASONS = {200: "OK", 500: "Internal Server Error"}
 # sebs_wire::handoff::state: where the worker publishes its running call and handler spans.
-_SEQ, _BUSY, _ID_LEN, _ID, _ID_MAX, _WRITTEN, _RING, _RECORD, _SLOTS = (
-    0, 8, 16, 24, 96, 120, 128, 24, 8192
+_SEQ, _BUSY, _ID_LEN, _ID, _ID_MAX, _CONN, _WRITTEN, _RING, _RECORD, _SLOTS = (
+    0, 8, 16, 24, 88, 112, 120, 128, 24, 8192
 )
 _STATE_SIZE = _RING + _RECORD * _SLOTS
 # What uuid.UUID(int=..., version=4) clears and sets in a random 128-bit number.
@@ -383,6 +385,13 @@ class _Handoff:
         # The layout is little-endian, as the machine must be (serve() checks).
         self.words = memoryview(self.state).cast("q")
         self.lines, self.send, self.call = lines, send, call
+        import select
+
+        self.pollin = select.POLLIN
+        self.poller = select.poll()
+        self.poller.register(lines.fd, select.POLLIN)
+        # The connections held, by descriptor.
+        self.conns = {}
         self.seq = 0
         self.written = 0
         self.getrandbits = random.Random().getrandbits
@@ -402,12 +411,13 @@ class _Handoff:
         h = "%032x" % (self.getrandbits(128) & _UUID_CLEAR | _UUID_SET)
         return "%s-%s-%s-%s-%s" % (h[:8], h[8:12], h[12:16], h[16:20], h[20:])
 
-    def _publish_busy(self, since_us, request_id):
+    def _publish_busy(self, since_us, request_id, number):
         rid = request_id.encode("utf-8")[:_ID_MAX]
         words = self.words
         self.seq += 1
         words[_SEQ // 8] = self.seq
         words[_BUSY // 8] = since_us
+        words[_CONN // 8] = number
         words[_ID_LEN // 8] = len(rid)
         self.state[_ID : _ID + len(rid)] = rid
         self.seq += 1
@@ -427,28 +437,20 @@ class _Handoff:
         self.seq += 1
         words[_SEQ // 8] = self.seq
 
-    def _release(self, number, buf, closed=False):
+    def _release(self, conn, closed=False):
         import json
 
-        self.send(json.dumps({"released": number, "closed": closed, "leftover": bytes(buf).hex()}))
+        self.poller.unregister(conn.fd)
+        del self.conns[conn.fd]
+        leftover = b"" if closed else bytes(conn.buf)
+        try:
+            conn.sock.close()
+        finally:
+            self.send(json.dumps({"released": conn.number, "closed": closed, "leftover": leftover.hex()}))
 
-    def _given_back(self, number):
-        """Reads what the agent sent; whether it asks for connection `number`. Exits when
-        the agent is gone."""
-        import json
-
-        if not self.lines.has_line() and not self.lines.fill():
-            sys.exit(0)
-        while self.lines.has_line():
-            message = json.loads(self.lines.readline())
-            if message.get("give_back") == number:
-                return True
-        return False
-
-    def serve(self, number, instance):
-        import select
+    def _take(self, number, instance):
+        """Receives connection `number`'s descriptor and holds it."""
         import socket
-        import time
 
         fds = []
         try:
@@ -464,75 +466,115 @@ class _Handoff:
             # leaves every connection to the agent.
             for fd in fds:
                 os.close(fd)
-            self._release(number, b"")
+            self.send('{"released": %d, "closed": false, "leftover": ""}' % number)
             return
-        conn = socket.socket(fileno=fds[0])
-        conn.setblocking(True)
-        recv, sendall = conn.recv, conn.sendall
-        poller = select.poll()
-        poller.register(conn.fileno(), select.POLLIN)
-        poller.register(self.lines.fd, select.POLLIN)
-        heads = {200: _head_start(200, instance), 500: _head_start(500, instance)}
-        # A client sends the same head call after call: the last one parsed is kept.
-        last_head, last_parsed = None, None
-        perf_counter_ns, time_ns, now = time.perf_counter_ns, time.time_ns, time.time
-        buf = bytearray()
+        sock = socket.socket(fileno=fds[0])
+        sock.setblocking(True)
+        conn = _Held(number, sock, instance)
+        self.conns[conn.fd] = conn
+        self.poller.register(conn.fd, self.pollin)
+
+    def _messages(self):
+        """Acts on the agent's lines already read: connections passed and asked back."""
+        import json
+
+        while self.lines.has_line():
+            message = json.loads(self.lines.readline())
+            if "connection" in message:
+                self._take(message["connection"], message.get("instance") or None)
+            elif "give_back" in message:
+                number = message["give_back"]
+                for conn in list(self.conns.values()):
+                    if conn.number == number:
+                        self._release(conn)
+
+    def serve(self, number, instance):
+        """Holds connection `number` and every one passed meanwhile, serving whichever is
+        readable (in poll order), until it holds none."""
+        self._take(number, instance)
+        self._messages()
+        lines_fd = self.lines.fd
+        while self.conns:
+            for fd, _ in self.poller.poll():
+                if fd == lines_fd:
+                    if not self.lines.fill():
+                        # The agent is gone.
+                        sys.exit(0)
+                    self._messages()
+                    # A connection passed now may have the number of one released now:
+                    # this round's other events are stale (the sockets block); poll again.
+                    break
+                conn = self.conns.get(fd)
+                if conn is not None:
+                    self._readable(conn)
+
+    def _readable(self, conn):
+        """Reads what `conn` sent and serves the requests it completes."""
+        import time
+
         try:
-            while True:
-                end = buf.find(b"\r\n\r\n")
-                while end < 0:
-                    if self.lines.has_line() and self._given_back(number):
-                        return self._release(number, buf)
-                    for fd, _ in poller.poll():
-                        if fd == self.lines.fd:
-                            if self._given_back(number):
-                                return self._release(number, buf)
-                        else:
-                            data = recv(1 << 16)
-                            if not data:
-                                return self._release(number, buf, closed=not buf)
-                            buf += data
-                    end = buf.find(b"\r\n\r\n")
-                if last_head is not None and end == len(last_head) and buf.startswith(last_head):
-                    head = last_parsed
-                else:
-                    last_head = bytes(buf[:end])
-                    head = last_parsed = _simple_post(last_head)
-                if head is None:
-                    return self._release(number, buf)
-                length, given_id = head
-                need = end + 4 + length
-                while len(buf) < need:
-                    data = recv(min(need - len(buf), 1 << 20))
-                    if not data:
-                        return self._release(number, buf, closed=True)
-                    buf += data
-                received_ns = perf_counter_ns()
-                try:
-                    event = _decode_event(buf[end + 4 : need])
-                except ValueError:
-                    # Not JSON (nor UTF-8): the agent writes its 400.
-                    return self._release(number, buf)
-                request_id = self._request_id(given_id)
-                self._publish_busy(time_ns() // 1000, request_id)
-                outcome = self.call(event)
-                kind, begin, finish = outcome[0], outcome[1], outcome[2]
-                if kind == "ok":
-                    agent_time_us = (perf_counter_ns() - received_ns) // 1000
-                    body = _success_body(begin, finish, request_id, outcome[3], agent_time_us, outcome[4])
-                    status = 200
-                else:
-                    body = _failure_body(kind, begin, finish, request_id, outcome[3])
-                    status = 500
-                self._publish_done(begin, finish, kind == "ok")
-                answer = _head_end(heads[status], self._http_date(int(now())), body)
-                del buf[:need]
-                sendall(answer)
+            data = conn.sock.recv(1 << 16)
         except OSError:
             # The client reset the connection: nothing to give back.
-            return self._release(number, b"", closed=True)
-        finally:
-            conn.close()
+            return self._release(conn, closed=True)
+        if not data:
+            return self._release(conn, closed=not conn.buf)
+        buf = conn.buf
+        buf += data
+        while True:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            last = conn.last_head
+            if last is not None and end == len(last) and buf.startswith(last):
+                head = conn.last_parsed
+            else:
+                conn.last_head = bytes(buf[:end])
+                head = conn.last_parsed = _simple_post(conn.last_head)
+            if head is None:
+                return self._release(conn)
+            length, given_id = head
+            need = end + 4 + length
+            if len(buf) < need:
+                # The rest of the body comes in a later read.
+                return
+            received_ns = time.perf_counter_ns()
+            try:
+                event = _decode_event(buf[end + 4 : need])
+            except ValueError:
+                # Not JSON (nor UTF-8): the agent writes its 400.
+                return self._release(conn)
+            request_id = self._request_id(given_id)
+            self._publish_busy(time.time_ns() // 1000, request_id, conn.number)
+            outcome = self.call(event)
+            kind, begin, finish = outcome[0], outcome[1], outcome[2]
+            if kind == "ok":
+                agent_time_us = (time.perf_counter_ns() - received_ns) // 1000
+                body = _success_body(begin, finish, request_id, outcome[3], agent_time_us, outcome[4])
+                status = 200
+            else:
+                body = _failure_body(kind, begin, finish, request_id, outcome[3])
+                status = 500
+            self._publish_done(begin, finish, kind == "ok")
+            answer = _head_end(conn.heads[status], self._http_date(int(time.time())), body)
+            del buf[:need]
+            try:
+                conn.sock.sendall(answer)
+            except OSError:
+                return self._release(conn, closed=True)
+
+
+class _Held:
+    """A connection a worker holds: what it read of it, and the head it last parsed."""
+
+    __slots__ = ("number", "sock", "fd", "buf", "heads", "last_head", "last_parsed")
+
+    def __init__(self, number, sock, instance):
+        self.number, self.sock, self.fd = number, sock, sock.fileno()
+        self.buf = bytearray()
+        self.heads = {200: _head_start(200, instance), 500: _head_start(500, instance)}
+        # A client sends the same head call after call: the last one parsed is kept.
+        self.last_head, self.last_parsed = None, None
 
 
 def _simple_post(head):
