@@ -27,6 +27,10 @@ pub struct FunctionPool {
     fresh: Vec<Function>,
     /// Fresh containers still starting.
     starting: Option<JoinHandle<Result<Vec<Function>, PlatformError>>>,
+    /// Containers a forced cold start replaced, removed once the next batch is answered: a
+    /// removal (the agent's exit, the engine's tear-down) takes CPU that the batch's cold
+    /// invocations, the figures being measured, would otherwise share.
+    replaced: Vec<Function>,
     /// Removals running in the background.
     retiring: Vec<JoinHandle<()>>,
 }
@@ -50,6 +54,7 @@ impl FunctionPool {
             warm: Vec::new(),
             fresh: Vec::new(),
             starting: None,
+            replaced: Vec::new(),
             retiring: Vec::new(),
         }
     }
@@ -83,7 +88,10 @@ impl FunctionPool {
                 result: platform.invoke(f, input).await,
             }
         });
-        Ok(join_all(calls).await)
+        let calls = join_all(calls).await;
+        let replaced = std::mem::take(&mut self.replaced);
+        self.retire(replaced);
+        Ok(calls)
     }
 
     /// Starts `n` fresh containers in the background, for the next [`Self::force_cold`].
@@ -107,11 +115,12 @@ impl FunctionPool {
     }
 
     /// Replaces every container with a fresh one, so that the next `n` invocations are
-    /// cold; uses prewarmed containers where there are any.
+    /// cold; uses prewarmed containers where there are any. The replaced containers are
+    /// removed after the next batch.
     pub async fn force_cold(&mut self, n: usize) -> Result<(), PlatformError> {
         self.collect_started().await;
         let old = std::mem::take(&mut self.warm);
-        self.retire(old);
+        self.replaced.extend(old);
         let take = n.min(self.fresh.len());
         self.warm = self.fresh.drain(..take).collect();
         self.grow(n).await
@@ -121,7 +130,12 @@ impl FunctionPool {
     /// local function, every container is replaced, so the next invocations are cold.
     pub async fn reconfigure(&mut self, config: FunctionConfig, name: String) {
         self.collect_started().await;
-        let old: Vec<Function> = self.warm.drain(..).chain(self.fresh.drain(..)).collect();
+        let old: Vec<Function> = self
+            .warm
+            .drain(..)
+            .chain(self.fresh.drain(..))
+            .chain(self.replaced.drain(..))
+            .collect();
         self.retire(old);
         self.config = config;
         self.name = name;
@@ -135,7 +149,12 @@ impl FunctionPool {
                 self.fresh.extend(started);
             }
         }
-        let all: Vec<Function> = self.warm.drain(..).chain(self.fresh.drain(..)).collect();
+        let all: Vec<Function> = self
+            .warm
+            .drain(..)
+            .chain(self.fresh.drain(..))
+            .chain(self.replaced.drain(..))
+            .collect();
         self.retire(all);
         for task in self.retiring.drain(..) {
             let _ = task.await;

@@ -20,7 +20,14 @@ sebs_testkit::main!(trials(), sebs_readers::trials(), engines::trials());
 
 /// The tests of this binary, each with what it needs from the machine.
 fn trials() -> Vec<Trial> {
-    vec![trial!(all_four_modes_on_real_containers, ENGINE, AGENT)]
+    vec![
+        trial!(all_four_modes_on_real_containers, ENGINE, AGENT),
+        trial!(
+            a_replaced_container_is_removed_after_the_cold_batch,
+            ENGINE,
+            AGENT
+        ),
+    ]
 }
 
 /// perf-cost settings written inline in a test (SeBS's experiment JSON, or its perf-cost
@@ -212,4 +219,66 @@ async fn all_four_modes_on_real_containers() {
     let html = std::fs::read_to_string(&written.html).unwrap();
     assert!(html.contains("cold · 192 MB"), "{html}");
     sebs_readers::check_results_dir(&report.files);
+}
+
+async fn a_replaced_container_is_removed_after_the_cold_batch() {
+    // A forced cold start's batch runs beside the container it replaced, which is removed
+    // only once the batch is answered: its removal does not share the CPU with the cold
+    // invocations being measured.
+    let docker = sebs_testkit::docker().await;
+    let agent = sebs_platform::find_agent_binary(None).unwrap();
+    let image = sebs_testkit::python_image(&docker).await;
+    let mut config = PlatformConfig::new(agent);
+    config
+        .labels
+        .insert(TEST_LABEL.0.into(), TEST_LABEL.1.into());
+    let platform = Platform::new(docker.clone(), config);
+    let root = tempfile::tempdir().unwrap();
+    write_benchmark(root.path());
+    let bench = find_benchmark(root.path(), "901.nap").unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let package = PackageCache::new(cache.path())
+        .get_or_build(&bench, Language::Python, "3.11", &NoDeps, false)
+        .unwrap();
+    let mut pool = sebs_experiments::FunctionPool::new(
+        platform.clone(),
+        "pool-replaced".into(),
+        bench.name.clone(),
+        package,
+        image,
+        sebs_platform::FunctionConfig::from_benchmark(&bench.config, Language::Python, "3.11"),
+    );
+    let input = json!({"seconds": 1.0});
+    let outcome = async {
+        pool.invoke_batch(&input, 1).await?;
+        let old = pool.containers()[0].container.id.clone();
+        pool.force_cold(1).await?;
+        let new = pool.containers()[0].container.id.clone();
+        assert_ne!(old, new);
+        let (calls, during) = tokio::join!(pool.invoke_batch(&input, 1), async {
+            // Halfway through the 1 s handler.
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            sebs_container::inspect_state(&docker, &old).await
+        });
+        let calls = calls?;
+        Ok::<_, sebs_platform::PlatformError>((old, calls, during))
+    }
+    .await;
+    pool.shutdown().await;
+    platform.shutdown().await;
+    let (old, calls, during) = outcome.unwrap();
+    let r = calls[0].result.as_ref().unwrap();
+    assert!(r.stats.cold_start, "the batch after force_cold was warm");
+    let during = during
+        .unwrap_or_else(|e| panic!("the replaced container {old} was gone during the batch: {e}"));
+    assert!(
+        during.running,
+        "the replaced container {old} was {} during the batch",
+        during.status
+    );
+    // shutdown waited for every removal.
+    assert!(
+        sebs_container::inspect_state(&docker, &old).await.is_err(),
+        "the replaced container {old} is still there after the pool's shutdown"
+    );
 }
