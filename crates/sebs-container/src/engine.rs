@@ -320,6 +320,12 @@ pub async fn info(docker: &Docker, address: &EngineAddress) -> Result<EngineInfo
     })
 }
 
+/// `path` from an engine's address, made absolute against the current directory: the address
+/// is recorded in out.json, and `stop` or `logs` may run from another directory.
+pub(crate) fn absolute(path: &str) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| PathBuf::from(path))
+}
+
 /// Reads a `DOCKER_HOST` value, with TLS as the environment says ([`TlsDefaults::from_env`]);
 /// `None` or empty means the local socket.
 pub fn engine_address(docker_host: Option<&str>) -> Result<EngineAddress, ConnectError> {
@@ -359,7 +365,7 @@ impl EngineAddress {
             let certs = match query {
                 None => tls.certs.clone(),
                 Some(query) => match query.split_once('=') {
-                    Some((CERT_PATH_QUERY, dir)) if !dir.is_empty() => Some(PathBuf::from(dir)),
+                    Some((CERT_PATH_QUERY, dir)) if !dir.is_empty() => Some(absolute(dir)),
                     _ => return Err(unsupported()),
                 },
             };
@@ -582,6 +588,22 @@ mod tests {
         };
         check(Some("tcp://h:2376?cert-path=/c/h"), tls("h:2376", "/c/h"));
         check(Some("tcp://h:2376/?cert-path=/c"), tls("h:2376", "/c"));
+        // Recorded in out.json, read by stop from anywhere: relative paths are made absolute.
+        let here = std::env::current_dir().unwrap();
+        let in_here = |p: &str| here.join(p).to_string_lossy().into_owned();
+        check(
+            Some("tcp://h:2376?cert-path=certs/h"),
+            tls("h:2376", &in_here("certs/h")),
+        );
+        check(
+            Some("ssh://h?ssh-config=ssh/config"),
+            Ok(EngineAddress::Ssh(SshDestination {
+                user: None,
+                host: "h".into(),
+                port: None,
+                config: Some(in_here("ssh/config").into()),
+            })),
+        );
         check(
             Some("tcp://h:2376?cert-path="),
             Err("\"tcp://h:2376?cert-path=\""),

@@ -121,7 +121,9 @@ impl SshDestination {
         let config = match query {
             None => None,
             Some(query) => match query.split_once('=') {
-                Some((SSH_CONFIG_QUERY, file)) if !file.is_empty() => Some(PathBuf::from(file)),
+                Some((SSH_CONFIG_QUERY, file)) if !file.is_empty() => {
+                    Some(crate::engine::absolute(file))
+                }
                 _ => return None,
             },
         };
