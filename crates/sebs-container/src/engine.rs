@@ -506,9 +506,11 @@ fn hint(address: &EngineAddress) -> String {
             `sudo dockerd &` where there is no systemd), check that you may use its socket \
             (`sudo usermod -aG docker $USER`), or point DOCKER_HOST at a running engine"
             .to_string(),
-        EngineAddress::Tcp(_) => "check that the engine at DOCKER_HOST is running and \
-            listening there, or unset DOCKER_HOST to use the local socket"
-            .to_string(),
+        // The address may come from DOCKER_HOST, --engine or SEBS_ENGINES.
+        EngineAddress::Tcp(host) => format!(
+            "check that a Docker engine is running and listening with plain TCP at {host} \
+             (one that takes TLS needs DOCKER_TLS_VERIFY or ?{CERT_PATH_QUERY}=DIR)"
+        ),
         EngineAddress::Tls { certs, .. } => {
             let [ca, cert, _] = tls_files(certs);
             format!(
@@ -751,6 +753,10 @@ mod tests {
             text.starts_with("reach a docker engine at tcp://127.0.0.1:1"),
             "{text}"
         );
-        assert!(text.contains("DOCKER_HOST"), "{text}");
+        // The hint names the address, which may have come from --engine, not DOCKER_HOST.
+        assert!(
+            text.contains("listening with plain TCP at 127.0.0.1:1"),
+            "{text}"
+        );
     }
 }
