@@ -804,8 +804,9 @@ async fn load_figures(cx: &Ctx, function: &Function, floor: &Arc<Trigger>, out: 
     ));
     if e.met == Some(false) {
         e = e.note(format!(
-            "misses 0.5x of the floor's {:.0} req/s by {:.0} req/s; every call crosses the agent and a \
-             Python worker, the floor answers in one static process; profile over the run: {}",
+            "misses 0.5x of the floor's {:.0} req/s by {:.0} req/s; each call is answered by a Python \
+             worker (or relayed through the agent to one, as counted above), the floor answers in one \
+             static process; profile over the run: {}",
             f.per_second(),
             0.5 * f.per_second() - rate,
             load::cpu_profile(&before, &after)
