@@ -182,13 +182,44 @@ mod tests {
 /// (`SEBS_ENGINE2_ALIAS`), which it may take away and give back: for the test, the engine
 /// goes away (this host's route to the address becomes a blackhole: what is sent there is
 /// dropped, as to a host that went off the network; a new connection fails at once) while
-/// other tests go on using it at its own address. Given back when dropped.
+/// other tests go on using it at its own address. Given back when dropped. The tests of one
+/// binary that use it take turns: [`Engine2Alias::new`] waits until no other holds it (the
+/// tests of a binary run in parallel; cargo runs the binaries one after another).
 pub struct Engine2Alias {
     /// `tcp://<alias>:2375`.
     pub url: String,
     dev: String,
     cidr: String,
     away: bool,
+    _turn: AliasTurn,
+}
+
+/// Whether a test of this process holds the alias, and where the next one waits for it.
+static ALIAS_TURN: (std::sync::Mutex<bool>, std::sync::Condvar) =
+    (std::sync::Mutex::new(false), std::sync::Condvar::new());
+
+/// This test's turn with the alias, given up when dropped (after the address came back:
+/// fields drop after [`Engine2Alias`]'s own `drop`).
+struct AliasTurn;
+
+impl AliasTurn {
+    fn take() -> AliasTurn {
+        let (lock, freed) = &ALIAS_TURN;
+        let mut held = lock.lock().unwrap_or_else(|p| p.into_inner());
+        while *held {
+            held = freed.wait(held).unwrap_or_else(|p| p.into_inner());
+        }
+        *held = true;
+        AliasTurn
+    }
+}
+
+impl Drop for AliasTurn {
+    fn drop(&mut self) {
+        let (lock, freed) = &ALIAS_TURN;
+        *lock.lock().unwrap_or_else(|p| p.into_inner()) = false;
+        freed.notify_one();
+    }
 }
 
 impl Engine2Alias {
@@ -205,11 +236,14 @@ impl Engine2Alias {
             .rsplit_once(':')
             .map(|(ip, _)| ip.to_string())
             .ok_or_else(|| format!("SEBS_ENGINE2_ALIAS is not tcp://IP:PORT: {url}"))?;
+        let dev = var("SEBS_ENGINE2_ALIAS_DEV")?;
         Ok(Engine2Alias {
             url,
-            dev: var("SEBS_ENGINE2_ALIAS_DEV")?,
+            dev,
             cidr: format!("{ip}/32"),
             away: false,
+            // Blocks this test's thread (each test runs on a thread and runtime of its own).
+            _turn: AliasTurn::take(),
         })
     }
 
