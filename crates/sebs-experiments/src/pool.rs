@@ -130,13 +130,7 @@ impl FunctionPool {
     /// local function, every container is replaced, so the next invocations are cold.
     pub async fn reconfigure(&mut self, config: FunctionConfig, name: String) {
         self.collect_started().await;
-        let old: Vec<Function> = self
-            .warm
-            .drain(..)
-            .chain(self.fresh.drain(..))
-            .chain(self.replaced.drain(..))
-            .collect();
-        self.retire(old);
+        self.retire_all();
         self.config = config;
         self.name = name;
     }
@@ -149,13 +143,7 @@ impl FunctionPool {
                 self.fresh.extend(started);
             }
         }
-        let all: Vec<Function> = self
-            .warm
-            .drain(..)
-            .chain(self.fresh.drain(..))
-            .chain(self.replaced.drain(..))
-            .collect();
-        self.retire(all);
+        self.retire_all();
         for task in self.retiring.drain(..) {
             let _ = task.await;
         }
@@ -204,6 +192,17 @@ impl FunctionPool {
                 ),
             }
         }
+    }
+
+    /// Removes every container the pool has, in the background.
+    fn retire_all(&mut self) {
+        let all: Vec<Function> = self
+            .warm
+            .drain(..)
+            .chain(self.fresh.drain(..))
+            .chain(self.replaced.drain(..))
+            .collect();
+        self.retire(all);
     }
 
     fn retire(&mut self, functions: Vec<Function>) {

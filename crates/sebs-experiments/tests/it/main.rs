@@ -72,7 +72,18 @@ fn max_overlap(results: &[sebs_trigger::ExecutionResult]) -> usize {
     best as usize
 }
 
-async fn all_four_modes_on_real_containers() {
+/// 901.nap packaged, and a platform on this host's engine whose containers carry the
+/// tests' label; the directories live as long as the value.
+struct Nap {
+    docker: sebs_container::Docker,
+    platform: Platform,
+    bench: sebs_package::BenchmarkDir,
+    package: sebs_package::Package,
+    image: String,
+    _dirs: [tempfile::TempDir; 2],
+}
+
+async fn nap() -> Nap {
     let docker = sebs_testkit::docker().await;
     let agent = sebs_platform::find_agent_binary(None).unwrap();
     let image = sebs_testkit::python_image(&docker).await;
@@ -80,8 +91,7 @@ async fn all_four_modes_on_real_containers() {
     config
         .labels
         .insert(TEST_LABEL.0.into(), TEST_LABEL.1.into());
-    let platform = Platform::new(docker, config);
-
+    let platform = Platform::new(docker.clone(), config);
     let root = tempfile::tempdir().unwrap();
     write_benchmark(root.path());
     let bench = find_benchmark(root.path(), "901.nap").unwrap();
@@ -89,6 +99,25 @@ async fn all_four_modes_on_real_containers() {
     let package = PackageCache::new(cache.path())
         .get_or_build(&bench, Language::Python, "3.11", &NoDeps, false)
         .unwrap();
+    Nap {
+        docker,
+        platform,
+        bench,
+        package,
+        image,
+        _dirs: [root, cache],
+    }
+}
+
+async fn all_four_modes_on_real_containers() {
+    let Nap {
+        platform,
+        bench,
+        package,
+        image,
+        _dirs,
+        ..
+    } = nap().await;
     let input = sebs_package::generate_input(
         &bench,
         sebs_package::Size::Test,
@@ -225,21 +254,14 @@ async fn a_replaced_container_is_removed_after_the_cold_batch() {
     // A forced cold start's batch runs beside the container it replaced, which is removed
     // only once the batch is answered: its removal does not share the CPU with the cold
     // invocations being measured.
-    let docker = sebs_testkit::docker().await;
-    let agent = sebs_platform::find_agent_binary(None).unwrap();
-    let image = sebs_testkit::python_image(&docker).await;
-    let mut config = PlatformConfig::new(agent);
-    config
-        .labels
-        .insert(TEST_LABEL.0.into(), TEST_LABEL.1.into());
-    let platform = Platform::new(docker.clone(), config);
-    let root = tempfile::tempdir().unwrap();
-    write_benchmark(root.path());
-    let bench = find_benchmark(root.path(), "901.nap").unwrap();
-    let cache = tempfile::tempdir().unwrap();
-    let package = PackageCache::new(cache.path())
-        .get_or_build(&bench, Language::Python, "3.11", &NoDeps, false)
-        .unwrap();
+    let Nap {
+        docker,
+        platform,
+        bench,
+        package,
+        image,
+        _dirs,
+    } = nap().await;
     let mut pool = sebs_experiments::FunctionPool::new(
         platform.clone(),
         "pool-replaced".into(),
